@@ -1,0 +1,622 @@
+/* cfg.c — table-driven INI configuration (see cfg.h). */
+#include "cfg.h"
+#include "log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+enum cfg_type { CFG_STR, CFG_INT, CFG_BOOL };
+
+#define CFG_SECRET 0x1
+#define CFG_REQUIRED_NONEMPTY 0x2
+
+struct cfg_key {
+	const char *section;
+	const char *key;
+	enum cfg_type type;
+	size_t offset;
+	const char *def;
+	long min, max;
+	unsigned flags;
+	/* Extra check for a value; returns a static reason or NULL. */
+	const char *(*validate)(const char *value);
+	const char *help;
+};
+
+static const char *valid_url(const char *v);
+static const char *valid_modules(const char *v);
+static const char *valid_digits(const char *v);
+static const char *valid_ident(const char *v);
+static const char *valid_token(const char *v);
+
+#define O(f) offsetof(struct cfg, f)
+#define KB 1024L
+#define MB (1024L * 1024L)
+
+static const struct cfg_key cfg_keys[] = {
+	{"zoho", "accounts_url", CFG_STR, O(accounts_url), "https://accounts.zoho.com", 0, 0, 0,
+	 valid_url, "Zoho accounts server of the org's data centre (OAuth token endpoint)"},
+	{"zoho", "api_domain", CFG_STR, O(api_domain), "https://www.zohoapis.com", 0, 0, 0,
+	 valid_url, "Zoho API domain; the api_domain returned with a token takes precedence"},
+	{"zoho", "client_id", CFG_STR, O(client_id), "", 0, 0, 0, NULL,
+	 "OAuth client id (Self Client)"},
+	{"zoho", "client_secret", CFG_STR, O(client_secret), "", 0, 0, CFG_SECRET, NULL,
+	 "OAuth client secret (secret)"},
+	{"zoho", "refresh_token", CFG_STR, O(refresh_token), "", 0, 0, CFG_SECRET, NULL,
+	 "OAuth refresh token (secret)"},
+	{"zoho", "ca_file", CFG_STR, O(ca_file), "", 0, 0, 0, NULL,
+	 "CA bundle for TLS verification (empty: system default; verification cannot be disabled)"},
+	{"zoho", "connect_timeout", CFG_INT, O(connect_timeout), "10", 1, 300, 0, NULL,
+	 "seconds to establish a connection"},
+	{"zoho", "request_timeout", CFG_INT, O(request_timeout), "120", 1, 86400, 0, NULL,
+	 "seconds for one HTTP exchange (downloads: per 64 KiB of progress)"},
+	{"zoho", "max_retries", CFG_INT, O(max_retries), "6", 0, 50, 0, NULL,
+	 "retries of one call on 429/5xx/connection errors"},
+	{"zoho", "retry_budget", CFG_INT, O(retry_budget), "900", 1, 86400, 0, NULL,
+	 "seconds all retries of one call may take together"},
+	{"zoho", "max_response", CFG_INT, O(max_response), "67108864", 1024, LONG_MAX, 0, NULL,
+	 "bytes: largest JSON answer accepted"},
+
+	{"database", "conninfo", CFG_STR, O(conninfo), "", 0, 0, 0, NULL,
+	 "libpq connection string (keep passwords in PGPASSFILE)"},
+	{"database", "schema", CFG_STR, O(schema), "zcrm", 0, 0, 0, valid_ident,
+	 "schema holding every zcrm-sync table"},
+
+	{"sync", "modules", CFG_STR, O(modules), "Leads", 0, 0, 0, valid_modules,
+	 "comma-separated Zoho module API names to mirror"},
+	{"sync", "overlap", CFG_INT, O(overlap), "300", 0, 86400, 0, NULL,
+	 "seconds subtracted from the watermark by incremental sync"},
+	{"sync", "spool_dir", CFG_STR, O(spool_dir), "/var/spool/zcrm-sync", 0, 0, 0, NULL,
+	 "where the webhook spools notifications while PostgreSQL is down"},
+	{"sync", "work_dir", CFG_STR, O(work_dir), "/var/tmp", 0, 0, 0, NULL,
+	 "where bulk ZIP files are downloaded"},
+	{"sync", "bulk_wait", CFG_INT, O(bulk_wait), "3600", 1, 7 * 86400, 0, NULL,
+	 "seconds to wait for one bulk read job to complete"},
+	{"sync", "max_unzipped", CFG_INT, O(max_unzipped), "4294967296", MB, LONG_MAX, 0, NULL,
+	 "bytes: largest inflated bulk CSV accepted (zip bomb guard)"},
+	{"sync", "max_ratio", CFG_INT, O(max_ratio), "200", 2, 100000, 0, NULL,
+	 "largest inflated/compressed ratio accepted (zip bomb guard)"},
+
+	{"notify", "url", CFG_STR, O(notify_url), "", 0, 0, 0, NULL,
+	 "public URL Zoho posts notifications to (nginx → /notify)"},
+	{"notify", "callback_url", CFG_STR, O(callback_url), "", 0, 0, 0, NULL,
+	 "public URL for bulk job callbacks (empty: url with /notify replaced by /bulk-callback)"},
+	{"notify", "channel_id", CFG_STR, O(channel_id), "1000000068001", 0, 0, 0, valid_digits,
+	 "base channel id; the i-th module uses channel_id + i"},
+	{"notify", "token", CFG_STR, O(token), "", 0, 0, CFG_SECRET, valid_token,
+	 "shared token Zoho echoes in every notification (secret, at most 49 characters)"},
+	{"notify", "renew_margin", CFG_INT, O(renew_margin), "43200", 60, 86400, 0, NULL,
+	 "seconds before expiry at which renew_channel renews"},
+	{"notify", "channel_lifetime", CFG_INT, O(channel_lifetime), "86400", 600, 86400, 0, NULL,
+	 "seconds of channel life asked for (Zoho v6: at most one day)"},
+
+	{"webhook", "threads", CFG_INT, O(threads), "4", 1, 256, 0, NULL,
+	 "worker threads, each with one PostgreSQL connection"},
+	{"webhook", "max_body", CFG_INT, O(max_body), "1048576", KB, 64 * MB, 0, NULL,
+	 "bytes: largest notification body accepted (keep nginx's client_max_body_size equal)"},
+	{"webhook", "max_ids", CFG_INT, O(max_ids), "10000", 1, 1000000, 0, NULL,
+	 "most record ids accepted in one notification"},
+	{"webhook", "fetch", CFG_BOOL, O(fetch), "true", 0, 0, 0, NULL,
+	 "fetch full records of notified ids after replying"},
+};
+
+#undef O
+
+static const char *valid_url(const char *v)
+{
+	if (strncmp(v, "https://", 8) != 0 && strncmp(v, "http://", 7) != 0)
+		return "must start with https:// (or http:// for a local simulator)";
+	return NULL;
+}
+
+/* Module API names: letters, digits, underscores; nothing to quote. */
+static const char *valid_module_name(const char *s, size_t len)
+{
+	if (len == 0)
+		return "empty module name";
+	if (len > 60)
+		return "module name too long";
+	if (!isalpha((unsigned char)s[0]))
+		return "module names start with a letter";
+	for (size_t i = 0; i < len; i++) {
+		if (!isalnum((unsigned char)s[i]) && s[i] != '_')
+			return "module names hold only letters, digits and '_'";
+	}
+	return NULL;
+}
+
+static const char *valid_modules(const char *v)
+{
+	const char *p = v;
+	int n = 0;
+
+	for (;;) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		const char *start = p;
+		while (*p && *p != ',')
+			p++;
+		const char *end = p;
+		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		const char *why = valid_module_name(start, (size_t)(end - start));
+		if (why)
+			return why;
+		if (++n > CFG_MAX_MODULES)
+			return "too many modules";
+		if (!*p)
+			break;
+		p++;
+	}
+	return NULL;
+}
+
+static const char *valid_digits(const char *v)
+{
+	if (!*v || strlen(v) > 19)
+		return "must be 1 to 19 digits";
+	for (; *v; v++) {
+		if (!isdigit((unsigned char)*v))
+			return "must be digits only";
+	}
+	return NULL;
+}
+
+static const char *valid_ident(const char *v)
+{
+	return valid_module_name(v, strlen(v));
+}
+
+static const char *valid_token(const char *v)
+{
+	if (strlen(v) > 49)
+		return "Zoho accepts at most 49 characters";
+	return NULL;
+}
+
+static void set_err(char err[CFG_ERR_LEN], const char *fmt, ...) ZCRM_PRINTF(2, 3);
+static void set_err(char err[CFG_ERR_LEN], const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, CFG_ERR_LEN, fmt, ap);
+	va_end(ap);
+}
+
+static const struct cfg_key *find_key(const char *section, const char *key)
+{
+	for (size_t i = 0; i < ARRAY_LEN(cfg_keys); i++) {
+		if (strcmp(cfg_keys[i].section, section) == 0 && strcmp(cfg_keys[i].key, key) == 0)
+			return &cfg_keys[i];
+	}
+	return NULL;
+}
+
+static bool section_known(const char *section)
+{
+	for (size_t i = 0; i < ARRAY_LEN(cfg_keys); i++) {
+		if (strcmp(cfg_keys[i].section, section) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Store value into cfg for key k; where names the place for messages. */
+static enum rc set_value(struct cfg *cfg, const struct cfg_key *k, const char *value,
+			 const char *where, char err[CFG_ERR_LEN])
+{
+	char *base = (char *)cfg;
+	const char *why;
+
+	switch (k->type) {
+	case CFG_STR: {
+		char **slot = (char **)(base + k->offset);
+		if (k->validate && (*value || !k->def[0]) && (why = k->validate(value))) {
+			set_err(err, "%s: [%s] %s: %s", where, k->section, k->key, why);
+			return RC_CONFIG;
+		}
+		free(*slot);
+		*slot = xstrdup(value);
+		return RC_OK;
+	}
+	case CFG_INT: {
+		char *end;
+		errno = 0;
+		long v = strtol(value, &end, 10);
+		if (errno || end == value || *end) {
+			set_err(err, "%s: [%s] %s: '%s' is not a whole number", where, k->section,
+				k->key, value);
+			return RC_CONFIG;
+		}
+		if (v < k->min || v > k->max) {
+			set_err(err, "%s: [%s] %s: %ld is outside %ld..%ld", where, k->section, k->key,
+				v, k->min, k->max);
+			return RC_CONFIG;
+		}
+		*(long *)(base + k->offset) = v;
+		return RC_OK;
+	}
+	case CFG_BOOL: {
+		bool *slot = (bool *)(base + k->offset);
+		if (!strcasecmp(value, "true") || !strcasecmp(value, "yes") || !strcmp(value, "1") ||
+		    !strcasecmp(value, "on")) {
+			*slot = true;
+		} else if (!strcasecmp(value, "false") || !strcasecmp(value, "no") ||
+			   !strcmp(value, "0") || !strcasecmp(value, "off")) {
+			*slot = false;
+		} else {
+			set_err(err, "%s: [%s] %s: '%s' is not a boolean (true/false)", where,
+				k->section, k->key, value);
+			return RC_CONFIG;
+		}
+		return RC_OK;
+	}
+	}
+	return RC_INTERNAL;
+}
+
+static char *trim(char *s)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	char *e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
+		e--;
+	*e = '\0';
+	return s;
+}
+
+static enum rc parse_text(struct cfg *cfg, const char *text, const char *name,
+			  char err[CFG_ERR_LEN])
+{
+	char section[64] = "";
+	char *copy = xstrdup(text);
+	char *line;
+	int lineno = 0;
+	enum rc rc = RC_OK;
+	char where[512];
+	const char *p = copy;
+
+	while (p && *p) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+		char *raw = xstrndup(p, len);
+		lineno++;
+		p = nl ? nl + 1 : NULL;
+		line = trim(raw);
+		snprintf(where, sizeof(where), "%s:%d", name, lineno);
+		if (!*line || *line == '#' || *line == ';') {
+			free(raw);
+			continue;
+		}
+		if (*line == '[') {
+			char *close = strchr(line, ']');
+			if (!close || close[1]) {
+				set_err(err, "%s: malformed section header '%s'", where, line);
+				free(raw);
+				rc = RC_CONFIG;
+				goto out;
+			}
+			*close = '\0';
+			char *sec = trim(line + 1);
+			if (!section_known(sec)) {
+				set_err(err, "%s: unknown section [%s]", where, sec);
+				free(raw);
+				rc = RC_CONFIG;
+				goto out;
+			}
+			snprintf(section, sizeof(section), "%s", sec);
+			free(raw);
+			continue;
+		}
+		char *eq = strchr(line, '=');
+		if (!eq) {
+			set_err(err, "%s: expected 'key = value', got '%s'", where, line);
+			free(raw);
+			rc = RC_CONFIG;
+			goto out;
+		}
+		*eq = '\0';
+		char *key = trim(line);
+		char *value = trim(eq + 1);
+		/* Allow "quoted values" so that leading/trailing spaces survive. */
+		size_t vlen = strlen(value);
+		if (vlen >= 2 && value[0] == '"' && value[vlen - 1] == '"') {
+			value[vlen - 1] = '\0';
+			value++;
+		}
+		if (!section[0]) {
+			set_err(err, "%s: key '%s' outside any section", where, key);
+			free(raw);
+			rc = RC_CONFIG;
+			goto out;
+		}
+		const struct cfg_key *k = find_key(section, key);
+		if (!k) {
+			set_err(err, "%s: unknown key '%s' in [%s]", where, key, section);
+			free(raw);
+			rc = RC_CONFIG;
+			goto out;
+		}
+		rc = set_value(cfg, k, value, where, err);
+		free(raw);
+		if (rc)
+			goto out;
+	}
+out:
+	free(copy);
+	return rc;
+}
+
+static enum rc apply_env(struct cfg *cfg, char err[CFG_ERR_LEN])
+{
+	for (size_t i = 0; i < ARRAY_LEN(cfg_keys); i++) {
+		const struct cfg_key *k = &cfg_keys[i];
+		char name[128];
+		size_t n = (size_t)snprintf(name, sizeof(name), "ZCRM_%s_%s", k->section, k->key);
+		for (size_t j = 0; j < n && j < sizeof(name); j++)
+			name[j] = (char)toupper((unsigned char)name[j]);
+		const char *v = getenv(name);
+		if (!v)
+			continue;
+		char where[160];
+		snprintf(where, sizeof(where), "environment %s", name);
+		enum rc rc = set_value(cfg, k, v, where, err);
+		if (rc)
+			return rc;
+	}
+	return RC_OK;
+}
+
+static void split_modules(struct cfg *cfg)
+{
+	const char *p = cfg->modules;
+
+	cfg->nmodules = 0;
+	while (*p && cfg->nmodules < CFG_MAX_MODULES) {
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		const char *start = p;
+		while (*p && *p != ',')
+			p++;
+		const char *end = p;
+		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		if (end > start)
+			cfg->module_list[cfg->nmodules++] = xstrndup(start, (size_t)(end - start));
+	}
+}
+
+static enum rc finish(struct cfg *cfg, const char *name, char err[CFG_ERR_LEN])
+{
+	split_modules(cfg);
+	for (size_t i = 0; i < cfg->nmodules; i++) {
+		for (size_t j = 0; j < i; j++) {
+			if (!strcasecmp(cfg->module_list[i], cfg->module_list[j])) {
+				set_err(err, "%s: [sync] modules: '%s' is listed twice", name,
+					cfg->module_list[i]);
+				return RC_CONFIG;
+			}
+		}
+	}
+	cfg->channel_base = strtoull(cfg->channel_id, NULL, 10);
+	if (cfg->channel_base + cfg->nmodules < cfg->channel_base) {
+		set_err(err, "%s: [notify] channel_id: too large", name);
+		return RC_CONFIG;
+	}
+	if (!cfg->callback_url[0] && cfg->notify_url[0]) {
+		const char *q = strstr(cfg->notify_url, "/notify");
+		free(cfg->callback_url);
+		if (q) {
+			cfg->callback_url = xasprintf("%.*s/bulk-callback%s",
+						      (int)(q - cfg->notify_url), cfg->notify_url,
+						      q + strlen("/notify"));
+		} else {
+			cfg->callback_url = xstrdup("");
+		}
+	}
+	return RC_OK;
+}
+
+static struct cfg *cfg_new_defaults(void)
+{
+	struct cfg *cfg = xcalloc(1, sizeof(*cfg));
+	char err[CFG_ERR_LEN];
+
+	for (size_t i = 0; i < ARRAY_LEN(cfg_keys); i++) {
+		/* Defaults are valid by construction; a failure here is a bug. */
+		if (set_value(cfg, &cfg_keys[i], cfg_keys[i].def, "default", err) != RC_OK) {
+			fprintf(stderr, "bug: bad default: %s\n", err);
+			abort();
+		}
+	}
+	return cfg;
+}
+
+enum rc cfg_load_string(const char *text, const char *name, bool use_env, struct cfg **out,
+			char err[CFG_ERR_LEN])
+{
+	struct cfg *cfg = cfg_new_defaults();
+	enum rc rc;
+
+	err[0] = '\0';
+	rc = parse_text(cfg, text, name, err);
+	if (rc)
+		goto fail;
+	if (use_env) {
+		rc = apply_env(cfg, err);
+		if (rc)
+			goto fail;
+	}
+	rc = finish(cfg, name, err);
+	if (rc)
+		goto fail;
+	*out = cfg;
+	return RC_OK;
+fail:
+	cfg_free(cfg);
+	*out = NULL;
+	return rc;
+}
+
+static bool has_secret_values(const struct cfg *cfg)
+{
+	return (cfg->client_secret && cfg->client_secret[0]) ||
+	       (cfg->refresh_token && cfg->refresh_token[0]) || (cfg->token && cfg->token[0]);
+}
+
+enum rc cfg_load(const char *path, struct cfg **out, char err[CFG_ERR_LEN])
+{
+	char *text = NULL;
+	FILE *f = NULL;
+	enum rc rc = RC_CONFIG;
+	bool explicit = true;
+	struct stat st;
+
+	*out = NULL;
+	err[0] = '\0';
+	if (!path) {
+		path = getenv("ZCRM_CONFIG");
+		if (!path || !*path) {
+			path = CFG_DEFAULT_PATH;
+			explicit = false;
+		}
+	}
+	f = fopen(path, "r");
+	if (!f) {
+		if (!explicit && errno == ENOENT) {
+			/* No file at the default place: environment only. */
+			rc = cfg_load_string("", "environment", true, out, err);
+			return rc;
+		}
+		set_err(err, "%s: cannot open: %s", path, strerror(errno));
+		return RC_CONFIG;
+	}
+	if (fstat(fileno(f), &st) == 0 && st.st_size > 1024 * 1024) {
+		set_err(err, "%s: larger than 1 MiB; not a config file?", path);
+		goto out;
+	}
+	size_t cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 4096, len = 0;
+	text = xmalloc(cap);
+	for (;;) {
+		size_t n = fread(text + len, 1, cap - len - 1, f);
+		len += n;
+		if (n == 0)
+			break;
+		if (len + 1 == cap)
+			text = xrealloc(text, cap *= 2);
+	}
+	if (ferror(f)) {
+		set_err(err, "%s: read error", path);
+		goto out;
+	}
+	text[len] = '\0';
+	if (memchr(text, '\0', len)) {
+		set_err(err, "%s: contains a NUL byte; not a config file?", path);
+		goto out;
+	}
+	rc = cfg_load_string(text, path, true, out, err);
+	if (rc == RC_OK) {
+		(*out)->path = xstrdup(path);
+		if ((st.st_mode & 0007) && has_secret_values(*out)) {
+			log_warn("config file holding secrets is readable by others",
+				 "file=%s mode=%04o hint=%s", log_q(path), (unsigned)(st.st_mode & 07777),
+				 log_q("chmod 600 (or 640 with a dedicated group)"));
+		}
+	}
+out:
+	free(text);
+	if (f)
+		fclose(f);
+	return rc;
+}
+
+void cfg_free(struct cfg *cfg)
+{
+	if (!cfg)
+		return;
+	for (size_t i = 0; i < ARRAY_LEN(cfg_keys); i++) {
+		if (cfg_keys[i].type == CFG_STR)
+			free(*(char **)((char *)cfg + cfg_keys[i].offset));
+	}
+	for (size_t i = 0; i < cfg->nmodules; i++)
+		free(cfg->module_list[i]);
+	free(cfg->path);
+	free(cfg);
+}
+
+void cfg_register_secrets(const struct cfg *cfg)
+{
+	for (size_t i = 0; i < ARRAY_LEN(cfg_keys); i++) {
+		if (cfg_keys[i].flags & CFG_SECRET)
+			log_add_secret(*(char **)((char *)cfg + cfg_keys[i].offset));
+	}
+}
+
+int cfg_module_index(const struct cfg *cfg, const char *module)
+{
+	for (size_t i = 0; i < cfg->nmodules; i++) {
+		if (strcmp(cfg->module_list[i], module) == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
+uint64_t cfg_channel_id(const struct cfg *cfg, size_t i)
+{
+	return cfg->channel_base + i;
+}
+
+void cfg_dump(const struct cfg *cfg, void *file)
+{
+	FILE *f = file;
+	const char *section = "";
+
+	for (size_t i = 0; i < ARRAY_LEN(cfg_keys); i++) {
+		const struct cfg_key *k = &cfg_keys[i];
+		const char *base = (const char *)cfg;
+		if (strcmp(section, k->section) != 0) {
+			fprintf(f, "%s[%s]\n", i ? "\n" : "", k->section);
+			section = k->section;
+		}
+		switch (k->type) {
+		case CFG_STR: {
+			const char *v = *(char *const *)(base + k->offset);
+			if ((k->flags & CFG_SECRET) && v[0])
+				v = "********";
+			fprintf(f, "%s = %s\n", k->key, v);
+			break;
+		}
+		case CFG_INT:
+			fprintf(f, "%s = %ld\n", k->key, *(const long *)(base + k->offset));
+			break;
+		case CFG_BOOL:
+			fprintf(f, "%s = %s\n", k->key,
+				*(const bool *)(base + k->offset) ? "true" : "false");
+			break;
+		}
+	}
+}
+
+void cfg_print_sample(void *file)
+{
+	FILE *f = file;
+	const char *section = "";
+
+	fprintf(f, "# zcrm-sync configuration. Every key is shown with its default.\n"
+		   "# Any key can be overridden by the environment: ZCRM_<SECTION>_<KEY>.\n");
+	for (size_t i = 0; i < ARRAY_LEN(cfg_keys); i++) {
+		const struct cfg_key *k = &cfg_keys[i];
+		if (strcmp(section, k->section) != 0) {
+			fprintf(f, "\n[%s]\n", k->section);
+			section = k->section;
+		}
+		fprintf(f, "# %s\n#%s = %s\n", k->help, k->key, k->def);
+	}
+}

@@ -1,0 +1,3 @@
+/* placeholder until the webhook lands */
+int main(void);
+int main(void) { return 0; }
