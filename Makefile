@@ -19,7 +19,7 @@ VERSION    := 0.1.0
 STD  := -std=c11 -D_GNU_SOURCE
 WARN := -Wall -Wextra -Wno-unused-parameter -Wmissing-prototypes \
         -Wstrict-prototypes -Wold-style-definition -Wpointer-arith -Wundef \
-        -Wformat=2 -Wmissing-format-attribute -Wshadow
+        -Wformat=2 -Wno-format-zero-length -Wmissing-format-attribute -Wshadow
 OPT  ?= -O2 -g
 
 ifeq ($(CI),true)

@@ -56,6 +56,15 @@ CREATE TABLE dirty (
 );
 CREATE INDEX dirty_due ON dirty (module, next_try);
 
+-- Bulk job callbacks as received: a hint to poll now, never trusted alone
+-- (Zoho signs nothing here; the job status API is the source of truth).
+CREATE TABLE bulk_callbacks (
+    job_id       text PRIMARY KEY,
+    state        text,
+    received_at  timestamptz NOT NULL DEFAULT now(),
+    raw          text NOT NULL
+);
+
 -- Time ranges in which notifications may have been missed.
 CREATE TABLE coverage_gaps (
     id         bigserial PRIMARY KEY,

@@ -1,3 +1,342 @@
-/* placeholder until the webhook lands */
-int main(void);
-int main(void) { return 0; }
+/* main.c — zcrm_webhook: options, signals, the listening socket, threads.
+ *
+ * Runs under spawn-fcgi or systemd (socket on fd 0, or LISTEN_FDS=1 on
+ * fd 3) or with --listen unix:/path | host:port. N worker threads each
+ * own one PostgreSQL connection; one housekeeping thread replays the spool.
+ * SIGTERM/SIGINT: stop accepting, let in-flight requests finish, exit 0. */
+#include "cfg.h"
+#include "log.h"
+#include "spool.h"
+#include "webhook.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: zcrm_webhook [OPTION]...\n"
+		"FastCGI receiver for Zoho CRM notifications (zcrm-sync %s).\n"
+		"\n"
+		"Listens on the socket given by --listen, or on the socket inherited on\n"
+		"fd 0 (spawn-fcgi) or via systemd socket activation (LISTEN_FDS).\n"
+		"\n"
+		"Options:\n"
+		"  -c, --config PATH    configuration file (default $ZCRM_CONFIG, then\n"
+		"                       " CFG_DEFAULT_PATH ")\n"
+		"  -l, --listen SPEC    unix:/path/to.sock or host:port\n"
+		"  -t, --threads N      worker threads (default: [webhook] threads)\n"
+		"      --check-config   validate the configuration, print it, exit\n"
+		"  -v, --verbose        debug logging\n"
+		"  -q, --quiet          warnings and errors only\n"
+		"  -h, --help           this text\n"
+		"  -V, --version        print the version\n"
+		"\n"
+		"Routes (under any prefix nginx maps): POST /notify, POST /bulk-callback,\n"
+		"GET /healthz, GET /metrics.\n"
+		"Exit status: 0 after a clean shutdown, 64 usage, 78 configuration,\n"
+		"71 socket or thread errors.\n",
+		ZCRM_VERSION);
+}
+
+static int listen_unix(const char *path)
+{
+	struct sockaddr_un sa;
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		log_error("socket path too long", "path=%s", log_q(path));
+		return -1;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	unlink(path);
+	/* nginx (often another user) must be able to connect. */
+	mode_t old = umask(0117);
+	int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (rc || listen(fd, 1024)) {
+		log_error("cannot listen", "path=%s err=%s", log_q(path), log_q(strerror(errno)));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int listen_tcp(const char *spec)
+{
+	const char *colon = strrchr(spec, ':');
+	struct addrinfo hints = {0}, *ai = NULL;
+	int fd = -1, one = 1;
+
+	if (!colon) {
+		log_error("bad --listen; expected unix:/path or host:port", "listen=%s", log_q(spec));
+		return -1;
+	}
+	char *host = xstrndup(spec, (size_t)(colon - spec));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	int gai = getaddrinfo(*host ? host : NULL, colon + 1, &hints, &ai);
+	free(host);
+	if (gai) {
+		log_error("cannot resolve --listen", "listen=%s err=%s", log_q(spec),
+			  log_q(gai_strerror(gai)));
+		return -1;
+	}
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 1024)) {
+		log_error("cannot listen", "listen=%s err=%s", log_q(spec), log_q(strerror(errno)));
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(ai);
+	return fd;
+}
+
+static int open_listener(const char *spec)
+{
+	if (spec) {
+		if (!strncmp(spec, "unix:", 5))
+			return listen_unix(spec + 5);
+		return listen_tcp(spec);
+	}
+	const char *fds = getenv("LISTEN_FDS");
+	const char *pid = getenv("LISTEN_PID");
+	if (fds && pid && atoi(fds) == 1 && atol(pid) == (long)getpid())
+		return 3;
+	/* spawn-fcgi: the listening socket is fd 0. */
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	if (getsockname(0, (struct sockaddr *)&ss, &len) == 0)
+		return 0;
+	log_error("no socket: give --listen, or run under spawn-fcgi or systemd", "");
+	return -1;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct app *app = w->app;
+	FCGX_Request req;
+
+	if (FCGX_InitRequest(&req, app->listen_fd, 0)) {
+		log_error("cannot initialise request", "worker=%d", w->index);
+		return NULL;
+	}
+	while (!app->stop) {
+		pthread_mutex_lock(&app->accept_lock);
+		int rc = app->stop ? -1 : FCGX_Accept_r(&req);
+		pthread_mutex_unlock(&app->accept_lock);
+		if (rc < 0)
+			break;
+		webhook_handle(w, &req);
+		FCGX_Finish_r(&req);
+		webhook_after_reply(w);
+	}
+	FCGX_Free(&req, 1);
+	db_close(w->db);
+	w->db = NULL;
+	return NULL;
+}
+
+/* Housekeeping: replay the spool whenever the database is reachable. */
+static void *housekeeper_main(void *arg)
+{
+	struct worker *w = arg;
+	struct timespec pause = {0, 250 * 1000 * 1000};
+
+	log_set_context("worker", "housekeeper");
+	while (!w->app->stop) {
+		webhook_replay_spool(w);
+		nanosleep(&pause, NULL);
+	}
+	/* Last chance before exit, so a clean stop leaves little behind. */
+	webhook_replay_spool(w);
+	db_close(w->db);
+	w->db = NULL;
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"listen", required_argument, NULL, 'l'},
+		{"threads", required_argument, NULL, 't'},
+		{"check-config", no_argument, NULL, 'C'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"quiet", no_argument, NULL, 'q'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *config = NULL, *listen_spec = NULL;
+	long threads = 0;
+	bool check_only = false;
+	enum log_level level = LOG_LVL_INFO;
+	struct cfg *cfg = NULL;
+	struct app app;
+	struct worker *workers = NULL, housekeeper;
+	pthread_t *tids = NULL, htid;
+	char err[CFG_ERR_LEN];
+	int c, status = EX_OK;
+	long started = 0;
+	bool housekeeper_started = false;
+
+	while ((c = getopt_long(argc, argv, "c:l:t:vqhV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'l':
+			listen_spec = optarg;
+			break;
+		case 't':
+			threads = strtol(optarg, NULL, 10);
+			if (threads < 1 || threads > 256) {
+				fprintf(stderr, "zcrm_webhook: --threads must be 1..256\n");
+				return EX_USAGE;
+			}
+			break;
+		case 'C':
+			check_only = true;
+			break;
+		case 'v':
+			level = LOG_LVL_DEBUG;
+			break;
+		case 'q':
+			level = LOG_LVL_WARN;
+			break;
+		case 'h':
+			usage(stdout);
+			return EX_OK;
+		case 'V':
+			printf("zcrm_webhook %s\n", ZCRM_VERSION);
+			return EX_OK;
+		default:
+			usage(stderr);
+			return EX_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "zcrm_webhook: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return EX_USAGE;
+	}
+	log_init("zcrm_webhook", level);
+	if (cfg_load(config, &cfg, err) != RC_OK) {
+		log_error("configuration error", "err=%s", log_q(err));
+		return EX_CONFIG;
+	}
+	cfg_register_secrets(cfg);
+	if (!cfg->token[0]) {
+		log_error("configuration error", "err=%s",
+			  log_q("[notify] token must be set: it is how the webhook knows Zoho"));
+		cfg_free(cfg);
+		return EX_CONFIG;
+	}
+	if (check_only) {
+		cfg_dump(cfg, stdout);
+		cfg_free(cfg);
+		return EX_OK;
+	}
+	if (threads == 0)
+		threads = cfg->threads;
+	if (spool_init(cfg->spool_dir) != RC_OK) {
+		cfg_free(cfg);
+		return EX_CANTCREAT;
+	}
+
+	/* Signals go to main only (sigwait below); workers never see them. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	memset(&app, 0, sizeof(app));
+	app.cfg = cfg;
+	app.metrics = metrics_new();
+	pthread_mutex_init(&app.accept_lock, NULL);
+	if (FCGX_Init()) {
+		log_error("FCGX_Init failed", "");
+		status = EX_OSERR;
+		goto out;
+	}
+	app.listen_fd = open_listener(listen_spec);
+	if (app.listen_fd < 0) {
+		status = EX_OSERR;
+		goto out;
+	}
+
+	workers = xcalloc((size_t)threads, sizeof(*workers));
+	tids = xcalloc((size_t)threads, sizeof(*tids));
+	for (long i = 0; i < threads; i++) {
+		workers[i].app = &app;
+		workers[i].index = (int)i;
+		if (pthread_create(&tids[i], NULL, worker_main, &workers[i])) {
+			log_error("cannot start worker thread", "err=%s", log_q(strerror(errno)));
+			status = EX_OSERR;
+			app.stop = 1;
+			break;
+		}
+		started++;
+	}
+	memset(&housekeeper, 0, sizeof(housekeeper));
+	housekeeper.app = &app;
+	housekeeper.index = -1;
+	if (!app.stop && pthread_create(&htid, NULL, housekeeper_main, &housekeeper) == 0)
+		housekeeper_started = true;
+	if (!app.stop)
+		log_info("webhook started", "threads=%ld listen=%s modules=%s", threads,
+			 log_q(listen_spec ? listen_spec : "inherited"), log_q(cfg->modules));
+
+	while (!app.stop) {
+		int sig = 0;
+		if (sigwait(&sigs, &sig))
+			continue;
+		if (sig == SIGHUP) {
+			log_info("SIGHUP ignored; restart to reload the configuration", "");
+			continue;
+		}
+		log_info("shutting down; finishing requests in flight", "signal=%d", sig);
+		app.stop = 1;
+	}
+	/* Wake the workers blocked in accept(); in-flight requests complete. */
+	FCGX_ShutdownPending();
+	shutdown(app.listen_fd, SHUT_RDWR);
+	for (long i = 0; i < started; i++)
+		pthread_join(tids[i], NULL);
+	if (housekeeper_started)
+		pthread_join(htid, NULL);
+	log_info("webhook stopped", "");
+out:
+	if (listen_spec && !strncmp(listen_spec, "unix:", 5) && app.listen_fd >= 0)
+		unlink(listen_spec + 5);
+	free(workers);
+	free(tids);
+	metrics_free(app.metrics);
+	pthread_mutex_destroy(&app.accept_lock);
+	log_clear_secrets();
+	cfg_free(cfg);
+	return status;
+}

@@ -1,0 +1,31 @@
+/* inbox.h — the durable log of notifications and what they do to the tables.
+ *
+ * inbox_record() stores a validated notification in `inbox` (once: a
+ * byte-identical redelivery is recognised) and, when the module table
+ * exists, applies it in the same transaction: deletes become tombstones by
+ * the freshness rule, inserts/updates mark ids dirty for fetching. A
+ * notification whose module table does not exist yet stays pending until
+ * inbox_apply_pending() runs after the table is created. */
+#ifndef ZCRM_INBOX_H
+#define ZCRM_INBOX_H
+
+#include "compiler.h"
+#include "db.h"
+#include "notification.h"
+#include "rc.h"
+
+#include <stddef.h>
+
+enum inbox_outcome {
+	INBOX_APPLIED,    /* recorded and applied */
+	INBOX_PENDING,    /* recorded; module table not there yet */
+	INBOX_DUPLICATE,  /* seen before; nothing changed */
+};
+
+/* raw/len is the body exactly as received; via is "webhook" or "spool". */
+enum rc inbox_record(struct db *db, const struct notification *n, const char *raw, size_t len,
+		     const char *via, enum inbox_outcome *outcome) ZCRM_MUSTCHECK;
+/* Apply every pending notification of module, oldest first. */
+enum rc inbox_apply_pending(struct db *db, const char *module, long *applied) ZCRM_MUSTCHECK;
+
+#endif

@@ -1,0 +1,145 @@
+/* metrics.c — lock-free counters rendered as Prometheus text (see metrics.h). */
+#include "compiler.h"
+#include "metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const double bucket_bounds[METRICS_NBUCKETS] = {
+	0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+};
+
+static const int status_codes[MS__COUNT] = {200, 400, 403, 404, 405, 413, 415, 500, 503};
+
+struct metrics *metrics_new(void)
+{
+	struct metrics *m = xcalloc(1, sizeof(*m));
+	return m;
+}
+
+void metrics_free(struct metrics *m)
+{
+	free(m);
+}
+
+const char *metrics_route_name(enum metrics_route route)
+{
+	static const char *const names[ROUTE__COUNT] = {"notify", "bulk-callback", "healthz",
+							"metrics", "other"};
+	return (unsigned)route < ROUTE__COUNT ? names[route] : "other";
+}
+
+void metrics_request(struct metrics *m, enum metrics_route route, int status, double seconds)
+{
+	size_t s = MS_500;
+
+	for (size_t i = 0; i < MS__COUNT; i++) {
+		if (status_codes[i] == status) {
+			s = i;
+			break;
+		}
+	}
+	if ((unsigned)route >= ROUTE__COUNT)
+		route = ROUTE_OTHER;
+	atomic_fetch_add_explicit(&m->requests[route][s], 1, memory_order_relaxed);
+	size_t b = METRICS_NBUCKETS;
+	for (size_t i = 0; i < METRICS_NBUCKETS; i++) {
+		if (seconds <= bucket_bounds[i]) {
+			b = i;
+			break;
+		}
+	}
+	atomic_fetch_add_explicit(&m->latency_bucket[b], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&m->latency_sum_us, (unsigned long)(seconds * 1e6),
+				  memory_order_relaxed);
+}
+
+struct out {
+	char *buf;
+	size_t len, cap;
+};
+
+static void put(struct out *o, const char *fmt, ...) ZCRM_PRINTF(2, 3);
+static void put(struct out *o, const char *fmt, ...)
+{
+	va_list ap;
+	for (;;) {
+		va_start(ap, fmt);
+		int n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+		va_end(ap);
+		if (n >= 0 && (size_t)n < o->cap - o->len) {
+			o->len += (size_t)n;
+			return;
+		}
+		o->cap = o->cap * 2 + (size_t)(n > 0 ? n : 0);
+		o->buf = xrealloc(o->buf, o->cap);
+	}
+}
+
+static unsigned long get(atomic_ulong *v)
+{
+	return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+char *metrics_render(struct metrics *m, long spool_depth)
+{
+	struct out o = {xmalloc(8192), 0, 8192};
+
+	put(&o, "# HELP zcrm_webhook_requests_total Requests answered, by route and HTTP status.\n"
+		"# TYPE zcrm_webhook_requests_total counter\n");
+	for (size_t r = 0; r < ROUTE__COUNT; r++) {
+		for (size_t s = 0; s < MS__COUNT; s++) {
+			unsigned long v = get(&m->requests[r][s]);
+			if (v)
+				put(&o, "zcrm_webhook_requests_total{route=\"%s\",status=\"%d\"} %lu\n",
+				    metrics_route_name((enum metrics_route)r), status_codes[s], v);
+		}
+	}
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} counters[] = {
+		{"zcrm_webhook_inbox_applied_total", "Notifications recorded in the inbox and applied.",
+		 offsetof(struct metrics, inbox_applied)},
+		{"zcrm_webhook_inbox_pending_total",
+		 "Notifications recorded whose module table does not exist yet.",
+		 offsetof(struct metrics, inbox_pending)},
+		{"zcrm_webhook_inbox_duplicates_total", "Redelivered notifications ignored.",
+		 offsetof(struct metrics, inbox_duplicates)},
+		{"zcrm_webhook_spooled_total", "Notifications written to the spool (database down).",
+		 offsetof(struct metrics, spooled)},
+		{"zcrm_webhook_spool_replayed_total", "Spooled notifications moved into the inbox.",
+		 offsetof(struct metrics, spool_replayed)},
+		{"zcrm_webhook_db_errors_total", "Database errors seen by request handlers.",
+		 offsetof(struct metrics, db_errors)},
+		{"zcrm_webhook_fetched_records_total", "Records fetched from Zoho after notifications.",
+		 offsetof(struct metrics, fetched_records)},
+		{"zcrm_webhook_fetch_errors_total", "Failed record fetches (ids stay dirty).",
+		 offsetof(struct metrics, fetch_errors)},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(counters); i++) {
+		atomic_ulong *v = (atomic_ulong *)((char *)m + counters[i].off);
+		put(&o, "# HELP %s %s\n# TYPE %s counter\n%s %lu\n", counters[i].name,
+		    counters[i].help, counters[i].name, counters[i].name, get(v));
+	}
+	if (spool_depth >= 0)
+		put(&o, "# HELP zcrm_webhook_spool_depth Notifications waiting in the spool.\n"
+			"# TYPE zcrm_webhook_spool_depth gauge\nzcrm_webhook_spool_depth %ld\n",
+		    spool_depth);
+	put(&o, "# HELP zcrm_webhook_request_duration_seconds Time from request to reply.\n"
+		"# TYPE zcrm_webhook_request_duration_seconds histogram\n");
+	unsigned long cum = 0;
+	for (size_t i = 0; i < METRICS_NBUCKETS; i++) {
+		cum += get(&m->latency_bucket[i]);
+		put(&o, "zcrm_webhook_request_duration_seconds_bucket{le=\"%g\"} %lu\n",
+		    bucket_bounds[i], cum);
+	}
+	cum += get(&m->latency_bucket[METRICS_NBUCKETS]);
+	put(&o, "zcrm_webhook_request_duration_seconds_bucket{le=\"+Inf\"} %lu\n", cum);
+	put(&o, "zcrm_webhook_request_duration_seconds_sum %.6f\n",
+	    (double)get(&m->latency_sum_us) / 1e6);
+	put(&o, "zcrm_webhook_request_duration_seconds_count %lu\n", cum);
+	return o.buf;
+}

@@ -1,0 +1,46 @@
+/* metrics.h — webhook counters and a latency histogram, Prometheus text.
+ *
+ * One struct metrics is allocated by main and shared by the worker threads;
+ * every field is a C11 atomic, so recording never takes a lock. */
+#ifndef ZCRM_METRICS_H
+#define ZCRM_METRICS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+enum metrics_route {
+	ROUTE_NOTIFY,
+	ROUTE_BULK_CALLBACK,
+	ROUTE_HEALTHZ,
+	ROUTE_METRICS,
+	ROUTE_OTHER,
+	ROUTE__COUNT
+};
+
+enum metrics_status { MS_200, MS_400, MS_403, MS_404, MS_405, MS_413, MS_415, MS_500, MS_503, MS__COUNT };
+
+#define METRICS_NBUCKETS 12
+
+struct metrics {
+	atomic_ulong requests[ROUTE__COUNT][MS__COUNT];
+	atomic_ulong inbox_applied;
+	atomic_ulong inbox_pending;
+	atomic_ulong inbox_duplicates;
+	atomic_ulong spooled;
+	atomic_ulong spool_replayed;
+	atomic_ulong db_errors;
+	atomic_ulong fetched_records;
+	atomic_ulong fetch_errors;
+	atomic_ulong latency_bucket[METRICS_NBUCKETS + 1]; /* last: +Inf */
+	atomic_ulong latency_sum_us;
+};
+
+struct metrics *metrics_new(void);
+void metrics_free(struct metrics *m);
+void metrics_request(struct metrics *m, enum metrics_route route, int status, double seconds);
+const char *metrics_route_name(enum metrics_route route);
+/* Render the Prometheus text exposition into a fresh heap string.
+ * spool_depth < 0 omits the gauge. */
+char *metrics_render(struct metrics *m, long spool_depth);
+
+#endif

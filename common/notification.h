@@ -1,0 +1,43 @@
+/* notification.h — parse and validate one Zoho notification callback body.
+ *
+ * Leaf module (json-c only). The body is the JSON Zoho POSTs to notify_url
+ * (zoho-api.md §2.5). Validation is strict about what we rely on (module,
+ * operation, ids, server_time, channel_id) and tolerant of the rest. */
+#ifndef ZCRM_NOTIFICATION_H
+#define ZCRM_NOTIFICATION_H
+
+#include "compiler.h"
+#include "rc.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum notif_op { NOTIF_INSERT, NOTIF_UPDATE, NOTIF_DELETE };
+
+/* Deepest JSON nesting accepted; Zoho's bodies are 4 levels deep. */
+#define NOTIF_MAX_DEPTH 16
+
+struct notification {
+	char module[64];
+	enum notif_op op;
+	uint64_t channel_id;
+	int64_t server_time_ms;  /* epoch milliseconds */
+	size_t nids;
+	int64_t *ids;            /* record ids, in the order sent */
+	char *token;             /* NULL when Zoho sent null or nothing */
+	void *root;              /* json_object *, owned */
+	void *affected_values;   /* json_object * array, borrowed from root, or NULL */
+};
+
+/* Parses body (len bytes, need not be NUL-terminated). On failure returns
+ * RC_BADINPUT (or RC_TOOBIG for more than max_ids ids) with a reason naming
+ * the key in err. The caller frees *out with notification_free(). */
+enum rc notification_parse(const char *body, size_t len, size_t max_ids,
+			   struct notification **out, char *err, size_t errlen) ZCRM_MUSTCHECK;
+void notification_free(struct notification *n);
+
+const char *notif_op_str(enum notif_op op);
+/* Digits only, 1..19 of them, fitting a PostgreSQL bigint. */
+int notification_parse_id(const char *s, int64_t *out);
+
+#endif

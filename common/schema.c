@@ -1,0 +1,371 @@
+/* schema.c — module tables from fields metadata (see schema.h). */
+#include "schema.h"
+#include "inbox.h"
+#include "log.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct {
+	const char *data_type;
+	enum field_kind kind;
+} kind_table[] = {
+	{"text", FIELD_TEXT},		{"email", FIELD_TEXT},
+	{"phone", FIELD_TEXT},		{"website", FIELD_TEXT},
+	{"picklist", FIELD_TEXT},	{"textarea", FIELD_TEXT},
+	{"autonumber", FIELD_TEXT},	{"profileimage", FIELD_TEXT},
+	{"integer", FIELD_INT},		{"bigint", FIELD_INT},
+	{"double", FIELD_NUMERIC},	{"currency", FIELD_NUMERIC},
+	{"percent", FIELD_NUMERIC},	{"decimal", FIELD_NUMERIC},
+	{"boolean", FIELD_BOOL},	{"date", FIELD_DATE},
+	{"datetime", FIELD_DATETIME},	{"multiselectpicklist", FIELD_MULTI},
+	{"lookup", FIELD_LOOKUP},	{"ownerlookup", FIELD_LOOKUP},
+	{"userlookup", FIELD_LOOKUP},	{"layout", FIELD_LOOKUP},
+};
+
+/* Our own columns; a Zoho field whose name folds to one gets a suffix. */
+static const char *const reserved_columns[] = {"deleted_at", "synced_at", "source"};
+
+enum field_kind schema_field_kind(const char *data_type, const char *json_type)
+{
+	if (!data_type)
+		return FIELD_JSON;
+	if (!strcmp(data_type, "formula") || !strcmp(data_type, "rollup_summary")) {
+		/* Their real type is the JSON type of the result. */
+		if (json_type && !strcmp(json_type, "double"))
+			return FIELD_NUMERIC;
+		if (json_type && !strcmp(json_type, "integer"))
+			return FIELD_INT;
+		if (json_type && !strcmp(json_type, "boolean"))
+			return FIELD_BOOL;
+		if (json_type && !strcmp(json_type, "string"))
+			return FIELD_TEXT;
+		return FIELD_JSON;
+	}
+	/* Tag: data_type text but a JSON array of {name,…}; stored as names. */
+	if (!strcmp(data_type, "text") && json_type && !strcmp(json_type, "jsonarray"))
+		return FIELD_MULTI;
+	for (size_t i = 0; i < ARRAY_LEN(kind_table); i++) {
+		if (!strcmp(kind_table[i].data_type, data_type))
+			return kind_table[i].kind;
+	}
+	return FIELD_JSON;
+}
+
+const char *schema_kind_pg_type(enum field_kind kind)
+{
+	switch (kind) {
+	case FIELD_TEXT:
+		return "text";
+	case FIELD_INT:
+		return "bigint";
+	case FIELD_NUMERIC:
+		return "numeric";
+	case FIELD_BOOL:
+		return "boolean";
+	case FIELD_DATE:
+		return "date";
+	case FIELD_DATETIME:
+		return "timestamptz";
+	case FIELD_MULTI:
+		return "text[]";
+	case FIELD_LOOKUP:
+		return "bigint";
+	case FIELD_JSON:
+		return "jsonb";
+	}
+	return "text";
+}
+
+static enum field_kind kind_from_pg_type(const char *pg_type, const char *data_type)
+{
+	if (!strcmp(pg_type, "bigint"))
+		return schema_field_kind(data_type, NULL) == FIELD_LOOKUP ? FIELD_LOOKUP : FIELD_INT;
+	if (!strcmp(pg_type, "numeric"))
+		return FIELD_NUMERIC;
+	if (!strcmp(pg_type, "boolean"))
+		return FIELD_BOOL;
+	if (!strcmp(pg_type, "date"))
+		return FIELD_DATE;
+	if (!strcmp(pg_type, "timestamptz"))
+		return FIELD_DATETIME;
+	if (!strcmp(pg_type, "text[]"))
+		return FIELD_MULTI;
+	if (!strcmp(pg_type, "jsonb"))
+		return FIELD_JSON;
+	return FIELD_TEXT;
+}
+
+char *schema_table_name(const char *module)
+{
+	char *t = xstrdup(module);
+	for (char *p = t; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return t;
+}
+
+/* The system columns that are Zoho fields too: fixed types, always there. */
+static const char *system_column(const char *api_name)
+{
+	if (!strcasecmp(api_name, "id"))
+		return "id";
+	if (!strcmp(api_name, "Modified_Time"))
+		return "modified_time";
+	if (!strcmp(api_name, "Created_Time"))
+		return "created_time";
+	return NULL;
+}
+
+static char *column_for(const char *api_name)
+{
+	char *col = schema_table_name(api_name);
+	for (size_t i = 0; i < ARRAY_LEN(reserved_columns); i++) {
+		if (!strcmp(col, reserved_columns[i])) {
+			char *c2 = xasprintf("%s_zoho", col);
+			free(col);
+			return c2;
+		}
+	}
+	if (strlen(col) > 63)
+		col[63] = '\0';
+	return col;
+}
+
+static bool name_ok(const char *s)
+{
+	if (!*s || strlen(s) > 100)
+		return false;
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c < ' ' || c == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+enum rc schema_ensure_module(struct db *db, const char *module, const struct zfield *fields,
+			     size_t nfields)
+{
+	char *table = schema_table_name(module);
+	char *qtable = db_quote_ident(db, table);
+	char *live = xasprintf("%s_live", table);
+	char *qlive = db_quote_ident(db, live);
+	char *sql = NULL;
+	enum rc rc;
+	long applied = 0;
+	int added = 0;
+
+	rc = db_begin(db);
+	if (rc)
+		goto out;
+	{
+		const char *p[1] = {module};
+		rc = db_exec(db, "SELECT pg_advisory_xact_lock(hashtext('zcrm-sync:schema'), hashtext($1))",
+			     1, p, NULL);
+		if (rc)
+			goto fail;
+	}
+	sql = xasprintf("CREATE TABLE IF NOT EXISTS %s ("
+			" id bigint PRIMARY KEY,"
+			" modified_time timestamptz,"
+			" created_time timestamptz,"
+			" deleted_at timestamptz,"
+			" synced_at timestamptz NOT NULL DEFAULT now(),"
+			" source text NOT NULL DEFAULT 'bulk'"
+			"  CHECK (source IN ('bulk', 'fetch', 'notify')))",
+			qtable);
+	rc = db_exec(db, sql, 0, NULL, NULL);
+	free(sql);
+	sql = NULL;
+	if (rc)
+		goto fail;
+
+	for (size_t i = 0; i < nfields; i++) {
+		const struct zfield *f = &fields[i];
+		if (!f->api_name || !name_ok(f->api_name)) {
+			log_warn("skipping field with an unusable API name", "module=%s",
+				 log_q(module));
+			continue;
+		}
+		enum field_kind kind = schema_field_kind(f->data_type, f->json_type);
+		const char *sys = system_column(f->api_name);
+		char *col = sys ? xstrdup(sys) : column_for(f->api_name);
+		const char *pg_type = sys ? (!strcmp(sys, "id") ? "bigint" : "timestamptz")
+					  : schema_kind_pg_type(kind);
+		char *existing = NULL;
+		const char *p[7] = {module, f->api_name, col, f->data_type ? f->data_type : "",
+				    f->json_type, pg_type, f->field_id};
+
+		/* A known field keeps the column it was given first. */
+		rc = db_query_value(db,
+				    "SELECT column_name FROM fields WHERE module = $1 AND api_name = $2",
+				    2, p, &existing);
+		if (rc) {
+			free(col);
+			goto fail;
+		}
+		if (existing) {
+			free(col);
+			col = existing;
+			p[2] = col;
+		} else if (!sys) {
+			/* Two API names folding to one column: suffix the newcomer. */
+			char *taken = NULL;
+			for (int n = 2; n < 100; n++) {
+				free(taken);
+				taken = NULL;
+				const char *pp[2] = {module, col};
+				rc = db_query_value(db,
+						    "SELECT 1 FROM fields WHERE module = $1 AND column_name = $2",
+						    2, pp, &taken);
+				if (rc || !taken)
+					break;
+				char *c2 = xasprintf("%.58s_%d", col, n);
+				free(col);
+				col = c2;
+				p[2] = col;
+			}
+			free(taken);
+			if (rc) {
+				free(col);
+				goto fail;
+			}
+		}
+		if (!sys) {
+			char *qcol = db_quote_ident(db, col);
+			sql = xasprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s", qtable, qcol,
+					pg_type);
+			free(qcol);
+			rc = db_exec(db, sql, 0, NULL, NULL);
+			free(sql);
+			sql = NULL;
+			if (rc) {
+				free(col);
+				goto fail;
+			}
+			if (!existing)
+				added++;
+		}
+		rc = db_exec(db,
+			     "INSERT INTO fields (module, api_name, column_name, data_type, json_type,"
+			     " pg_type, field_id) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+			     " ON CONFLICT (module, api_name) DO UPDATE SET data_type = excluded.data_type,"
+			     " json_type = excluded.json_type, field_id = excluded.field_id,"
+			     " last_seen = now()",
+			     7, p, NULL);
+		free(col);
+		if (rc)
+			goto fail;
+	}
+	/* id/Modified_Time/Created_Time are always mapped, even if Zoho's list
+	 * omitted them, so both paths can rely on them. */
+	rc = db_exec(db,
+		     "INSERT INTO fields (module, api_name, column_name, data_type, pg_type) VALUES"
+		     " ($1, 'id', 'id', 'bigint', 'bigint'),"
+		     " ($1, 'Modified_Time', 'modified_time', 'datetime', 'timestamptz'),"
+		     " ($1, 'Created_Time', 'created_time', 'datetime', 'timestamptz')"
+		     " ON CONFLICT (module, api_name) DO NOTHING",
+		     1, (const char *[]){module}, NULL);
+	if (rc)
+		goto fail;
+	sql = xasprintf("CREATE OR REPLACE VIEW %s AS SELECT * FROM %s WHERE deleted_at IS NULL",
+			qlive, qtable);
+	rc = db_exec(db, sql, 0, NULL, NULL);
+	free(sql);
+	sql = NULL;
+	if (rc)
+		goto fail;
+	rc = db_exec(db,
+		     "INSERT INTO sync_state (module, table_ready) VALUES ($1, true)"
+		     " ON CONFLICT (module) DO UPDATE SET table_ready = true, updated_at = now()",
+		     1, (const char *[]){module}, NULL);
+	if (rc)
+		goto fail;
+	rc = db_commit(db);
+	if (rc)
+		goto fail;
+	log_info("module table ready", "module=%s table=%s fields=%zu columns_added=%d",
+		 log_q(module), log_q(table), nfields, added);
+
+	rc = inbox_apply_pending(db, module, &applied);
+	if (rc)
+		goto out;
+	if (applied)
+		log_info("applied notifications that waited for the table", "module=%s count=%ld",
+			 log_q(module), applied);
+	goto out;
+fail:
+	log_error("cannot create module table", "module=%s err=%s", log_q(module),
+		  log_q(db_error(db)));
+	db_rollback(db);
+out:
+	free(sql);
+	free(table);
+	free(qtable);
+	free(live);
+	free(qlive);
+	return rc;
+}
+
+enum rc schema_load(struct db *db, const char *module, struct module_schema **out)
+{
+	struct db_res *res = NULL;
+	struct module_schema *s = NULL;
+	const char *p[1] = {module};
+	enum rc rc;
+
+	*out = NULL;
+	rc = db_prepared(db, "schema_load",
+			 "SELECT f.api_name, f.column_name, f.data_type, f.pg_type"
+			 " FROM fields f JOIN sync_state s ON s.module = f.module AND s.table_ready"
+			 " WHERE f.module = $1 ORDER BY f.first_seen, f.api_name",
+			 1, p, &res);
+	if (rc)
+		return rc;
+	int rows = db_res_rows(res);
+	if (rows == 0) {
+		db_res_free(res);
+		return RC_NOTFOUND;
+	}
+	s = xcalloc(1, sizeof(*s));
+	s->module = xstrdup(module);
+	s->table = schema_table_name(module);
+	s->cols = xcalloc((size_t)rows, sizeof(*s->cols));
+	for (int i = 0; i < rows; i++) {
+		struct zcolumn *c = &s->cols[s->ncols++];
+		c->api_name = xstrdup(db_res_get(res, i, 0));
+		c->column = xstrdup(db_res_get(res, i, 1));
+		c->data_type = xstrdup(db_res_get(res, i, 2));
+		c->kind = kind_from_pg_type(db_res_get(res, i, 3), c->data_type);
+		c->pg_type = schema_kind_pg_type(c->kind);
+	}
+	db_res_free(res);
+	*out = s;
+	return RC_OK;
+}
+
+void module_schema_free(struct module_schema *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->ncols; i++) {
+		free(s->cols[i].api_name);
+		free(s->cols[i].column);
+		free(s->cols[i].data_type);
+	}
+	free(s->cols);
+	free(s->module);
+	free(s->table);
+	free(s);
+}
+
+const struct zcolumn *schema_column(const struct module_schema *s, const char *api_name)
+{
+	for (size_t i = 0; i < s->ncols; i++) {
+		if (!strcmp(s->cols[i].api_name, api_name))
+			return &s->cols[i];
+	}
+	return NULL;
+}

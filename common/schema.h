@@ -1,0 +1,71 @@
+/* schema.h — module tables built from Zoho's fields metadata.
+ *
+ * One table per module (`leads` for Leads), one typed column per Zoho field
+ * (the API name in lower case), the system columns id, modified_time,
+ * created_time, deleted_at, synced_at, source, and a `<table>_live` view
+ * without tombstones. Columns are added when Zoho gains a field and never
+ * dropped. The mapping data_type → PostgreSQL type lives here only. */
+#ifndef ZCRM_SCHEMA_H
+#define ZCRM_SCHEMA_H
+
+#include "compiler.h"
+#include "db.h"
+#include "rc.h"
+
+#include <stddef.h>
+
+/* How a value is written as text for the typed cast (CSV and JSON alike). */
+enum field_kind {
+	FIELD_TEXT,        /* text */
+	FIELD_INT,         /* bigint */
+	FIELD_NUMERIC,     /* numeric */
+	FIELD_BOOL,        /* boolean */
+	FIELD_DATE,        /* date */
+	FIELD_DATETIME,    /* timestamptz */
+	FIELD_MULTI,       /* text[]: CSV "a;b", JSON array of strings */
+	FIELD_LOOKUP,      /* bigint: CSV id, JSON {"id": …} */
+	FIELD_JSON,        /* jsonb: anything else */
+};
+
+/* A field as Zoho describes it (input). */
+struct zfield {
+	const char *api_name;
+	const char *data_type;
+	const char *json_type;  /* may be NULL */
+	const char *field_id;   /* may be NULL */
+};
+
+/* A column of a module table (output). */
+struct zcolumn {
+	char *api_name;
+	char *column;
+	char *data_type;
+	enum field_kind kind;
+	const char *pg_type;    /* static string */
+};
+
+struct module_schema {
+	char *module;
+	char *table;            /* unquoted table name, lower case */
+	size_t ncols;
+	struct zcolumn *cols;   /* every Zoho field, system ones included */
+};
+
+enum field_kind schema_field_kind(const char *data_type, const char *json_type);
+const char *schema_kind_pg_type(enum field_kind kind);
+/* Table name of a module: its API name in lower case; caller frees. */
+char *schema_table_name(const char *module);
+
+/* Create or evolve the module table, its _live view, the fields rows and
+ * the sync_state row, in one transaction; then apply notifications that
+ * waited in the inbox for this table. */
+enum rc schema_ensure_module(struct db *db, const char *module, const struct zfield *fields,
+			     size_t nfields) ZCRM_MUSTCHECK;
+/* Read the column map recorded by schema_ensure_module; RC_NOTFOUND if the
+ * module has no table yet. Caller frees with module_schema_free(). */
+enum rc schema_load(struct db *db, const char *module, struct module_schema **out) ZCRM_MUSTCHECK;
+void module_schema_free(struct module_schema *s);
+/* The column of an API name (case-sensitive), or NULL. */
+const struct zcolumn *schema_column(const struct module_schema *s, const char *api_name);
+
+#endif

@@ -1,0 +1,465 @@
+/* routes.c — the webhook's routes: POST /notify, POST /bulk-callback,
+ * GET /healthz, GET /metrics. Logic lives in common/ (notification, inbox,
+ * spool, metrics); this file maps requests and results to HTTP. */
+#include "inbox.h"
+#include "log.h"
+#include "notification.h"
+#include "spool.h"
+#include "webhook.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct reply {
+	int status;
+	const char *content_type;
+	char *body;      /* heap, may be NULL */
+	const char *allow;
+};
+
+static const char *status_text(int status)
+{
+	switch (status) {
+	case 200:
+		return "OK";
+	case 400:
+		return "Bad Request";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 413:
+		return "Payload Too Large";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "Internal Server Error";
+	}
+}
+
+/* A JSON error body {"error": code, "message": text}. */
+static void reply_error(struct reply *r, int status, const char *code, const char *message)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "error", json_object_new_string(code));
+	json_object_object_add(o, "message", json_object_new_string(message));
+	free(r->body);
+	r->status = status;
+	r->content_type = "application/json";
+	r->body = xstrdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+}
+
+static void reply_ok_json(struct reply *r, const char *json)
+{
+	free(r->body);
+	r->status = 200;
+	r->content_type = "application/json";
+	r->body = xstrdup(json);
+}
+
+static void send_reply(FCGX_Request *req, const struct reply *r)
+{
+	FCGX_FPrintF(req->out, "Status: %d %s\r\n", r->status, status_text(r->status));
+	if (r->allow)
+		FCGX_FPrintF(req->out, "Allow: %s\r\n", r->allow);
+	FCGX_FPrintF(req->out, "Content-Type: %s\r\nCache-Control: no-store\r\n\r\n",
+		     r->content_type ? r->content_type : "text/plain");
+	if (r->body)
+		FCGX_PutStr(r->body, (int)strlen(r->body), req->out);
+}
+
+/* The route is the last path segment, so nginx may mount us anywhere. */
+static enum metrics_route route_of(FCGX_Request *req)
+{
+	const char *uri = FCGX_GetParam("DOCUMENT_URI", req->envp);
+	if (!uri)
+		uri = FCGX_GetParam("SCRIPT_NAME", req->envp);
+	if (!uri)
+		uri = FCGX_GetParam("REQUEST_URI", req->envp);
+	if (!uri)
+		return ROUTE_OTHER;
+	size_t n = strcspn(uri, "?");
+	while (n > 1 && uri[n - 1] == '/')
+		n--;
+	const char *slash = NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (uri[i] == '/')
+			slash = uri + i;
+	}
+	if (!slash)
+		return ROUTE_OTHER;
+	size_t len = n - (size_t)(slash + 1 - uri);
+	const char *seg = slash + 1;
+#define IS(s) (len == strlen(s) && !memcmp(seg, s, len))
+	if (IS("notify"))
+		return ROUTE_NOTIFY;
+	if (IS("bulk-callback"))
+		return ROUTE_BULK_CALLBACK;
+	if (IS("healthz"))
+		return ROUTE_HEALTHZ;
+	if (IS("metrics"))
+		return ROUTE_METRICS;
+#undef IS
+	return ROUTE_OTHER;
+}
+
+static bool method_is(FCGX_Request *req, const char *m)
+{
+	const char *method = FCGX_GetParam("REQUEST_METHOD", req->envp);
+	return method && !strcmp(method, m);
+}
+
+/* Read the whole body, at most max bytes. Returns 0, or 413 when larger,
+ * or 400 when the stream ends before CONTENT_LENGTH. */
+static int read_body(FCGX_Request *req, size_t max, char **body, size_t *len)
+{
+	const char *cl = FCGX_GetParam("CONTENT_LENGTH", req->envp);
+	size_t want = 0, cap, got = 0;
+	char *buf;
+
+	*body = NULL;
+	*len = 0;
+	if (cl && *cl) {
+		char *end;
+		unsigned long long v = strtoull(cl, &end, 10);
+		if (*end || v > max)
+			return 413;
+		want = (size_t)v;
+	}
+	cap = (want ? want : 4096) + 1;
+	buf = xmalloc(cap);
+	for (;;) {
+		if (got + 1 >= cap) {
+			if (cap > max + 1) {
+				free(buf);
+				return 413;
+			}
+			cap = cap * 2 > max + 2 ? max + 2 : cap * 2;
+			buf = xrealloc(buf, cap);
+		}
+		int n = FCGX_GetStr(buf + got, (int)(cap - 1 - got), req->in);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		if (got > max) {
+			free(buf);
+			return 413;
+		}
+	}
+	if (want && got < want) {
+		free(buf);
+		return 400;
+	}
+	buf[got] = '\0';
+	*body = buf;
+	*len = got;
+	return 0;
+}
+
+/* Constant-time comparison: the time taken does not depend on where the
+ * strings differ, only on the configured token's length. */
+static bool token_equal(const char *given, const char *expected)
+{
+	size_t el = strlen(expected);
+	size_t gl = given ? strlen(given) : 0;
+	unsigned char diff = (unsigned char)(gl != el);
+
+	for (size_t i = 0; i < el; i++) {
+		unsigned char g = i < gl ? (unsigned char)given[i] : 0;
+		diff |= g ^ (unsigned char)expected[i];
+	}
+	return given && diff == 0;
+}
+
+bool webhook_db(struct worker *w)
+{
+	const struct cfg *cfg = w->app->cfg;
+
+	if (!w->db) {
+		if (db_connect(cfg->conninfo, cfg->schema, &w->db) == RC_OK)
+			return true;
+		log_warn("database unreachable", "err=%s", log_q(db_error(w->db)));
+		return false;
+	}
+	if (db_ensure(w->db) != RC_OK) {
+		log_warn("database unreachable", "err=%s", log_q(db_error(w->db)));
+		return false;
+	}
+	return true;
+}
+
+static void handle_notify(struct worker *w, FCGX_Request *req, struct reply *r)
+{
+	const struct cfg *cfg = w->app->cfg;
+	struct metrics *m = w->app->metrics;
+	struct notification *n = NULL;
+	char *body = NULL;
+	size_t len = 0;
+	char err[256];
+	enum rc rc;
+
+	if (!method_is(req, "POST")) {
+		r->allow = "POST";
+		reply_error(r, 405, "method_not_allowed", "use POST");
+		return;
+	}
+	int st = read_body(req, (size_t)cfg->max_body, &body, &len);
+	if (st == 413) {
+		reply_error(r, 413, "too_large", "body larger than [webhook] max_body");
+		goto out;
+	}
+	if (st) {
+		reply_error(r, 400, "bad_request", "body shorter than Content-Length");
+		goto out;
+	}
+	rc = notification_parse(body, len, (size_t)cfg->max_ids, &n, err, sizeof(err));
+	if (rc == RC_TOOBIG) {
+		reply_error(r, 413, "too_many_ids", err);
+		goto out;
+	}
+	if (rc) {
+		reply_error(r, 400, "bad_request", err);
+		goto out;
+	}
+	if (!token_equal(n->token, cfg->token)) {
+		log_warn("notification refused: wrong token", "channel=%llu",
+			 (unsigned long long)n->channel_id);
+		reply_error(r, 403, "forbidden", "token does not match");
+		goto out;
+	}
+	int mi = cfg_module_index(cfg, n->module);
+	if (mi < 0) {
+		reply_error(r, 403, "forbidden", "module is not configured");
+		goto out;
+	}
+	if (n->channel_id != cfg_channel_id(cfg, (size_t)mi)) {
+		log_warn("notification refused: unknown channel", "module=%s channel=%llu",
+			 log_q(n->module), (unsigned long long)n->channel_id);
+		reply_error(r, 403, "forbidden", "channel_id is not one of ours for this module");
+		goto out;
+	}
+	enum inbox_outcome outcome = INBOX_APPLIED;
+	rc = webhook_db(w) ? inbox_record(w->db, n, body, len, "webhook", &outcome) : RC_DB;
+	if (rc) {
+		/* PostgreSQL down or failing: keep the body, still answer 200 so
+		 * Zoho does not lose it; the spool is replayed when it is back. */
+		atomic_fetch_add(&m->db_errors, 1);
+		if (w->db)
+			log_warn("inbox write failed; spooling", "err=%s", log_q(db_error(w->db)));
+		if (spool_write(cfg->spool_dir, body, len) != RC_OK) {
+			reply_error(r, 503, "unavailable", "database down and spool not writable");
+			goto out;
+		}
+		atomic_fetch_add(&m->spooled, 1);
+		log_info("notification spooled", "module=%s op=%s ids=%zu", log_q(n->module),
+			 notif_op_str(n->op), n->nids);
+		reply_ok_json(r, "{\"status\":\"spooled\"}");
+		goto out;
+	}
+	switch (outcome) {
+	case INBOX_APPLIED:
+		atomic_fetch_add(&m->inbox_applied, 1);
+		reply_ok_json(r, "{\"status\":\"applied\"}");
+		break;
+	case INBOX_PENDING:
+		atomic_fetch_add(&m->inbox_pending, 1);
+		reply_ok_json(r, "{\"status\":\"pending\"}");
+		break;
+	case INBOX_DUPLICATE:
+		atomic_fetch_add(&m->inbox_duplicates, 1);
+		reply_ok_json(r, "{\"status\":\"duplicate\"}");
+		break;
+	}
+	log_debug("notification recorded", "module=%s op=%s ids=%zu outcome=%d", log_q(n->module),
+		  notif_op_str(n->op), n->nids, (int)outcome);
+out:
+	notification_free(n);
+	free(body);
+}
+
+/* Zoho's bulk job callback: stored as a hint for the waiting batch program,
+ * which still polls the job status as the source of truth. */
+static void handle_bulk_callback(struct worker *w, FCGX_Request *req, struct reply *r)
+{
+	char *body = NULL;
+	size_t len = 0;
+	json_object *root = NULL, *data, *item, *v;
+	const char *job = NULL, *state = NULL;
+
+	if (!method_is(req, "POST")) {
+		r->allow = "POST";
+		reply_error(r, 405, "method_not_allowed", "use POST");
+		return;
+	}
+	int st = read_body(req, 256 * 1024, &body, &len);
+	if (st) {
+		reply_error(r, st, st == 413 ? "too_large" : "bad_request",
+			    st == 413 ? "body too large" : "truncated body");
+		goto out;
+	}
+	json_tokener *tok = json_tokener_new_ex(NOTIF_MAX_DEPTH);
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	root = json_tokener_parse_ex(tok, body, (int)len);
+	json_tokener_free(tok);
+	if (!root || !json_object_object_get_ex(root, "data", &data) ||
+	    !json_object_is_type(data, json_type_array) || json_object_array_length(data) < 1 ||
+	    !(item = json_object_array_get_idx(data, 0)) ||
+	    !json_object_object_get_ex(item, "id", &v) || !json_object_is_type(v, json_type_string)) {
+		reply_error(r, 400, "bad_request", "expected {\"data\":[{\"id\":…,\"state\":…}]}");
+		goto out;
+	}
+	job = json_object_get_string(v);
+	int64_t idnum;
+	if (notification_parse_id(job, &idnum)) {
+		reply_error(r, 400, "bad_request", "data[0].id: expected a digit string");
+		goto out;
+	}
+	if (json_object_object_get_ex(item, "state", &v) && json_object_is_type(v, json_type_string))
+		state = json_object_get_string(v);
+	if (!webhook_db(w)) {
+		reply_error(r, 503, "unavailable", "database unreachable");
+		goto out;
+	}
+	const char *p[3] = {job, state, body};
+	if (db_prepared(w->db, "bulk_callback",
+			"INSERT INTO bulk_callbacks (job_id, state, raw) VALUES ($1, $2, $3)"
+			" ON CONFLICT (job_id) DO UPDATE SET state = excluded.state,"
+			" raw = excluded.raw, received_at = now()",
+			3, p, NULL) != RC_OK) {
+		log_warn("bulk callback not stored", "err=%s", log_q(db_error(w->db)));
+		reply_error(r, 503, "unavailable", "database error");
+		goto out;
+	}
+	log_info("bulk callback", "job=%s state=%s", log_q(job), log_q(state ? state : ""));
+	reply_ok_json(r, "{\"status\":\"ok\"}");
+out:
+	json_object_put(root);
+	free(body);
+}
+
+static void handle_healthz(struct worker *w, FCGX_Request *req, struct reply *r)
+{
+	int version = 0;
+
+	if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
+		r->allow = "GET, HEAD";
+		reply_error(r, 405, "method_not_allowed", "use GET");
+		return;
+	}
+	if (!webhook_db(w) || db_schema_version(w->db, &version) != RC_OK) {
+		reply_error(r, 503, "unavailable", "database unreachable");
+		return;
+	}
+	free(r->body);
+	r->status = 200;
+	r->content_type = "application/json";
+	r->body = xasprintf("{\"status\":\"ok\",\"schema_version\":%d,\"version\":\"%s\"}",
+			    version, ZCRM_VERSION);
+}
+
+static void handle_metrics(struct worker *w, FCGX_Request *req, struct reply *r)
+{
+	if (!method_is(req, "GET")) {
+		r->allow = "GET";
+		reply_error(r, 405, "method_not_allowed", "use GET");
+		return;
+	}
+	free(r->body);
+	r->status = 200;
+	r->content_type = "text/plain; version=0.0.4";
+	r->body = metrics_render(w->app->metrics, spool_count(w->app->cfg->spool_dir));
+}
+
+void webhook_handle(struct worker *w, FCGX_Request *req)
+{
+	struct timespec t0, t1;
+	struct reply r = {500, "text/plain", NULL, NULL};
+	enum metrics_route route = route_of(req);
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	snprintf(w->request_id, sizeof(w->request_id), "%d-%lu", w->index, ++w->nrequests);
+	log_set_context("req", w->request_id);
+	switch (route) {
+	case ROUTE_NOTIFY:
+		handle_notify(w, req, &r);
+		break;
+	case ROUTE_BULK_CALLBACK:
+		handle_bulk_callback(w, req, &r);
+		break;
+	case ROUTE_HEALTHZ:
+		handle_healthz(w, req, &r);
+		break;
+	case ROUTE_METRICS:
+		handle_metrics(w, req, &r);
+		break;
+	default:
+		reply_error(&r, 404, "not_found", "no such route");
+		break;
+	}
+	if (r.status != 200 && route != ROUTE_OTHER)
+		log_info("request refused", "route=%s status=%d", metrics_route_name(route),
+			 r.status);
+	send_reply(req, &r);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	metrics_request(w->app->metrics, route, r.status,
+			(double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	free(r.body);
+	log_set_context(NULL, NULL);
+}
+
+void webhook_after_reply(struct worker *w)
+{
+	(void)w;
+}
+
+struct replay_ctx {
+	struct worker *w;
+	long replayed;
+};
+
+static enum rc replay_one(void *vctx, const char *body, size_t len, const char *name)
+{
+	struct replay_ctx *ctx = vctx;
+	struct notification *n = NULL;
+	enum inbox_outcome outcome;
+	char err[256];
+	enum rc rc;
+
+	if (notification_parse(body, len, SIZE_MAX, &n, err, sizeof(err)) != RC_OK) {
+		/* It was validated before it was spooled: the file is damaged. */
+		log_error("dropping unreadable spool file", "file=%s err=%s", log_q(name),
+			  log_q(err));
+		return RC_OK;
+	}
+	rc = inbox_record(ctx->w->db, n, body, len, "spool", &outcome);
+	notification_free(n);
+	if (rc)
+		return rc;
+	ctx->replayed++;
+	atomic_fetch_add(&ctx->w->app->metrics->spool_replayed, 1);
+	return RC_OK;
+}
+
+long webhook_replay_spool(struct worker *w)
+{
+	struct replay_ctx ctx = {w, 0};
+	size_t done = 0;
+
+	if (spool_count(w->app->cfg->spool_dir) <= 0)
+		return 0;
+	if (!webhook_db(w))
+		return 0;
+	enum rc rc = spool_replay(w->app->cfg->spool_dir, 0, replay_one, &ctx, &done);
+	if (rc)
+		log_warn("spool replay stopped", "err=%s replayed=%ld", log_q(db_error(w->db)),
+			 ctx.replayed);
+	if (ctx.replayed)
+		log_info("spool replayed into the inbox", "count=%ld", ctx.replayed);
+	return ctx.replayed;
+}

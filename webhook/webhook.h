@@ -1,0 +1,44 @@
+/* webhook.h — the FastCGI program's shared types: the app (read-only after
+ * start-up, plus atomic metrics) and one worker per thread. */
+#ifndef ZCRM_WEBHOOK_H
+#define ZCRM_WEBHOOK_H
+
+#include "cfg.h"
+#include "db.h"
+#include "metrics.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+
+#define NO_FCGI_DEFINES
+#include <fcgiapp.h>
+
+struct app {
+	const struct cfg *cfg;
+	struct metrics *metrics;
+	int listen_fd;
+	volatile sig_atomic_t stop;
+	pthread_mutex_t accept_lock;
+};
+
+struct worker {
+	struct app *app;
+	struct db *db;          /* this thread's connection, NULL until first use */
+	int index;
+	char request_id[32];
+	unsigned long nrequests;
+};
+
+/* routes.c */
+/* Answer one request; returns after the reply is complete but before
+ * FCGX_Finish_r so the caller controls when the client is released. */
+void webhook_handle(struct worker *w, FCGX_Request *req);
+/* Work done after the client has its answer (record fetching). */
+void webhook_after_reply(struct worker *w);
+/* Ensure w->db is connected; false (and logged) when PostgreSQL is down. */
+bool webhook_db(struct worker *w);
+/* One pass of spool replay; returns the number of notifications replayed. */
+long webhook_replay_spool(struct worker *w);
+
+#endif
