@@ -156,16 +156,28 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-/* Housekeeping: replay the spool whenever the database is reachable. */
+/* Housekeeping: replay the spool whenever the database is reachable,
+ * backing off (up to 10 s) while it is not, so an outage is not a busy loop. */
 static void *housekeeper_main(void *arg)
 {
 	struct worker *w = arg;
-	struct timespec pause = {0, 250 * 1000 * 1000};
+	const long tick_ms = 250;
+	long wait_ms = 0, backoff_ms = tick_ms;
 
 	log_set_context("worker", "housekeeper");
 	while (!w->app->stop) {
-		webhook_replay_spool(w);
+		struct timespec pause = {0, tick_ms * 1000 * 1000};
 		nanosleep(&pause, NULL);
+		wait_ms -= tick_ms;
+		if (wait_ms > 0)
+			continue;
+		if (webhook_replay_spool(w) < 0) {
+			backoff_ms = backoff_ms * 2 > 10000 ? 10000 : backoff_ms * 2;
+			wait_ms = backoff_ms;
+		} else {
+			backoff_ms = tick_ms;
+			wait_ms = 0;
+		}
 	}
 	/* Last chance before exit, so a clean stop leaves little behind. */
 	webhook_replay_spool(w);

@@ -246,6 +246,10 @@ static void handle_notify(struct worker *w, FCGX_Request *req, struct reply *r)
 	}
 	enum inbox_outcome outcome = INBOX_APPLIED;
 	rc = webhook_db(w) ? inbox_record(w->db, n, body, len, "webhook", &outcome) : RC_DB;
+	if (rc == RC_DB && w->db && !db_alive(w->db) && webhook_db(w)) {
+		/* The server restarted under an idle connection: one more try. */
+		rc = inbox_record(w->db, n, body, len, "webhook", &outcome);
+	}
 	if (rc) {
 		/* PostgreSQL down or failing: keep the body, still answer 200 so
 		 * Zoho does not lose it; the spool is replayed when it is back. */
@@ -454,12 +458,14 @@ long webhook_replay_spool(struct worker *w)
 	if (spool_count(w->app->cfg->spool_dir) <= 0)
 		return 0;
 	if (!webhook_db(w))
-		return 0;
+		return -1;
 	enum rc rc = spool_replay(w->app->cfg->spool_dir, 0, replay_one, &ctx, &done);
-	if (rc)
-		log_warn("spool replay stopped", "err=%s replayed=%ld", log_q(db_error(w->db)),
-			 ctx.replayed);
 	if (ctx.replayed)
 		log_info("spool replayed into the inbox", "count=%ld", ctx.replayed);
+	if (rc) {
+		log_warn("spool replay stopped", "err=%s replayed=%ld", log_q(db_error(w->db)),
+			 ctx.replayed);
+		return -1;
+	}
 	return ctx.replayed;
 }

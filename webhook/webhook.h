@@ -38,7 +38,8 @@ void webhook_handle(struct worker *w, FCGX_Request *req);
 void webhook_after_reply(struct worker *w);
 /* Ensure w->db is connected; false (and logged) when PostgreSQL is down. */
 bool webhook_db(struct worker *w);
-/* One pass of spool replay; returns the number of notifications replayed. */
+/* One pass of spool replay: the number replayed, or -1 if PostgreSQL is
+ * unreachable or the replay stopped on an error. */
 long webhook_replay_spool(struct worker *w);
 
 #endif

@@ -1,0 +1,183 @@
+/* test_cfg.c — configuration parsing: good files, every kind of bad file,
+ * environment overrides, and the error text naming file, line and key. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "cfg.h"
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef TEST_DATA
+#define TEST_DATA "tests/data"
+#endif
+
+static void clear_env(void)
+{
+	unsetenv("ZCRM_CONFIG");
+	unsetenv("ZCRM_WEBHOOK_THREADS");
+	unsetenv("ZCRM_ZOHO_CLIENT_ID");
+	unsetenv("ZCRM_SYNC_MODULES");
+}
+
+static void test_defaults(void **state)
+{
+	struct cfg *cfg = NULL;
+	char err[CFG_ERR_LEN];
+
+	clear_env();
+	assert_int_equal(cfg_load_string("", "empty", false, &cfg, err), RC_OK);
+	assert_string_equal(cfg->accounts_url, "https://accounts.zoho.com");
+	assert_string_equal(cfg->schema, "zcrm");
+	assert_int_equal(cfg->threads, 4);
+	assert_int_equal(cfg->nmodules, 1);
+	assert_string_equal(cfg->module_list[0], "Leads");
+	assert_true(cfg->fetch);
+	assert_int_equal(cfg->channel_lifetime, 86400);
+	cfg_free(cfg);
+}
+
+static void test_good_file(void **state)
+{
+	struct cfg *cfg = NULL;
+	char err[CFG_ERR_LEN];
+
+	clear_env();
+	assert_int_equal(cfg_load(TEST_DATA "/cfg/good.conf", &cfg, err), RC_OK);
+	assert_string_equal(cfg->api_domain, "https://www.zohoapis.eu");
+	assert_int_equal(cfg->nmodules, 3);
+	assert_string_equal(cfg->module_list[1], "Contacts");
+	assert_string_equal(cfg->module_list[2], "Deals");
+	assert_int_equal(cfg->overlap, 120);
+	assert_int_equal(cfg->threads, 8);
+	assert_false(cfg->fetch);
+	assert_string_equal(cfg->token, "  spaced token  ");
+	assert_int_equal(cfg_module_index(cfg, "Deals"), 2);
+	assert_int_equal(cfg_module_index(cfg, "deals"), -1);
+	assert_true(cfg_channel_id(cfg, 2) == 1000000068003ULL);
+	assert_string_equal(cfg->callback_url, "https://sync.example.com/zcrm/bulk-callback?k=1");
+	cfg_free(cfg);
+}
+
+static void test_env_overrides(void **state)
+{
+	struct cfg *cfg = NULL;
+	char err[CFG_ERR_LEN];
+
+	clear_env();
+	setenv("ZCRM_WEBHOOK_THREADS", "12", 1);
+	setenv("ZCRM_ZOHO_CLIENT_ID", "from-env", 1);
+	assert_int_equal(cfg_load(TEST_DATA "/cfg/good.conf", &cfg, err), RC_OK);
+	assert_int_equal(cfg->threads, 12);
+	assert_string_equal(cfg->client_id, "from-env");
+	cfg_free(cfg);
+
+	setenv("ZCRM_WEBHOOK_THREADS", "-1", 1);
+	assert_int_equal(cfg_load(TEST_DATA "/cfg/good.conf", &cfg, err), RC_CONFIG);
+	assert_null(cfg);
+	assert_non_null(strstr(err, "ZCRM_WEBHOOK_THREADS"));
+	clear_env();
+}
+
+struct bad_case {
+	const char *file;
+	const char *expect[3]; /* substrings the message must hold */
+};
+
+static void test_bad_files(void **state)
+{
+	static const struct bad_case cases[] = {
+		{"unknown_section.conf", {"unknown_section.conf:3", "[bogus]", NULL}},
+		{"unknown_key.conf", {"unknown_key.conf:3", "client_idd", "[zoho]"}},
+		{"bad_int.conf", {"bad_int.conf:2", "threads", "many"}},
+		{"out_of_range.conf", {"out_of_range.conf:3", "threads", "outside"}},
+		{"bad_bool.conf", {"bad_bool.conf:2", "fetch", "boolean"}},
+		{"no_section.conf", {"no_section.conf:1", "outside any section", NULL}},
+		{"bad_module.conf", {"bad_module.conf:2", "modules", NULL}},
+		{"dup_module.conf", {"modules", "twice", NULL}},
+		{"long_token.conf", {"long_token.conf:2", "token", "49"}},
+		{"bad_header.conf", {"bad_header.conf:1", "section header", NULL}},
+		{"no_equals.conf", {"no_equals.conf:2", "key = value", NULL}},
+		{"bad_url.conf", {"bad_url.conf:2", "api_domain", "https://"}},
+		{"bad_schema.conf", {"bad_schema.conf:2", "schema", NULL}},
+	};
+	clear_env();
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct cfg *cfg = NULL;
+		char err[CFG_ERR_LEN] = "";
+		char path[256];
+		snprintf(path, sizeof(path), TEST_DATA "/cfg/%s", cases[i].file);
+		enum rc rc = cfg_load(path, &cfg, err);
+		if (rc != RC_CONFIG)
+			fail_msg("%s: expected RC_CONFIG, got %d", cases[i].file, rc);
+		assert_null(cfg);
+		for (size_t j = 0; j < 3 && cases[i].expect[j]; j++) {
+			if (!strstr(err, cases[i].expect[j]))
+				fail_msg("%s: message '%s' lacks '%s'", cases[i].file, err,
+					 cases[i].expect[j]);
+		}
+	}
+}
+
+static void test_missing_file(void **state)
+{
+	struct cfg *cfg = NULL;
+	char err[CFG_ERR_LEN];
+
+	clear_env();
+	assert_int_equal(cfg_load(TEST_DATA "/cfg/does-not-exist.conf", &cfg, err), RC_CONFIG);
+	assert_non_null(strstr(err, "does-not-exist.conf"));
+	assert_non_null(strstr(err, "cannot open"));
+}
+
+static void test_dump_masks_secrets(void **state)
+{
+	struct cfg *cfg = NULL;
+	char err[CFG_ERR_LEN];
+	char *text = NULL;
+	size_t len = 0;
+
+	clear_env();
+	assert_int_equal(cfg_load(TEST_DATA "/cfg/good.conf", &cfg, err), RC_OK);
+	FILE *f = open_memstream(&text, &len);
+	cfg_dump(cfg, f);
+	fclose(f);
+	assert_null(strstr(text, "s3cret-client-value"));
+	assert_null(strstr(text, "1000.refresh.value"));
+	assert_non_null(strstr(text, "client_id = 1000.ABC"));
+	free(text);
+	cfg_free(cfg);
+}
+
+/* The sample printed from the key table parses back to the defaults. */
+static void test_sample_round_trip(void **state)
+{
+	struct cfg *cfg = NULL;
+	char err[CFG_ERR_LEN];
+	char *text = NULL;
+	size_t len = 0;
+
+	FILE *f = open_memstream(&text, &len);
+	cfg_print_sample(f);
+	fclose(f);
+	assert_int_equal(cfg_load_string(text, "sample", false, &cfg, err), RC_OK);
+	cfg_free(cfg);
+	free(text);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults),	 cmocka_unit_test(test_good_file),
+		cmocka_unit_test(test_env_overrides),	 cmocka_unit_test(test_bad_files),
+		cmocka_unit_test(test_missing_file),	 cmocka_unit_test(test_dump_masks_secrets),
+		cmocka_unit_test(test_sample_round_trip),
+	};
+	log_init("test_cfg", LOG_LVL_ERROR);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
