@@ -41,6 +41,14 @@ static void forget_prepared(struct db *db)
 	db->nprepared = 0;
 }
 
+/* Server notices ("schema … does not exist, skipping") are not errors;
+ * keep them out of stderr unless debugging. */
+static void notice_to_log(void *arg, const char *message)
+{
+	(void)arg;
+	log_debug("postgres notice", "text=%s", log_q(message));
+}
+
 static enum rc open_conn(struct db *db)
 {
 	PGresult *res = NULL;
@@ -56,6 +64,7 @@ static enum rc open_conn(struct db *db)
 		set_err(db, "connect");
 		goto out;
 	}
+	PQsetNoticeProcessor(db->conn, notice_to_log, NULL);
 	/* Our schema first, so that every statement names tables unqualified. */
 	char *q = PQescapeIdentifier(db->conn, db->schema, strlen(db->schema));
 	if (!q) {

@@ -31,16 +31,19 @@ enum rc db_schema_version(struct db *db, int *version)
 	enum rc rc;
 
 	*version = 0;
-	rc = db_query_value(db,
-			    "SELECT CASE WHEN to_regclass('schema_migrations') IS NULL THEN 0 "
-			    "ELSE (SELECT coalesce(max(version), 0) FROM schema_migrations) END",
-			    0, NULL, &v);
-	if (rc)
-		return rc;
-	if (v)
-		*version = atoi(v);
+	/* Two steps: a query naming a missing table fails at parse time. */
+	rc = db_query_value(db, "SELECT to_regclass('schema_migrations') IS NOT NULL", 0, NULL, &v);
+	if (rc || !v || v[0] != 't')
+		goto out;
 	free(v);
-	return RC_OK;
+	v = NULL;
+	rc = db_query_value(db, "SELECT coalesce(max(version), 0) FROM schema_migrations", 0, NULL,
+			    &v);
+	if (!rc && v)
+		*version = atoi(v);
+out:
+	free(v);
+	return rc;
 }
 
 enum rc db_migrate(struct db *db, int *applied)
