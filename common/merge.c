@@ -1,0 +1,287 @@
+/* merge.c — staging and the freshness-rule merge (see merge.h). */
+#include "merge.h"
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct merge_stage {
+	struct db *db;
+	const struct module_schema *schema;
+	char **headers;
+	size_t nheaders;
+	bool copying;
+};
+
+struct sb {
+	char *s;
+	size_t len, cap;
+};
+
+static void sb_add(struct sb *b, const char *fmt, ...) ZCRM_PRINTF(2, 3);
+static void sb_add(struct sb *b, const char *fmt, ...)
+{
+	va_list ap;
+	for (;;) {
+		va_start(ap, fmt);
+		int n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
+		va_end(ap);
+		if (n >= 0 && (size_t)n < b->cap - b->len) {
+			b->len += (size_t)n;
+			return;
+		}
+		b->cap = b->cap * 2 + (size_t)(n > 0 ? n : 0) + 64;
+		b->s = xrealloc(b->s, b->cap);
+	}
+}
+
+static void sb_init(struct sb *b)
+{
+	b->cap = 1024;
+	b->len = 0;
+	b->s = xmalloc(b->cap);
+	b->s[0] = '\0';
+}
+
+static const char *stage_name(void)
+{
+	return "zcrm_stage";
+}
+
+/* The typed expression of staged text column q (already quoted). */
+static void cast_expr(struct sb *b, enum field_kind kind, const char *q)
+{
+	switch (kind) {
+	case FIELD_TEXT:
+		sb_add(b, "NULLIF(s.%s, '')", q);
+		break;
+	case FIELD_INT:
+	case FIELD_LOOKUP:
+		sb_add(b, "NULLIF(s.%s, '')::bigint", q);
+		break;
+	case FIELD_NUMERIC:
+		sb_add(b, "NULLIF(s.%s, '')::numeric", q);
+		break;
+	case FIELD_BOOL:
+		sb_add(b, "NULLIF(s.%s, '')::boolean", q);
+		break;
+	case FIELD_DATE:
+		sb_add(b, "NULLIF(s.%s, '')::date", q);
+		break;
+	case FIELD_DATETIME:
+		sb_add(b, "NULLIF(s.%s, '')::timestamptz", q);
+		break;
+	case FIELD_MULTI:
+		sb_add(b, "string_to_array(NULLIF(s.%s, ''), ';')", q);
+		break;
+	case FIELD_JSON:
+		/* JSON text from the fetch path; anything else is kept as a string. */
+		sb_add(b, "pg_temp.zcrm_to_jsonb_(NULLIF(s.%s, ''))", q);
+		break;
+	}
+}
+
+/* Which staged header feeds the column c, or -1. The id header may be "Id". */
+static int header_of(const char *const *headers, size_t n, const struct zcolumn *c)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!strcmp(headers[i], c->api_name))
+			return (int)i;
+		if (!strcmp(c->column, "id") && !strcasecmp(headers[i], "id"))
+			return (int)i;
+	}
+	return -1;
+}
+
+char *merge_sql(struct db *db, const struct module_schema *schema, const char *const *headers,
+		size_t nheaders, enum merge_rule rule, const char *source)
+{
+	struct sb cols, sel, upd;
+	char *qtable = db_quote_ident(db, schema->table);
+	const char *cmp = rule == MERGE_BULK ? ">" : ">=";
+	char *sql;
+
+	sb_init(&cols);
+	sb_init(&sel);
+	sb_init(&upd);
+	for (size_t i = 0; i < schema->ncols; i++) {
+		const struct zcolumn *c = &schema->cols[i];
+		int h = header_of(headers, nheaders, c);
+		if (h < 0)
+			continue;
+		char *qc = db_quote_ident(db, c->column);
+		char *qh = db_quote_ident(db, headers[h]);
+		sb_add(&cols, "%s%s", cols.len ? ", " : "", qc);
+		if (sel.len)
+			sb_add(&sel, ", ");
+		cast_expr(&sel, !strcmp(c->column, "id") ? FIELD_INT : c->kind, qh);
+		sb_add(&sel, " AS %s", qc);
+		if (strcmp(c->column, "id") != 0)
+			sb_add(&upd, "%s = excluded.%s, ", qc, qc);
+		free(qc);
+		free(qh);
+	}
+	sql = xasprintf(
+		"INSERT INTO %s AS t (%s, synced_at, source)\n"
+		"SELECT n.*, now(), '%s' FROM (\n"
+		"  SELECT DISTINCT ON (id) %s FROM %s s\n"
+		"  ORDER BY id, modified_time DESC NULLS LAST) n\n"
+		"LEFT JOIN %s cur ON cur.id = n.id\n"
+		"WHERE n.id IS NOT NULL AND n.modified_time IS NOT NULL AND (cur.id IS NULL OR (\n"
+		"  (cur.modified_time IS NULL OR n.modified_time %s cur.modified_time)\n"
+		"  AND (cur.deleted_at IS NULL OR n.modified_time > cur.deleted_at)))\n"
+		"ON CONFLICT (id) DO UPDATE SET %sdeleted_at = NULL,\n"
+		"  synced_at = excluded.synced_at, source = excluded.source\n"
+		"WHERE (t.modified_time IS NULL OR excluded.modified_time %s t.modified_time)\n"
+		"  AND (t.deleted_at IS NULL OR excluded.modified_time > t.deleted_at)",
+		qtable, cols.s, source, sel.s, stage_name(), qtable, cmp, upd.s, cmp);
+	free(cols.s);
+	free(sel.s);
+	free(upd.s);
+	free(qtable);
+	return sql;
+}
+
+enum rc merge_stage_begin(struct db *db, const struct module_schema *schema,
+			  const char *const *headers, size_t nheaders, struct merge_stage **out,
+			  char *err, size_t errlen)
+{
+	struct merge_stage *st = NULL;
+	struct sb ddl;
+	bool have_id = false, have_mt = false;
+	enum rc rc;
+
+	*out = NULL;
+	for (size_t i = 0; i < nheaders; i++) {
+		if (!strcasecmp(headers[i], "id"))
+			have_id = true;
+		if (!strcmp(headers[i], "Modified_Time"))
+			have_mt = true;
+	}
+	if (!have_id || !have_mt) {
+		snprintf(err, errlen, "CSV header lacks %s", !have_id ? "the id column" :
+								      "the Modified_Time column");
+		return RC_BADINPUT;
+	}
+	sb_init(&ddl);
+	/* PL/pgSQL-free helper: a value that parses as JSON stays JSON. */
+	rc = db_exec(db,
+		     "CREATE OR REPLACE FUNCTION pg_temp.zcrm_to_jsonb_(v text) RETURNS jsonb"
+		     " LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN RETURN v::jsonb;"
+		     " EXCEPTION WHEN others THEN RETURN to_jsonb(v); END $$",
+		     0, NULL, NULL);
+	if (rc)
+		goto fail;
+	sb_add(&ddl, "CREATE TEMP TABLE %s (", stage_name());
+	for (size_t i = 0; i < nheaders; i++) {
+		char *q = db_quote_ident(db, headers[i]);
+		sb_add(&ddl, "%s%s text", i ? ", " : "", q);
+		free(q);
+	}
+	sb_add(&ddl, ") ON COMMIT DROP");
+	rc = db_exec(db, ddl.s, 0, NULL, NULL);
+	if (rc)
+		goto fail;
+	ddl.len = 0;
+	sb_add(&ddl, "COPY %s FROM STDIN (FORMAT csv, HEADER false)", stage_name());
+	rc = db_copy_begin(db, ddl.s);
+	if (rc)
+		goto fail;
+	st = xcalloc(1, sizeof(*st));
+	st->db = db;
+	st->schema = schema;
+	st->copying = true;
+	st->nheaders = nheaders;
+	st->headers = xcalloc(nheaders, sizeof(char *));
+	for (size_t i = 0; i < nheaders; i++)
+		st->headers[i] = xstrdup(headers[i]);
+	*out = st;
+	free(ddl.s);
+	return RC_OK;
+fail:
+	snprintf(err, errlen, "staging: %s", db_error(db));
+	free(ddl.s);
+	return rc;
+}
+
+enum rc merge_stage_put(struct merge_stage *st, const void *buf, size_t len)
+{
+	return db_copy_put(st->db, buf, len);
+}
+
+enum rc merge_stage_end(struct merge_stage *st, const char *errmsg, long *rows)
+{
+	if (!st->copying)
+		return RC_INTERNAL;
+	st->copying = false;
+	return db_copy_end(st->db, errmsg, rows);
+}
+
+enum rc merge_apply(struct merge_stage *st, enum merge_rule rule, const char *source,
+		    long *applied, char *err, size_t errlen)
+{
+	struct db_res *res = NULL;
+	char *sql = merge_sql(st->db, st->schema, (const char *const *)st->headers, st->nheaders,
+			      rule, source);
+	enum rc rc;
+
+	*applied = 0;
+	rc = db_exec(st->db, sql, 0, NULL, &res);
+	if (rc)
+		snprintf(err, errlen, "merge: %s", db_error(st->db));
+	else
+		*applied = db_res_affected(res);
+	db_res_free(res);
+	free(sql);
+	return rc;
+}
+
+void merge_stage_free(struct merge_stage *st)
+{
+	if (!st)
+		return;
+	if (st->copying) {
+		long rows;
+		if (db_copy_end(st->db, "aborted", &rows) != RC_OK)
+			log_debug("staging copy aborted", "");
+	}
+	for (size_t i = 0; i < st->nheaders; i++)
+		free(st->headers[i]);
+	free(st->headers);
+	free(st);
+}
+
+void csv_append_cell(char **buf, size_t *len, size_t *cap, const char *value, size_t vlen)
+{
+	bool quote = false;
+
+	if (value) {
+		quote = vlen == 0; /* "" is an empty string, not NULL */
+		for (size_t i = 0; i < vlen && !quote; i++) {
+			char c = value[i];
+			if (c == ',' || c == '"' || c == '\n' || c == '\r')
+				quote = true;
+		}
+	}
+	size_t need = *len + 2 * vlen + 3;
+	if (need > *cap) {
+		*cap = need * 2;
+		*buf = xrealloc(*buf, *cap);
+	}
+	char *p = *buf + *len;
+	if (value) {
+		if (quote)
+			*p++ = '"';
+		for (size_t i = 0; i < vlen; i++) {
+			if (value[i] == '"')
+				*p++ = '"';
+			*p++ = value[i];
+		}
+		if (quote)
+			*p++ = '"';
+	}
+	*len = (size_t)(p - *buf);
+}

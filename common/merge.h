@@ -1,0 +1,55 @@
+/* merge.h — the freshness rule's SQL, in one place.
+ *
+ * Both sources of records (bulk CSV pages and records fetched by id) are
+ * written as CSV text into a temporary all-text staging table whose columns
+ * are named by Zoho API names, then merged into the typed module table by
+ * ONE statement: the text is cast by each field's kind (schema.h), rows
+ * that are not newer are dropped by a join BEFORE `ON CONFLICT` (so an
+ * unchanged re-load writes no WAL), and the same guard sits in the
+ * `ON CONFLICT … WHERE` for concurrent writers.
+ *
+ *   bulk rule:  applies if modified_time >  stored modified_time
+ *   fetch rule: applies if modified_time >= stored modified_time
+ *   both:       never over a tombstone with deleted_at >= modified_time;
+ *               a newer row clears the tombstone (restore).
+ *
+ * The caller owns the transaction: BEGIN, stage, apply, checkpoint, COMMIT;
+ * the staging table is dropped at commit. */
+#ifndef ZCRM_MERGE_H
+#define ZCRM_MERGE_H
+
+#include "compiler.h"
+#include "db.h"
+#include "rc.h"
+#include "schema.h"
+
+#include <stddef.h>
+
+enum merge_rule { MERGE_BULK, MERGE_FETCH };
+
+struct merge_stage;
+
+/* Create the staging table with one text column per header (API names, in
+ * CSV order) and start COPY (FORMAT csv, no header: the caller consumed it).
+ * Headers must include id (any case) and Modified_Time. */
+enum rc merge_stage_begin(struct db *db, const struct module_schema *schema,
+			  const char *const *headers, size_t nheaders, struct merge_stage **out,
+			  char *err, size_t errlen) ZCRM_MUSTCHECK;
+/* Raw CSV bytes for COPY. */
+enum rc merge_stage_put(struct merge_stage *st, const void *buf, size_t len) ZCRM_MUSTCHECK;
+/* End COPY (errmsg non-NULL aborts it); rows staged in *rows. */
+enum rc merge_stage_end(struct merge_stage *st, const char *errmsg, long *rows) ZCRM_MUSTCHECK;
+/* Merge the staged rows; applied counts rows inserted or updated. */
+enum rc merge_apply(struct merge_stage *st, enum merge_rule rule, const char *source,
+		    long *applied, char *err, size_t errlen) ZCRM_MUSTCHECK;
+void merge_stage_free(struct merge_stage *st);
+
+/* The SQL merge_apply runs (tests and docs). Caller frees. */
+char *merge_sql(struct db *db, const struct module_schema *schema, const char *const *headers,
+		size_t nheaders, enum merge_rule rule, const char *source);
+
+/* Append one CSV cell (RFC 4180: quoted when needed, quotes doubled) to a
+ * growable buffer; NULL writes an empty unquoted cell (COPY's NULL). */
+void csv_append_cell(char **buf, size_t *len, size_t *cap, const char *value, size_t vlen);
+
+#endif
