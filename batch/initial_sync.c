@@ -1,0 +1,194 @@
+/* initial_sync — the first load of each module, as Zoho recommends: enable
+ * the notification channel first, then export everything with Bulk Read,
+ * keeping the newer copy of every record. Run by hand; safe to re-run, and
+ * a run that was killed resumes at the page it was on. */
+#include "batchrt.h"
+#include "bulk.h"
+#include "log.h"
+#include "schema.h"
+#include "syncstate.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <time.h>
+
+static bool no_channel;
+
+static const struct batch_opt opts[] = {
+	{"no-channel", 0, NULL, "do not enable the notification channel (not recommended)", NULL,
+	 &no_channel},
+	{NULL, 0, NULL, NULL, NULL, NULL},
+};
+
+static const struct batch_prog prog = {
+	.name = "initial_sync",
+	.summary = "First full load of Zoho CRM modules into PostgreSQL",
+	.description =
+		"For each module: applies pending migrations, creates or evolves the module\n"
+		"table from Zoho's fields metadata, enables the notification channel (so\n"
+		"changes made during the export reach the webhook), exports every record with\n"
+		"the Bulk Read API page by page, merges each page by the freshness rule, and\n"
+		"sets the watermark to the creation time of the first export job. Progress is\n"
+		"checkpointed after every page: a killed run resumes where it stopped.",
+	.opts = opts,
+	.needs_zoho = true,
+};
+
+/* Fields metadata → module table. */
+static enum rc ensure_table(struct batch_env *env, const char *module)
+{
+	struct zoho_field *zf = NULL;
+	struct zfield *f = NULL;
+	size_t n = 0;
+	enum rc rc = zoho_fields(env->zoho, module, &zf, &n);
+
+	if (rc) {
+		log_error("cannot read fields metadata", "err=%s", log_q(zoho_error(env->zoho)));
+		return rc;
+	}
+	if (n == 0) {
+		log_error("Zoho returned no fields for the module", "");
+		zoho_fields_free(zf, n);
+		return RC_ZOHO;
+	}
+	f = xcalloc(n, sizeof(*f));
+	for (size_t i = 0; i < n; i++) {
+		f[i].api_name = zf[i].api_name;
+		/* Formula fields are typed by what they return. */
+		f[i].data_type = zf[i].data_type;
+		f[i].json_type = zf[i].return_type ? zf[i].return_type : zf[i].json_type;
+		f[i].field_id = NULL;
+	}
+	rc = schema_ensure_module(env->data, module, f, n);
+	free(f);
+	zoho_fields_free(zf, n);
+	return rc;
+}
+
+static enum rc enable_channel(struct batch_env *env, const char *module)
+{
+	int idx = cfg_module_index(env->cfg, module);
+	uint64_t channel = cfg_channel_id(env->cfg, (size_t)idx);
+	int64_t expiry = 0;
+	enum rc rc;
+
+	if (!env->cfg->notify_url[0]) {
+		log_error("[notify] url is not set: Zoho needs it to send notifications",
+			  "hint=%s", log_q("set it, or pass --no-channel"));
+		return RC_CONFIG;
+	}
+	rc = zoho_watch_enable(env->zoho, module, channel, &expiry);
+	if (rc) {
+		log_error("cannot enable the notification channel", "err=%s",
+			  log_q(zoho_error(env->zoho)));
+		return rc;
+	}
+	rc = sync_set_channel(env->data, module, channel, expiry, "active");
+	if (rc)
+		return rc;
+	char when[32];
+	time_t t = (time_t)expiry;
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+	log_info("notification channel enabled", "channel=%" PRIu64 " expiry=%s", channel, when);
+	if (expiry && expiry - time(NULL) < 2 * 3600)
+		log_warn("Zoho granted a short channel life; renew_channel must run often",
+			 "expiry=%s", when);
+	return RC_OK;
+}
+
+static enum rc sync_module(struct batch_env *env, const char *module)
+{
+	struct module_schema *schema = NULL;
+	struct bulk_result res;
+	struct run_counts counts = {0, 0, 0, 0};
+	int64_t run_id = 0;
+	char err[1024] = "";
+	enum rc rc;
+
+	log_set_module(module);
+	rc = batch_lock(env, module);
+	if (rc)
+		return rc;
+	rc = run_start(env->data, "initial", module, &run_id);
+	if (rc)
+		goto out;
+	rc = ensure_table(env, module);
+	if (rc)
+		goto out;
+	if (!no_channel) {
+		rc = enable_channel(env, module);
+		if (rc)
+			goto out;
+	}
+	rc = schema_load(env->data, module, &schema);
+	if (rc)
+		goto out;
+	struct bulk_ctx ctx = {
+		.cfg = env->cfg,
+		.data = env->data,
+		.zoho = env->zoho,
+		.stop = &env->stop,
+		.progress = env->tty,
+		.run_id = run_id,
+	};
+	rc = bulk_export(&ctx, module, schema, "initial", 0, 0, MERGE_BULK, &res, err,
+			 sizeof(err));
+	counts = (struct run_counts){res.pages, res.rows_seen, res.rows_applied, 0};
+	if (rc) {
+		log_error("export failed", "err=%s", log_q(err));
+		goto out;
+	}
+	rc = sync_set_watermark(env->data, module, res.started);
+	if (!rc)
+		rc = sync_clear_bulk(env->data, module);
+	if (rc)
+		goto out;
+	char wm[32];
+	time_t t = (time_t)res.started;
+	strftime(wm, sizeof(wm), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+	printf("%s: %ld records in %d page(s), %ld applied, %.1f MB; watermark %s\n", module,
+	       res.rows_seen, res.pages, res.rows_applied, (double)res.bytes / 1e6, wm);
+	log_info("initial sync done", "pages=%d rows=%ld applied=%ld watermark=%s", res.pages,
+		 res.rows_seen, res.rows_applied, wm);
+out:
+	if (run_id) {
+		const char *outcome = rc == RC_OK ? "ok" : rc == RC_INTERRUPTED ? "interrupted" : "failed";
+		if (rc && !err[0])
+			snprintf(err, sizeof(err), "%s", rc_str(rc));
+		if (rc && sync_set_error(env->data, module, err))
+			log_warn("cannot record the error", "");
+		if (run_finish(env->data, run_id, outcome, &counts, rc ? err : NULL, NULL))
+			log_warn("cannot record the run", "err=%s", log_q(db_error(env->data)));
+	}
+	if (rc != RC_LOCKED)
+		batch_unlock(env, module);
+	module_schema_free(schema);
+	log_set_module(NULL);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct batch_env env;
+	const char *mods[CFG_MAX_MODULES];
+	enum rc worst = RC_OK;
+	int code = batch_start(&env, &prog, argc, argv);
+
+	if (code >= 0) {
+		batch_end(&env);
+		return code;
+	}
+	size_t n = batch_modules(&env, mods, CFG_MAX_MODULES);
+	for (size_t i = 0; i < n && !env.stop; i++) {
+		enum rc rc = sync_module(&env, mods[i]);
+		if (rc && !worst)
+			worst = rc;
+	}
+	if (env.stop && !worst)
+		worst = RC_INTERRUPTED;
+	batch_end(&env);
+	return batch_exit(worst);
+}

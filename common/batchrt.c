@@ -1,0 +1,213 @@
+/* batchrt.c — the shared frame of the batch programs (see batchrt.h). */
+#include "batchrt.h"
+#include "http.h"
+#include "log.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+/* The one signal-to-flag pointer: set before handlers are installed. */
+static volatile sig_atomic_t *stop_flag;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	if (stop_flag)
+		*stop_flag = 1;
+}
+
+static void usage(const struct batch_prog *p, FILE *f)
+{
+	fprintf(f, "Usage: %s [OPTION]...\n%s (zcrm-sync %s).\n\n%s\n\nOptions:\n", p->name,
+		p->summary, ZCRM_VERSION, p->description);
+	fprintf(f, "  -c, --config PATH    configuration file (default $ZCRM_CONFIG, then\n"
+		   "                       " CFG_DEFAULT_PATH ")\n"
+		   "  -m, --module NAME    work on this module only (default: every module\n"
+		   "                       in [sync] modules)\n");
+	for (const struct batch_opt *o = p->opts; o && o->name; o++) {
+		char left[64];
+		snprintf(left, sizeof(left), "--%s%s%s", o->name, o->has_arg ? " " : "",
+			 o->has_arg ? o->arg_name : "");
+		fprintf(f, "      %-17s%s\n", left, o->help);
+	}
+	fprintf(f, "  -v, --verbose        debug logging\n"
+		   "  -q, --quiet          warnings and errors only\n"
+		   "  -h, --help           this text\n"
+		   "  -V, --version        print the version\n"
+		   "\nLogs are logfmt lines on stderr. Exit status (sysexits.h): 0 done,\n"
+		   "64 usage, 65 bad data, 69 Zoho refused, 75 temporary failure (database or\n"
+		   "network down, rate limited, interrupted, or another copy running),\n"
+		   "77 authentication, 78 configuration.\n");
+}
+
+int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, char **argv)
+{
+	struct option longopts[48];
+	size_t n = 0;
+	const char *config = NULL;
+	enum log_level level = LOG_LVL_INFO;
+	char err[CFG_ERR_LEN];
+	int c;
+
+	memset(env, 0, sizeof(*env));
+	env->prog = prog;
+	longopts[n++] = (struct option){"config", required_argument, NULL, 'c'};
+	longopts[n++] = (struct option){"module", required_argument, NULL, 'm'};
+	longopts[n++] = (struct option){"verbose", no_argument, NULL, 'v'};
+	longopts[n++] = (struct option){"quiet", no_argument, NULL, 'q'};
+	longopts[n++] = (struct option){"help", no_argument, NULL, 'h'};
+	longopts[n++] = (struct option){"version", no_argument, NULL, 'V'};
+	size_t first_extra = n;
+	for (const struct batch_opt *o = prog->opts; o && o->name && n < 46; o++)
+		longopts[n++] = (struct option){o->name, o->has_arg ? required_argument : no_argument,
+						NULL, 1000 + (int)(n - first_extra)};
+	longopts[n] = (struct option){NULL, 0, NULL, 0};
+
+	while ((c = getopt_long(argc, argv, "c:m:vqhV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'm':
+			env->module = optarg;
+			break;
+		case 'v':
+			level = LOG_LVL_DEBUG;
+			break;
+		case 'q':
+			level = LOG_LVL_WARN;
+			break;
+		case 'h':
+			usage(prog, stdout);
+			return EX_OK;
+		case 'V':
+			printf("%s %s\n", prog->name, ZCRM_VERSION);
+			return EX_OK;
+		default:
+			if (c >= 1000) {
+				const struct batch_opt *o = &prog->opts[c - 1000];
+				if (o->has_arg && o->str_value)
+					*o->str_value = optarg;
+				if (!o->has_arg && o->flag)
+					*o->flag = true;
+				if (!strcmp(o->name, "json"))
+					env->json = true;
+				break;
+			}
+			fprintf(stderr, "Try '%s --help'.\n", prog->name);
+			return EX_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "%s: unexpected argument '%s'\nTry '%s --help'.\n", prog->name,
+			argv[optind], prog->name);
+		return EX_USAGE;
+	}
+	log_init(prog->name, level);
+	env->tty = isatty(STDERR_FILENO) && level != LOG_LVL_DEBUG;
+	if (cfg_load(config, &env->cfg, err) != RC_OK) {
+		log_error("configuration error", "err=%s", log_q(err));
+		return EX_CONFIG;
+	}
+	cfg_register_secrets(env->cfg);
+	if (env->module && cfg_module_index(env->cfg, env->module) < 0) {
+		log_error("module is not configured", "module=%s modules=%s", log_q(env->module),
+			  log_q(env->cfg->modules));
+		return EX_USAGE;
+	}
+
+	stop_flag = &env->stop;
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = 0; /* no SA_RESTART: blocking calls return EINTR */
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (db_connect(env->cfg->conninfo, env->cfg->schema, &env->data) != RC_OK) {
+		log_error("cannot connect to PostgreSQL", "err=%s", log_q(db_error(env->data)));
+		return EX_TEMPFAIL;
+	}
+	int applied = 0;
+	if (db_migrate(env->data, &applied) != RC_OK)
+		return EX_TEMPFAIL;
+	if (prog->needs_zoho) {
+		struct zoho_opts zo;
+		memset(&zo, 0, sizeof(zo));
+		zo.http.stop = &env->stop;
+		if (http_global_init() != RC_OK) {
+			log_error("cannot initialise libcurl", "");
+			return EX_OSERR;
+		}
+		if (db_connect(env->cfg->conninfo, env->cfg->schema, &env->tokdb) != RC_OK) {
+			log_error("cannot connect to PostgreSQL", "err=%s",
+				  log_q(db_error(env->tokdb)));
+			return EX_TEMPFAIL;
+		}
+		enum rc rc = zoho_new(env->cfg, env->tokdb, &zo, &env->zoho);
+		if (rc) {
+			log_error("cannot set up the Zoho client", "err=%s", log_q(rc_str(rc)));
+			return batch_exit(rc);
+		}
+	}
+	return -1;
+}
+
+void batch_end(struct batch_env *env)
+{
+	zoho_free(env->zoho);
+	env->zoho = NULL;
+	if (env->prog && env->prog->needs_zoho)
+		http_global_cleanup();
+	db_close(env->tokdb);
+	db_close(env->data);
+	env->tokdb = env->data = NULL;
+	log_clear_secrets();
+	cfg_free(env->cfg);
+	env->cfg = NULL;
+	stop_flag = NULL;
+}
+
+size_t batch_modules(const struct batch_env *env, const char **mods, size_t cap)
+{
+	if (env->module) {
+		mods[0] = env->module;
+		return 1;
+	}
+	size_t n = 0;
+	for (size_t i = 0; i < env->cfg->nmodules && n < cap; i++)
+		mods[n++] = env->cfg->module_list[i];
+	return n;
+}
+
+enum rc batch_lock(struct batch_env *env, const char *module)
+{
+	bool got = false;
+	enum rc rc = db_try_lock(env->data, env->prog->name, module, &got);
+	if (rc) {
+		log_error("cannot take the job lock", "err=%s", log_q(db_error(env->data)));
+		return rc;
+	}
+	if (!got) {
+		log_error("already running: another copy holds the lock for this job and module",
+			  "job=%s module=%s", env->prog->name, log_q(module));
+		return RC_LOCKED;
+	}
+	return RC_OK;
+}
+
+void batch_unlock(struct batch_env *env, const char *module)
+{
+	if (db_unlock(env->data, env->prog->name, module) != RC_OK)
+		log_debug("unlock failed (the session ends anyway)", "");
+}
+
+int batch_exit(enum rc rc)
+{
+	return rc_exit_code(rc);
+}

@@ -1,0 +1,62 @@
+/* batchrt.h — what every cron-run batch program does before and after its
+ * job: options common to all (--config, --module, -v, -q, --help,
+ * --version), configuration, signals (SIGTERM/SIGINT set a stop flag that
+ * every wait checks), two PostgreSQL connections (data + token), pending
+ * migrations, the Zoho client, per-(job, module) advisory locks, and the
+ * mapping of results to sysexits codes. */
+#ifndef ZCRM_BATCHRT_H
+#define ZCRM_BATCHRT_H
+
+#include "cfg.h"
+#include "compiler.h"
+#include "db.h"
+#include "rc.h"
+#include "zoho.h"
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+struct batch_opt {
+	const char *name;       /* long option without "--" */
+	int has_arg;            /* 0 or 1 */
+	const char *arg_name;   /* for --help */
+	const char *help;
+	const char **str_value; /* set when has_arg */
+	bool *flag;             /* set when !has_arg */
+};
+
+struct batch_prog {
+	const char *name;       /* "initial_sync" */
+	const char *summary;    /* one line */
+	const char *description;/* paragraph(s) for --help */
+	const struct batch_opt *opts; /* extra options, NULL-terminated by name */
+	bool needs_zoho;
+};
+
+struct batch_env {
+	const struct batch_prog *prog;
+	struct cfg *cfg;
+	struct db *data;        /* locks, merges, bookkeeping */
+	struct db *tokdb;       /* the Zoho client's connection */
+	struct zoho *zoho;      /* NULL unless prog->needs_zoho */
+	const char *module;     /* --module, or NULL for all configured */
+	bool json;              /* --json, where the program offers it */
+	bool tty;               /* stderr is a terminal */
+	volatile sig_atomic_t stop;
+};
+
+/* Parse options and set everything up. Returns -1 to go on, or an exit
+ * code to return at once (--help, --version, errors). */
+int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, char **argv);
+void batch_end(struct batch_env *env);
+/* The modules to work on: --module, or every configured one. */
+size_t batch_modules(const struct batch_env *env, const char **mods, size_t cap);
+/* Take the (job, module) advisory lock on env->data; RC_LOCKED, logged
+ * with a clear message, when another copy holds it. */
+enum rc batch_lock(struct batch_env *env, const char *module) ZCRM_MUSTCHECK;
+void batch_unlock(struct batch_env *env, const char *module);
+/* The exit code for a run's overall result. */
+int batch_exit(enum rc rc);
+
+#endif

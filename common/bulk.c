@@ -1,0 +1,269 @@
+/* bulk.c — paged Bulk Read export with checkpoints (see bulk.h). */
+#include "bulk.h"
+#include "bulkload.h"
+#include "log.h"
+#include "syncstate.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Did the webhook receive Zoho's callback for job? A hint to poll now. */
+static bool callback_seen(struct db *db, int64_t job)
+{
+	char id[24], *v = NULL;
+	snprintf(id, sizeof(id), "%" PRId64, job);
+	if (db_query_value(db, "SELECT 1 FROM bulk_callbacks WHERE job_id = $1", 1,
+			   (const char *[]){id}, &v) != RC_OK)
+		return false;
+	bool seen = v != NULL;
+	free(v);
+	return seen;
+}
+
+static void progress_line(const struct bulk_ctx *ctx, const char *module, int page,
+			  const char *what, const struct bulk_result *res, double t0)
+{
+	if (!ctx->progress)
+		return;
+	double dt = now_s() - t0;
+	fprintf(stderr, "\r\033[K%s page %d: %s — %ld records, %.1f MB, %.0f records/s", module,
+		page, what, res->rows_seen, (double)res->bytes / 1e6,
+		dt > 0 ? (double)res->rows_seen / dt : 0.0);
+	fflush(stderr);
+}
+
+/* Poll the job until it completes or fails, backing off from 1 s to 30 s;
+ * a callback for the job cuts the wait short. */
+static enum rc wait_job(struct bulk_ctx *ctx, const char *module, int page, int64_t job,
+			struct zoho_bulk_status *st, const struct bulk_result *res, double t0,
+			char *err, size_t errlen)
+{
+	double deadline = now_s() + (double)ctx->cfg->bulk_wait;
+	long wait_ms = 1000, cap = ctx->poll_cap_ms ? ctx->poll_cap_ms : 30000;
+	enum rc rc;
+
+	for (;;) {
+		memset(st, 0, sizeof(*st));
+		rc = zoho_bulk_status(ctx->zoho, job, st);
+		if (rc) {
+			snprintf(err, errlen, "%s", zoho_error(ctx->zoho));
+			return rc;
+		}
+		if (st->state != ZOHO_BULK_RUNNING)
+			return RC_OK;
+		progress_line(ctx, module, page, st->state_text ? st->state_text : "waiting", res,
+			      t0);
+		zoho_bulk_status_free(st);
+		if (now_s() > deadline) {
+			snprintf(err, errlen,
+				 "bulk job %" PRId64 " not complete after %ld s ([sync] bulk_wait)", job,
+				 ctx->cfg->bulk_wait);
+			return RC_TIMEOUT;
+		}
+		/* Sleep in 200 ms steps so SIGTERM and callbacks are noticed. */
+		for (long slept = 0; slept < wait_ms; slept += 200) {
+			if (ctx->stop && *ctx->stop)
+				return RC_INTERRUPTED;
+			if (slept % 1000 == 0 && slept && callback_seen(ctx->data, job))
+				break;
+			struct timespec ts = {0, 200 * 1000 * 1000};
+			nanosleep(&ts, NULL);
+		}
+		wait_ms = wait_ms * 2 > cap ? cap : wait_ms * 2;
+	}
+}
+
+/* Merge the downloaded page and move the checkpoint, in one transaction. */
+static enum rc merge_page(struct bulk_ctx *ctx, const char *module,
+			  const struct module_schema *schema, const char *kind, const char *zip,
+			  int page, bool more, int64_t started, int64_t from, int64_t to,
+			  enum merge_rule rule, struct bulkload_stats *ls, char *err, size_t errlen)
+{
+	struct zipstream_limits lim = {(uint64_t)ctx->cfg->max_unzipped,
+				       (uint64_t)ctx->cfg->max_ratio, 1u << 20};
+	enum rc rc;
+
+	rc = db_begin(ctx->data);
+	if (rc)
+		goto dberr;
+	rc = bulkload_zip(ctx->data, schema, zip, &lim, rule, "bulk", ls, err, errlen);
+	if (rc)
+		goto fail;
+	if (more)
+		rc = sync_set_bulk(ctx->data, module, kind, page + 1, 0, started, from, to);
+	else
+		rc = db_prepared(ctx->data, "bulk_done",
+				 "UPDATE sync_state SET bulk_state = 'done', bulk_job_id = NULL,"
+				 " updated_at = now() WHERE module = $1",
+				 1, (const char *[]){module}, NULL);
+	if (rc)
+		goto dberr;
+	rc = db_commit(ctx->data);
+	if (rc)
+		goto dberr;
+	return RC_OK;
+dberr:
+	snprintf(err, errlen, "%s", db_error(ctx->data));
+fail:
+	db_rollback(ctx->data);
+	return rc;
+}
+
+enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct module_schema *schema,
+		    const char *kind, int64_t from, int64_t to, enum merge_rule rule,
+		    struct bulk_result *res, char *err, size_t errlen)
+{
+	struct sync_row row;
+	struct zoho_bulk_status st;
+	char zip[4096] = "";
+	double t0 = now_s();
+	int page = 1;
+	int64_t job = 0, started = 0;
+	enum rc rc;
+
+	memset(res, 0, sizeof(*res));
+	memset(&st, 0, sizeof(st));
+	rc = sync_get(ctx->data, module, &row);
+	if (rc)
+		goto dberr;
+	if (!strcmp(row.bulk_kind, kind) && row.bulk_page > 0 && row.bulk_from == from &&
+	    row.bulk_to == to) {
+		/* An export of the same kind and window was interrupted: resume. */
+		page = row.bulk_page;
+		job = row.bulk_job_id;
+		started = row.bulk_started;
+		log_info("resuming export", "kind=%s page=%d job=%" PRId64, kind, page, job);
+	} else {
+		rc = sync_set_bulk(ctx->data, module, kind, 1, 0, 0, from, to);
+		if (rc)
+			goto dberr;
+	}
+
+	for (;;) {
+		if (ctx->stop && *ctx->stop) {
+			rc = RC_INTERRUPTED;
+			snprintf(err, errlen, "interrupted");
+			goto out;
+		}
+		if (!job) {
+			struct zoho_bulk_query q = {
+				.module = module,
+				.from = from,
+				.to = to,
+				.page = page,
+				.callback_url = ctx->cfg->callback_url,
+			};
+			int64_t created = 0;
+			rc = zoho_bulk_create(ctx->zoho, &q, &job, &created);
+			if (rc) {
+				snprintf(err, errlen, "%s", zoho_error(ctx->zoho));
+				goto out;
+			}
+			if (!started)
+				started = created ? created : (int64_t)time(NULL);
+			rc = sync_set_bulk(ctx->data, module, kind, page, job, started, from, to);
+			if (rc)
+				goto dberr;
+			log_debug("export checkpoint", "kind=%s page=%d job=%" PRId64, kind, page, job);
+		}
+		rc = wait_job(ctx, module, page, job, &st, res, t0, err, errlen);
+		if (rc == RC_NOTFOUND) {
+			/* Zoho forgot the job (results expire after a day): again. */
+			log_warn("bulk job gone; creating a new one", "job=%" PRId64, job);
+			job = 0;
+			continue;
+		}
+		if (rc)
+			goto out;
+		if (st.state == ZOHO_BULK_FAILED) {
+			snprintf(err, errlen, "bulk job %" PRId64 " failed: %s", job,
+				 st.error ? st.error : "no reason given");
+			/* Forget the job so that a re-run creates a fresh one. */
+			if (sync_set_bulk(ctx->data, module, kind, page, 0, started, from, to))
+				log_warn("cannot reset the failed job", "err=%s",
+					 log_q(db_error(ctx->data)));
+			rc = RC_ZOHO;
+			goto out;
+		}
+		if (!st.download_url) {
+			snprintf(err, errlen, "bulk job %" PRId64 " completed without download_url",
+				 job);
+			rc = RC_BADINPUT;
+			goto out;
+		}
+		snprintf(zip, sizeof(zip), "%s/zcrm-%s-%" PRId64 "-XXXXXX", ctx->cfg->work_dir,
+			 module, job);
+		int fd = mkstemp(zip);
+		if (fd < 0) {
+			snprintf(err, errlen, "cannot create a file in [sync] work_dir %s: %s",
+				 ctx->cfg->work_dir, strerror(errno));
+			zip[0] = '\0';
+			rc = RC_IO;
+			goto out;
+		}
+		close(fd);
+		int64_t bytes = 0;
+		progress_line(ctx, module, page, "downloading", res, t0);
+		rc = zoho_bulk_download(ctx->zoho, st.download_url, zip, &bytes);
+		if (rc) {
+			snprintf(err, errlen, "%s", zoho_error(ctx->zoho));
+			goto out;
+		}
+		progress_line(ctx, module, page, "loading", res, t0);
+		struct bulkload_stats ls;
+		bool more = st.more_records;
+		rc = merge_page(ctx, module, schema, kind, zip, page, more, started, from, to, rule,
+				&ls, err, errlen);
+		unlink(zip);
+		zip[0] = '\0';
+		if (rc)
+			goto out;
+		res->pages++;
+		res->rows_seen += ls.rows_staged;
+		res->rows_applied += ls.rows_applied;
+		res->bytes += (uint64_t)bytes;
+		res->started = started;
+		progress_line(ctx, module, page, "merged", res, t0);
+		if (!ctx->progress)
+			log_info("page merged", "kind=%s page=%d rows=%ld applied=%ld bytes=%" PRId64
+				 " more=%d",
+				 kind, page, ls.rows_staged, ls.rows_applied, bytes, (int)more);
+		if (ctx->run_id) {
+			struct run_counts c = {res->pages, res->rows_seen, res->rows_applied, 0};
+			if (run_progress(ctx->data, ctx->run_id, &c))
+				log_warn("cannot record progress", "err=%s", log_q(db_error(ctx->data)));
+		}
+		zoho_bulk_status_free(&st);
+		memset(&st, 0, sizeof(st));
+		if (!more)
+			break;
+		page++;
+		job = 0;
+	}
+	if (ctx->progress)
+		fputc('\n', stderr);
+	res->started = started;
+	rc = RC_OK;
+	goto out;
+dberr:
+	snprintf(err, errlen, "%s", db_error(ctx->data));
+out:
+	if (rc && ctx->progress)
+		fputc('\n', stderr);
+	if (zip[0])
+		unlink(zip);
+	zoho_bulk_status_free(&st);
+	return rc;
+}

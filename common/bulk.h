@@ -1,0 +1,50 @@
+/* bulk.h — a whole Bulk Read export of one module: job per page → wait →
+ * download → load and merge → checkpoint, until more_records is false.
+ *
+ * The page in progress and its job id are checkpointed in sync_state, and
+ * a page is merged in the same transaction that moves the checkpoint on,
+ * so a process killed at any moment resumes at the page it was on (reusing
+ * the job if Zoho still has it) and never exports a finished page again.
+ * Two connections: `data` holds the advisory lock and does the merging;
+ * the Zoho client uses its own for the shared OAuth token. */
+#ifndef ZCRM_BULK_H
+#define ZCRM_BULK_H
+
+#include "cfg.h"
+#include "compiler.h"
+#include "db.h"
+#include "merge.h"
+#include "rc.h"
+#include "schema.h"
+#include "zoho.h"
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct bulk_ctx {
+	const struct cfg *cfg;
+	struct db *data;
+	struct zoho *zoho;
+	volatile sig_atomic_t *stop;
+	bool progress;          /* a terminal: redraw a progress line */
+	int64_t run_id;
+	/* tests: wait at most this long between status polls (0: default) */
+	long poll_cap_ms;
+};
+
+struct bulk_result {
+	int pages;
+	long rows_seen;
+	long rows_applied;
+	uint64_t bytes;
+	int64_t started;        /* Zoho's creation time of the first job */
+};
+
+/* kind: "initial" | "incremental" | "reconcile". from/to bound
+ * Modified_Time ([from, to), 0 = unbounded). fields NULL: all fields. */
+enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct module_schema *schema,
+		    const char *kind, int64_t from, int64_t to, enum merge_rule rule,
+		    struct bulk_result *res, char *err, size_t errlen) ZCRM_MUSTCHECK;
+
+#endif
