@@ -88,8 +88,9 @@ static enum rc wait_job(struct bulk_ctx *ctx, const char *module, int page, int6
 /* Merge the downloaded page and move the checkpoint, in one transaction. */
 static enum rc merge_page(struct bulk_ctx *ctx, const char *module,
 			  const struct module_schema *schema, const char *kind, const char *zip,
-			  int page, bool more, int64_t started, int64_t from, int64_t to,
-			  enum merge_rule rule, struct bulkload_stats *ls, char *err, size_t errlen)
+			  int page, bool more, int64_t expected, int64_t started, int64_t from,
+			  int64_t to, enum merge_rule rule, struct bulkload_stats *ls, char *err,
+			  size_t errlen)
 {
 	struct zipstream_limits lim = {(uint64_t)ctx->cfg->max_unzipped,
 				       (uint64_t)ctx->cfg->max_ratio, 1u << 20};
@@ -101,6 +102,14 @@ static enum rc merge_page(struct bulk_ctx *ctx, const char *module,
 	rc = bulkload_zip(ctx->data, schema, zip, &lim, rule, "bulk", ls, err, errlen);
 	if (rc)
 		goto fail;
+	/* A line holding only "\." ends COPY early without an error: the row
+	 * count is the only witness. */
+	if (expected >= 0 && ls->rows_staged != expected) {
+		snprintf(err, errlen, "page %d: the CSV held %ld rows but Zoho reported %" PRId64,
+			 page, ls->rows_staged, expected);
+		rc = RC_BADINPUT;
+		goto fail;
+	}
 	if (more)
 		rc = sync_set_bulk(ctx->data, module, kind, page + 1, 0, started, from, to);
 	else
@@ -224,8 +233,8 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 		progress_line(ctx, module, page, "loading", res, t0);
 		struct bulkload_stats ls;
 		bool more = st.more_records;
-		rc = merge_page(ctx, module, schema, kind, zip, page, more, started, from, to, rule,
-				&ls, err, errlen);
+		rc = merge_page(ctx, module, schema, kind, zip, page, more, st.count, started, from,
+				to, rule, &ls, err, errlen);
 		unlink(zip);
 		zip[0] = '\0';
 		if (rc)

@@ -285,3 +285,12 @@ void csv_append_cell(char **buf, size_t *len, size_t *cap, const char *value, si
 	}
 	*len = (size_t)(p - *buf);
 }
+
+void csv_append_char(char **buf, size_t *len, size_t *cap, char c)
+{
+	if (*len + 1 >= *cap) {
+		*cap = *cap ? *cap * 2 : 256;
+		*buf = xrealloc(*buf, *cap);
+	}
+	(*buf)[(*len)++] = c;
+}

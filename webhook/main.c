@@ -5,6 +5,7 @@
  * own one PostgreSQL connection; one housekeeping thread replays the spool.
  * SIGTERM/SIGINT: stop accepting, let in-flight requests finish, exit 0. */
 #include "cfg.h"
+#include "http.h"
 #include "log.h"
 #include "spool.h"
 #include "webhook.h"
@@ -151,8 +152,7 @@ static void *worker_main(void *arg)
 		webhook_after_reply(w);
 	}
 	FCGX_Free(&req, 1);
-	db_close(w->db);
-	w->db = NULL;
+	webhook_worker_close(w);
 	return NULL;
 }
 
@@ -163,6 +163,7 @@ static void *housekeeper_main(void *arg)
 	struct worker *w = arg;
 	const long tick_ms = 250;
 	long wait_ms = 0, backoff_ms = tick_ms;
+	unsigned long ticks = 0;
 
 	log_set_context("worker", "housekeeper");
 	while (!w->app->stop) {
@@ -174,15 +175,17 @@ static void *housekeeper_main(void *arg)
 		if (webhook_replay_spool(w) < 0) {
 			backoff_ms = backoff_ms * 2 > 10000 ? 10000 : backoff_ms * 2;
 			wait_ms = backoff_ms;
-		} else {
-			backoff_ms = tick_ms;
-			wait_ms = 0;
+			continue;
 		}
+		backoff_ms = tick_ms;
+		wait_ms = 0;
+		/* Retry ids whose fetch failed, about once a second. */
+		if (++ticks % 4 == 0)
+			webhook_fetch_due(w);
 	}
 	/* Last chance before exit, so a clean stop leaves little behind. */
 	webhook_replay_spool(w);
-	db_close(w->db);
-	w->db = NULL;
+	webhook_worker_close(w);
 	return NULL;
 }
 
@@ -289,6 +292,11 @@ int main(int argc, char **argv)
 	app.cfg = cfg;
 	app.metrics = metrics_new();
 	pthread_mutex_init(&app.accept_lock, NULL);
+	if (http_global_init() != RC_OK) {
+		log_error("cannot initialise libcurl", "");
+		status = EX_OSERR;
+		goto out;
+	}
 	if (FCGX_Init()) {
 		log_error("FCGX_Init failed", "");
 		status = EX_OSERR;
@@ -346,6 +354,7 @@ out:
 		unlink(listen_spec + 5);
 	free(workers);
 	free(tids);
+	http_global_cleanup();
 	metrics_free(app.metrics);
 	pthread_mutex_destroy(&app.accept_lock);
 	log_clear_secrets();

@@ -1,6 +1,7 @@
 /* routes.c — the webhook's routes: POST /notify, POST /bulk-callback,
  * GET /healthz, GET /metrics. Logic lives in common/ (notification, inbox,
  * spool, metrics); this file maps requests and results to HTTP. */
+#include "fetch.h"
 #include "inbox.h"
 #include "log.h"
 #include "notification.h"
@@ -269,6 +270,8 @@ static void handle_notify(struct worker *w, FCGX_Request *req, struct reply *r)
 	switch (outcome) {
 	case INBOX_APPLIED:
 		atomic_fetch_add(&m->inbox_applied, 1);
+		if (n->op != NOTIF_DELETE && cfg->fetch)
+			snprintf(w->fetch_module, sizeof(w->fetch_module), "%s", n->module);
 		reply_ok_json(r, "{\"status\":\"applied\"}");
 		break;
 	case INBOX_PENDING:
@@ -417,9 +420,76 @@ void webhook_handle(struct worker *w, FCGX_Request *req)
 	log_set_context(NULL, NULL);
 }
 
+static bool ensure_zoho(struct worker *w)
+{
+	const struct cfg *cfg = w->app->cfg;
+	struct zoho_opts zo;
+
+	if (w->zoho)
+		return db_ensure(w->tokdb) == RC_OK;
+	if (!w->tokdb && db_connect(cfg->conninfo, cfg->schema, &w->tokdb) != RC_OK) {
+		log_warn("database unreachable", "err=%s", log_q(db_error(w->tokdb)));
+		db_close(w->tokdb);
+		w->tokdb = NULL;
+		return false;
+	}
+	memset(&zo, 0, sizeof(zo));
+	zo.http.stop = &w->app->stop;
+	if (zoho_new(cfg, w->tokdb, &zo, &w->zoho) != RC_OK) {
+		log_warn("cannot set up the Zoho client", "");
+		return false;
+	}
+	return true;
+}
+
+static void fetch_module(struct worker *w, const char *module, size_t max_batches)
+{
+	struct fetch_stats st;
+	char err[1024];
+
+	if (!webhook_db(w) || !ensure_zoho(w))
+		return;
+	log_set_module(module);
+	enum rc rc = fetch_dirty(w->db, w->zoho, module, max_batches, &st, err, sizeof(err));
+	if (st.returned)
+		atomic_fetch_add(&w->app->metrics->fetched_records, (unsigned long)st.returned);
+	if (rc && rc != RC_NOTFOUND) {
+		atomic_fetch_add(&w->app->metrics->fetch_errors, 1);
+		log_warn("fetch failed; ids stay dirty", "err=%s", log_q(err));
+	} else if (st.claimed) {
+		log_debug("fetched", "claimed=%ld returned=%ld applied=%ld missing=%ld", st.claimed,
+			  st.returned, st.applied, st.missing);
+	}
+	log_set_module(NULL);
+}
+
 void webhook_after_reply(struct worker *w)
 {
-	(void)w;
+	if (!w->fetch_module[0])
+		return;
+	char module[64];
+	snprintf(module, sizeof(module), "%s", w->fetch_module);
+	w->fetch_module[0] = '\0';
+	fetch_module(w, module, 10);
+}
+
+void webhook_fetch_due(struct worker *w)
+{
+	const struct cfg *cfg = w->app->cfg;
+	if (!cfg->fetch)
+		return;
+	for (size_t i = 0; i < cfg->nmodules && !w->app->stop; i++)
+		fetch_module(w, cfg->module_list[i], 10);
+}
+
+void webhook_worker_close(struct worker *w)
+{
+	zoho_free(w->zoho);
+	w->zoho = NULL;
+	db_close(w->tokdb);
+	w->tokdb = NULL;
+	db_close(w->db);
+	w->db = NULL;
 }
 
 struct replay_ctx {

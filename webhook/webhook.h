@@ -6,6 +6,7 @@
 #include "cfg.h"
 #include "db.h"
 #include "metrics.h"
+#include "zoho.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -26,8 +27,11 @@ struct worker {
 	struct app *app;
 	struct db *db;          /* this thread's connection, NULL until first use */
 	int index;
+	struct db *tokdb;       /* the Zoho client's connection (OAuth token) */
+	struct zoho *zoho;      /* NULL until the first fetch */
 	char request_id[32];
 	unsigned long nrequests;
+	char fetch_module[64];  /* set by /notify: fetch after replying */
 };
 
 /* routes.c */
@@ -38,6 +42,10 @@ void webhook_handle(struct worker *w, FCGX_Request *req);
 void webhook_after_reply(struct worker *w);
 /* Ensure w->db is connected; false (and logged) when PostgreSQL is down. */
 bool webhook_db(struct worker *w);
+/* Fetch due dirty ids of every module (housekeeping). */
+void webhook_fetch_due(struct worker *w);
+/* Release the worker's connections and client. */
+void webhook_worker_close(struct worker *w);
 /* One pass of spool replay: the number replayed, or -1 if PostgreSQL is
  * unreachable or the replay stopped on an error. */
 long webhook_replay_spool(struct worker *w);

@@ -170,7 +170,7 @@ static char *ids_body(size_t nids)
 	char *b = malloc(cap);
 	len += (size_t)snprintf(b, cap, "{\"server_time\":1718117126473,\"module\":\"Leads\",\"ids\":[");
 	for (size_t i = 0; i < nids; i++)
-		len += (size_t)snprintf(b + len, cap - len, "%s\"%zu\"", i ? "," : "",
+		len += (size_t)snprintf(b + len, cap - len, "%s\"%llu\"", i ? "," : "",
 					5725767000000000000ULL + i);
 	snprintf(b + len, cap - len, "],\"operation\":\"update\",\"channel_id\":\"1\"}");
 	return b;
