@@ -99,7 +99,7 @@ static enum rc merge_page(struct bulk_ctx *ctx, const char *module,
 	rc = db_begin(ctx->data);
 	if (rc)
 		goto dberr;
-	rc = bulkload_zip(ctx->data, schema, zip, &lim, rule, "bulk", ls, err, errlen);
+	rc = bulkload_zip(ctx->data, schema, zip, &lim, rule, started, "bulk", ls, err, errlen);
 	if (rc)
 		goto fail;
 	/* A line holding only "\." ends COPY early without an error: the row

@@ -37,7 +37,7 @@ static enum rc source_read(struct source *s, char *buf, size_t cap, size_t *n, c
 }
 
 static enum rc load(struct db *db, const struct module_schema *schema, struct source *src,
-		    enum merge_rule rule, const char *source, struct bulkload_stats *stats,
+		    enum merge_rule rule, int64_t tie_before, const char *source, struct bulkload_stats *stats,
 		    char *err, size_t errlen)
 {
 	struct csvhead *head = csvhead_new(0);
@@ -104,7 +104,7 @@ static enum rc load(struct db *db, const struct module_schema *schema, struct so
 		snprintf(err, errlen, "CSV rejected: %s", db_error(db));
 		goto out;
 	}
-	rc = merge_apply(stage, rule, source, &stats->rows_applied, err, errlen);
+	rc = merge_apply(stage, rule, tie_before, source, &stats->rows_applied, err, errlen);
 out:
 	if (stage && rc) {
 		long ignored;
@@ -119,8 +119,8 @@ out:
 }
 
 enum rc bulkload_zip(struct db *db, const struct module_schema *schema, const char *zip_path,
-		     const struct zipstream_limits *lim, enum merge_rule rule, const char *source,
-		     struct bulkload_stats *stats, char *err, size_t errlen)
+		     const struct zipstream_limits *lim, enum merge_rule rule, int64_t tie_before,
+		     const char *source, struct bulkload_stats *stats, char *err, size_t errlen)
 {
 	struct source src = {NULL, -1};
 	enum rc rc;
@@ -131,13 +131,14 @@ enum rc bulkload_zip(struct db *db, const struct module_schema *schema, const ch
 	if (rc)
 		return rc;
 	stats->bytes_zip = zipstream_compressed_size(src.zip);
-	rc = load(db, schema, &src, rule, source, stats, err, errlen);
+	rc = load(db, schema, &src, rule, tie_before, source, stats, err, errlen);
 	zipstream_close(src.zip);
 	return rc;
 }
 
 enum rc bulkload_csv(struct db *db, const struct module_schema *schema, const char *csv_path,
-		     enum merge_rule rule, const char *source, struct bulkload_stats *stats,
+		     enum merge_rule rule, int64_t tie_before, const char *source,
+		     struct bulkload_stats *stats,
 		     char *err, size_t errlen)
 {
 	struct source src = {NULL, -1};
@@ -150,7 +151,7 @@ enum rc bulkload_csv(struct db *db, const struct module_schema *schema, const ch
 		snprintf(err, errlen, "%s: %s", csv_path, strerror(errno));
 		return RC_IO;
 	}
-	rc = load(db, schema, &src, rule, source, stats, err, errlen);
+	rc = load(db, schema, &src, rule, tie_before, source, stats, err, errlen);
 	close(src.fd);
 	return rc;
 }

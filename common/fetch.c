@@ -123,7 +123,7 @@ static enum rc merge_records(struct db *data, const struct module_schema *schema
 		snprintf(err, errlen, "staging fetched records: %s", db_error(data));
 		goto out;
 	}
-	rc = merge_apply(stage, MERGE_FETCH, "fetch", applied, err, errlen);
+	rc = merge_apply(stage, MERGE_FETCH, 0, "fetch", applied, err, errlen);
 out:
 	merge_stage_free(stage);
 	free(buf);

@@ -97,12 +97,28 @@ static int header_of(const char *const *headers, size_t n, const struct zcolumn 
 }
 
 char *merge_sql(struct db *db, const struct module_schema *schema, const char *const *headers,
-		size_t nheaders, enum merge_rule rule, const char *source)
+		size_t nheaders, enum merge_rule rule, int64_t tie_before, const char *source)
 {
 	struct sb cols, sel, upd;
 	char *qtable = db_quote_ident(db, schema->table);
-	const char *cmp = rule == MERGE_BULK ? ">" : ">=";
+	char *newer_cur, *newer_t;
 	char *sql;
+
+	if (rule == MERGE_FETCH) {
+		newer_cur = xstrdup("n.modified_time >= cur.modified_time");
+		newer_t = xstrdup("excluded.modified_time >= t.modified_time");
+	} else if (tie_before > 0) {
+		newer_cur = xasprintf("(n.modified_time > cur.modified_time OR (n.modified_time ="
+				      " cur.modified_time AND cur.synced_at < to_timestamp(%lld)))",
+				      (long long)tie_before);
+		newer_t = xasprintf("(excluded.modified_time > t.modified_time OR"
+				    " (excluded.modified_time = t.modified_time AND"
+				    " t.synced_at < to_timestamp(%lld)))",
+				    (long long)tie_before);
+	} else {
+		newer_cur = xstrdup("n.modified_time > cur.modified_time");
+		newer_t = xstrdup("excluded.modified_time > t.modified_time");
+	}
 
 	sb_init(&cols);
 	sb_init(&sel);
@@ -131,13 +147,15 @@ char *merge_sql(struct db *db, const struct module_schema *schema, const char *c
 		"  ORDER BY id, modified_time DESC NULLS LAST) n\n"
 		"LEFT JOIN %s cur ON cur.id = n.id\n"
 		"WHERE n.id IS NOT NULL AND n.modified_time IS NOT NULL AND (cur.id IS NULL OR (\n"
-		"  (cur.modified_time IS NULL OR n.modified_time %s cur.modified_time)\n"
+		"  (cur.modified_time IS NULL OR %s)\n"
 		"  AND (cur.deleted_at IS NULL OR n.modified_time > cur.deleted_at)))\n"
 		"ON CONFLICT (id) DO UPDATE SET %sdeleted_at = NULL,\n"
 		"  synced_at = excluded.synced_at, source = excluded.source\n"
-		"WHERE (t.modified_time IS NULL OR excluded.modified_time %s t.modified_time)\n"
+		"WHERE (t.modified_time IS NULL OR %s)\n"
 		"  AND (t.deleted_at IS NULL OR excluded.modified_time > t.deleted_at)",
-		qtable, cols.s, source, sel.s, stage_name(), qtable, cmp, upd.s, cmp);
+		qtable, cols.s, source, sel.s, stage_name(), qtable, newer_cur, upd.s, newer_t);
+	free(newer_cur);
+	free(newer_t);
 	free(cols.s);
 	free(sel.s);
 	free(upd.s);
@@ -220,12 +238,12 @@ enum rc merge_stage_end(struct merge_stage *st, const char *errmsg, long *rows)
 	return db_copy_end(st->db, errmsg, rows);
 }
 
-enum rc merge_apply(struct merge_stage *st, enum merge_rule rule, const char *source,
-		    long *applied, char *err, size_t errlen)
+enum rc merge_apply(struct merge_stage *st, enum merge_rule rule, int64_t tie_before,
+		    const char *source, long *applied, char *err, size_t errlen)
 {
 	struct db_res *res = NULL;
 	char *sql = merge_sql(st->db, st->schema, (const char *const *)st->headers, st->nheaders,
-			      rule, source);
+			      rule, tie_before, source);
 	enum rc rc;
 
 	*applied = 0;

@@ -8,7 +8,11 @@
  * unchanged re-load writes no WAL), and the same guard sits in the
  * `ON CONFLICT … WHERE` for concurrent writers.
  *
- *   bulk rule:  applies if modified_time >  stored modified_time
+ *   bulk rule:  applies if modified_time >  stored modified_time, or on a
+ *               tie when the stored copy was read before the export job
+ *               was created (tie_before): the export read the row later,
+ *               so its copy is at least as new — without this, two edits
+ *               in one second whose notification was lost never converge
  *   fetch rule: applies if modified_time >= stored modified_time
  *   both:       never over a tombstone with deleted_at >= modified_time;
  *               a newer row clears the tombstone (restore).
@@ -24,6 +28,7 @@
 #include "schema.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 enum merge_rule { MERGE_BULK, MERGE_FETCH };
 
@@ -40,13 +45,13 @@ enum rc merge_stage_put(struct merge_stage *st, const void *buf, size_t len) ZCR
 /* End COPY (errmsg non-NULL aborts it); rows staged in *rows. */
 enum rc merge_stage_end(struct merge_stage *st, const char *errmsg, long *rows) ZCRM_MUSTCHECK;
 /* Merge the staged rows; applied counts rows inserted or updated. */
-enum rc merge_apply(struct merge_stage *st, enum merge_rule rule, const char *source,
-		    long *applied, char *err, size_t errlen) ZCRM_MUSTCHECK;
+enum rc merge_apply(struct merge_stage *st, enum merge_rule rule, int64_t tie_before,
+		    const char *source, long *applied, char *err, size_t errlen) ZCRM_MUSTCHECK;
 void merge_stage_free(struct merge_stage *st);
 
 /* The SQL merge_apply runs (tests and docs). Caller frees. */
 char *merge_sql(struct db *db, const struct module_schema *schema, const char *const *headers,
-		size_t nheaders, enum merge_rule rule, const char *source);
+		size_t nheaders, enum merge_rule rule, int64_t tie_before, const char *source);
 
 /* Append one CSV cell (RFC 4180: quoted when needed, quotes doubled) to a
  * growable buffer; NULL writes an empty unquoted cell (COPY's NULL). */

@@ -34,7 +34,7 @@ enum rc sync_get(struct db *db, const char *module, struct sync_row *row)
 			 " coalesce(bulk_kind, ''), bulk_job_id, coalesce(bulk_page, 0),"
 			 " extract(epoch FROM bulk_started)::bigint,"
 			 " extract(epoch FROM bulk_from)::bigint, extract(epoch FROM bulk_to)::bigint,"
-			 " table_ready"
+			 " table_ready, extract(epoch FROM channel_checked)::bigint"
 			 " FROM sync_state WHERE module = $1",
 			 1, (const char *[]){module}, &res);
 	if (rc)
@@ -53,6 +53,7 @@ enum rc sync_get(struct db *db, const char *module, struct sync_row *row)
 		row->bulk_to = to_i64(db_res_get(res, 0, 9));
 		const char *tr = db_res_get(res, 0, 10);
 		row->table_ready = tr && tr[0] == 't';
+		row->channel_checked = to_i64(db_res_get(res, 0, 11));
 	}
 	db_res_free(res);
 	return RC_OK;
@@ -115,11 +116,14 @@ enum rc sync_set_channel(struct db *db, const char *module, uint64_t channel_id,
 	snprintf(c, sizeof(c), "%" PRIu64, channel_id);
 	const char *params[4] = {module, c, num_or_null(expiry, e, sizeof(e)), status};
 	return db_prepared(db, "sync_set_channel",
-			   "INSERT INTO sync_state (module, channel_id, channel_expiry, channel_status)"
-			   " VALUES ($1, $2::bigint, to_timestamp($3::bigint), $4)"
+			   "INSERT INTO sync_state (module, channel_id, channel_expiry, channel_status,"
+			   " channel_checked) VALUES ($1, $2::bigint, to_timestamp($3::bigint), $4,"
+			   " CASE WHEN $4 = 'active' THEN now() END)"
 			   " ON CONFLICT (module) DO UPDATE SET channel_id = excluded.channel_id,"
 			   " channel_expiry = excluded.channel_expiry,"
-			   " channel_status = excluded.channel_status, updated_at = now()",
+			   " channel_status = excluded.channel_status,"
+			   " channel_checked = CASE WHEN excluded.channel_status = 'active'"
+			   "  THEN now() ELSE sync_state.channel_checked END, updated_at = now()",
 			   4, params, NULL);
 }
 

@@ -14,6 +14,7 @@ struct sync_row {
 	int64_t watermark;       /* epoch seconds, 0 if none */
 	uint64_t channel_id;
 	int64_t channel_expiry;  /* epoch seconds, 0 if none */
+	int64_t channel_checked; /* last time Zoho confirmed it live */
 	char channel_status[16];
 	char bulk_kind[16];      /* "" when no export is in progress */
 	int64_t bulk_job_id;     /* 0 when the page's job is not created yet */

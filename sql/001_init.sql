@@ -10,6 +10,7 @@ CREATE TABLE sync_state (
     watermark       timestamptz,          -- last successful sync, Zoho's clock
     channel_id      bigint,
     channel_expiry  timestamptz,          -- as granted by Zoho (read back)
+    channel_checked timestamptz,          -- last time Zoho confirmed it live
     channel_status  text NOT NULL DEFAULT 'none'
                     CHECK (channel_status IN ('none', 'active', 'expired', 'missing', 'disabled')),
     bulk_kind       text,                 -- initial | incremental | reconcile

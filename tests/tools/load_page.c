@@ -82,9 +82,9 @@ int main(int argc, char **argv)
 		if (zip) {
 			struct zipstream_limits lim = {(uint64_t)cfg->max_unzipped,
 						       (uint64_t)cfg->max_ratio, 1u << 20};
-			rc = bulkload_zip(db, schema, zip, &lim, rule, "bulk", &st, err, sizeof(err));
+			rc = bulkload_zip(db, schema, zip, &lim, rule, 0, "bulk", &st, err, sizeof(err));
 		} else {
-			rc = bulkload_csv(db, schema, csv, rule, "bulk", &st, err, sizeof(err));
+			rc = bulkload_csv(db, schema, csv, rule, 0, "bulk", &st, err, sizeof(err));
 		}
 	}
 	if (!rc)
