@@ -1,7 +1,9 @@
 /* inbox.c — record notifications and apply them (see inbox.h). */
 #include "inbox.h"
 #include "log.h"
+#include "merge.h"
 #include "schema.h"
+#include "spool.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -48,35 +50,18 @@ static enum rc table_exists(struct db *db, const char *module, bool *exists)
 /* Apply one notification's effect. Runs inside the caller's transaction. */
 static enum rc apply(struct db *db, const struct notification *n, const char *inbox_id)
 {
-	char *table = schema_table_name(n->module);
-	char *qtable = db_quote_ident(db, table);
 	char *ids = ids_literal(n->ids, n->nids);
 	char when[32];
-	char *sql = NULL, *name = NULL;
 	enum rc rc;
 
 	ms_literal(n->server_time_ms, when, sizeof(when));
 	if (n->op == NOTIF_DELETE) {
-		/* Tombstone by the freshness rule: a delete older than what we hold
-		 * changes nothing; an unknown id gets a tombstone row so that a
-		 * stale export row cannot bring it back later. */
-		sql = xasprintf(
-			"INSERT INTO %s AS t (id, deleted_at, synced_at, source)"
-			" SELECT DISTINCT unnest($1::bigint[]), to_timestamp($2::numeric), now(), 'notify'"
-			" ON CONFLICT (id) DO UPDATE SET deleted_at = excluded.deleted_at,"
-			"  synced_at = now(), source = 'notify'"
-			" WHERE (t.modified_time IS NULL OR t.modified_time <= excluded.deleted_at)"
-			"  AND (t.deleted_at IS NULL OR t.deleted_at < excluded.deleted_at)",
-			qtable);
-		name = xasprintf("tomb_%s", table);
-		rc = db_prepared(db, name, sql, 2, (const char *[]){ids, when}, NULL);
-		if (rc)
-			goto out;
-		/* Fetching a record deleted after it was marked is pointless. */
-		rc = db_prepared(db, "inbox_undirty",
-				 "DELETE FROM dirty WHERE module = $1 AND id = ANY($2::bigint[])"
-				 " AND (server_time IS NULL OR server_time <= to_timestamp($3::numeric))",
-				 3, (const char *[]){n->module, ids, when}, NULL);
+		int64_t *times = xmalloc(n->nids * sizeof(*times));
+		long applied = 0;
+		for (size_t i = 0; i < n->nids; i++)
+			times[i] = n->server_time_ms;
+		rc = merge_tombstones(db, n->module, n->ids, times, n->nids, "notify", &applied);
+		free(times);
 		if (rc)
 			goto out;
 	} else {
@@ -93,10 +78,6 @@ static enum rc apply(struct db *db, const struct notification *n, const char *in
 	rc = db_prepared(db, "inbox_done", "UPDATE inbox SET processed_at = now() WHERE id = $1",
 			 1, (const char *[]){inbox_id}, NULL);
 out:
-	free(sql);
-	free(name);
-	free(table);
-	free(qtable);
 	free(ids);
 	return rc;
 }
@@ -201,5 +182,47 @@ enum rc inbox_apply_pending(struct db *db, const char *module, long *applied)
 fail:
 	db_res_free(res);
 	db_rollback(db);
+	return rc;
+}
+
+struct replay_ctx {
+	struct db *db;
+	long replayed;
+};
+
+static enum rc replay_one(void *vctx, const char *body, size_t len, const char *name)
+{
+	struct replay_ctx *ctx = vctx;
+	struct notification *n = NULL;
+	enum inbox_outcome outcome;
+	char err[256];
+	enum rc rc;
+
+	if (notification_parse(body, len, SIZE_MAX, &n, err, sizeof(err)) != RC_OK) {
+		/* It was validated before it was spooled: the file is damaged. */
+		log_error("dropping unreadable spool file", "file=%s err=%s", log_q(name),
+			  log_q(err));
+		return RC_OK;
+	}
+	rc = inbox_record(ctx->db, n, body, len, "spool", &outcome);
+	notification_free(n);
+	if (rc)
+		return rc;
+	ctx->replayed++;
+	return RC_OK;
+}
+
+enum rc inbox_replay_spool(struct db *db, const char *dir, long *replayed)
+{
+	struct replay_ctx ctx = {db, 0};
+	size_t done = 0;
+	enum rc rc = spool_replay(dir, 0, replay_one, &ctx, &done);
+
+	*replayed = ctx.replayed;
+	if (ctx.replayed)
+		log_info("spool replayed into the inbox", "count=%ld", ctx.replayed);
+	if (rc)
+		log_warn("spool replay stopped", "err=%s replayed=%ld", log_q(db_error(db)),
+			 ctx.replayed);
 	return rc;
 }

@@ -28,4 +28,8 @@ enum rc inbox_record(struct db *db, const struct notification *n, const char *ra
 /* Apply every pending notification of module, oldest first. */
 enum rc inbox_apply_pending(struct db *db, const char *module, long *applied) ZCRM_MUSTCHECK;
 
+/* Move every spooled body in dir into the inbox (via "spool"), oldest
+ * first, deleting each file once committed. *replayed counts them. */
+enum rc inbox_replay_spool(struct db *db, const char *dir, long *replayed) ZCRM_MUSTCHECK;
+
 #endif

@@ -2,6 +2,7 @@
 #include "merge.h"
 #include "log.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -311,4 +312,57 @@ void csv_append_char(char **buf, size_t *len, size_t *cap, char c)
 		*buf = xrealloc(*buf, *cap);
 	}
 	(*buf)[(*len)++] = c;
+}
+
+enum rc merge_tombstones(struct db *db, const char *module, const int64_t *ids,
+			 const int64_t *deleted_ms, size_t n, const char *source, long *applied)
+{
+	struct sb a, t;
+	struct db_res *res = NULL;
+	char *table = schema_table_name(module);
+	char *qtable = db_quote_ident(db, table);
+	char *sql = NULL, *name = NULL;
+	enum rc rc;
+
+	*applied = 0;
+	sb_init(&a);
+	sb_init(&t);
+	sb_add(&a, "{");
+	sb_add(&t, "{");
+	for (size_t i = 0; i < n; i++) {
+		sb_add(&a, "%s%" PRId64, i ? "," : "", ids[i]);
+		sb_add(&t, "%s%" PRId64 ".%03d", i ? "," : "", deleted_ms[i] / 1000,
+		       (int)(deleted_ms[i] % 1000));
+	}
+	sb_add(&a, "}");
+	sb_add(&t, "}");
+	sql = xasprintf(
+		"INSERT INTO %s AS t (id, deleted_at, synced_at, source)"
+		" SELECT DISTINCT ON (id) id, to_timestamp(ms), now(), $3"
+		" FROM unnest($1::bigint[], $2::numeric[]) AS d(id, ms) ORDER BY id, ms DESC"
+		" ON CONFLICT (id) DO UPDATE SET deleted_at = excluded.deleted_at,"
+		"  synced_at = now(), source = excluded.source"
+		" WHERE (t.modified_time IS NULL OR t.modified_time <= excluded.deleted_at)"
+		"  AND (t.deleted_at IS NULL OR t.deleted_at < excluded.deleted_at)",
+		qtable);
+	name = xasprintf("tomb_%s", table);
+	rc = db_prepared(db, name, sql, 3, (const char *[]){a.s, t.s, source}, &res);
+	if (rc)
+		goto out;
+	*applied = db_res_affected(res);
+	/* Fetching a record deleted after it was marked is pointless. */
+	rc = db_prepared(db, "tomb_undirty",
+			 "DELETE FROM dirty d USING unnest($2::bigint[], $3::numeric[]) AS x(id, ms)"
+			 " WHERE d.module = $1 AND d.id = x.id"
+			 " AND (d.server_time IS NULL OR d.server_time <= to_timestamp(x.ms))",
+			 3, (const char *[]){module, a.s, t.s}, NULL);
+out:
+	db_res_free(res);
+	free(sql);
+	free(name);
+	free(table);
+	free(qtable);
+	free(a.s);
+	free(t.s);
+	return rc;
 }

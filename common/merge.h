@@ -49,6 +49,15 @@ enum rc merge_apply(struct merge_stage *st, enum merge_rule rule, int64_t tie_be
 		    const char *source, long *applied, char *err, size_t errlen) ZCRM_MUSTCHECK;
 void merge_stage_free(struct merge_stage *st);
 
+/* Tombstone ids, each deleted at deleted_ms[i] (epoch ms), by the rule:
+ * a delete older than the stored modified_time changes nothing, an
+ * unknown id gets a tombstone row (so a stale export row cannot bring it
+ * back), an earlier tombstone moves forward. Dirty marks older than the
+ * delete go too. Inside the caller's transaction; *applied counts rows. */
+enum rc merge_tombstones(struct db *db, const char *module, const int64_t *ids,
+			 const int64_t *deleted_ms, size_t n, const char *source,
+			 long *applied) ZCRM_MUSTCHECK;
+
 /* The SQL merge_apply runs (tests and docs). Caller frees. */
 char *merge_sql(struct db *db, const struct module_schema *schema, const char *const *headers,
 		size_t nheaders, enum merge_rule rule, int64_t tie_before, const char *source);

@@ -492,50 +492,16 @@ void webhook_worker_close(struct worker *w)
 	w->db = NULL;
 }
 
-struct replay_ctx {
-	struct worker *w;
-	long replayed;
-};
-
-static enum rc replay_one(void *vctx, const char *body, size_t len, const char *name)
-{
-	struct replay_ctx *ctx = vctx;
-	struct notification *n = NULL;
-	enum inbox_outcome outcome;
-	char err[256];
-	enum rc rc;
-
-	if (notification_parse(body, len, SIZE_MAX, &n, err, sizeof(err)) != RC_OK) {
-		/* It was validated before it was spooled: the file is damaged. */
-		log_error("dropping unreadable spool file", "file=%s err=%s", log_q(name),
-			  log_q(err));
-		return RC_OK;
-	}
-	rc = inbox_record(ctx->w->db, n, body, len, "spool", &outcome);
-	notification_free(n);
-	if (rc)
-		return rc;
-	ctx->replayed++;
-	atomic_fetch_add(&ctx->w->app->metrics->spool_replayed, 1);
-	return RC_OK;
-}
-
 long webhook_replay_spool(struct worker *w)
 {
-	struct replay_ctx ctx = {w, 0};
-	size_t done = 0;
+	long replayed = 0;
 
 	if (spool_count(w->app->cfg->spool_dir) <= 0)
 		return 0;
 	if (!webhook_db(w))
 		return -1;
-	enum rc rc = spool_replay(w->app->cfg->spool_dir, 0, replay_one, &ctx, &done);
-	if (ctx.replayed)
-		log_info("spool replayed into the inbox", "count=%ld", ctx.replayed);
-	if (rc) {
-		log_warn("spool replay stopped", "err=%s replayed=%ld", log_q(db_error(w->db)),
-			 ctx.replayed);
-		return -1;
-	}
-	return ctx.replayed;
+	enum rc rc = inbox_replay_spool(w->db, w->app->cfg->spool_dir, &replayed);
+	if (replayed)
+		atomic_fetch_add(&w->app->metrics->spool_replayed, (unsigned long)replayed);
+	return rc ? -1 : replayed;
 }
