@@ -99,7 +99,8 @@ static enum rc merge_page(struct bulk_ctx *ctx, const char *module,
 	rc = db_begin(ctx->data);
 	if (rc)
 		goto dberr;
-	rc = bulkload_zip(ctx->data, schema, zip, &lim, rule, started, "bulk", ls, err, errlen);
+	struct bulkload_opts bo = {rule, started, "bulk", ctx->ids_only};
+	rc = bulkload_zip(ctx->data, schema, zip, &lim, &bo, ls, err, errlen);
 	if (rc)
 		goto fail;
 	/* A line holding only "\." ends COPY early without an error: the row
@@ -147,8 +148,9 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 	rc = sync_get(ctx->data, module, &row);
 	if (rc)
 		goto dberr;
-	if (!strcmp(row.bulk_kind, kind) && row.bulk_page > 0 && row.bulk_from == from &&
-	    row.bulk_to == to) {
+	/* Reconcile collects ids in a session table: it always starts afresh. */
+	if (!ctx->ids_only && !strcmp(row.bulk_kind, kind) && row.bulk_page > 0 &&
+	    row.bulk_from == from && row.bulk_to == to) {
 		/* An export of the same kind and window was interrupted: resume. */
 		page = row.bulk_page;
 		job = row.bulk_job_id;
@@ -172,6 +174,8 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 				.from = from,
 				.to = to,
 				.page = page,
+				.fields = ctx->fields,
+				.nfields = ctx->nfields,
 				.callback_url = ctx->cfg->callback_url,
 			};
 			int64_t created = 0;

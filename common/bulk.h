@@ -31,6 +31,10 @@ struct bulk_ctx {
 	int64_t run_id;
 	/* tests: wait at most this long between status polls (0: default) */
 	long poll_cap_ms;
+	/* fields to export (NULL: all); ids_only: reconcile (bulkload.h) */
+	const char *const *fields;
+	size_t nfields;
+	bool ids_only;
 };
 
 struct bulk_result {

@@ -36,9 +36,30 @@ static enum rc source_read(struct source *s, char *buf, size_t cap, size_t *n, c
 	}
 }
 
+/* Reconcile's sink: (id, Modified_Time) of every staged row. */
+static enum rc stage_ids(struct db *db, long *added)
+{
+	struct db_res *res = NULL;
+	enum rc rc = db_exec(db,
+			     "CREATE TEMP TABLE IF NOT EXISTS zcrm_reconcile"
+			     " (id bigint PRIMARY KEY, modified_time timestamptz)",
+			     0, NULL, NULL);
+	if (rc)
+		return rc;
+	rc = db_exec(db,
+		     "INSERT INTO zcrm_reconcile (id, modified_time)"
+		     " SELECT NULLIF(s.id, '')::bigint, NULLIF(s.\"Modified_Time\", '')::timestamptz"
+		     " FROM zcrm_stage s WHERE NULLIF(s.id, '') IS NOT NULL"
+		     " ON CONFLICT (id) DO UPDATE SET modified_time = excluded.modified_time",
+		     0, NULL, &res);
+	*added = rc ? 0 : db_res_affected(res);
+	db_res_free(res);
+	return rc;
+}
+
 static enum rc load(struct db *db, const struct module_schema *schema, struct source *src,
-		    enum merge_rule rule, int64_t tie_before, const char *source, struct bulkload_stats *stats,
-		    char *err, size_t errlen)
+		    const struct bulkload_opts *opts, struct bulkload_stats *stats, char *err,
+		    size_t errlen)
 {
 	struct csvhead *head = csvhead_new(0);
 	struct merge_stage *stage = NULL;
@@ -104,7 +125,14 @@ static enum rc load(struct db *db, const struct module_schema *schema, struct so
 		snprintf(err, errlen, "CSV rejected: %s", db_error(db));
 		goto out;
 	}
-	rc = merge_apply(stage, rule, tie_before, source, &stats->rows_applied, err, errlen);
+	if (opts->ids_only) {
+		rc = stage_ids(db, &stats->rows_applied);
+		if (rc)
+			snprintf(err, errlen, "reconcile ids: %s", db_error(db));
+	} else {
+		rc = merge_apply(stage, opts->rule, opts->tie_before, opts->source,
+				 &stats->rows_applied, err, errlen);
+	}
 out:
 	if (stage && rc) {
 		long ignored;
@@ -119,8 +147,8 @@ out:
 }
 
 enum rc bulkload_zip(struct db *db, const struct module_schema *schema, const char *zip_path,
-		     const struct zipstream_limits *lim, enum merge_rule rule, int64_t tie_before,
-		     const char *source, struct bulkload_stats *stats, char *err, size_t errlen)
+		     const struct zipstream_limits *lim, const struct bulkload_opts *opts,
+		     struct bulkload_stats *stats, char *err, size_t errlen)
 {
 	struct source src = {NULL, -1};
 	enum rc rc;
@@ -131,15 +159,14 @@ enum rc bulkload_zip(struct db *db, const struct module_schema *schema, const ch
 	if (rc)
 		return rc;
 	stats->bytes_zip = zipstream_compressed_size(src.zip);
-	rc = load(db, schema, &src, rule, tie_before, source, stats, err, errlen);
+	rc = load(db, schema, &src, opts, stats, err, errlen);
 	zipstream_close(src.zip);
 	return rc;
 }
 
 enum rc bulkload_csv(struct db *db, const struct module_schema *schema, const char *csv_path,
-		     enum merge_rule rule, int64_t tie_before, const char *source,
-		     struct bulkload_stats *stats,
-		     char *err, size_t errlen)
+		     const struct bulkload_opts *opts, struct bulkload_stats *stats, char *err,
+		     size_t errlen)
 {
 	struct source src = {NULL, -1};
 	enum rc rc;
@@ -151,7 +178,7 @@ enum rc bulkload_csv(struct db *db, const struct module_schema *schema, const ch
 		snprintf(err, errlen, "%s: %s", csv_path, strerror(errno));
 		return RC_IO;
 	}
-	rc = load(db, schema, &src, rule, tie_before, source, stats, err, errlen);
+	rc = load(db, schema, &src, opts, stats, err, errlen);
 	close(src.fd);
 	return rc;
 }

@@ -3,7 +3,7 @@
  * Streams the single CSV entry of a downloaded bulk ZIP through zlib into
  * COPY of a text staging table, the header line parsed by csvhead and the
  * rows by PostgreSQL's own CSV parser, then merges with the given rule
- * (merge.h; tie_before as merge_apply). Memory stays bounded whatever the page size. Runs inside the
+ * (merge.h). Memory stays bounded whatever the page size. Runs inside the
  * caller's transaction, so a failure leaves the module table untouched. */
 #ifndef ZCRM_BULKLOAD_H
 #define ZCRM_BULKLOAD_H
@@ -24,14 +24,23 @@ struct bulkload_stats {
 	uint64_t bytes_csv;
 };
 
+/* How the staged rows are used. */
+struct bulkload_opts {
+	enum merge_rule rule;
+	int64_t tie_before;     /* as merge_apply */
+	const char *source;     /* "bulk" */
+	/* Reconcile: instead of merging, add (id, Modified_Time) of every row to
+	 * the session's temporary table zcrm_reconcile (created if missing). */
+	bool ids_only;
+};
+
 enum rc bulkload_zip(struct db *db, const struct module_schema *schema, const char *zip_path,
-		     const struct zipstream_limits *lim, enum merge_rule rule, int64_t tie_before,
-		     const char *source, struct bulkload_stats *stats, char *err, size_t errlen) ZCRM_MUSTCHECK;
+		     const struct zipstream_limits *lim, const struct bulkload_opts *opts,
+		     struct bulkload_stats *stats, char *err, size_t errlen) ZCRM_MUSTCHECK;
 
 /* The same from an already-inflated CSV file (tests, benchmarks). */
 enum rc bulkload_csv(struct db *db, const struct module_schema *schema, const char *csv_path,
-		     enum merge_rule rule, int64_t tie_before, const char *source,
-		     struct bulkload_stats *stats,
-		     char *err, size_t errlen) ZCRM_MUSTCHECK;
+		     const struct bulkload_opts *opts, struct bulkload_stats *stats, char *err,
+		     size_t errlen) ZCRM_MUSTCHECK;
 
 #endif

@@ -77,14 +77,15 @@ int main(int argc, char **argv)
 	}
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	struct bulkload_opts bo = {rule, 0, "bulk", false};
 	rc = db_begin(db);
 	if (!rc) {
 		if (zip) {
 			struct zipstream_limits lim = {(uint64_t)cfg->max_unzipped,
 						       (uint64_t)cfg->max_ratio, 1u << 20};
-			rc = bulkload_zip(db, schema, zip, &lim, rule, 0, "bulk", &st, err, sizeof(err));
+			rc = bulkload_zip(db, schema, zip, &lim, &bo, &st, err, sizeof(err));
 		} else {
-			rc = bulkload_csv(db, schema, csv, rule, 0, "bulk", &st, err, sizeof(err));
+			rc = bulkload_csv(db, schema, csv, &bo, &st, err, sizeof(err));
 		}
 	}
 	if (!rc)
