@@ -1,0 +1,182 @@
+/* reconcile.c — compare Zoho's ids with ours and repair (see reconcile.h). */
+#include "reconcile.h"
+#include "fetch.h"
+#include "incremental.h"
+#include "log.h"
+#include "schema.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Ids of a query's first column. Caller frees. */
+static enum rc id_list(struct db *db, const char *sql, int64_t **ids, size_t *n)
+{
+	struct db_res *res = NULL;
+	enum rc rc = db_exec(db, sql, 0, NULL, &res);
+
+	*ids = NULL;
+	*n = 0;
+	if (rc)
+		return rc;
+	*n = (size_t)db_res_rows(res);
+	*ids = xcalloc(*n ? *n : 1, sizeof(**ids));
+	for (size_t i = 0; i < *n; i++)
+		(*ids)[i] = strtoll(db_res_get(res, (int)i, 0), NULL, 10);
+	db_res_free(res);
+	return RC_OK;
+}
+
+static long count_of(struct db *db, const char *sql)
+{
+	char *v = NULL;
+	long n = -1;
+	if (db_query_value(db, sql, 0, NULL, &v) == RC_OK && v)
+		n = atol(v);
+	free(v);
+	return n;
+}
+
+char *reconcile_json(const struct reconcile_report *r)
+{
+	return xasprintf("{\"zoho_count\":%" PRId64 ",\"exported\":%ld,\"ours_live\":%ld,"
+			 "\"missing\":%ld,\"older\":%ld,\"gone\":%ld,\"fetched\":%ld,"
+			 "\"tombstoned\":%ld,\"unexplained\":%ld}",
+			 r->zoho_count, r->exported, r->ours_live, r->missing, r->older, r->gone,
+			 r->fetched, r->tombstoned, r->unexplained);
+}
+
+enum rc reconcile_module(struct bulk_ctx *ctx, const char *module, bool dry_run,
+			 struct reconcile_report *rep, char *err, size_t errlen)
+{
+	static const char *const fields[] = {"Modified_Time"};
+	struct module_schema *schema = NULL;
+	struct bulk_result br;
+	char *table = NULL, *sql = NULL;
+	int64_t *ids = NULL;
+	size_t n = 0;
+	enum rc rc;
+
+	memset(rep, 0, sizeof(*rep));
+	rep->zoho_count = -1;
+	rc = schema_load(ctx->data, module, &schema);
+	if (rc) {
+		snprintf(err, errlen, "no module table: run initial_sync first");
+		return rc;
+	}
+	if (zoho_record_count(ctx->zoho, module, &rep->zoho_count) != RC_OK) {
+		log_warn("record count unavailable", "err=%s", log_q(zoho_error(ctx->zoho)));
+		rep->zoho_count = -1;
+	}
+	table = db_quote_ident(ctx->data, schema->table);
+	rc = db_exec(ctx->data, "DROP TABLE IF EXISTS pg_temp.zcrm_reconcile", 0, NULL, NULL);
+	if (rc)
+		goto dberr;
+	ctx->fields = fields;
+	ctx->nfields = 1;
+	ctx->ids_only = true;
+	rc = bulk_export(ctx, module, schema, "reconcile", 0, 0, MERGE_BULK, &br, err, errlen);
+	ctx->fields = NULL;
+	ctx->nfields = 0;
+	ctx->ids_only = false;
+	if (!rc) {
+		/* The export checkpoint has no use once the ids are collected. */
+		rc = db_prepared(ctx->data, "reconcile_clear",
+				 "UPDATE sync_state SET bulk_kind = NULL, bulk_page = NULL,"
+				 " bulk_job_id = NULL, bulk_state = NULL WHERE module = $1"
+				 " AND bulk_kind = 'reconcile'",
+				 1, (const char *[]){module}, NULL);
+	}
+	if (rc)
+		goto out;
+	rep->exported = br.rows_seen;
+
+	sql = xasprintf("SELECT count(*) FROM %s WHERE deleted_at IS NULL", table);
+	rep->ours_live = count_of(ctx->data, sql);
+	free(sql);
+	/* missing: in Zoho's export, absent here or tombstoned before its time */
+	sql = xasprintf("SELECT count(*) FROM zcrm_reconcile z LEFT JOIN %s t ON t.id = z.id"
+			" WHERE t.id IS NULL OR (t.deleted_at IS NOT NULL AND t.deleted_at < z.modified_time)"
+			" OR (t.deleted_at IS NULL AND t.modified_time IS NULL)",
+			table);
+	rep->missing = count_of(ctx->data, sql);
+	free(sql);
+	sql = xasprintf("SELECT count(*) FROM zcrm_reconcile z JOIN %s t ON t.id = z.id"
+			" WHERE t.deleted_at IS NULL AND t.modified_time < z.modified_time",
+			table);
+	rep->older = count_of(ctx->data, sql);
+	free(sql);
+	/* gone: live here, not exported, and not changed after the export began */
+	char started[24];
+	snprintf(started, sizeof(started), "%" PRId64, br.started);
+	sql = xasprintf("SELECT count(*) FROM %s t WHERE t.deleted_at IS NULL"
+			" AND NOT EXISTS (SELECT 1 FROM zcrm_reconcile z WHERE z.id = t.id)"
+			" AND coalesce(t.modified_time, '-infinity') < to_timestamp(%s)",
+			table, started);
+	rep->gone = count_of(ctx->data, sql);
+	free(sql);
+	sql = NULL;
+	if (dry_run)
+		goto out;
+
+	/* repair 1: fetch missing and older records (fetch rule) */
+	sql = xasprintf("SELECT z.id FROM zcrm_reconcile z LEFT JOIN %s t ON t.id = z.id"
+			" WHERE t.id IS NULL OR t.modified_time IS NULL"
+			" OR (t.deleted_at IS NOT NULL AND t.deleted_at < z.modified_time)"
+			" OR (t.deleted_at IS NULL AND t.modified_time < z.modified_time) ORDER BY z.id",
+			table);
+	rc = id_list(ctx->data, sql, &ids, &n);
+	free(sql);
+	sql = NULL;
+	if (rc)
+		goto dberr;
+	if (n) {
+		struct fetch_stats fs;
+		memset(&fs, 0, sizeof(fs));
+		rc = fetch_ids(ctx->data, ctx->zoho, schema, ids, n, &fs, err, errlen);
+		rep->fetched += fs.applied;
+		if (rc)
+			goto out;
+	}
+	free(ids);
+	ids = NULL;
+
+	/* repair 2: what Zoho lists as deleted becomes a tombstone */
+	long seen = 0;
+	rc = incremental_deletes(ctx, module, 0, &seen, &rep->tombstoned, err, errlen);
+	if (rc)
+		goto out;
+
+	/* repair 3: still live here, not exported: ask Zoho for them by id */
+	sql = xasprintf("SELECT t.id FROM %s t WHERE t.deleted_at IS NULL"
+			" AND NOT EXISTS (SELECT 1 FROM zcrm_reconcile z WHERE z.id = t.id)"
+			" AND coalesce(t.modified_time, '-infinity') < to_timestamp(%s) ORDER BY t.id",
+			table, started);
+	rc = id_list(ctx->data, sql, &ids, &n);
+	free(sql);
+	sql = NULL;
+	if (rc)
+		goto dberr;
+	if (n) {
+		struct fetch_stats fs;
+		memset(&fs, 0, sizeof(fs));
+		rc = fetch_ids(ctx->data, ctx->zoho, schema, ids, n, &fs, err, errlen);
+		if (rc)
+			goto out;
+		rep->fetched += fs.applied;
+		rep->unexplained = (long)n - fs.returned;
+		if (rep->unexplained > 0)
+			log_warn("rows live here that Zoho neither exports, returns nor lists as deleted",
+				 "count=%ld", rep->unexplained);
+	}
+	goto out;
+dberr:
+	snprintf(err, errlen, "%s", db_error(ctx->data));
+out:
+	free(ids);
+	free(sql);
+	free(table);
+	module_schema_free(schema);
+	return rc;
+}
