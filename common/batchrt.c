@@ -61,9 +61,12 @@ int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, 
 	longopts[n++] = (struct option){"help", no_argument, NULL, 'h'};
 	longopts[n++] = (struct option){"version", no_argument, NULL, 'V'};
 	size_t first_extra = n;
-	for (const struct batch_opt *o = prog->opts; o && o->name && n < 46; o++)
-		longopts[n++] = (struct option){o->name, o->has_arg ? required_argument : no_argument,
-						NULL, 1000 + (int)(n - first_extra)};
+	for (const struct batch_opt *o = prog->opts; o && o->name && n < 46; o++) {
+		int index = (int)(n - first_extra);
+		longopts[n] = (struct option){o->name, o->has_arg ? required_argument : no_argument,
+					      NULL, 1000 + index};
+		n++;
+	}
 	longopts[n] = (struct option){NULL, 0, NULL, 0};
 
 	while ((c = getopt_long(argc, argv, "c:m:vqhV", longopts, NULL)) != -1) {

@@ -1,0 +1,201 @@
+/* status.c — operator status report (see status.h). */
+#include "status.h"
+#include "schema.h"
+#include "spool.h"
+
+#include <json-c/json.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static json_object *jstr_or_null(const char *s)
+{
+	return s ? json_object_new_string(s) : NULL;
+}
+
+static json_object *jint_or_null(const char *s)
+{
+	return s ? json_object_new_int64(strtoll(s, NULL, 10)) : NULL;
+}
+
+/* One module's facts as a JSON object. */
+static enum rc module_status(struct db *db, const char *module, json_object **out)
+{
+	struct db_res *res = NULL;
+	json_object *o = json_object_new_object();
+	enum rc rc;
+
+	*out = NULL;
+	rc = db_prepared(db, "status_state",
+			 "SELECT to_char(watermark AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+			 " extract(epoch FROM now() - watermark)::bigint,"
+			 " channel_id::text, to_char(channel_expiry AT TIME ZONE 'UTC',"
+			 "  'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+			 " extract(epoch FROM channel_expiry - now())::bigint, channel_status,"
+			 " bulk_kind, bulk_page, last_error, table_ready,"
+			 " (SELECT count(*) FROM dirty d WHERE d.module = s.module),"
+			 " (SELECT count(*) FROM dirty d WHERE d.module = s.module AND d.attempts > 0),"
+			 " (SELECT count(*) FROM inbox i WHERE i.module = s.module AND processed_at IS NULL),"
+			 " (SELECT count(*) FROM coverage_gaps g WHERE g.module = s.module AND closed_at IS NULL),"
+			 " (SELECT to_char(min(gap_from) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+			 "  FROM coverage_gaps g WHERE g.module = s.module AND closed_at IS NULL)"
+			 " FROM sync_state s WHERE module = $1",
+			 1, (const char *[]){module}, &res);
+	if (rc)
+		goto out;
+	json_object_object_add(o, "module", json_object_new_string(module));
+	if (db_res_rows(res) == 0) {
+		json_object_object_add(o, "initialised", json_object_new_boolean(0));
+		goto done;
+	}
+	json_object_object_add(o, "initialised", json_object_new_boolean(1));
+	json_object_object_add(o, "watermark", jstr_or_null(db_res_get(res, 0, 0)));
+	json_object_object_add(o, "lag_seconds", jint_or_null(db_res_get(res, 0, 1)));
+	json_object_object_add(o, "channel_id", jstr_or_null(db_res_get(res, 0, 2)));
+	json_object_object_add(o, "channel_expiry", jstr_or_null(db_res_get(res, 0, 3)));
+	json_object_object_add(o, "channel_seconds_left", jint_or_null(db_res_get(res, 0, 4)));
+	json_object_object_add(o, "channel_status", jstr_or_null(db_res_get(res, 0, 5)));
+	json_object_object_add(o, "export_in_progress", jstr_or_null(db_res_get(res, 0, 6)));
+	json_object_object_add(o, "export_page", jint_or_null(db_res_get(res, 0, 7)));
+	json_object_object_add(o, "last_error", jstr_or_null(db_res_get(res, 0, 8)));
+	json_object_object_add(o, "dirty", jint_or_null(db_res_get(res, 0, 10)));
+	json_object_object_add(o, "dirty_retrying", jint_or_null(db_res_get(res, 0, 11)));
+	json_object_object_add(o, "inbox_pending", jint_or_null(db_res_get(res, 0, 12)));
+	json_object_object_add(o, "open_gaps", jint_or_null(db_res_get(res, 0, 13)));
+	json_object_object_add(o, "oldest_gap_from", jstr_or_null(db_res_get(res, 0, 14)));
+	const char *ready = db_res_get(res, 0, 9);
+	db_res_free(res);
+	res = NULL;
+	if (ready && ready[0] == 't') {
+		char *table = schema_table_name(module);
+		char *q = db_quote_ident(db, table);
+		char *sql = xasprintf("SELECT count(*) FILTER (WHERE deleted_at IS NULL),"
+				      " count(*) FILTER (WHERE deleted_at IS NOT NULL) FROM %s", q);
+		rc = db_exec(db, sql, 0, NULL, &res);
+		free(sql);
+		free(q);
+		free(table);
+		if (rc)
+			goto out;
+		json_object_object_add(o, "rows_live", jint_or_null(db_res_get(res, 0, 0)));
+		json_object_object_add(o, "rows_tombstoned", jint_or_null(db_res_get(res, 0, 1)));
+		db_res_free(res);
+		res = NULL;
+	}
+	rc = db_prepared(db, "status_runs",
+			 "SELECT DISTINCT ON (kind) kind, outcome,"
+			 " to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+			 " to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+			 " rows_seen, rows_applied, rows_deleted, message"
+			 " FROM runs WHERE module = $1 ORDER BY kind, started_at DESC",
+			 1, (const char *[]){module}, &res);
+	if (rc)
+		goto out;
+	json_object *runs = json_object_new_object();
+	for (int i = 0; i < db_res_rows(res); i++) {
+		json_object *r = json_object_new_object();
+		json_object_object_add(r, "outcome", jstr_or_null(db_res_get(res, i, 1)));
+		json_object_object_add(r, "started", jstr_or_null(db_res_get(res, i, 2)));
+		json_object_object_add(r, "finished", jstr_or_null(db_res_get(res, i, 3)));
+		json_object_object_add(r, "rows_seen", jint_or_null(db_res_get(res, i, 4)));
+		json_object_object_add(r, "rows_applied", jint_or_null(db_res_get(res, i, 5)));
+		json_object_object_add(r, "rows_deleted", jint_or_null(db_res_get(res, i, 6)));
+		json_object_object_add(r, "message", jstr_or_null(db_res_get(res, i, 7)));
+		json_object_object_add(runs, db_res_get(res, i, 0), r);
+	}
+	json_object_object_add(o, "last_runs", runs);
+done:
+	*out = o;
+	o = NULL;
+out:
+	db_res_free(res);
+	json_object_put(o);
+	return rc;
+}
+
+static const char *s_of(json_object *o, const char *key, const char *dflt)
+{
+	json_object *v;
+	if (json_object_object_get_ex(o, key, &v) && v)
+		return json_object_get_string(v);
+	return dflt;
+}
+
+static void human_secs(long long s, char *buf, size_t cap)
+{
+	const char *sign = s < 0 ? "-" : "";
+	if (s < 0)
+		s = -s;
+	if (s < 120)
+		snprintf(buf, cap, "%s%llds", sign, s);
+	else if (s < 7200)
+		snprintf(buf, cap, "%s%lldm", sign, s / 60);
+	else
+		snprintf(buf, cap, "%s%lldh%02lldm", sign, s / 3600, (s % 3600) / 60);
+}
+
+static void print_table(json_object *mods, long spool, FILE *out)
+{
+	fprintf(out, "%-12s %-21s %-8s %-10s %-9s %6s %6s %5s %9s %9s\n", "MODULE", "WATERMARK",
+		"LAG", "CHANNEL", "EXPIRES", "DIRTY", "INBOX", "GAPS", "LIVE", "DELETED");
+	for (size_t i = 0; i < json_object_array_length(mods); i++) {
+		json_object *m = json_object_array_get_idx(mods, i), *v;
+		char lag[32] = "-", left[32] = "-";
+		if (json_object_object_get_ex(m, "lag_seconds", &v) && v)
+			human_secs(json_object_get_int64(v), lag, sizeof(lag));
+		if (json_object_object_get_ex(m, "channel_seconds_left", &v) && v)
+			human_secs(json_object_get_int64(v), left, sizeof(left));
+		fprintf(out, "%-12s %-21s %-8s %-10s %-9s %6s %6s %5s %9s %9s\n",
+			s_of(m, "module", "?"), s_of(m, "watermark", "never"), lag,
+			s_of(m, "channel_status", "none"), left, s_of(m, "dirty", "0"),
+			s_of(m, "inbox_pending", "0"), s_of(m, "open_gaps", "0"),
+			s_of(m, "rows_live", "-"), s_of(m, "rows_tombstoned", "-"));
+	}
+	fprintf(out, "\nspool: %ld file(s) waiting\n", spool);
+	for (size_t i = 0; i < json_object_array_length(mods); i++) {
+		json_object *m = json_object_array_get_idx(mods, i), *runs;
+		if (!json_object_object_get_ex(m, "last_runs", &runs))
+			continue;
+		fprintf(out, "\n%s last runs:\n", s_of(m, "module", "?"));
+		json_object_object_foreach(runs, kind, r)
+		{
+			fprintf(out, "  %-12s %-11s %-21s seen=%s applied=%s deleted=%s%s%s\n", kind,
+				s_of(r, "outcome", "?"), s_of(r, "finished", "(running)"),
+				s_of(r, "rows_seen", "0"), s_of(r, "rows_applied", "0"),
+				s_of(r, "rows_deleted", "0"), s_of(r, "message", NULL) ? "  " : "",
+				s_of(r, "message", ""));
+		}
+		const char *err = s_of(m, "last_error", NULL);
+		if (err)
+			fprintf(out, "  last error: %s\n", err);
+	}
+}
+
+enum rc status_report(struct db *db, const struct cfg *cfg, const char *const *modules, size_t n,
+		      bool json, FILE *out)
+{
+	json_object *root = json_object_new_object();
+	json_object *mods = json_object_new_array();
+	long spool = spool_count(cfg->spool_dir);
+	enum rc rc = RC_OK;
+
+	for (size_t i = 0; i < n; i++) {
+		json_object *m = NULL;
+		rc = module_status(db, modules[i], &m);
+		if (rc)
+			goto out;
+		json_object_array_add(mods, m);
+	}
+	if (json) {
+		json_object_object_add(root, "modules", json_object_get(mods));
+		json_object_object_add(root, "spool_files", json_object_new_int64(spool < 0 ? 0 : spool));
+		fprintf(out, "%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
+								       JSON_C_TO_STRING_NOSLASHESCAPE));
+	} else {
+		print_table(mods, spool < 0 ? 0 : spool, out);
+	}
+out:
+	json_object_put(mods);
+	json_object_put(root);
+	return rc;
+}

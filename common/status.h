@@ -1,0 +1,18 @@
+/* status.h — what an operator asks first: per module watermark and lag,
+ * channel expiry, dirty ids, pending notifications, spool depth, open
+ * coverage gaps, table rows and the last runs; as a table or JSON. */
+#ifndef ZCRM_STATUS_H
+#define ZCRM_STATUS_H
+
+#include "cfg.h"
+#include "compiler.h"
+#include "db.h"
+#include "rc.h"
+
+#include <stdio.h>
+
+/* Write the status of modules (n of them) to out. json: one JSON object. */
+enum rc status_report(struct db *db, const struct cfg *cfg, const char *const *modules, size_t n,
+		      bool json, FILE *out) ZCRM_MUSTCHECK;
+
+#endif
