@@ -54,15 +54,19 @@ static void forget_memory(struct oauth *o)
 
 enum rc oauth_new(const struct cfg *cfg, struct http *http, struct oauth **out)
 {
-	struct oauth *o = xcalloc(1, sizeof(*o));
+	struct oauth *o;
 
+	*out = NULL;
+	if (!cfg->client_id[0] || !cfg->client_secret[0] || !cfg->refresh_token[0]) {
+		log_error("cannot use the Zoho API",
+			  "reason=%s", log_q("[zoho] client_id, client_secret and refresh_token must "
+					     "all be set"));
+		return RC_CONFIG;
+	}
+	o = xcalloc(1, sizeof(*o));
 	o->cfg = cfg;
 	o->http = http;
 	*out = o;
-	if (!cfg->client_id[0] || !cfg->client_secret[0] || !cfg->refresh_token[0]) {
-		set_err(o, "[zoho] client_id, client_secret and refresh_token must all be set");
-		return RC_CONFIG;
-	}
 	return RC_OK;
 }
 

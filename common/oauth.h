@@ -32,7 +32,8 @@ struct oauth_grant {
 	long expires_in;  /* seconds */
 };
 
-/* lifecycle: cfg and http are borrowed and must outlive o */
+/* lifecycle: cfg and http are borrowed and must outlive o; RC_CONFIG (and a
+ * log line, *out NULL) when the client credentials are not configured */
 enum rc oauth_new(const struct cfg *cfg, struct http *http, struct oauth **out) ZCRM_MUSTCHECK;
 void oauth_free(struct oauth *o);
 

@@ -49,7 +49,7 @@ enum rc zoho_new(const struct cfg *cfg, struct db *db, const struct zoho_opts *o
 	struct zoho *z = xcalloc(1, sizeof(*z));
 	enum rc rc;
 
-	*out = z;
+	*out = NULL;
 	z->cfg = cfg;
 	z->db = db;
 	z->credits = -1;
@@ -58,16 +58,16 @@ enum rc zoho_new(const struct cfg *cfg, struct db *db, const struct zoho_opts *o
 	if (z->opts.download_429_ms <= 0)
 		z->opts.download_429_ms = ZOHO_DOWNLOAD_429_MS;
 	rc = http_new(cfg, &z->opts.http, &z->http);
-	if (rc) {
-		set_err(z, "cannot set up HTTP: %s", http_error(z->http));
-		return rc;
-	}
+	if (rc)
+		goto fail;
 	rc = oauth_new(cfg, z->http, &z->oauth);
-	if (rc) {
-		set_err(z, "%s", oauth_error(z->oauth));
-		return rc;
-	}
+	if (rc)
+		goto fail;
+	*out = z;
 	return RC_OK;
+fail:
+	zoho_free(z);
+	return rc;
 }
 
 void zoho_free(struct zoho *z)

@@ -36,7 +36,10 @@ struct zoho_opts {
 	long download_429_ms;   /* wait after a download 429 without Retry-After; 0: 60000 */
 };
 
-/* lifecycle: cfg and db are borrowed (db is this thread's connection) */
+/* lifecycle: cfg and db are borrowed (db is this thread's connection, and
+ * no transaction may be open on it while a call runs: the token refresh
+ * commits). On failure *out is NULL and a log line says why (RC_CONFIG:
+ * client_id, client_secret or refresh_token missing). */
 enum rc zoho_new(const struct cfg *cfg, struct db *db, const struct zoho_opts *opts,
 		 struct zoho **out) ZCRM_MUSTCHECK;
 void zoho_free(struct zoho *z);

@@ -572,7 +572,7 @@ int main(int argc, char **argv)
 	zo.download_429_ms = env_long("ZCRM_DOWNLOAD_429_MS", 0);
 	rc = zoho_new(cfg, db, &zo, &z);
 	if (rc) {
-		log_error("cannot set up the Zoho client", "error=%s", log_q(zoho_error(z)));
+		log_error("cannot set up the Zoho client", "rc=%s", log_q(rc_str(rc)));
 		goto out;
 	}
 	if (!strcmp(verb, "token") || !strcmp(verb, "token-twice")) {

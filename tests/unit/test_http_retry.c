@@ -201,7 +201,7 @@ static void server_stop(struct server *s)
 	       "Connection: close\r\n\r\n"
 #define R429_600 "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 600\r\nContent-Length: 0\r\n" \
 		 "Connection: close\r\n\r\n"
-#define R429_30 "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 30\r\nContent-Length: 0\r\n" \
+#define R429_20 "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 20\r\nContent-Length: 0\r\n" \
 		"Connection: close\r\n\r\n"
 
 struct fixture {
@@ -361,7 +361,7 @@ static void *set_stop_later(void *arg)
 static void test_do_stop_interrupts_wait(void **state)
 {
 	struct fixture *f = *state;
-	const char *script[] = {R429_30, R200};
+	const char *script[] = {R429_20, R200};
 	struct server *s = server_start(script, 2);
 	struct http_resp r;
 	pthread_t t;
@@ -371,7 +371,7 @@ static void test_do_stop_interrupts_wait(void **state)
 	assert_int_equal(get(f, s, NULL, &r), RC_INTERRUPTED);
 	int64_t took = now_ms() - t0;
 	pthread_join(t, NULL);
-	/* Stopped within a slice (100 ms) of the flag, not after 30 s. */
+	/* Stopped within a slice (100 ms) of the flag, not after 20 s. */
 	assert_true(took < 800);
 	assert_int_equal(s->served, 1);
 	/* And a handle whose flag is set does not start another request. */
