@@ -4,7 +4,13 @@
 #   make asan         the same with ASan+UBSan, into build/asan/
 #   make check        deps, unit + integration tests, then again under ASan+UBSan
 #   make check-unit   C unit tests only (fast)
+#   make fuzz-smoke   every tests/fuzz/fuzz_*.c for FUZZ_SECONDS (60) each
+#   make fuzz         the same for 600 s each
 #   make WERROR=1     warnings are errors (CI sets it via CI=true)
+#   make demo         the whole system on this machine against the Zoho
+#                     simulator, in .demo/ (make demo-stop; KEEP=1 keeps .demo/)
+#   make install      PREFIX=/usr/local DESTDIR= (make uninstall removes it)
+#   make sample-config  regenerate etc/zcrm-sync.conf.example from common/cfg.c
 #
 # Layout: common/*.c -> libzcrm.a; webhook/*.c -> one program; batch/<x>.c ->
 # one program each (batch/job_*.c are shared job logic, not programs);
@@ -80,13 +86,13 @@ ALL_OBJ := $(COMMON_OBJ) $(WEBHOOK_OBJ) $(BATCH_LIB_OBJ) \
            $(BATCH_SRC:%.c=$(BUILD)/%.o) $(UNIT_SRC:%.c=$(BUILD)/%.o) \
            $(TOOL_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all asan deps check check-unit check-integration clean install uninstall \
-        demo demo-stop bench format-check help unit-bins
+.PHONY: all asan deps check check-unit check-integration clean install uninstall soak \
+        demo demo-stop bench format-check help unit-bins sample-config check-sample-config fuzz fuzz-smoke fuzz-bins
 
 all: $(WEBHOOK_BIN) $(BATCH_BIN) $(TOOL_BIN)
 
 help:
-	@sed -n '2,12p' Makefile
+	@sed -n '2,/^$$/p' Makefile
 
 $(BUILD)/%.o: %.c $(BUILD)/.flags
 	@mkdir -p $(dir $@)
@@ -138,14 +144,157 @@ check-unit: all unit-bins
 	@scripts/run-unit.sh $(BUILD)/tests
 
 check-integration: all
-	ZCRM_BIN_ROOT=$(CURDIR)/$(BINROOT) ZCRM_TOOLS=$(CURDIR)/$(BUILD)/tools $(PYTHON) -m pytest -q tests/sim tests/integration $(PYTEST_ARGS)
+	ZCRM_BIN_ROOT=$(CURDIR)/$(BINROOT) ZCRM_TOOLS=$(CURDIR)/$(BUILD)/tools $(PYTHON) -m pytest -q $(PYTEST_DIRS) $(PYTEST_ARGS)
 
-# The whole suite: normal build, then the same tests under ASan+UBSan.
+# The whole suite: normal build, then the C-facing tests again under
+# ASan+UBSan (the simulator's own contract tests need no second run).
+PYTEST_DIRS ?= tests/sim tests/integration
 check: deps
 	$(MAKE) check-unit check-integration
-	$(MAKE) SANITIZER=1 check-unit check-integration
+	$(MAKE) SANITIZER=1 PYTEST_DIRS=tests/integration check-unit check-integration
+	$(MAKE) fuzz-smoke
+
+# ---- fuzzing: libFuzzer + ASan + UBSan, clang only, into build/fuzz/ --------
+# Every tests/fuzz/fuzz_<x>.c becomes build/fuzz/fuzz_<x>, linked against
+# all of common/ (plus the embedded migrations) compiled with coverage
+# instrumentation; the linker takes only the objects a target needs.
+# scripts/run-fuzz.sh runs each on a copy of tests/fuzz/corpus/<x>/.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   := build/fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+                -fno-omit-frame-pointer
+FUZZ_CFLAGS  = -std=c11 -D_GNU_SOURCE -g -O1 -pthread -Icommon $(PKG_CFLAGS) \
+               -DZCRM_VERSION='"$(VERSION)"' $(FUZZ_SAN)
+FUZZ_OBJ     := $(COMMON_SRC:%.c=$(FUZZ_BUILD)/%.o) $(FUZZ_BUILD)/gen/migrations.o
+FUZZ_LIB     := $(FUZZ_BUILD)/libzcrm-fuzz.a
+FUZZ_BIN     := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+
+$(FUZZ_BUILD)/.flags: FORCE
+	@mkdir -p $(FUZZ_BUILD)
+	@echo '$(FUZZ_CC) $(FUZZ_CFLAGS)' | cmp -s - $@ || echo '$(FUZZ_CC) $(FUZZ_CFLAGS)' > $@
+
+$(FUZZ_BUILD)/common/%.o: common/%.c $(FUZZ_BUILD)/.flags
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
+
+$(FUZZ_BUILD)/gen/migrations.c: $(SQL_FILES) scripts/embed-sql.sh
+	@mkdir -p $(dir $@)
+	scripts/embed-sql.sh $@ $(SQL_FILES)
+
+$(FUZZ_BUILD)/gen/migrations.o: $(FUZZ_BUILD)/gen/migrations.c $(FUZZ_BUILD)/.flags
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_LIB): $(FUZZ_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB) $(PKG_LIBS) -lm
+
+fuzz-bins: $(FUZZ_BIN)
+
+fuzz-smoke: fuzz-bins
+	@scripts/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BIN)
+
+fuzz:
+	$(MAKE) fuzz-smoke FUZZ_SECONDS=600
+
+-include $(FUZZ_OBJ:.o=.d)
+
+# ---- the sample config: generated from common/cfg.c's key table -----------
+SAMPLE_CONFIG := etc/zcrm-sync.conf.example
+
+sample-config: $(WEBHOOK_BIN)
+	@mkdir -p $(dir $(SAMPLE_CONFIG))
+	$(WEBHOOK_BIN) --sample-config > $(SAMPLE_CONFIG).tmp
+	@mv $(SAMPLE_CONFIG).tmp $(SAMPLE_CONFIG)
+
+# Fails when the example is out of date (tests/integration/test_docs.py too).
+check-sample-config: $(WEBHOOK_BIN)
+	@$(WEBHOOK_BIN) --sample-config | diff -u $(SAMPLE_CONFIG) - || \
+	  { echo "$(SAMPLE_CONFIG) is out of date: run make sample-config" >&2; exit 1; }
+
+# ---- install / uninstall (docs/operations.md) --------------------------------
+# Programs go to $(BINDIR) under their installed names (the ones cron.d and
+# systemd use); the migrations are also embedded in every program, the copies
+# in $(DATADIR)/sql are for reading. A zcrm-sync.conf is never installed or
+# removed, only the example beside it. The cron file's PATH gets $(BINDIR)
+# when that is not already on it; the systemd units get $(BINDIR) in
+# ExecStart. `make uninstall` with the same PREFIX/DESTDIR removes exactly
+# these files (and the package's own directories once empty).
+BINDIR         ?= $(PREFIX)/bin
+DATADIR        ?= $(PREFIX)/share/zcrm-sync
+SYSCONFDIR     ?= /etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALL        ?= install
+
+# build path : installed name
+INSTALL_PROGS := $(WEBHOOK_BIN):zcrm-webhook \
+                 $(BINROOT)batch/initial_sync:zcrm-initial-sync \
+                 $(BINROOT)batch/incremental_sync:zcrm-incremental-sync \
+                 $(BINROOT)batch/renew_channel:zcrm-renew-channel \
+                 $(BINROOT)batch/reconcile:zcrm-reconcile \
+                 $(BINROOT)batch/status:zcrm-status
+INSTALLED_BINS := $(foreach p,$(INSTALL_PROGS),$(BINDIR)/$(lastword $(subst :, ,$(p))))
+SYSTEMD_UNITS  := zcrm-webhook.service zcrm-webhook.socket
+CRON_PATH      := $(if $(filter /usr/local/bin /usr/bin /bin,$(BINDIR)),/usr/local/bin:/usr/bin:/bin,$(BINDIR):/usr/local/bin:/usr/bin:/bin)
+
+install: all
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/sql $(DESTDIR)$(DATADIR)/nginx \
+	  $(DESTDIR)$(SYSCONFDIR)/zcrm-sync $(DESTDIR)$(SYSCONFDIR)/cron.d \
+	  $(DESTDIR)$(SYSTEMDUNITDIR)
+	for p in $(INSTALL_PROGS); do \
+	  $(INSTALL) -m 755 "$${p%%:*}" "$(DESTDIR)$(BINDIR)/$${p##*:}" || exit 1; \
+	done
+	$(INSTALL) -m 644 $(SQL_FILES) $(DESTDIR)$(DATADIR)/sql/
+	$(INSTALL) -m 644 nginx/zcrm-sync.conf $(DESTDIR)$(DATADIR)/nginx/zcrm-sync.conf
+	$(INSTALL) -m 644 $(SAMPLE_CONFIG) $(DESTDIR)$(SYSCONFDIR)/zcrm-sync/zcrm-sync.conf.example
+	sed -e 's|^PATH=.*|PATH=$(CRON_PATH)|' \
+	  -e 's|^ZCRM_CONFIG=.*|ZCRM_CONFIG=$(SYSCONFDIR)/zcrm-sync/zcrm-sync.conf|' \
+	  cron.d/zcrm-sync > $(DESTDIR)$(SYSCONFDIR)/cron.d/zcrm-sync.tmp
+	chmod 644 $(DESTDIR)$(SYSCONFDIR)/cron.d/zcrm-sync.tmp
+	mv $(DESTDIR)$(SYSCONFDIR)/cron.d/zcrm-sync.tmp $(DESTDIR)$(SYSCONFDIR)/cron.d/zcrm-sync
+	for u in $(SYSTEMD_UNITS); do \
+	  sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/etc/zcrm-sync/|$(SYSCONFDIR)/zcrm-sync/|g' \
+	    "systemd/$$u" > "$(DESTDIR)$(SYSTEMDUNITDIR)/$$u" && \
+	  chmod 644 "$(DESTDIR)$(SYSTEMDUNITDIR)/$$u" || exit 1; \
+	done
+	@echo "installed; next steps (zcrm-sync user, config, nginx, systemd, cron): docs/operations.md"
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED_BINS))
+	rm -f $(addprefix $(DESTDIR)$(DATADIR)/sql/,$(notdir $(SQL_FILES)))
+	rm -f $(DESTDIR)$(DATADIR)/nginx/zcrm-sync.conf
+	rm -f $(DESTDIR)$(SYSCONFDIR)/zcrm-sync/zcrm-sync.conf.example
+	rm -f $(DESTDIR)$(SYSCONFDIR)/cron.d/zcrm-sync
+	rm -f $(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(SYSTEMD_UNITS))
+	rmdir $(DESTDIR)$(DATADIR)/sql $(DESTDIR)$(DATADIR)/nginx $(DESTDIR)$(DATADIR) 2>/dev/null || true
+	rmdir $(DESTDIR)$(SYSCONFDIR)/zcrm-sync 2>/dev/null || true
+
+# ---- demo: everything on this machine, in .demo/ (scripts/demo.sh) ---------
+demo: deps
+	$(MAKE) all
+	ZCRM_BIN_ROOT='$(CURDIR)/$(BINROOT)' scripts/demo.sh start
+
+demo-stop:
+	KEEP='$(KEEP)' scripts/demo.sh stop
 
 clean:
 	rm -rf build webhook/zcrm_webhook $(BATCH_SRC:%.c=%)
+
+# A long convergence run (issue #6): make soak SEED=n RECORDS=n MINUTES=n
+SEED ?=
+RECORDS ?= 100000
+MINUTES ?= 15
+soak: all
+	ZCRM_SOAK=1 ZCRM_SEED=$(SEED) ZCRM_RECORDS=$(RECORDS) ZCRM_MINUTES=$(MINUTES) \
+	ZCRM_REPORT=$(CURDIR)/build/soak-report.json ZCRM_BIN_ROOT=$(CURDIR)/ \
+	ZCRM_TOOLS=$(CURDIR)/build/normal/tools \
+	$(PYTHON) -m pytest -q -s tests/integration/test_converge.py
+	@echo "report: build/soak-report.json"
+
+# Keep objects between runs (they are intermediate files to make).
+.SECONDARY:
 
 -include $(ALL_OBJ:.o=.d)
