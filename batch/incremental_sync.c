@@ -69,15 +69,7 @@ static enum rc run_module(struct batch_env *env, const char *module)
 		 res.bulk.rows_seen, res.bulk.rows_applied, res.fetched, res.deleted_seen,
 		 res.tombstoned, res.gaps_closed, wm);
 out:
-	if (run_id) {
-		const char *outcome = !rc ? "ok" : rc == RC_INTERRUPTED ? "interrupted" : "failed";
-		if (rc && !err[0])
-			snprintf(err, sizeof(err), "%s", rc_str(rc));
-		if (rc && sync_set_error(env->data, module, err))
-			log_warn("cannot record the error", "");
-		if (run_finish(env->data, run_id, outcome, &counts, rc ? err : NULL, NULL))
-			log_warn("cannot record the run", "err=%s", log_q(db_error(env->data)));
-	}
+	batch_finish_run(env, module, run_id, rc, &counts, err, sizeof(err), NULL, false);
 	batch_unlock(env, module);
 out_nolock:
 	log_set_module(NULL);
@@ -87,8 +79,6 @@ out_nolock:
 int main(int argc, char **argv)
 {
 	struct batch_env env;
-	const char *mods[CFG_MAX_MODULES];
-	enum rc worst = RC_OK;
 	long replayed = 0;
 	int code = batch_start(&env, &prog, argc, argv);
 
@@ -96,17 +86,9 @@ int main(int argc, char **argv)
 		batch_end(&env);
 		return code;
 	}
-	/* The spool of this host, whatever the webhook did or did not replay. */
+	/* The spool of this host, whatever the webhook did or did not replay;
+	 * on failure the modules still run (the spool waits for next time). */
 	if (inbox_replay_spool(env.data, env.cfg->spool_dir, &replayed) != RC_OK)
-		worst = RC_DB;
-	size_t n = batch_modules(&env, mods, CFG_MAX_MODULES);
-	for (size_t i = 0; i < n && !env.stop; i++) {
-		enum rc rc = run_module(&env, mods[i]);
-		if (rc && !worst)
-			worst = rc;
-	}
-	if (env.stop && !worst)
-		worst = RC_INTERRUPTED;
-	batch_end(&env);
-	return batch_exit(worst);
+		log_warn("spool not fully replayed; it stays for the next run", "");
+	return batch_run_modules(&env, run_module);
 }

@@ -154,15 +154,7 @@ static enum rc sync_module(struct batch_env *env, const char *module)
 	log_info("initial sync done", "pages=%d rows=%ld applied=%ld watermark=%s", res.pages,
 		 res.rows_seen, res.rows_applied, wm);
 out:
-	if (run_id) {
-		const char *outcome = rc == RC_OK ? "ok" : rc == RC_INTERRUPTED ? "interrupted" : "failed";
-		if (rc && !err[0])
-			snprintf(err, sizeof(err), "%s", rc_str(rc));
-		if (rc && sync_set_error(env->data, module, err))
-			log_warn("cannot record the error", "");
-		if (run_finish(env->data, run_id, outcome, &counts, rc ? err : NULL, NULL))
-			log_warn("cannot record the run", "err=%s", log_q(db_error(env->data)));
-	}
+	batch_finish_run(env, module, run_id, rc, &counts, err, sizeof(err), NULL, false);
 	if (rc != RC_LOCKED)
 		batch_unlock(env, module);
 	module_schema_free(schema);
@@ -173,22 +165,11 @@ out:
 int main(int argc, char **argv)
 {
 	struct batch_env env;
-	const char *mods[CFG_MAX_MODULES];
-	enum rc worst = RC_OK;
 	int code = batch_start(&env, &prog, argc, argv);
 
 	if (code >= 0) {
 		batch_end(&env);
 		return code;
 	}
-	size_t n = batch_modules(&env, mods, CFG_MAX_MODULES);
-	for (size_t i = 0; i < n && !env.stop; i++) {
-		enum rc rc = sync_module(&env, mods[i]);
-		if (rc && !worst)
-			worst = rc;
-	}
-	if (env.stop && !worst)
-		worst = RC_INTERRUPTED;
-	batch_end(&env);
-	return batch_exit(worst);
+	return batch_run_modules(&env, sync_module);
 }

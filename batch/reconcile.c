@@ -68,14 +68,7 @@ static enum rc run_module(struct batch_env *env, const char *module)
 	       rep.unexplained);
 	log_info("reconcile done", "details=%s", log_q(details));
 out:
-	if (run_id) {
-		const char *outcome = rc ? (rc == RC_INTERRUPTED ? "interrupted" : "failed")
-					 : dry_run ? "dry-run" : "ok";
-		if (rc && !err[0])
-			snprintf(err, sizeof(err), "%s", rc_str(rc));
-		if (run_finish(env->data, run_id, outcome, &counts, rc ? err : NULL, details))
-			log_warn("cannot record the run", "err=%s", log_q(db_error(env->data)));
-	}
+	batch_finish_run(env, module, run_id, rc, &counts, err, sizeof(err), details, dry_run);
 	batch_unlock(env, module);
 out_nolock:
 	free(details);
@@ -86,22 +79,11 @@ out_nolock:
 int main(int argc, char **argv)
 {
 	struct batch_env env;
-	const char *mods[CFG_MAX_MODULES];
-	enum rc worst = RC_OK;
 	int code = batch_start(&env, &prog, argc, argv);
 
 	if (code >= 0) {
 		batch_end(&env);
 		return code;
 	}
-	size_t n = batch_modules(&env, mods, CFG_MAX_MODULES);
-	for (size_t i = 0; i < n && !env.stop; i++) {
-		enum rc rc = run_module(&env, mods[i]);
-		if (rc && !worst)
-			worst = rc;
-	}
-	if (env.stop && !worst)
-		worst = RC_INTERRUPTED;
-	batch_end(&env);
-	return batch_exit(worst);
+	return batch_run_modules(&env, run_module);
 }

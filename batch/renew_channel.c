@@ -147,22 +147,11 @@ out_nolock:
 int main(int argc, char **argv)
 {
 	struct batch_env env;
-	const char *mods[CFG_MAX_MODULES];
-	enum rc worst = RC_OK;
 	int code = batch_start(&env, &prog, argc, argv);
 
 	if (code >= 0) {
 		batch_end(&env);
 		return code;
 	}
-	size_t n = batch_modules(&env, mods, CFG_MAX_MODULES);
-	for (size_t i = 0; i < n && !env.stop; i++) {
-		enum rc rc = renew_module(&env, mods[i]);
-		if (rc && !worst)
-			worst = rc;
-	}
-	if (env.stop && !worst)
-		worst = RC_INTERRUPTED;
-	batch_end(&env);
-	return batch_exit(worst);
+	return batch_run_modules(&env, renew_module);
 }

@@ -2,6 +2,7 @@
 #include "batchrt.h"
 #include "http.h"
 #include "log.h"
+#include "syncstate.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -213,4 +214,38 @@ void batch_unlock(struct batch_env *env, const char *module)
 int batch_exit(enum rc rc)
 {
 	return rc_exit_code(rc);
+}
+
+int batch_run_modules(struct batch_env *env, batch_module_fn fn)
+{
+	const char *mods[CFG_MAX_MODULES];
+	enum rc worst = RC_OK;
+	size_t n = batch_modules(env, mods, CFG_MAX_MODULES);
+
+	for (size_t i = 0; i < n && !env->stop; i++) {
+		enum rc rc = fn(env, mods[i]);
+		if (rc && !worst)
+			worst = rc;
+	}
+	if (env->stop && !worst)
+		worst = RC_INTERRUPTED;
+	batch_end(env);
+	return batch_exit(worst);
+}
+
+void batch_finish_run(struct batch_env *env, const char *module, int64_t run_id, enum rc rc,
+		      const struct run_counts *counts, char *err, size_t errlen,
+		      const char *details, bool dry_run)
+{
+	const char *outcome = rc == RC_OK ? (dry_run ? "dry-run" : "ok")
+			    : rc == RC_INTERRUPTED ? "interrupted" : "failed";
+
+	if (!run_id)
+		return;
+	if (rc && !err[0])
+		snprintf(err, errlen, "%s", rc_str(rc));
+	if (rc && module && sync_set_error(env->data, module, err))
+		log_warn("cannot record the error", "err=%s", log_q(db_error(env->data)));
+	if (run_finish(env->data, run_id, outcome, counts, rc ? err : NULL, details))
+		log_warn("cannot record the run", "err=%s", log_q(db_error(env->data)));
 }

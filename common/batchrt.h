@@ -59,4 +59,17 @@ void batch_unlock(struct batch_env *env, const char *module);
 /* The exit code for a run's overall result. */
 int batch_exit(enum rc rc);
 
+/* Run fn for every module (--module, or all configured), until SIGTERM;
+ * then batch_end(). Returns the exit code of the first failure. */
+typedef enum rc (*batch_module_fn)(struct batch_env *env, const char *module);
+int batch_run_modules(struct batch_env *env, batch_module_fn fn);
+
+/* Close a run's row in `runs`: the outcome follows from rc (ok, failed,
+ * interrupted; "dry-run" when dry_run and rc is RC_OK), err (filled with
+ * rc's name when empty) becomes the message and the module's last_error. */
+struct run_counts;
+void batch_finish_run(struct batch_env *env, const char *module, int64_t run_id, enum rc rc,
+		      const struct run_counts *counts, char *err, size_t errlen,
+		      const char *details, bool dry_run);
+
 #endif
