@@ -63,10 +63,11 @@ static enum rc module_status(struct db *db, const char *module, json_object **ou
 	json_object_object_add(o, "inbox_pending", jint_or_null(db_res_get(res, 0, 12)));
 	json_object_object_add(o, "open_gaps", jint_or_null(db_res_get(res, 0, 13)));
 	json_object_object_add(o, "oldest_gap_from", jstr_or_null(db_res_get(res, 0, 14)));
-	const char *ready = db_res_get(res, 0, 9);
+	const char *tr = db_res_get(res, 0, 9);
+	bool ready = tr && tr[0] == 't'; /* read before res is freed */
 	db_res_free(res);
 	res = NULL;
-	if (ready && ready[0] == 't') {
+	if (ready) {
 		char *table = schema_table_name(module);
 		char *q = db_quote_ident(db, table);
 		char *sql = xasprintf("SELECT count(*) FILTER (WHERE deleted_at IS NULL),"
