@@ -65,9 +65,11 @@ static enum rc apply(struct db *db, const struct notification *n, const char *in
 		if (rc)
 			goto out;
 	} else {
+		/* DISTINCT: an id sent twice in one notification must not make
+		 * ON CONFLICT DO UPDATE touch its row twice (an error). */
 		rc = db_prepared(db, "inbox_dirty",
 				 "INSERT INTO dirty (module, id, server_time)"
-				 " SELECT $1, unnest($2::bigint[]), to_timestamp($3::numeric)"
+				 " SELECT DISTINCT $1, unnest($2::bigint[]), to_timestamp($3::numeric)"
 				 " ON CONFLICT (module, id) DO UPDATE"
 				 " SET server_time = greatest(dirty.server_time, excluded.server_time),"
 				 "  next_try = least(dirty.next_try, now())",

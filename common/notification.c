@@ -50,15 +50,31 @@ int notification_parse_id(const char *s, int64_t *out)
 	return 0;
 }
 
+/* The value of a JSON string, or NULL when it holds a NUL ("\u0000"):
+ * the C string would end early and "Leads\u0000x" would pass for "Leads". */
+static const char *json_cstr(json_object *v)
+{
+	const char *s = json_object_get_string(v);
+	if (!s || strlen(s) != (size_t)json_object_get_string_len(v))
+		return NULL;
+	return s;
+}
+
 /* An id-like value: a digit string (what Zoho sends) or a JSON integer. */
 static int json_id(json_object *v, int64_t *out)
 {
-	if (json_object_is_type(v, json_type_string))
-		return notification_parse_id(json_object_get_string(v), out);
+	if (json_object_is_type(v, json_type_string)) {
+		const char *s = json_cstr(v);
+		return s ? notification_parse_id(s, out) : -1;
+	}
 	if (json_object_is_type(v, json_type_int)) {
 		errno = 0;
 		int64_t i = json_object_get_int64(v);
 		if (errno || i <= 0)
+			return -1;
+		/* json-c clamps integers past INT64_MAX to it: refuse, rather
+		 * than mark a record that was never named. */
+		if (i == INT64_MAX && json_object_get_uint64(v) != (uint64_t)INT64_MAX)
 			return -1;
 		*out = i;
 		return 0;
@@ -82,6 +98,53 @@ static int parse_op(const char *s, enum notif_op *op)
 		}
 	}
 	return -1;
+}
+
+/* json-c's JSON_TOKENER_VALIDATE_UTF8 lets overlong forms, surrogates and
+ * code points above U+10FFFF through; PostgreSQL then refuses the raw body,
+ * and that must not look like "database down" (spool) to the webhook. */
+size_t notification_utf8_invalid_at(const char *body, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)body;
+	size_t i = 0;
+
+	while (i < len) {
+		unsigned char c = s[i];
+		size_t n;
+		unsigned lo = 0x80, hi = 0xBF;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xC2 && c <= 0xDF) {
+			n = 1;
+		} else if (c >= 0xE0 && c <= 0xEF) {
+			n = 2;
+			if (c == 0xE0)
+				lo = 0xA0;      /* overlong */
+			else if (c == 0xED)
+				hi = 0x9F;      /* surrogates */
+		} else if (c >= 0xF0 && c <= 0xF4) {
+			n = 3;
+			if (c == 0xF0)
+				lo = 0x90;      /* overlong */
+			else if (c == 0xF4)
+				hi = 0x8F;      /* above U+10FFFF */
+		} else {
+			return i;
+		}
+		if (len - i <= n)
+			return i;
+		if (s[i + 1] < lo || s[i + 1] > hi)
+			return i;
+		for (size_t k = 2; k <= n; k++) {
+			if (s[i + k] < 0x80 || s[i + k] > 0xBF)
+				return i;
+		}
+		i += n + 1;
+	}
+	return len;
 }
 
 static json_object *parse_json(const char *body, size_t len, char *err, size_t errlen)
@@ -135,6 +198,9 @@ enum rc notification_parse(const char *body, size_t len, size_t max_ids,
 		return fail(err, errlen, RC_BADINPUT, "empty body");
 	if (memchr(body, '\0', len))
 		return fail(err, errlen, RC_BADINPUT, "body contains a NUL byte");
+	size_t bad = notification_utf8_invalid_at(body, len);
+	if (bad < len)
+		return fail(err, errlen, RC_BADINPUT, "body is not valid UTF-8 at offset %zu", bad);
 	root = parse_json(body, len, err, errlen);
 	if (!root)
 		return RC_BADINPUT;
@@ -154,10 +220,10 @@ enum rc notification_parse(const char *body, size_t len, size_t max_ids,
 		rc = fail(err, errlen, RC_BADINPUT, "module: expected a string");
 		goto out;
 	}
-	const char *mod = json_object_get_string(v);
-	size_t mlen = strlen(mod);
+	const char *mod = json_cstr(v);
+	size_t mlen = mod ? strlen(mod) : 0;
 	if (mlen == 0 || mlen >= sizeof(n->module)) {
-		rc = fail(err, errlen, RC_BADINPUT, "module: empty or too long");
+		rc = fail(err, errlen, RC_BADINPUT, "module: empty, too long or holding a NUL");
 		goto out;
 	}
 	memcpy(n->module, mod, mlen + 1);
@@ -168,7 +234,7 @@ enum rc notification_parse(const char *body, size_t len, size_t max_ids,
 		goto out;
 	}
 	if (!json_object_is_type(v, json_type_string) ||
-	    parse_op(json_object_get_string(v), &n->op)) {
+	    !json_cstr(v) || parse_op(json_cstr(v), &n->op)) {
 		rc = fail(err, errlen, RC_BADINPUT,
 			  "operation: expected \"insert\", \"update\" or \"delete\"");
 		goto out;
@@ -230,11 +296,11 @@ enum rc notification_parse(const char *body, size_t len, size_t max_ids,
 
 	/* token: string, null, or absent */
 	if (json_object_object_get_ex(root, "token", &v) && v) {
-		if (!json_object_is_type(v, json_type_string)) {
+		if (!json_object_is_type(v, json_type_string) || !json_cstr(v)) {
 			rc = fail(err, errlen, RC_BADINPUT, "token: expected a string or null");
 			goto out;
 		}
-		n->token = xstrdup(json_object_get_string(v));
+		n->token = xstrdup(json_cstr(v));
 	}
 
 	/* affected_values: optional array of {record_id, values} */

@@ -39,5 +39,9 @@ void notification_free(struct notification *n);
 const char *notif_op_str(enum notif_op op);
 /* Digits only, 1..19 of them, fitting a PostgreSQL bigint. */
 int notification_parse_id(const char *s, int64_t *out);
+/* Offset of the first byte of s that is not well-formed UTF-8 (RFC 3629:
+ * no overlong forms, surrogates or code points above U+10FFFF), or len
+ * when all of it is: what PostgreSQL's UTF8 text accepts. */
+size_t notification_utf8_invalid_at(const char *s, size_t len);
 
 #endif

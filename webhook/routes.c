@@ -1,6 +1,7 @@
 /* routes.c — the webhook's routes: POST /notify, POST /bulk-callback,
  * GET /healthz, GET /metrics. Logic lives in common/ (notification, inbox,
  * spool, metrics); this file maps requests and results to HTTP. */
+#include "ctcmp.h"
 #include "fetch.h"
 #include "inbox.h"
 #include "log.h"
@@ -163,21 +164,6 @@ static int read_body(FCGX_Request *req, size_t max, char **body, size_t *len)
 	return 0;
 }
 
-/* Constant-time comparison: the time taken does not depend on where the
- * strings differ, only on the configured token's length. */
-static bool token_equal(const char *given, const char *expected)
-{
-	size_t el = strlen(expected);
-	size_t gl = given ? strlen(given) : 0;
-	unsigned char diff = (unsigned char)(gl != el);
-
-	for (size_t i = 0; i < el; i++) {
-		unsigned char g = i < gl ? (unsigned char)given[i] : 0;
-		diff |= g ^ (unsigned char)expected[i];
-	}
-	return given && diff == 0;
-}
-
 bool webhook_db(struct worker *w)
 {
 	const struct cfg *cfg = w->app->cfg;
@@ -228,7 +214,8 @@ static void handle_notify(struct worker *w, FCGX_Request *req, struct reply *r)
 		reply_error(r, 400, "bad_request", err);
 		goto out;
 	}
-	if (!token_equal(n->token, cfg->token)) {
+	/* Constant time (common/ctcmp.c): no timing hint of a partial match. */
+	if (!ct_str_equal(n->token, cfg->token)) {
 		log_warn("notification refused: wrong token", "channel=%llu",
 			 (unsigned long long)n->channel_id);
 		reply_error(r, 403, "forbidden", "token does not match");
@@ -308,6 +295,11 @@ static void handle_bulk_callback(struct worker *w, FCGX_Request *req, struct rep
 	if (st) {
 		reply_error(r, st, st == 413 ? "too_large" : "bad_request",
 			    st == 413 ? "body too large" : "truncated body");
+		goto out;
+	}
+	if (notification_utf8_invalid_at(body, len) < len || memchr(body, '\0', len)) {
+		/* PostgreSQL would refuse it as text: a client error, not a 503. */
+		reply_error(r, 400, "bad_request", "body is not valid UTF-8 text");
 		goto out;
 	}
 	json_tokener *tok = json_tokener_new_ex(NOTIF_MAX_DEPTH);

@@ -1,0 +1,1208 @@
+"""The webhook (webhook/zcrm_webhook) behind the real nginx snippet, against
+the real PostgreSQL: every route, every refusal, the spool, shutdown and
+concurrency. Each test says what must be, and must not be, in zcrm.inbox,
+zcrm.dirty, zcrm.leads and zcrm.bulk_callbacks afterwards.
+
+Bodies come from tests/data/notify/ (zoho-api.md §2.5 and §3.4) with the
+test configuration's token and channel id put in. [webhook] fetch is off
+everywhere: fetching records needs Zoho (or the simulator).
+"""
+
+import concurrent.futures
+import json
+import os
+import re
+import signal
+import socket
+import struct
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import harness
+from harness import BIN_ROOT, CHANNEL_ID, REPO, TOKEN, scaled, wait_until
+
+BASE = int(CHANNEL_ID)          # channel of module 0; module i uses BASE + i
+NOTIFY_DATA = REPO / "tests" / "data" / "notify"
+FIELDS = REPO / "tests" / "data" / "fields"
+WEBHOOK = BIN_ROOT / "webhook" / "zcrm_webhook"
+T0 = 1718117126473              # server_time of the documented insert sample
+TABLES = ("inbox", "dirty", "leads", "bulk_callbacks")
+
+pytestmark = pytest.mark.skipif(not WEBHOOK.exists(), reason="webhook not built")
+
+
+# ------------------------------------------------------------ helpers
+
+def fixture_body(name, **changes):
+    """A tests/data/notify/ body as a dict, with our token and channel."""
+    d = json.loads((NOTIFY_DATA / name).read_text())
+    if "module" in d:
+        d["token"] = TOKEN
+        d["channel_id"] = str(BASE)
+    d.update(changes)
+    return d
+
+
+def notif(op="update", ids=("5725767000003000064",), server_time=T0, module="Leads",
+          channel=BASE, token=TOKEN, drop=(), **extra):
+    """A notification body (bytes) in the documented key order."""
+    d = {
+        "server_time": server_time,
+        "query_params": {},
+        "module": module,
+        "resource_uri": "https://www.zohoapis.com/crm/v2/%s" % module,
+        "ids": [str(i) for i in ids],
+        "affected_fields": [],
+        "operation": op,
+        "channel_id": str(channel),
+        "token": token,
+    }
+    d.update(extra)
+    for k in drop:
+        d.pop(k)
+    return json.dumps(d).encode()
+
+
+def ms(sql_ts_expr):
+    """SQL turning a timestamptz expression into epoch milliseconds."""
+    return "(round(extract(epoch FROM %s) * 1000))::bigint" % sql_ts_expr
+
+
+def snapshot(db, tables=TABLES):
+    """The full contents of the tables (None for a missing table)."""
+    out = {}
+    for t in tables:
+        if db.value("SELECT to_regclass(%s)", "zcrm." + t) is None:
+            out[t] = None
+        else:
+            out[t] = db.query("SELECT * FROM zcrm.%s ORDER BY 1, 2" % t)
+    return out
+
+
+def jbody(raw):
+    return json.loads(raw.decode("utf-8"))
+
+
+def spool_files(path):
+    return sorted(p.name for p in Path(path).iterdir() if p.name.endswith(".json")
+                  and not p.name.startswith("."))
+
+
+class Stack:
+    """nginx + webhook + migrated database with module tables."""
+
+    def __init__(self, db, ng, wh, config, spool):
+        self.db, self.ng, self.wh, self.config, self.spool = db, ng, wh, config, spool
+
+    def post(self, body, path="/zcrm/notify", headers=None):
+        h = {"Content-Type": "application/json"}
+        h.update(headers or {})
+        return harness.http("POST", self.ng.url + path, body, h)
+
+    def get(self, path, method="GET"):
+        return harness.http(method, self.ng.url + path)
+
+    def notify(self, body, expect=200):
+        status, _, raw = self.post(body)
+        assert status == expect, (status, raw)
+        return jbody(raw)
+
+    def metrics(self):
+        status, headers, raw = self.get("/zcrm/metrics")
+        assert status == 200, raw
+        assert headers.get("Content-Type", "").startswith("text/plain")
+        return parse_metrics(raw.decode())
+
+
+@pytest.fixture
+def stack_factory(db, run_program, config_factory, nginx_factory, webhook_factory, zcrm_env):
+    """stack_factory(overrides=None, tables=("Leads",), nginx_kw=None,
+    args=()) -> Stack. Tables are created with tools/load_fields from
+    tests/data/fields/<module>.json (which also applies the migrations)."""
+
+    def make(overrides=None, tables=("Leads",), nginx_kw=None, args=()):
+        ov = {"webhook": {"fetch": False}}
+        for sec, kv in (overrides or {}).items():
+            ov.setdefault(sec, {}).update(kv)
+        ng = nginx_factory(**(nginx_kw or {}))
+        cfg = config_factory(ov, nginx=ng)
+        res = run_program("tools/load_fields", ["--migrate-only"], config=cfg)
+        assert res.returncode == 0, res.stderr
+        for mod in tables:
+            load_table(run_program, cfg, mod)
+        wh = webhook_factory(config=cfg, nginx=ng, args=args)
+        return Stack(db, ng, wh, cfg, zcrm_env.dir / "spool")
+
+    return make
+
+
+def load_table(run_program, cfg, module):
+    res = run_program("tools/load_fields", ["--module", module, "--fields",
+                                            FIELDS / ("%s.json" % module.lower())], config=cfg)
+    assert res.returncode == 0, res.stderr
+    return res
+
+
+@pytest.fixture
+def stack(stack_factory):
+    return stack_factory()
+
+
+def parse_metrics(text):
+    """{(name, frozenset(labels)): value} plus the raw lines under '_lines'."""
+    out = {"_lines": text.splitlines()}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})? (\S+)$', line)
+        assert m, "not Prometheus text: %r" % line
+        labels = frozenset(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+def metric(m, name, **labels):
+    return m.get((name, frozenset(labels.items())), 0.0)
+
+
+def requests_total(m, route, status):
+    return metric(m, "zcrm_webhook_requests_total", route=route, status=str(status))
+
+
+# --------------------------------------------- FastCGI, without nginx
+
+def fcgi_request(sock_path, params, body=b"", timeout=10):
+    """One FastCGI request straight to the webhook's socket (what nginx
+    never sends: unknown routes, a lying CONTENT_LENGTH). Returns
+    (status, {header: value}, body)."""
+
+    def record(rtype, content, rid=1):
+        return struct.pack(">BBHHBB", 1, rtype, rid, len(content), 0, 0) + content
+
+    def pair(k, v):
+        k, v = k.encode(), v.encode()
+        out = b""
+        for n in (len(k), len(v)):
+            out += struct.pack(">B", n) if n < 128 else struct.pack(">I", n | 0x80000000)
+        return out + k + v
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(scaled(timeout))
+    s.connect(str(sock_path))
+    try:
+        msg = record(1, struct.pack(">HB5x", 1, 0))
+        pp = b"".join(pair(k, v) for k, v in params.items())
+        msg += record(4, pp) + record(4, b"")
+        for i in range(0, len(body), 65535):
+            msg += record(5, body[i:i + 65535])
+        msg += record(5, b"")
+        s.sendall(msg)
+        out, buf = b"", b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+            done = False
+            while len(buf) >= 8:
+                _, rtype, _, clen, plen, _ = struct.unpack(">BBHHBB", buf[:8])
+                if len(buf) < 8 + clen + plen:
+                    break
+                content = buf[8:8 + clen]
+                buf = buf[8 + clen + plen:]
+                if rtype == 6:
+                    out += content
+                elif rtype == 3:
+                    done = True
+            if done:
+                break
+    finally:
+        s.close()
+    head, _, payload = out.partition(b"\r\n\r\n")
+    headers = {}
+    for line in head.decode().split("\r\n"):
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    status = int(headers.get("status", "200").split()[0])
+    return status, headers, payload
+
+
+def fcgi_params(uri, method="POST", body=b"", content_length=None):
+    return {
+        "SCRIPT_NAME": "/zcrm",
+        "PATH_INFO": uri[len("/zcrm"):] if uri.startswith("/zcrm") else uri,
+        "DOCUMENT_URI": uri,
+        "REQUEST_URI": uri,
+        "REQUEST_METHOD": method,
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)) if content_length is None else content_length,
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+    }
+
+
+# ================================================== POST /zcrm/notify
+
+def test_documented_insert_marks_id_dirty(stack):
+    body = json.dumps(fixture_body("insert.json")).encode()
+    assert stack.notify(body) == {"status": "applied"}
+    db = stack.db
+    rows = db.query("SELECT channel_id, module, operation, ids, %s, raw, via,"
+                    " processed_at IS NOT NULL, error FROM zcrm.inbox" % ms("server_time"))
+    assert rows == [(BASE, "Leads", "insert", [5725767000003000064], 1718117126473,
+                     body.decode(), "webhook", True, None)]
+    assert db.query("SELECT module, id, %s, attempts FROM zcrm.dirty" % ms("server_time")) == [
+        ("Leads", 5725767000003000064, 1718117126473, 0)]
+    # Nothing is written into the record table by an insert/update notification.
+    assert db.query("SELECT count(*) FROM zcrm.leads") == [(0,)]
+    assert db.query("SELECT count(*) FROM zcrm.bulk_callbacks") == [(0,)]
+
+
+def test_documented_update_with_affected_values(stack):
+    body = json.dumps(fixture_body("update.json")).encode()
+    assert stack.notify(body) == {"status": "applied"}
+    db = stack.db
+    assert db.query("SELECT operation, ids, via FROM zcrm.inbox") == [
+        ("update", [6756839000000575405], "webhook")]
+    assert db.query("SELECT module, id, %s FROM zcrm.dirty" % ms("server_time")) == [
+        ("Leads", 6756839000000575405, 1750102639787)]
+    assert db.query("SELECT count(*) FROM zcrm.leads") == [(0,)]
+
+
+def test_update_keeps_newest_server_time(stack):
+    db = stack.db
+    rid = 4150868000001000001
+    assert stack.notify(notif("update", [rid], T0 + 5000)) == {"status": "applied"}
+    # An older notification arriving late does not move server_time back...
+    assert stack.notify(notif("update", [rid], T0)) == {"status": "applied"}
+    assert db.query("SELECT id, %s FROM zcrm.dirty" % ms("server_time")) == [(rid, T0 + 5000)]
+    # ...a newer one moves it forward; still one row per id.
+    assert stack.notify(notif("insert", [rid], T0 + 9000)) == {"status": "applied"}
+    assert db.query("SELECT id, %s FROM zcrm.dirty" % ms("server_time")) == [(rid, T0 + 9000)]
+    assert db.value("SELECT count(*) FROM zcrm.inbox WHERE processed_at IS NOT NULL") == 3
+    assert db.query("SELECT count(*) FROM zcrm.leads") == [(0,)]
+
+
+def test_create_and_edit_verbs_are_accepted(stack):
+    # zoho-api.md §2.5: accept the channel's event verbs too.
+    assert stack.notify(notif("create", [11], T0)) == {"status": "applied"}
+    assert stack.notify(notif("edit", [12], T0)) == {"status": "applied"}
+    assert stack.db.query("SELECT operation, ids FROM zcrm.inbox ORDER BY id") == [
+        ("insert", [11]), ("update", [12])]
+    assert stack.db.query("SELECT id FROM zcrm.dirty ORDER BY id") == [(11,), (12,)]
+
+
+def test_delete_tombstones_unknown_id(stack):
+    body = json.dumps(fixture_body("delete.json")).encode()
+    assert stack.notify(body) == {"status": "applied"}
+    db = stack.db
+    assert db.query("SELECT id, modified_time, %s, source FROM zcrm.leads"
+                    % ms("deleted_at")) == [(6756839000000575405, None, 1750102700000, "notify")]
+    assert db.query("SELECT count(*) FROM zcrm.leads_live") == [(0,)]
+    assert db.query("SELECT operation, processed_at IS NOT NULL FROM zcrm.inbox") == [
+        ("delete", True)]
+    assert db.query("SELECT count(*) FROM zcrm.dirty") == [(0,)]
+
+
+def test_delete_of_a_dirty_id_clears_it(stack):
+    db = stack.db
+    stack.notify(notif("update", [21, 22], T0))
+    stack.notify(notif("delete", [21], T0 + 1000))
+    # Fetching a record deleted after it was marked is pointless.
+    assert db.query("SELECT id FROM zcrm.dirty") == [(22,)]
+    # A delete older than the newest update leaves the id dirty.
+    stack.notify(notif("update", [23], T0 + 5000))
+    stack.notify(notif("delete", [23], T0 + 1000))
+    assert db.query("SELECT id FROM zcrm.dirty ORDER BY id") == [(22,), (23,)]
+    assert db.query("SELECT id, %s FROM zcrm.leads ORDER BY id" % ms("deleted_at")) == [
+        (21, T0 + 1000), (23, T0 + 1000)]
+
+
+def test_delete_older_than_stored_record_is_ignored(stack):
+    db = stack.db
+    rid = 4150868000002000002
+    # The stored copy was modified 10 s after the delete's server_time: the
+    # delete is stale (the record was restored/recreated since).
+    db.execute("INSERT INTO zcrm.leads (id, last_name, modified_time, source)"
+               " VALUES (%s, 'Boyle', to_timestamp(%s / 1000.0), 'bulk')", rid, T0 + 10000)
+    before = db.query("SELECT * FROM zcrm.leads")
+    assert stack.notify(notif("delete", [rid], T0)) == {"status": "applied"}
+    assert db.query("SELECT * FROM zcrm.leads") == before
+    assert db.query("SELECT deleted_at, source, last_name FROM zcrm.leads") == [
+        (None, "bulk", "Boyle")]
+    # It is still recorded (and marked processed) in the inbox.
+    assert db.query("SELECT operation, ids, processed_at IS NOT NULL FROM zcrm.inbox") == [
+        ("delete", [rid], True)]
+    # A delete at the same instant as modified_time applies (<=), later too.
+    assert stack.notify(notif("delete", [rid], T0 + 10000)) == {"status": "applied"}
+    assert db.query("SELECT %s, source, last_name FROM zcrm.leads" % ms("deleted_at")) == [
+        (T0 + 10000, "notify", "Boyle")]
+
+
+def test_later_delete_moves_tombstone_forward(stack):
+    db = stack.db
+    rid = 4150868000003000003
+    stack.notify(notif("delete", [rid], T0))
+    assert db.value("SELECT %s FROM zcrm.leads" % ms("deleted_at")) == T0
+    stack.notify(notif("delete", [rid], T0 + 60000))
+    assert db.value("SELECT %s FROM zcrm.leads" % ms("deleted_at")) == T0 + 60000
+    # An earlier delete delivered late does not move it back.
+    stack.notify(notif("delete", [rid], T0 + 30000))
+    assert db.query("SELECT id, %s, source FROM zcrm.leads" % ms("deleted_at")) == [
+        (rid, T0 + 60000, "notify")]
+    assert db.value("SELECT count(*) FROM zcrm.inbox") == 3
+
+
+def test_duplicate_delivery_changes_nothing(stack):
+    db = stack.db
+    for name in ("insert.json", "delete.json"):
+        body = json.dumps(fixture_body(name)).encode()
+        assert stack.notify(body) == {"status": "applied"}
+        before = snapshot(db)
+        status, _, raw = stack.post(body)
+        assert status == 200 and jbody(raw) == {"status": "duplicate"}
+        assert snapshot(db) == before
+    assert db.value("SELECT count(*) FROM zcrm.inbox") == 2
+    m = stack.metrics()
+    assert metric(m, "zcrm_webhook_inbox_duplicates_total") == 2
+    assert metric(m, "zcrm_webhook_inbox_applied_total") == 2
+
+
+def test_several_ids_in_one_notification(stack):
+    db = stack.db
+    ids = [4150868000004000001, 4150868000004000002, 4150868000004000003]
+    assert stack.notify(notif("update", ids, T0)) == {"status": "applied"}
+    assert db.query("SELECT id, %s FROM zcrm.dirty ORDER BY id" % ms("server_time")) == [
+        (i, T0) for i in ids]
+    dels = [4150868000005000001, 4150868000005000002]
+    assert stack.notify(notif("delete", dels, T0 + 1)) == {"status": "applied"}
+    assert db.query("SELECT id, %s, source FROM zcrm.leads ORDER BY id" % ms("deleted_at")) == [
+        (i, T0 + 1, "notify") for i in dels]
+    assert db.query("SELECT operation, ids FROM zcrm.inbox ORDER BY id") == [
+        ("update", ids), ("delete", dels)]
+
+
+def test_same_id_twice_in_one_notification(stack):
+    # Not documented, but nothing forbids it: must not fail (or spool) the
+    # whole notification.
+    db = stack.db
+    assert stack.notify(notif("update", [31, 31, 32], T0)) == {"status": "applied"}
+    assert db.query("SELECT id FROM zcrm.dirty ORDER BY id") == [(31,), (32,)]
+    assert stack.notify(notif("delete", [33, 33], T0)) == {"status": "applied"}
+    assert db.query("SELECT id, %s FROM zcrm.leads" % ms("deleted_at")) == [(33, T0)]
+    assert spool_files(stack.spool) == []
+    assert db.value("SELECT count(*) FROM zcrm.inbox WHERE processed_at IS NOT NULL") == 2
+
+
+def test_id_and_channel_as_json_integers(stack):
+    # Documented as strings; integers are accepted as the same values.
+    body = json.dumps({"server_time": T0, "module": "Leads", "ids": [41, "42"],
+                       "operation": "update", "channel_id": BASE, "token": TOKEN}).encode()
+    assert stack.notify(body) == {"status": "applied"}
+    assert stack.db.query("SELECT id FROM zcrm.dirty ORDER BY id") == [(41,), (42,)]
+
+
+# ------------------------------------------------------------- 400s
+
+def _deep(n):
+    return ('{"a":' * n + "1" + "}" * n).encode()
+
+
+GOOD = notif("update", [51], T0).decode()
+
+
+def _in_string(raw):
+    """A valid notification with raw bytes inside a query_params value."""
+    return notif("update", [51], T0, query_params={"k": "a@b"}).replace(b"a@b", b"a" + raw + b"b")
+
+
+BAD_BODIES = [
+    ("not_json", b"hello, zoho", "not valid JSON"),
+    ("empty", b"", "empty body"),
+    ("truncated", GOOD[:-7].encode(), "not valid JSON"),
+    ("trailing_data", (GOOD + " x").encode(), "not valid JSON"),
+    ("two_objects", (GOOD + GOOD).encode(), "not valid JSON"),
+    ("array", b"[1, 2]", "not a JSON object"),
+    ("string", b'"insert"', "not a JSON object"),
+    ("nul_byte", GOOD.replace('"Leads"', '"Le\\u0000ads"').encode().replace(b"\\u0000", b"\0"),
+     "NUL"),
+    ("invalid_utf8", GOOD.replace('"Leads"', '"Le\xffads"').encode("latin-1"), "UTF-8"),
+    # json-c's own UTF-8 check lets these through; PostgreSQL refuses them
+    # as text, which once made the webhook spool them as "database down"
+    # and then block the spool replay for good. In any string, not only in
+    # the keys we read:
+    ("utf8_surrogate", _in_string(b"\xed\xa0\x80"), "UTF-8"),
+    ("utf8_overlong_nul", _in_string(b"\xc0\x80"), "UTF-8"),
+    ("utf8_overlong_slash", _in_string(b"\xe0\x80\xaf"), "UTF-8"),
+    ("utf8_above_10ffff", _in_string(b"\xf4\x90\x80\x80"), "UTF-8"),
+    ("utf8_truncated_sequence", _in_string(b"\xe2\x82"), "UTF-8"),
+    ("utf8_lone_continuation", _in_string(b"\x80"), "UTF-8"),
+    ("utf8_5_byte_form", _in_string(b"\xf8\x88\x80\x80\x80"), "UTF-8"),
+    ("nested_5000", _deep(5000), "not valid JSON"),
+    ("nested_in_key", GOOD[:-1].encode() + b', "x": ' + b"[" * 3000 + b"]" * 3000 + b"}",
+     "not valid JSON"),
+    ("missing_module", notif(drop=("module",)), "missing key: module"),
+    ("missing_operation", notif(drop=("operation",)), "missing key: operation"),
+    ("missing_channel_id", notif(drop=("channel_id",)), "missing key: channel_id"),
+    ("missing_server_time", notif(drop=("server_time",)), "missing key: server_time"),
+    ("missing_ids", notif(drop=("ids",)), "missing key: ids"),
+    ("module_number", notif(module=5), "module"),
+    ("module_null", json.dumps({"module": None, "operation": "update", "ids": ["1"],
+                                "channel_id": CHANNEL_ID, "server_time": T0}).encode(), "module"),
+    ("module_empty", notif(module=""), "module"),
+    ("module_too_long", notif(module="L" * 200), "module"),
+    ("operation_unknown", notif(op="upsert"), "operation"),
+    ("operation_number", notif(op=1), "operation"),
+    ("channel_id_letters", notif(channel="10000000680x1"), "channel_id"),
+    ("channel_id_float", notif().replace(b'"channel_id": "%d"' % BASE, b'"channel_id": 1.5'),
+     "channel_id"),
+    ("channel_id_object", notif(channel={}).replace(b'"channel_id": "{}"', b'"channel_id": {}'),
+     "channel_id"),
+    ("server_time_text", notif(server_time="soon"), "server_time"),
+    ("server_time_float", notif(server_time=1718117126473.5), "server_time"),
+    ("server_time_seconds", notif(server_time=1718117126), "server_time"),
+    ("server_time_negative", notif(server_time=-1), "server_time"),
+    ("ids_string", notif().replace(b'"ids": ["5725767000003000064"]',
+                                   b'"ids": "5725767000003000064"'), "ids"),
+    ("ids_empty", notif(ids=[]), "ids: empty"),
+    ("ids_object", notif().replace(b'"ids": ["5725767000003000064"]', b'"ids": {"a": "1"}'), "ids"),
+    ("id_letters", notif(ids=["57257670000x3000064"]), "ids[0]"),
+    ("id_second_bad", notif(ids=["1", "2a"]), "ids[1]"),
+    ("id_too_long", notif(ids=["1" * 20]), "ids[0]"),
+    ("id_over_bigint", notif(ids=["9223372036854775808"]), "ids[0]"),
+    ("id_zero", notif(ids=["0"]), "ids[0]"),
+    ("id_empty", notif(ids=[""]), "ids[0]"),
+    ("id_negative_int", notif().replace(b'["5725767000003000064"]', b"[-5]"), "ids[0]"),
+    ("id_float", notif().replace(b'["5725767000003000064"]', b"[1.5]"), "ids[0]"),
+    ("id_null", notif().replace(b'["5725767000003000064"]', b"[null]"), "ids[0]"),
+    ("id_signed", notif(ids=["+5"]), "ids[0]"),
+    ("id_spaces", notif(ids=[" 5"]), "ids[0]"),
+    ("token_number", notif(token=12345), "token"),
+    ("token_object", notif().replace(b'"token": "%s"' % TOKEN.encode(), b'"token": {"t": 1}'),
+     "token"),
+    ("affected_values_object", notif(affected_values={"a": 1}), "affected_values"),
+]
+
+
+@pytest.mark.parametrize("name,body,reason", BAD_BODIES, ids=[b[0] for b in BAD_BODIES])
+def test_bad_body_400(stack, name, body, reason):
+    before = snapshot(stack.db)
+    status, headers, raw = stack.post(body)
+    assert status == 400, (status, raw)
+    assert headers.get("Content-Type") == "application/json"
+    err = jbody(raw)
+    assert err["error"] == "bad_request"
+    assert reason in err["message"], err
+    assert snapshot(stack.db) == before
+    assert spool_files(stack.spool) == []
+
+
+def test_valid_utf8_and_escapes_accepted(stack):
+    # Multi-byte text and JSON escapes (even a lone surrogate or NUL escape,
+    # which stay escapes in the stored raw text) are fine.
+    texts = ["Müller GmbH", "東京", "😀", "\\ud800", "\\u0000", "\\u00fc"]
+    for i, t in enumerate(texts):
+        body = notif("update", [1100 + i], T0, query_params={"k": "@"}).replace(
+            b'"@"', b'"' + t.encode() + b'"')
+        assert stack.notify(body) == {"status": "applied"}, body
+    rows = stack.db.query("SELECT raw FROM zcrm.inbox ORDER BY id")
+    assert len(rows) == len(texts)
+    assert "Müller" in rows[0][0] and "東京" in rows[1][0] and "😀" in rows[2][0]
+    assert spool_files(stack.spool) == []
+
+
+def test_400_counted_and_nothing_written(stack):
+    before = snapshot(stack.db)
+    for name, body, _ in BAD_BODIES[:10]:
+        assert stack.post(body)[0] == 400, name
+    m = stack.metrics()
+    assert requests_total(m, "notify", 400) == 10
+    assert requests_total(m, "notify", 200) == 0
+    assert metric(m, "zcrm_webhook_inbox_applied_total") == 0
+    assert snapshot(stack.db) == before
+
+
+# ------------------------------------------------------------- 403s
+
+def _forbidden_cases():
+    T = TOKEN
+    return [
+        ("wrong_token_same_length", notif(token="x" * len(T)), "token"),
+        ("wrong_last_char", notif(token=T[:-1] + "8"), "token"),
+        ("null_token", notif(token=None), "token"),
+        ("absent_token", notif(drop=("token",)), "token"),
+        ("empty_token", notif(token=""), "token"),
+        ("token_prefix", notif(token=T[:-1]), "token"),
+        ("token_longer", notif(token=T + "0"), "token"),
+        ("token_case", notif(token=T.upper()), "token"),
+        ("unknown_channel", notif(channel=BASE + 7), "channel_id"),
+        ("channel_below_base", notif(channel=BASE - 1), "channel_id"),
+        ("module_not_configured", notif(module="Deals", channel=BASE), "module"),
+        ("module_wrong_case", notif(module="leads", channel=BASE), "module"),
+        ("channel_of_contacts_for_leads", notif(module="Leads", channel=BASE + 1), "channel_id"),
+        ("channel_of_leads_for_contacts", notif(module="Contacts", channel=BASE), "channel_id"),
+    ]
+
+
+FORBIDDEN = _forbidden_cases()
+
+
+@pytest.fixture(scope="function")
+def two_module_stack(stack_factory):
+    return stack_factory({"sync": {"modules": "Leads,Contacts"}}, tables=("Leads", "Contacts"))
+
+
+def test_forbidden_403(two_module_stack):
+    st = two_module_stack
+    db = st.db
+    before = snapshot(db, TABLES + ("contacts",))
+    for name, body, reason in FORBIDDEN:
+        status, headers, raw = st.post(body)
+        assert status == 403, (name, status, raw)
+        err = jbody(raw)
+        assert err["error"] == "forbidden", name
+        assert reason in err["message"], (name, err)
+        assert snapshot(db, TABLES + ("contacts",)) == before, name
+    assert spool_files(st.spool) == []
+    # The token is a secret: never in the log, not even a wrong one's prefix.
+    assert TOKEN not in st.wh.stderr_text()
+    m = st.metrics()
+    assert requests_total(m, "notify", 403) == len(FORBIDDEN)
+    # And the right channels for each module do work.
+    assert st.notify(notif("update", [61], T0, module="Leads", channel=BASE)) == {
+        "status": "applied"}
+    assert st.notify(notif("update", [62], T0, module="Contacts", channel=BASE + 1)) == {
+        "status": "applied"}
+    assert db.query("SELECT module, id FROM zcrm.dirty ORDER BY id") == [
+        ("Leads", 61), ("Contacts", 62)]
+
+
+def test_token_check_comes_after_validation(stack):
+    # A malformed body is 400 whatever its token; a well-formed one with a
+    # bad token 403; neither is recorded.
+    before = snapshot(stack.db)
+    assert stack.post(notif(ids=["x"], token="nope"))[0] == 400
+    assert stack.post(notif(ids=["1"], token="nope"))[0] == 403
+    assert snapshot(stack.db) == before
+
+
+# ---------------------------------------------- 404 / 405 / 413
+
+def test_unknown_paths_404_from_nginx(stack):
+    before = snapshot(stack.db)
+    for path in ("/zcrm/other", "/zcrm/", "/zcrm", "/zcrm/notify/", "/zcrm/notify/x",
+                 "/zcrm/notifyx", "/zcrm/Notify", "/notify", "/zcrm/metrics.txt"):
+        status, _, raw = stack.post(notif(), path=path)
+        # nginx's location matches the four routes only: anything else is
+        # nginx's own 404 page, never the webhook's JSON.
+        assert status == 404, (path, status, raw)
+        assert b"<html>" in raw and b'"error"' not in raw, (path, raw)
+    assert snapshot(stack.db) == before
+    m = stack.metrics()
+    assert requests_total(m, "other", 404) == 0
+    assert requests_total(m, "notify", 200) == 0
+
+
+def test_unknown_route_404_from_webhook(stack):
+    # nginx never sends these; another front end might.
+    before = snapshot(stack.db)
+    body = notif()
+    status, headers, raw = fcgi_request(stack.wh.sock, fcgi_params("/zcrm/other", body=body), body)
+    assert status == 404
+    assert headers["content-type"] == "application/json"
+    assert jbody(raw)["error"] == "not_found"
+    # The route is the last path segment, whatever the prefix.
+    status, _, raw = fcgi_request(stack.wh.sock, fcgi_params("/hooks/zoho/notify", body=body),
+                                  body)
+    assert status == 200 and jbody(raw) == {"status": "applied"}
+    assert stack.db.value("SELECT count(*) FROM zcrm.inbox") == 1
+    snap = snapshot(stack.db)
+    assert snap["inbox"] != before["inbox"]
+    m = stack.metrics()
+    assert requests_total(m, "other", 404) == 1
+
+
+def test_content_length_longer_than_body_400(stack):
+    before = snapshot(stack.db)
+    body = notif()
+    status, _, raw = fcgi_request(stack.wh.sock,
+                                  fcgi_params("/zcrm/notify", body=body,
+                                              content_length=str(len(body) + 10)), body)
+    assert status == 400, raw
+    assert "Content-Length" in jbody(raw)["message"]
+    assert snapshot(stack.db) == before
+
+
+def test_method_not_allowed_405(stack):
+    before = snapshot(stack.db)
+    cases = [("GET", "/zcrm/notify", "POST"), ("PUT", "/zcrm/notify", "POST"),
+             ("DELETE", "/zcrm/notify", "POST"), ("GET", "/zcrm/bulk-callback", "POST"),
+             ("POST", "/zcrm/metrics", "GET")]
+    for method, path, allow in cases:
+        body = notif() if method in ("PUT", "POST") else None
+        status, headers, raw = harness.http(method, stack.ng.url + path, body)
+        assert status == 405, (method, path, status, raw)
+        assert headers.get("Allow") == allow, (method, path, headers.get("Allow"))
+        assert jbody(raw)["error"] == "method_not_allowed"
+    status, headers, _ = harness.http("POST", stack.ng.url + "/zcrm/healthz", b"{}")
+    assert status == 405 and headers.get("Allow") == "GET, HEAD"
+    assert snapshot(stack.db) == before
+    m = stack.metrics()
+    assert requests_total(m, "notify", 405) == 3
+
+
+def test_body_too_large_413(stack_factory):
+    # nginx allows 4m, the program 64 KiB: the program's own check answers
+    # between the two, nginx above.
+    st = stack_factory({"webhook": {"max_body": 65536}}, nginx_kw={"max_body": "4m"})
+    db = st.db
+    before = snapshot(db)
+
+    def padded(total):
+        base = notif("update", [71], T0, pad="")
+        body = notif("update", [71], T0, pad="p" * (total - len(base)))
+        assert len(body) == total
+        return body
+
+    # Over nginx's limit: nginx's 413 page.
+    status, _, raw = st.post(padded(5 * 1024 * 1024))
+    assert status == 413 and b'"error"' not in raw
+    # Over the program's limit (one byte over, and well over).
+    for size in (65537, 200000, 4 * 1024 * 1024 - 100):
+        status, _, raw = st.post(padded(size))
+        assert status == 413, (size, status, raw[:200])
+        err = jbody(raw)
+        assert err["error"] == "too_large" and "max_body" in err["message"]
+    # Chunked, without Content-Length: still counted by what is read.
+    status, _, raw = chunked_post(st.ng.port, "/zcrm/notify", padded(100000))
+    assert status == 413, raw
+    assert snapshot(db) == before
+    assert spool_files(st.spool) == []
+    # Exactly at the limit is accepted, also chunked.
+    status, _, raw = st.post(padded(65536))
+    assert status == 200 and jbody(raw) == {"status": "applied"}, raw
+    body = padded(65000).replace(b'"ids": ["71"]', b'"ids": ["72"]')
+    status, _, raw = chunked_post(st.ng.port, "/zcrm/notify", body)
+    assert status == 200 and jbody(raw) == {"status": "applied"}, raw
+    assert db.query("SELECT id FROM zcrm.dirty ORDER BY id") == [(71,), (72,)]
+    m = st.metrics()
+    assert requests_total(m, "notify", 413) == 4
+
+
+def chunked_post(port, path, body, chunk=8192):
+    """POST with Transfer-Encoding: chunked (no Content-Length)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=scaled(30))
+    try:
+        s.sendall(("POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                   "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" % path).encode())
+        for i in range(0, len(body), chunk):
+            part = body[i:i + chunk]
+            s.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+        s.sendall(b"0\r\n\r\n")
+        data = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            data += d
+    finally:
+        s.close()
+    head, _, payload = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    if b"transfer-encoding: chunked" in head.lower():
+        out, rest = b"", payload
+        while rest:
+            size_line, _, rest = rest.partition(b"\r\n")
+            n = int(size_line.split(b";")[0], 16)
+            if n == 0:
+                break
+            out += rest[:n]
+            rest = rest[n + 2:]
+        payload = out
+    return status, head.decode("latin-1"), payload
+
+
+def test_too_many_ids_413(stack_factory):
+    st = stack_factory({"webhook": {"max_ids": 5}})
+    db = st.db
+    before = snapshot(db)
+    for op in ("update", "delete"):
+        status, _, raw = st.post(notif(op, range(101, 107), T0))
+        assert status == 413, raw
+        err = jbody(raw)
+        assert err["error"] == "too_many_ids" and "6 ids" in err["message"], err
+    assert snapshot(db) == before
+    assert st.notify(notif("update", range(101, 106), T0)) == {"status": "applied"}
+    assert db.value("SELECT count(*) FROM zcrm.dirty") == 5
+    assert db.value("SELECT count(*) FROM zcrm.leads") == 0
+
+
+# ------------------------------------------------ pending modules
+
+def test_notification_waits_for_module_table(stack_factory, run_program):
+    st = stack_factory({"sync": {"modules": "Leads,Contacts"}}, tables=("Leads",))
+    db = st.db
+    cb = BASE + 1
+    upd = notif("update", [81, 82], T0, module="Contacts", channel=cb)
+    dele = notif("delete", [83], T0 + 1000, module="Contacts", channel=cb)
+    assert st.notify(upd) == {"status": "pending"}
+    assert st.notify(dele) == {"status": "pending"}
+    # A module whose table exists is not held back.
+    assert st.notify(notif("update", [84], T0)) == {"status": "applied"}
+    assert db.query("SELECT module, operation, processed_at IS NULL"
+                    " FROM zcrm.inbox ORDER BY id") == [
+        ("Contacts", "update", True), ("Contacts", "delete", True), ("Leads", "update", False)]
+    assert db.query("SELECT module, id FROM zcrm.dirty") == [("Leads", 84)]
+    assert db.value("SELECT to_regclass('zcrm.contacts')") is None
+    # A redelivery of a pending one is still a duplicate.
+    assert st.notify(upd) == {"status": "duplicate"}
+    assert st.metrics()[("zcrm_webhook_inbox_pending_total", frozenset())] == 2
+
+    res = load_table(run_program, st.config, "Contacts")
+    assert "applied notifications that waited" in res.stderr
+    assert db.query("SELECT module, id, %s FROM zcrm.dirty ORDER BY id" % ms("server_time")) == [
+        ("Contacts", 81, T0), ("Contacts", 82, T0), ("Leads", 84, T0)]
+    assert db.query("SELECT id, %s, source FROM zcrm.contacts" % ms("deleted_at")) == [
+        (83, T0 + 1000, "notify")]
+    assert db.value("SELECT count(*) FROM zcrm.inbox WHERE processed_at IS NULL") == 0
+    assert db.value("SELECT count(*) FROM zcrm.inbox WHERE error IS NOT NULL") == 0
+    assert db.value("SELECT count(*) FROM zcrm.leads") == 0
+    # From now on Contacts notifications apply at once.
+    assert st.notify(notif("update", [85], T0, module="Contacts", channel=cb)) == {
+        "status": "applied"}
+    assert db.value("SELECT count(*) FROM zcrm.dirty WHERE module = 'Contacts'") == 3
+
+
+# ------------------------------------------------- PostgreSQL down
+
+def _spool_bodies(n, start=0):
+    out = []
+    for i in range(start, start + n):
+        op = ("insert", "update", "delete")[i % 3]
+        out.append(notif(op, [900 + i], T0 + i * 1000))
+    return out
+
+
+def test_spool_while_database_down(stack, pg):
+    db = stack.db
+    bodies = _spool_bodies(6)
+    stack.notify(notif("update", [899], T0))        # a connection is open
+    before_inbox = db.value("SELECT count(*) FROM zcrm.inbox")
+    pg.stop()
+    try:
+        for b in bodies:
+            assert stack.notify(b) == {"status": "spooled"}
+        # A redelivery while down is spooled too; the inbox keeps one.
+        assert stack.notify(bodies[0]) == {"status": "spooled"}
+        files = spool_files(stack.spool)
+        assert len(files) == 7
+        # Only its owner may read them (tokens and customer data).
+        assert all(os.stat(Path(stack.spool, f)).st_mode & 0o777 == 0o600 for f in files)
+        assert not [p for p in os.listdir(stack.spool) if p.startswith(".tmp")]
+        assert sorted(Path(stack.spool, f).read_bytes() for f in files) == sorted(
+            bodies + [bodies[0]])
+        status, _, raw = stack.get("/zcrm/healthz")
+        assert status == 503 and jbody(raw)["error"] == "unavailable"
+        m = stack.metrics()
+        assert metric(m, "zcrm_webhook_spool_depth") == 7
+        assert metric(m, "zcrm_webhook_spooled_total") == 7
+        # Refusals do not depend on the database.
+        assert stack.post(notif(token="bad"))[0] == 403
+        assert stack.post(b"{")[0] == 400
+    finally:
+        pg.start()
+    wait_until(lambda: spool_files(stack.spool) == [], scaled(30), what="spool replay",
+               proc=stack.wh.proc.popen, log=stack.wh.proc.stderr_path)
+    rows = db.query("SELECT raw, via, processed_at IS NOT NULL FROM zcrm.inbox"
+                    " WHERE via = 'spool' ORDER BY id")
+    assert sorted(r[0].encode() for r in rows) == sorted(bodies)
+    assert all(r[1:] == ("spool", True) for r in rows)
+    assert db.value("SELECT count(*) FROM zcrm.inbox") == before_inbox + len(bodies)
+    # Replayed in arrival order.
+    assert [r[0].encode() for r in rows] == bodies
+    assert db.query("SELECT id FROM zcrm.dirty ORDER BY id") == [(899,), (900,), (901,),
+                                                                 (903,), (904,)]
+    assert db.query("SELECT id, %s FROM zcrm.leads ORDER BY id" % ms("deleted_at")) == [
+        (902, T0 + 2000), (905, T0 + 5000)]
+    m = stack.metrics()
+    assert metric(m, "zcrm_webhook_spool_depth") == 0
+    assert metric(m, "zcrm_webhook_spool_replayed_total") == 7
+    status, _, raw = stack.get("/zcrm/healthz")
+    assert status == 200, raw
+
+
+def test_spool_replayed_when_webhook_restarts(stack, pg):
+    db = stack.db
+    bodies = _spool_bodies(4, start=10)
+    pg.stop()
+    try:
+        for b in bodies:
+            assert stack.notify(b) == {"status": "spooled"}
+        # Stopping while the database is down keeps the files.
+        assert stack.wh.stop() == 0
+        assert len(spool_files(stack.spool)) == 4
+    finally:
+        pg.start()
+    # Nobody replays while the webhook is down.
+    time.sleep(0.5)
+    assert len(spool_files(stack.spool)) == 4
+    assert db.value("SELECT count(*) FROM zcrm.inbox") == 0
+    # A damaged file (sorted first) is dropped, not retried forever.
+    Path(stack.spool, "0000000000.000000000-damaged.json").write_bytes(b'{"module": "Le')
+    stack.wh.start()
+    wait_until(lambda: spool_files(stack.spool) == [], scaled(30), what="spool replay",
+               proc=stack.wh.proc.popen, log=stack.wh.proc.stderr_path)
+    assert [r[0].encode() for r in db.query(
+        "SELECT raw FROM zcrm.inbox WHERE via = 'spool' ORDER BY id")] == bodies
+    assert db.value("SELECT count(*) FROM zcrm.inbox") == 4
+    assert "dropping unreadable spool file" in stack.wh.stderr_text()
+    assert db.query("SELECT id FROM zcrm.dirty ORDER BY id") == [(910,), (912,), (913,)]
+    assert db.query("SELECT id FROM zcrm.leads") == [(911,)]
+
+
+def test_spool_replay_skips_what_inbox_already_has(stack, pg):
+    db = stack.db
+    body = notif("update", [950], T0)
+    assert stack.notify(body) == {"status": "applied"}
+    before = snapshot(db)
+    pg.stop()
+    try:
+        assert stack.notify(body) == {"status": "spooled"}
+    finally:
+        pg.start()
+    wait_until(lambda: spool_files(stack.spool) == [], scaled(30), what="spool replay",
+               proc=stack.wh.proc.popen, log=stack.wh.proc.stderr_path)
+    assert snapshot(db) == before
+
+
+# --------------------------------------------- healthz and metrics
+
+def test_healthz(stack, pg):
+    status, headers, raw = stack.get("/zcrm/healthz")
+    assert status == 200, raw
+    assert headers.get("Content-Type") == "application/json"
+    assert headers.get("Cache-Control") == "no-store"
+    h = jbody(raw)
+    nmig = len(list((REPO / "sql").glob("[0-9]*.sql")))
+    assert h["status"] == "ok" and h["schema_version"] == nmig
+    assert stack.db.value("SELECT max(version) FROM zcrm.schema_migrations") == nmig
+    assert re.match(r"^\d+\.\d+\.\d+", h["version"])
+    status, _, raw = stack.get("/zcrm/healthz", method="HEAD")
+    assert status == 200 and raw == b""
+    pg.stop()
+    try:
+        status, _, raw = stack.get("/zcrm/healthz")
+        assert status == 503 and jbody(raw) == {"error": "unavailable",
+                                                "message": "database unreachable"}
+    finally:
+        pg.start()
+    wait_until(lambda: stack.get("/zcrm/healthz")[0] == 200, scaled(10), what="healthz 200")
+
+
+def test_before_migrations(db, nginx_factory, webhook_factory, config_factory, run_program,
+                           http):
+    # The webhook started before any batch program migrated the database:
+    # healthz says so (schema_version 0), and notifications are not lost.
+    ng = nginx_factory()
+    cfg = config_factory({"webhook": {"fetch": False}}, nginx=ng)
+    wh = webhook_factory(config=cfg, nginx=ng)
+    spool = Path(cfg).parent / "spool"
+    status, _, raw = http("GET", ng.url + "/zcrm/healthz")
+    assert status == 200 and jbody(raw)["schema_version"] == 0, raw
+    body = notif("update", [1201], T0)
+    status, _, raw = http("POST", ng.url + "/zcrm/notify", body)
+    assert status == 200 and jbody(raw) == {"status": "spooled"}, raw
+    assert len(spool_files(spool)) == 1
+    assert db.value("SELECT count(*) FROM pg_tables WHERE schemaname = 'zcrm'") == 0
+    load_table(run_program, cfg, "Leads")
+    wait_until(lambda: spool_files(spool) == [], scaled(30), what="spool replay",
+               proc=wh.proc.popen, log=wh.proc.stderr_path)
+    assert db.query("SELECT raw, via FROM zcrm.inbox") == [(body.decode(), "spool")]
+    assert db.query("SELECT id FROM zcrm.dirty") == [(1201,)]
+    status, _, raw = http("GET", ng.url + "/zcrm/healthz")
+    assert status == 200 and jbody(raw)["schema_version"] >= 1
+
+
+def test_database_restart_under_idle_connections(stack, pg):
+    # Every worker holds a connection; PostgreSQL restarts between two
+    # requests. The next notifications reconnect and are applied, not spooled.
+    for i in range(4):
+        assert stack.notify(notif("update", [1300 + i], T0)) == {"status": "applied"}
+    pg.stop()
+    pg.start()
+    for i in range(4, 8):
+        assert stack.notify(notif("update", [1300 + i], T0)) == {"status": "applied"}
+    assert spool_files(stack.spool) == []
+    assert stack.db.value("SELECT count(*) FROM zcrm.dirty") == 8
+    assert stack.get("/zcrm/healthz")[0] == 200
+
+
+def test_sighup_is_ignored(stack):
+    stack.wh.kill(signal.SIGHUP)
+    time.sleep(0.3)
+    assert stack.wh.alive()
+    assert stack.notify(notif("update", [1401], T0)) == {"status": "applied"}
+    assert "SIGHUP ignored" in stack.wh.stderr_text()
+
+
+def test_metrics(stack):
+    m0 = stack.metrics()
+    lines = m0["_lines"]
+    for name, kind in (("zcrm_webhook_requests_total", "counter"),
+                       ("zcrm_webhook_inbox_applied_total", "counter"),
+                       ("zcrm_webhook_inbox_pending_total", "counter"),
+                       ("zcrm_webhook_inbox_duplicates_total", "counter"),
+                       ("zcrm_webhook_spooled_total", "counter"),
+                       ("zcrm_webhook_spool_depth", "gauge"),
+                       ("zcrm_webhook_request_duration_seconds", "histogram")):
+        assert "# TYPE %s %s" % (name, kind) in lines, name
+        assert any(line.startswith("# HELP %s " % name) for line in lines), name
+    assert metric(m0, "zcrm_webhook_spool_depth") == 0
+    assert metric(m0, "zcrm_webhook_inbox_applied_total") == 0
+    buckets = [(dict(k[1])["le"], v) for k, v in m0.items()
+               if k != "_lines" and k[0] == "zcrm_webhook_request_duration_seconds_bucket"]
+    assert ("+Inf", m0[("zcrm_webhook_request_duration_seconds_count", frozenset())]) in buckets
+    assert ("zcrm_webhook_request_duration_seconds_sum", frozenset()) in m0
+    count0 = m0[("zcrm_webhook_request_duration_seconds_count", frozenset())]
+
+    body = notif("update", [991], T0)
+    stack.notify(body)
+    stack.notify(notif("delete", [992], T0))
+    stack.notify(body)                                  # duplicate
+    stack.post(b"nope")                                 # 400
+    stack.post(notif(token="nope"))                     # 403
+    stack.get("/zcrm/notify")                           # 405
+    stack.get("/zcrm/healthz")
+    stack.post(json.dumps(fixture_body("bulk_completed.json")), path="/zcrm/bulk-callback")
+    m = stack.metrics()
+    assert requests_total(m, "notify", 200) == 3
+    assert requests_total(m, "notify", 400) == 1
+    assert requests_total(m, "notify", 403) == 1
+    assert requests_total(m, "notify", 405) == 1
+    assert requests_total(m, "healthz", 200) == requests_total(m0, "healthz", 200) + 1
+    assert requests_total(m, "bulk-callback", 200) == 1
+    # The first /metrics request is counted once it is answered.
+    assert requests_total(m, "metrics", 200) == requests_total(m0, "metrics", 200) + 1
+    assert metric(m, "zcrm_webhook_inbox_applied_total") == 2
+    assert metric(m, "zcrm_webhook_inbox_duplicates_total") == 1
+    assert metric(m, "zcrm_webhook_inbox_pending_total") == 0
+    assert metric(m, "zcrm_webhook_spooled_total") == 0
+    count = m[("zcrm_webhook_request_duration_seconds_count", frozenset())]
+    assert count == count0 + 9
+    total = sum(v for k, v in m.items() if k != "_lines" and k[0] == "zcrm_webhook_requests_total")
+    assert total == count
+    # Buckets are cumulative and non-decreasing.
+    vals = [v for k, v in m.items() if k != "_lines"
+            and k[0] == "zcrm_webhook_request_duration_seconds_bucket"]
+    assert vals == sorted(vals) and vals[-1] == count
+    assert m[("zcrm_webhook_request_duration_seconds_sum", frozenset())] > 0
+    # Metrics are read-only.
+    assert stack.db.value("SELECT count(*) FROM zcrm.inbox") == 2
+
+
+# ------------------------------------------------- bulk callbacks
+
+def test_bulk_callback_stored(stack):
+    db = stack.db
+    before = snapshot(db, ("inbox", "dirty", "leads"))
+    ok = json.dumps(fixture_body("bulk_completed.json"))
+    status, _, raw = stack.post(ok, path="/zcrm/bulk-callback")
+    assert status == 200 and jbody(raw) == {"status": "ok"}, raw
+    assert db.query("SELECT job_id, state, raw FROM zcrm.bulk_callbacks") == [
+        ("4150868000004716016", "COMPLETED", ok)]
+    fail = json.dumps(fixture_body("bulk_failure.json"))
+    status, _, raw = stack.post(fail, path="/zcrm/bulk-callback")
+    assert status == 200, raw
+    # A later callback for the same job replaces the earlier one.
+    running = ok.replace('"COMPLETED"', '"IN PROGRESS"')
+    assert stack.post(running, path="/zcrm/bulk-callback")[0] == 200
+    assert db.query("SELECT job_id, state, raw FROM zcrm.bulk_callbacks ORDER BY job_id") == [
+        ("111111000000052009", "FAILURE", fail), ("4150868000004716016", "IN PROGRESS", running)]
+    assert snapshot(db, ("inbox", "dirty", "leads")) == before
+
+
+BAD_CALLBACKS = [
+    ("not_json", b"job done"),
+    ("empty", b""),
+    ("truncated", b'{"data": [{"id": "4150868000004716016", "state": "COMPLETED"'),
+    ("trailing", b'{"data": [{"id": "1", "state": "COMPLETED"}]} x'),
+    ("no_data", b'{"id": "4150868000004716016", "state": "COMPLETED"}'),
+    ("data_object", b'{"data": {"id": "4150868000004716016"}}'),
+    ("data_empty", b'{"data": []}'),
+    ("no_id", b'{"data": [{"state": "COMPLETED"}]}'),
+    ("id_number", b'{"data": [{"id": 4150868000004716016, "state": "COMPLETED"}]}'),
+    ("id_letters", b'{"data": [{"id": "41508680x0004716016", "state": "COMPLETED"}]}'),
+    ("id_too_long", b'{"data": [{"id": "41508680000047160161", "state": "COMPLETED"}]}'),
+    ("invalid_utf8", b'{"data": [{"id": "1", "state": "COMP\xffLETED"}]}'),
+    # Passes json-c's check, not PostgreSQL's: 400, not 503.
+    ("utf8_surrogate", b'{"data": [{"id": "1", "state": "COMP\xed\xa0\x80LETED"}]}'),
+    ("nul_byte", b'{"data": [{"id": "1", "state": "COMPLETED"}]}\0'),
+    ("nested", b'{"data": [{"id": "1", "x": ' + b"[" * 3000 + b"]" * 3000 + b"}]}"),
+    ("array", b"[1]"),
+]
+
+
+@pytest.mark.parametrize("name,body", BAD_CALLBACKS, ids=[b[0] for b in BAD_CALLBACKS])
+def test_bulk_callback_malformed_400(stack, name, body):
+    before = snapshot(stack.db)
+    status, _, raw = stack.post(body, path="/zcrm/bulk-callback")
+    assert status == 400, (status, raw)
+    assert jbody(raw)["error"] == "bad_request"
+    assert snapshot(stack.db) == before
+
+
+# ---------------------------------------------- shutdown, threads
+
+def test_sigterm_with_requests_in_flight(stack_factory, http):
+    st = stack_factory({"webhook": {"threads": 4}})
+    db = st.db
+    # Hold the inbox so that requests stall inside the webhook.
+    locker = db.connect()
+    locker.autocommit = False
+    cur = locker.cursor()
+    cur.execute("LOCK TABLE zcrm.inbox IN EXCLUSIVE MODE")
+    bodies = [notif("update", [700 + i], T0 + i) for i in range(4)]
+    results = [None] * len(bodies)
+
+    def send(i):
+        results[i] = st.post(bodies[i])
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(bodies))]
+    try:
+        for t in threads:
+            t.start()
+        wait_until(lambda: db.value("SELECT count(*) FROM pg_stat_activity"
+                                    " WHERE wait_event_type = 'Lock' AND datname = %s",
+                                    db.name) == len(bodies),
+                   scaled(15), what="4 requests waiting on the inbox lock")
+        st.wh.kill(signal.SIGTERM)
+        time.sleep(0.5)
+        assert st.wh.alive(), "exited with requests in flight"
+    finally:
+        locker.rollback()
+        locker.close()
+    for t in threads:
+        t.join(scaled(20))
+    assert st.wh.wait(15) == 0
+    assert st.wh.stop() == 0          # sanitizer report / leftover processes
+    for i, r in enumerate(results):
+        assert r is not None and r[0] == 200 and jbody(r[2]) == {"status": "applied"}, (i, r)
+    assert sorted(x[0].encode() for x in db.query("SELECT raw FROM zcrm.inbox")) == sorted(bodies)
+    assert db.query("SELECT id FROM zcrm.dirty ORDER BY id") == [(700 + i,) for i in range(4)]
+    assert "shutting down" in st.wh.stderr_text()
+    # Gone: nginx cannot reach it any more.
+    assert http("POST", st.ng.url + "/zcrm/notify", notif("update", [799], T0))[0] == 502
+    assert db.value("SELECT count(*) FROM zcrm.inbox") == 4
+
+
+def test_sigterm_idle_exits_zero(stack):
+    assert stack.wh.stop(signal.SIGTERM) == 0
+    assert not os.path.exists(stack.wh.sock)
+    assert spool_files(stack.spool) == []
+
+
+def test_200_concurrent_notifications(stack_factory):
+    st = stack_factory({"webhook": {"threads": 4}}, args=("--threads", "4"))
+    db = st.db
+    n = 200
+    bodies = [notif(("insert", "update", "delete")[i % 3], [5000 + i], T0 + i) for i in range(n)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
+        answers = list(pool.map(lambda b: st.post(b), bodies))
+    bad = [(i, a[0], a[2][:200]) for i, a in enumerate(answers) if a[0] != 200]
+    assert not bad, bad[:5]
+    assert all(jbody(a[2]) == {"status": "applied"} for a in answers)
+    assert db.value("SELECT count(*) FROM zcrm.inbox") == n
+    assert db.value("SELECT count(DISTINCT raw) FROM zcrm.inbox") == n
+    assert db.value("SELECT count(*) FROM zcrm.inbox WHERE processed_at IS NULL") == 0
+    assert sorted(r[0].encode() for r in db.query("SELECT raw FROM zcrm.inbox")) == sorted(bodies)
+    deletes = [5000 + i for i in range(n) if i % 3 == 2]
+    others = [5000 + i for i in range(n) if i % 3 != 2]
+    assert [r[0] for r in db.query("SELECT id FROM zcrm.dirty ORDER BY id")] == others
+    assert [r[0] for r in db.query("SELECT id FROM zcrm.leads WHERE deleted_at IS NOT NULL"
+                                   " ORDER BY id")] == deletes
+    assert spool_files(st.spool) == []
+    m = st.metrics()
+    assert requests_total(m, "notify", 200) == n
+    assert "threads=4" in st.wh.stderr_text()
+
+
+def test_threads_option_validated(run_program, config_factory):
+    cfg = config_factory({"webhook": {"fetch": False}})
+    for bad in ("0", "257", "x"):
+        res = run_program(WEBHOOK, ["--check-config", "--threads", bad], config=cfg)
+        assert res.returncode == 64, (bad, res.returncode)
+    res = run_program(WEBHOOK, ["--check-config"], config=cfg)
+    assert res.returncode == 0
+    assert TOKEN not in res.stdout
+
+
+# ---------------------------------------------- --help vs options
+
+def _program_sources():
+    """(binary, [source files declaring its options]) for every program
+    binary that exists."""
+    out = []
+    if WEBHOOK.exists():
+        out.append((WEBHOOK, [REPO / "webhook" / "main.c"]))
+    for src in sorted((REPO / "batch").glob("*.c")):
+        if src.name.startswith("job_"):
+            continue
+        exe = BIN_ROOT / "batch" / src.stem
+        if exe.exists():
+            out.append((exe, [REPO / "common" / "batchrt.c", src]))
+    return out
+
+
+def declared_options(sources):
+    """Long options declared in struct option tables and batch_opt tables."""
+    names = set()
+    for src in sources:
+        text = src.read_text()
+        # static const struct option opts[] = { {"config", required_argument, …}, … };
+        for table in re.findall(r"struct option\s+\w+\s*\[\s*\]\s*=\s*\{(.*?)\n\s*\};", text, re.S):
+            names.update(re.findall(r'\{\s*"([a-z][a-z0-9-]*)"\s*,', table))
+        # longopts[n++] = (struct option){"config", required_argument, NULL, 'c'};
+        names.update(re.findall(r'\(struct option\)\s*\{\s*"([a-z][a-z0-9-]*)"', text))
+        # static const struct batch_opt opts[] = { {"force", 0, …}, … };
+        for table in re.findall(r"struct batch_opt\s+\w+\s*\[\s*\]\s*=\s*\{(.*?)\n\s*\};",
+                                text, re.S):
+            names.update(re.findall(r'\{\s*"([a-z][a-z0-9-]*)"\s*,', table))
+    return names
+
+
+PROGRAMS = _program_sources()
+
+
+def test_every_program_is_checked():
+    assert WEBHOOK.exists()
+    names = {p[0].name for p in PROGRAMS}
+    assert "zcrm_webhook" in names
+    built = {s.stem for s in (REPO / "batch").glob("*.c") if not s.name.startswith("job_")}
+    missing = [b for b in built if not (BIN_ROOT / "batch" / b).exists()]
+    assert not missing, "batch programs not built: %s" % missing
+
+
+@pytest.mark.parametrize("exe,sources", PROGRAMS, ids=[p[0].name for p in PROGRAMS])
+def test_help_mentions_every_option(run_program, exe, sources):
+    declared = declared_options(sources)
+    assert {"config", "help", "version"} <= declared, (exe, declared)
+    res = run_program(exe, ["--help"])
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("Usage: %s " % exe.name)
+    helped = set(re.findall(r"(?<![\w-])--([a-z][a-z0-9-]*)", res.stdout))
+    missing = declared - helped
+    assert not missing, "%s accepts %s but --help does not mention it" % (
+        exe.name, ", ".join("--" + m for m in sorted(missing)))
+    unknown = helped - declared
+    assert not unknown, "%s --help mentions %s, which it does not accept" % (
+        exe.name, ", ".join("--" + m for m in sorted(unknown)))
+    # -h is the same text.
+    assert run_program(exe, ["-h"]).stdout == res.stdout
+    ver = run_program(exe, ["--version"])
+    assert ver.returncode == 0, ver.stderr
+    assert re.match(r"^%s \d+\.\d+\.\d+\n$" % exe.name, ver.stdout), ver.stdout
+    bad = run_program(exe, ["--no-such-option"])
+    assert bad.returncode == 64
