@@ -14,6 +14,7 @@ struct db {
 	char *conninfo;
 	char *schema;
 	char err[512];
+	char sqlstate[6];     /* of the last failed statement, "" if none */
 	/* Names of statements prepared on this connection (reset on reconnect). */
 	char *prepared[DB_MAX_PREPARED];
 	size_t nprepared;
@@ -128,6 +129,21 @@ const char *db_error(const struct db *db)
 	return db ? db->err : "no connection";
 }
 
+bool db_transient(const struct db *db)
+{
+	/* 42P01/3F000: the schema is not migrated yet; it will be. */
+	static const char *const transient[] = {"08",	 "53",	  "57P",   "40001",
+						"40P01", "55P03", "42P01", "3F000"};
+
+	if (!db || !db->conn || PQstatus(db->conn) != CONNECTION_OK || !db->sqlstate[0])
+		return true;
+	for (size_t i = 0; i < ARRAY_LEN(transient); i++) {
+		if (!strncmp(db->sqlstate, transient[i], strlen(transient[i])))
+			return true;
+	}
+	return false;
+}
+
 const char *db_schema(const struct db *db)
 {
 	return db->schema;
@@ -142,6 +158,7 @@ static enum rc check_result(struct db *db, PGresult *res, const char *what)
 		return RC_OK;
 	const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(db->conn);
 	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	snprintf(db->sqlstate, sizeof(db->sqlstate), "%s", state ? state : "");
 	snprintf(db->err, sizeof(db->err), "%s: %s%s%s", what, state ? state : "",
 		 state ? " " : "", msg && *msg ? msg : "no result");
 	size_t n = strlen(db->err);

@@ -26,6 +26,11 @@ bool db_alive(struct db *db);
 enum rc db_ensure(struct db *db) ZCRM_MUSTCHECK;
 /* The last error message of this connection ("" if none). */
 const char *db_error(const struct db *db);
+/* Whether the last failure may pass by itself: the connection is gone or
+ * the server answered with a connection, shutdown, resource, lock or
+ * serialization error. Anything else (a constraint, a bad value) will fail
+ * the same way again. */
+bool db_transient(const struct db *db);
 const char *db_schema(const struct db *db);
 
 /* statements: params may be NULL entries (SQL NULL). res may be NULL when

@@ -189,6 +189,7 @@ fail:
 
 struct replay_ctx {
 	struct db *db;
+	const char *dir;
 	long replayed;
 };
 
@@ -208,6 +209,12 @@ static enum rc replay_one(void *vctx, const char *body, size_t len, const char *
 	}
 	rc = inbox_record(ctx->db, n, body, len, "spool", &outcome);
 	notification_free(n);
+	if (rc && !db_transient(ctx->db)) {
+		/* It would fail the same way forever and hold up the rest. */
+		log_error("spooled notification cannot be applied; kept in failed/", "file=%s err=%s",
+			  log_q(name), log_q(db_error(ctx->db)));
+		return spool_write_failed(ctx->dir, body, len);
+	}
 	if (rc)
 		return rc;
 	ctx->replayed++;
@@ -216,7 +223,7 @@ static enum rc replay_one(void *vctx, const char *body, size_t len, const char *
 
 enum rc inbox_replay_spool(struct db *db, const char *dir, long *replayed)
 {
-	struct replay_ctx ctx = {db, 0};
+	struct replay_ctx ctx = {db, dir, 0};
 	size_t done = 0;
 	enum rc rc = spool_replay(dir, 0, replay_one, &ctx, &done);
 

@@ -18,7 +18,11 @@
 
 enum rc spool_init(const char *dir)
 {
-	if (mkdir(dir, 0700) == 0 || errno == EEXIST)
+	char failed[4096];
+
+	snprintf(failed, sizeof(failed), "%s/failed", dir);
+	if ((mkdir(dir, 0700) == 0 || errno == EEXIST) &&
+	    (mkdir(failed, 0700) == 0 || errno == EEXIST))
 		return RC_OK;
 	log_error("cannot create spool directory", "dir=%s err=%s", log_q(dir),
 		  log_q(strerror(errno)));
@@ -190,4 +194,17 @@ enum rc spool_replay(const char *dir, size_t max, spool_fn fn, void *ctx, size_t
 		free(names[i]);
 	free(names);
 	return rc;
+}
+
+enum rc spool_write_failed(const char *dir, const char *body, size_t len)
+{
+	char failed[4096];
+
+	snprintf(failed, sizeof(failed), "%s/failed", dir);
+	if (mkdir(failed, 0700) && errno != EEXIST) {
+		log_error("cannot create the failed-spool directory", "dir=%s err=%s", log_q(failed),
+			  log_q(strerror(errno)));
+		return RC_IO;
+	}
+	return spool_write(failed, body, len);
 }

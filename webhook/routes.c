@@ -238,12 +238,23 @@ static void handle_notify(struct worker *w, FCGX_Request *req, struct reply *r)
 		/* The server restarted under an idle connection: one more try. */
 		rc = inbox_record(w->db, n, body, len, "webhook", &outcome);
 	}
+	if (rc && w->db && !db_transient(w->db)) {
+		/* Not an outage: retrying cannot help, so the body is kept aside
+		 * for an operator and Zoho is told it failed. */
+		atomic_fetch_add(&m->db_errors, 1);
+		log_error("notification cannot be applied; kept in the spool's failed/", "err=%s",
+			  log_q(db_error(w->db)));
+		if (spool_write_failed(cfg->spool_dir, body, len) != RC_OK)
+			log_error("and it could not be kept", "");
+		reply_error(r, 500, "internal", "the notification could not be stored");
+		goto out;
+	}
 	if (rc) {
-		/* PostgreSQL down or failing: keep the body, still answer 200 so
-		 * Zoho does not lose it; the spool is replayed when it is back. */
+		/* PostgreSQL down: keep the body, still answer 200 so Zoho does
+		 * not lose it; the spool is replayed when it is back. */
 		atomic_fetch_add(&m->db_errors, 1);
 		if (w->db)
-			log_warn("inbox write failed; spooling", "err=%s", log_q(db_error(w->db)));
+			log_warn("database unavailable; spooling", "err=%s", log_q(db_error(w->db)));
 		if (spool_write(cfg->spool_dir, body, len) != RC_OK) {
 			reply_error(r, 503, "unavailable", "database down and spool not writable");
 			goto out;
@@ -353,6 +364,11 @@ static void handle_healthz(struct worker *w, FCGX_Request *req, struct reply *r)
 	}
 	if (!webhook_db(w) || db_schema_version(w->db, &version) != RC_OK) {
 		reply_error(r, 503, "unavailable", "database unreachable");
+		return;
+	}
+	if (version == 0) {
+		/* Reachable but never migrated: every notification is spooled. */
+		reply_error(r, 503, "unavailable", "schema not migrated yet: run any batch program");
 		return;
 	}
 	free(r->body);

@@ -905,13 +905,13 @@ def test_healthz(stack, pg):
 def test_before_migrations(db, nginx_factory, webhook_factory, config_factory, run_program,
                            http):
     # The webhook started before any batch program migrated the database:
-    # healthz says so (schema_version 0), and notifications are not lost.
+    # healthz says so (503, not migrated), and notifications are not lost.
     ng = nginx_factory()
     cfg = config_factory({"webhook": {"fetch": False}}, nginx=ng)
     wh = webhook_factory(config=cfg, nginx=ng)
     spool = Path(cfg).parent / "spool"
     status, _, raw = http("GET", ng.url + "/zcrm/healthz")
-    assert status == 200 and jbody(raw)["schema_version"] == 0, raw
+    assert status == 503 and "not migrated" in jbody(raw)["message"], raw
     body = notif("update", [1201], T0)
     status, _, raw = http("POST", ng.url + "/zcrm/notify", body)
     assert status == 200 and jbody(raw) == {"status": "spooled"}, raw
@@ -1206,3 +1206,38 @@ def test_help_mentions_every_option(run_program, exe, sources):
     assert re.match(r"^%s \d+\.\d+\.\d+\n$" % exe.name, ver.stdout), ver.stdout
     bad = run_program(exe, ["--no-such-option"])
     assert bad.returncode == 64
+
+
+def test_permanent_database_error_is_kept_aside_not_spooled(stack, pg):
+    # A failure that is not an outage (here a CHECK constraint) would fail
+    # the same way on every replay: the webhook answers 500, keeps the body
+    # in spool/failed/ for an operator, and the replay queue stays clear.
+    stack.db.execute("ALTER TABLE zcrm.dirty ADD CONSTRAINT no_4242 CHECK (id <> 4242)")
+    before = stack.db.query("SELECT count(*) FROM zcrm.inbox")
+    body = notif("update", [4242], T0)
+    status, _, raw = stack.post(body)
+    assert status == 500, raw
+    assert jbody(raw)["error"] == "internal"
+    assert stack.db.query("SELECT count(*) FROM zcrm.inbox") == before
+    assert spool_files(stack.spool) == []
+    kept = spool_files(stack.spool / "failed")
+    assert len(kept) == 1
+    assert (stack.spool / "failed" / kept[0]).read_bytes() == body
+    # Other notifications go on being applied.
+    assert stack.notify(notif("update", [4243], T0)) == {"status": "applied"}
+
+
+def test_spool_replay_sets_aside_a_file_that_can_never_apply(stack, pg):
+    # Spooled during an outage, one body now violates a constraint: replay
+    # keeps it in failed/ and goes on with the files behind it.
+    stack.db.execute("ALTER TABLE zcrm.dirty ADD CONSTRAINT no_4242 CHECK (id <> 4242)")
+    try:
+        pg.stop()
+        for i in (4242, 4250, 4251):
+            assert stack.notify(notif("update", [i], T0 + i)) == {"status": "spooled"}
+    finally:
+        pg.start()
+    harness.wait_until(lambda: spool_files(stack.spool) == [], harness.scaled(30),
+                       what="spool replay")
+    assert sorted(r[0] for r in stack.db.query("SELECT id FROM zcrm.dirty")) == [4250, 4251]
+    assert len(spool_files(stack.spool / "failed")) == 1
