@@ -39,8 +39,4 @@ enum rc fetch_ids(struct db *data, struct zoho *zoho, const struct module_schema
 		  const int64_t *ids, size_t n, struct fetch_stats *st, char *err,
 		  size_t errlen) ZCRM_MUSTCHECK;
 
-/* The CSV text of one JSON value for a column of this kind; NULL for JSON
- * null. Caller frees. (Exposed for tests: both paths must type alike.) */
-char *fetch_cell_text(struct json_object *v, enum field_kind kind);
-
 #endif

@@ -6,6 +6,7 @@
 #include "spool.h"
 
 #include <inttypes.h>
+#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,105 @@ static enum rc table_exists(struct db *db, const char *module, bool *exists)
 	return RC_OK;
 }
 
+/* Columns affected_values may never set: identity and the freshness clock. */
+static bool system_column(const char *column)
+{
+	return !strcmp(column, "id") || !strcmp(column, "modified_time") ||
+	       !strcmp(column, "created_time");
+}
+
+/* Apply one affected_values entry to its existing live row, at once, so
+ * the change is visible before the record is fetched. The fetch that the
+ * dirty mark triggers stays the source of truth: modified_time is left
+ * alone, and only the newest notification of the id applies (its dirty
+ * server_time), so a reordered older one cannot overwrite a newer one. */
+static enum rc apply_values(struct db *db, const struct module_schema *schema,
+			    const char *qtable, int64_t id, struct json_object *values,
+			    const char *when)
+{
+	char idtext[24];
+	const char **params = NULL;
+	char **cells = NULL;
+	char *sets = xstrdup(""), *sql = NULL;
+	size_t n = 0, cap = (size_t)json_object_object_length(values) + 3;
+	enum rc rc = RC_OK;
+
+	params = xcalloc(cap, sizeof(*params));
+	cells = xcalloc(cap, sizeof(*cells));
+	snprintf(idtext, sizeof(idtext), "%" PRId64, id);
+	params[n++] = idtext;
+	params[n++] = when;
+	params[n++] = schema->module;
+	json_object_object_foreach(values, key, v)
+	{
+		const struct zcolumn *c = schema_column(schema, key);
+		if (!c || system_column(c->column))
+			continue;
+		char ref[16];
+		snprintf(ref, sizeof(ref), "$%zu", n + 1);
+		char *qc = db_quote_ident(db, c->column);
+		char *cast = schema_cast_expr(c->kind, ref);
+		char *more = xasprintf("%s%s%s = %s", sets, *sets ? ", " : "", qc, cast);
+		free(sets);
+		sets = more;
+		free(qc);
+		free(cast);
+		cells[n] = schema_json_cell(v, c->kind);
+		params[n] = cells[n];
+		n++;
+	}
+	if (!*sets)
+		goto out;
+	sql = xasprintf("UPDATE %s SET %s, synced_at = now(), source = 'notify'"
+			" WHERE id = $1::bigint AND deleted_at IS NULL"
+			" AND (modified_time IS NULL OR modified_time <= to_timestamp($2::numeric))"
+			" AND EXISTS (SELECT 1 FROM dirty d WHERE d.module = $3 AND d.id = $1::bigint"
+			"  AND d.server_time <= to_timestamp($2::numeric))",
+			qtable, sets);
+	rc = db_exec(db, sql, (int)n, params, NULL);
+out:
+	for (size_t i = 0; i < cap; i++)
+		free(cells[i]);
+	free(cells);
+	free(params);
+	free(sets);
+	free(sql);
+	return rc;
+}
+
+static enum rc apply_affected(struct db *db, const struct notification *n, const char *when)
+{
+	struct json_object *arr = n->affected_values;
+	struct module_schema *schema = NULL;
+	char *qtable = NULL;
+	enum rc rc;
+
+	if (!arr || n->op == NOTIF_DELETE || json_object_array_length(arr) == 0)
+		return RC_OK;
+	rc = schema_load(db, n->module, &schema);
+	if (rc)
+		return rc == RC_NOTFOUND ? RC_OK : rc;
+	qtable = db_quote_ident(db, schema->table);
+	for (size_t i = 0; i < json_object_array_length(arr) && !rc; i++) {
+		struct json_object *e = json_object_array_get_idx(arr, i), *rid, *values;
+		int64_t id;
+		bool listed = false;
+		if (!json_object_is_type(e, json_type_object) ||
+		    !json_object_object_get_ex(e, "record_id", &rid) ||
+		    !json_object_object_get_ex(e, "values", &values) ||
+		    !json_object_is_type(values, json_type_object) ||
+		    notification_parse_id(json_object_get_string(rid), &id))
+			continue;
+		for (size_t k = 0; k < n->nids && !listed; k++)
+			listed = n->ids[k] == id;
+		if (listed)
+			rc = apply_values(db, schema, qtable, id, values, when);
+	}
+	free(qtable);
+	module_schema_free(schema);
+	return rc;
+}
+
 /* Apply one notification's effect. Runs inside the caller's transaction. */
 static enum rc apply(struct db *db, const struct notification *n, const char *inbox_id)
 {
@@ -74,6 +174,9 @@ static enum rc apply(struct db *db, const struct notification *n, const char *in
 				 " SET server_time = greatest(dirty.server_time, excluded.server_time),"
 				 "  next_try = least(dirty.next_try, now())",
 				 3, (const char *[]){n->module, ids, when}, NULL);
+		if (rc)
+			goto out;
+		rc = apply_affected(db, n, when);
 		if (rc)
 			goto out;
 	}

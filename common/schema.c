@@ -3,6 +3,8 @@
 #include "inbox.h"
 #include "log.h"
 
+#include <json-c/json.h>
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -368,4 +370,89 @@ const struct zcolumn *schema_column(const struct module_schema *s, const char *a
 			return &s->cols[i];
 	}
 	return NULL;
+}
+
+static char *join_strings(struct json_object *arr, bool names)
+{
+	size_t n = json_object_array_length(arr), len = 0, cap = 64;
+	char *s = xmalloc(cap);
+
+	s[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *e = json_object_array_get_idx(arr, i), *nm;
+		const char *v = NULL;
+		if (names && json_object_is_type(e, json_type_object) &&
+		    json_object_object_get_ex(e, "name", &nm))
+			v = json_object_get_string(nm);
+		else if (json_object_is_type(e, json_type_string))
+			v = json_object_get_string(e);
+		else if (e)
+			v = json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN);
+		if (!v)
+			continue;
+		size_t vl = strlen(v);
+		if (len + vl + 2 > cap) {
+			cap = (len + vl + 2) * 2;
+			s = xrealloc(s, cap);
+		}
+		if (len)
+			s[len++] = ';';
+		memcpy(s + len, v, vl + 1);
+		len += vl;
+	}
+	return s;
+}
+
+char *schema_json_cell(struct json_object *v, enum field_kind kind)
+{
+	struct json_object *id;
+
+	if (!v || json_object_is_type(v, json_type_null))
+		return NULL;
+	switch (kind) {
+	case FIELD_MULTI:
+		if (json_object_is_type(v, json_type_array)) {
+			if (json_object_array_length(v) == 0)
+				return NULL; /* CSV writes an empty cell */
+			return join_strings(v, true);
+		}
+		break;
+	case FIELD_LOOKUP:
+		if (json_object_is_type(v, json_type_object)) {
+			if (json_object_object_get_ex(v, "id", &id) && id &&
+			    !json_object_is_type(id, json_type_null))
+				return xstrdup(json_object_get_string(id));
+			return NULL;
+		}
+		break;
+	case FIELD_BOOL:
+		if (json_object_is_type(v, json_type_boolean))
+			return xstrdup(json_object_get_boolean(v) ? "true" : "false");
+		break;
+	case FIELD_JSON:
+		return xstrdup(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+	default:
+		break;
+	}
+	if (json_object_is_type(v, json_type_string)) {
+		const char *s = json_object_get_string(v);
+		return *s ? xstrdup(s) : NULL;
+	}
+	/* Numbers keep the text Zoho sent (json-c remembers it). */
+	return xstrdup(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+}
+
+
+char *schema_cast_expr(enum field_kind kind, const char *expr)
+{
+	switch (kind) {
+	case FIELD_TEXT:
+		return xasprintf("NULLIF(%s, '')", expr);
+	case FIELD_MULTI:
+		return xasprintf("string_to_array(NULLIF(%s, ''), ';')", expr);
+	case FIELD_JSON:
+		return xasprintf("NULLIF(%s, '')::jsonb", expr);
+	default:
+		return xasprintf("NULLIF(%s, '')::%s", expr, schema_kind_pg_type(kind));
+	}
 }

@@ -68,4 +68,14 @@ void module_schema_free(struct module_schema *s);
 /* The column of an API name (case-sensitive), or NULL. */
 const struct zcolumn *schema_column(const struct module_schema *s, const char *api_name);
 
+/* The text form of a Records-API JSON value for a column of this kind, the
+ * same text a bulk CSV holds for it (lookup → its id, multi-select → a;b,
+ * boolean → true/false, numbers as Zoho wrote them); NULL for JSON null or
+ * an empty array. Caller frees. */
+struct json_object;
+char *schema_json_cell(struct json_object *v, enum field_kind kind);
+/* SQL casting the text expression expr (a column or $n) to the kind's
+ * type, empty text being NULL. Caller frees. */
+char *schema_cast_expr(enum field_kind kind, const char *expr);
+
 #endif

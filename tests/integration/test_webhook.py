@@ -1241,3 +1241,28 @@ def test_spool_replay_sets_aside_a_file_that_can_never_apply(stack, pg):
                        what="spool replay")
     assert sorted(r[0] for r in stack.db.query("SELECT id FROM zcrm.dirty")) == [4250, 4251]
     assert len(spool_files(stack.spool / "failed")) == 1
+
+
+def test_affected_values_apply_at_once_to_live_rows(stack):
+    # Zoho's affected_values (zoho-api.md §2.5) are applied at once to a
+    # row we hold; modified_time is left for the fetch to move. An older
+    # notification delivered after a newer one does not overwrite it, and a
+    # row we do not hold is not created from partial values.
+    stack.db.execute("INSERT INTO zcrm.leads (id, modified_time, company, email, source)"
+                     " VALUES (6756839000000575405, to_timestamp(%s), 'Old Co', 'a@b', 'bulk')",
+                     (T0 - 60_000) / 1000)
+
+    def upd(t, company, rid="6756839000000575405"):
+        return notif("update", [rid], t, affected_values=[
+            {"record_id": rid, "values": {"Company": company, "Email": "new@example.com",
+                                          "Modified_Time": "2099-01-01T00:00:00+00:00"}}])
+
+    assert stack.notify(upd(T0 + 2000, "Newest Co")) == {"status": "applied"}
+    assert stack.notify(upd(T0 + 1000, "Older Co")) == {"status": "applied"}
+    row = stack.db.query("SELECT company, email, source, modified_time = to_timestamp(%s)"
+                         " FROM zcrm.leads WHERE id = 6756839000000575405",
+                         (T0 - 60_000) / 1000)
+    assert row == [("Newest Co", "new@example.com", "notify", True)]
+    assert stack.notify(upd(T0 + 3000, "Ghost Co", "6756839000000575499")) == \
+        {"status": "applied"}
+    assert stack.db.value("SELECT count(*) FROM zcrm.leads WHERE id = 6756839000000575499") == 0
