@@ -8,12 +8,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define FETCH_BATCH ZOHO_MAX_IDS
 
 /* Stage the records as CSV rows over the schema's columns and merge. */
+/* Records read from Zoho at or after `asked` (epoch seconds, our clock
+ * less a skew margin) were live then: a tombstone older than that is a
+ * record restored in Zoho, whatever its Modified_Time says. */
+#define FETCH_SKEW_MARGIN 2
+
 static enum rc merge_records(struct db *data, const struct module_schema *schema,
-			     struct json_object *records, long *applied, char *err, size_t errlen)
+			     struct json_object *records, int64_t asked, long *applied, char *err,
+			     size_t errlen)
 {
 	const char **headers = xcalloc(schema->ncols, sizeof(*headers));
 	struct merge_stage *stage = NULL;
@@ -53,7 +60,7 @@ static enum rc merge_records(struct db *data, const struct module_schema *schema
 		snprintf(err, errlen, "staging fetched records: %s", db_error(data));
 		goto out;
 	}
-	rc = merge_apply(stage, MERGE_FETCH, 0, "fetch", applied, err, errlen);
+	rc = merge_apply(stage, MERGE_FETCH, asked, "fetch", applied, err, errlen);
 out:
 	merge_stage_free(stage);
 	free(buf);
@@ -114,13 +121,14 @@ enum rc fetch_ids(struct db *data, struct zoho *zoho, const struct module_schema
 		size_t k = n - off < FETCH_BATCH ? n - off : FETCH_BATCH;
 		struct json_object *records = NULL;
 		long applied = 0;
+		int64_t asked = (int64_t)time(NULL) - FETCH_SKEW_MARGIN;
 		rc = get_records(zoho, schema, ids + off, k, &records, err, errlen);
 		if (rc)
 			return rc;
 		st->returned += (long)json_object_array_length(records);
 		rc = db_begin(data);
 		if (!rc)
-			rc = merge_records(data, schema, records, &applied, err, errlen);
+			rc = merge_records(data, schema, records, asked, &applied, err, errlen);
 		if (!rc)
 			rc = db_commit(data);
 		if (rc) {
@@ -183,6 +191,7 @@ enum rc fetch_dirty(struct db *data, struct zoho *zoho, const char *module, size
 		res = NULL;
 		st->claimed += (long)n;
 
+		int64_t asked = (int64_t)time(NULL) - FETCH_SKEW_MARGIN;
 		rc = get_records(zoho, schema, ids, n, &records, err, errlen);
 		if (rc) {
 			/* The lease expires and the ids come due again: none lost. */
@@ -201,7 +210,7 @@ enum rc fetch_dirty(struct db *data, struct zoho *zoho, const char *module, size
 		long applied = 0;
 		rc = db_begin(data);
 		if (!rc)
-			rc = merge_records(data, schema, records, &applied, err, errlen);
+			rc = merge_records(data, schema, records, asked, &applied, err, errlen);
 		if (rc)
 			goto txfail;
 		st->applied += applied;

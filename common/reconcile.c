@@ -91,15 +91,20 @@ enum rc reconcile_module(struct bulk_ctx *ctx, const char *module, bool dry_run,
 	if (rc)
 		goto out;
 	rep->exported = br.rows_seen;
+	char started[24];
+	snprintf(started, sizeof(started), "%" PRId64, br.started);
 
 	sql = xasprintf("SELECT count(*) FROM %s WHERE deleted_at IS NULL", table);
 	rep->ours_live = count_of(ctx->data, sql);
 	free(sql);
 	/* missing: in Zoho's export, absent here or tombstoned before its time */
+	/* missing: exported, but absent here, or a tombstone older than the
+	 * export (exported live after the delete: restored in Zoho) */
 	sql = xasprintf("SELECT count(*) FROM zcrm_reconcile z LEFT JOIN %s t ON t.id = z.id"
-			" WHERE t.id IS NULL OR (t.deleted_at IS NOT NULL AND t.deleted_at < z.modified_time)"
+			" WHERE t.id IS NULL OR (t.deleted_at IS NOT NULL AND (t.deleted_at <"
+			" z.modified_time OR t.deleted_at < to_timestamp(%s)))"
 			" OR (t.deleted_at IS NULL AND t.modified_time IS NULL)",
-			table);
+			table, started);
 	rep->missing = count_of(ctx->data, sql);
 	free(sql);
 	sql = xasprintf("SELECT count(*) FROM zcrm_reconcile z JOIN %s t ON t.id = z.id"
@@ -108,8 +113,6 @@ enum rc reconcile_module(struct bulk_ctx *ctx, const char *module, bool dry_run,
 	rep->older = count_of(ctx->data, sql);
 	free(sql);
 	/* gone: live here, not exported, and not changed after the export began */
-	char started[24];
-	snprintf(started, sizeof(started), "%" PRId64, br.started);
 	sql = xasprintf("SELECT count(*) FROM %s t WHERE t.deleted_at IS NULL"
 			" AND NOT EXISTS (SELECT 1 FROM zcrm_reconcile z WHERE z.id = t.id)"
 			" AND coalesce(t.modified_time, '-infinity') < to_timestamp(%s)",
@@ -123,9 +126,10 @@ enum rc reconcile_module(struct bulk_ctx *ctx, const char *module, bool dry_run,
 	/* repair 1: fetch missing and older records (fetch rule) */
 	sql = xasprintf("SELECT z.id FROM zcrm_reconcile z LEFT JOIN %s t ON t.id = z.id"
 			" WHERE t.id IS NULL OR t.modified_time IS NULL"
-			" OR (t.deleted_at IS NOT NULL AND t.deleted_at < z.modified_time)"
+			" OR (t.deleted_at IS NOT NULL AND (t.deleted_at < z.modified_time"
+			"  OR t.deleted_at < to_timestamp(%s)))"
 			" OR (t.deleted_at IS NULL AND t.modified_time < z.modified_time) ORDER BY z.id",
-			table);
+			table, started);
 	rc = id_list(ctx->data, sql, &ids, &n);
 	free(sql);
 	sql = NULL;
