@@ -298,3 +298,16 @@ soak: all
 .SECONDARY:
 
 -include $(ALL_OBJ:.o=.d)
+
+# Notification-to-row lag through nginx + webhook (bench/lag.py; LAG_ARGS
+# passes options, e.g. LAG_ARGS="--edits 500").
+.PHONY: bench-lag
+bench-lag: all
+	ZCRM_BIN_ROOT=$(CURDIR)/$(BINROOT) $(PYTHON) bench/lag.py $(LAG_ARGS)
+
+# One bulk page merged, against unzip | psql \copy (bench/bench_bulk.py;
+# BULK_ARGS passes options, e.g. BULK_ARGS="--records 50000 --repeat 3").
+.PHONY: bench-bulk
+bench-bulk: all
+	ZCRM_TOOLS=$(CURDIR)/build/normal/tools $(PYTHON) bench/bench_bulk.py $(BULK_ARGS)
+bench: bench-bulk

@@ -38,6 +38,8 @@ static void usage(FILE *f)
 		"  -l, --listen SPEC    unix:/path/to.sock or host:port\n"
 		"  -t, --threads N      worker threads (default: [webhook] threads)\n"
 		"      --check-config   validate the configuration, print it, exit\n"
+		"      --sample-config  print a commented sample configuration (every key\n"
+		"                       with its default) and exit\n"
 		"  -v, --verbose        debug logging\n"
 		"  -q, --quiet          warnings and errors only\n"
 		"  -h, --help           this text\n"
@@ -196,6 +198,7 @@ int main(int argc, char **argv)
 		{"listen", required_argument, NULL, 'l'},
 		{"threads", required_argument, NULL, 't'},
 		{"check-config", no_argument, NULL, 'C'},
+		{"sample-config", no_argument, NULL, 'S'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
@@ -233,6 +236,11 @@ int main(int argc, char **argv)
 		case 'C':
 			check_only = true;
 			break;
+		case 'S':
+			/* Needs no configuration: etc/zcrm-sync.conf.example is made
+			 * from this (make sample-config). */
+			cfg_print_sample(stdout);
+			return EX_OK;
 		case 'v':
 			level = LOG_LVL_DEBUG;
 			break;

@@ -1,0 +1,136 @@
+"""`make install` and `make uninstall` into a DESTDIR (Makefile, README.md
+"Install", docs/operations.md): every file where the docs say, the
+installed programs run, an existing zcrm-sync.conf is never touched, and
+uninstall removes exactly what install put."""
+
+import os
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import harness
+
+REPO = harness.REPO
+
+# installed name: build path (under ZCRM_BIN_ROOT)
+PROGRAMS = {
+    "zcrm-webhook": "webhook/zcrm_webhook",
+    "zcrm-initial-sync": "batch/initial_sync",
+    "zcrm-incremental-sync": "batch/incremental_sync",
+    "zcrm-renew-channel": "batch/renew_channel",
+    "zcrm-reconcile": "batch/reconcile",
+    "zcrm-status": "batch/status",
+}
+MY_CONFIG = "# the operator's own config: install and uninstall leave it alone\n"
+
+
+def make(target, destdir, prefix, zcrm_env):
+    """Run make TARGET with DESTDIR and PREFIX; the build the tests run
+    against (normal or ASan) is the one installed."""
+    argv = ["make", "--no-print-directory", "-C", str(REPO), target]
+    # The variables given to the make that runs the tests (SANITIZER=1,
+    # WERROR=1…) again, so that `install: all` finds the build up to date
+    # instead of rebuilding it with other flags; not its jobserver.
+    makeflags = os.environ.get("MAKEFLAGS", "")
+    if " -- " in makeflags:
+        argv += shlex.split(makeflags.split(" -- ", 1)[1])
+    if "build/asan" in str(harness.BIN_ROOT) and "SANITIZER=1" not in argv:
+        argv.append("SANITIZER=1")
+    argv += ["DESTDIR=%s" % destdir, "PREFIX=%s" % prefix]
+    env = harness.clean_env({"MAKEFLAGS": None, "MFLAGS": None, "MAKELEVEL": None,
+                             "MAKEOVERRIDES": None})
+    log = zcrm_env.dir / ("make-%s.log" % target)
+    with open(log, "w") as f:
+        r = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, env=env,
+                           timeout=harness.scaled(900))
+    zcrm_env.add_log("make %s" % target, log, since=0)
+    assert r.returncode == 0, "%s -> %d:\n%s" % (" ".join(argv), r.returncode, harness.tail(log))
+    return log
+
+
+def files_under(root):
+    return sorted(str(p.relative_to(root)) for p in Path(root).rglob("*")
+                  if p.is_file() or p.is_symlink())
+
+
+def expected_files(prefix):
+    p = prefix.strip("/")
+    files = ["%s/bin/%s" % (p, name) for name in PROGRAMS]
+    files += ["%s/share/zcrm-sync/sql/%s" % (p, f.name)
+              for f in sorted((REPO / "sql").glob("[0-9]*.sql"))]
+    files += ["%s/share/zcrm-sync/nginx/zcrm-sync.conf" % p,
+              "%s/lib/systemd/system/zcrm-webhook.service" % p,
+              "%s/lib/systemd/system/zcrm-webhook.socket" % p,
+              "etc/zcrm-sync/zcrm-sync.conf.example",
+              "etc/cron.d/zcrm-sync"]
+    return sorted(files)
+
+
+@pytest.mark.parametrize("prefix", ["/usr", "/opt/zcrm-sync"])
+def test_install_then_uninstall(prefix, zcrm_env):
+    dest = zcrm_env.dir / "root"
+    own_config = dest / "etc" / "zcrm-sync" / "zcrm-sync.conf"
+    own_config.parent.mkdir(parents=True)
+    own_config.write_text(MY_CONFIG)
+    bindir = prefix.rstrip("/") + "/bin"
+
+    make("install", dest, prefix, zcrm_env)
+
+    have = files_under(dest)
+    want = expected_files(prefix) + ["etc/zcrm-sync/zcrm-sync.conf"]
+    assert have == sorted(want), "installed files: only there %s, missing %s" % (
+        sorted(set(have) - set(want)), sorted(set(want) - set(have)))
+    assert own_config.read_text(encoding="utf-8") == MY_CONFIG, "make install changed an existing zcrm-sync.conf"
+
+    # The programs run under their installed names.
+    for name in PROGRAMS:
+        exe = dest / bindir.lstrip("/") / name
+        assert os.access(exe, os.X_OK), "%s is not executable" % exe
+        r = subprocess.run([str(exe), "--version"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env=harness.clean_env(),
+                           timeout=harness.scaled(30))
+        assert r.returncode == 0 and re.search(r"\d+\.\d+\.\d+", r.stdout), (
+            "%s --version -> %d %r %r" % (name, r.returncode, r.stdout, r.stderr))
+
+    # Copies of the shipped files, the example being the generated one.
+    share = dest / prefix.strip("/") / "share" / "zcrm-sync"
+    assert (share / "nginx" / "zcrm-sync.conf").read_text(encoding="utf-8") == \
+        (REPO / "nginx" / "zcrm-sync.conf").read_text(encoding="utf-8")
+    for f in (REPO / "sql").glob("[0-9]*.sql"):
+        assert (share / "sql" / f.name).read_text(encoding="utf-8") == f.read_text(encoding="utf-8")
+    assert (dest / "etc/zcrm-sync/zcrm-sync.conf.example").read_text(encoding="utf-8") == \
+        (REPO / "etc" / "zcrm-sync.conf.example").read_text(encoding="utf-8")
+
+    # cron.d: every program it runs is installed and on its PATH.
+    cron = (dest / "etc/cron.d/zcrm-sync").read_text(encoding="utf-8")
+    path = re.search(r"^PATH=(.*)$", cron, re.M).group(1).split(":")
+    assert bindir in path, "cron PATH %s lacks %s" % (path, bindir)
+    assert re.search(r"^ZCRM_CONFIG=/etc/zcrm-sync/zcrm-sync.conf$", cron, re.M)
+    run = re.findall(r"^[^#\s][^=\n]*\s+zcrm-sync\s+(zcrm-[a-z-]+)", cron, re.M)
+    assert run and set(run) <= set(PROGRAMS), "cron runs %s" % run
+
+    # systemd: ExecStart is the installed webhook; the socket is the snippet's.
+    unitdir = dest / prefix.strip("/") / "lib" / "systemd" / "system"
+    service = (unitdir / "zcrm-webhook.service").read_text(encoding="utf-8")
+    assert re.search(r"^ExecStart=%s/zcrm-webhook$" % re.escape(bindir), service, re.M), service
+    assert re.search(r"^User=zcrm-sync$", service, re.M)
+    assert "ZCRM_CONFIG=/etc/zcrm-sync/zcrm-sync.conf" in service
+    socket = (unitdir / "zcrm-webhook.socket").read_text(encoding="utf-8")
+    assert re.search(r"^ListenStream=/run/zcrm-sync/webhook.sock$", socket, re.M)
+    assert re.search(r"^SocketMode=0660$", socket, re.M)
+    assert re.search(r"^SocketGroup=www-data$", socket, re.M)
+    assert "fastcgi_pass unix:/run/zcrm-sync/webhook.sock;" in \
+        (REPO / "nginx" / "zcrm-sync.conf").read_text(encoding="utf-8")
+
+    # A second install over the first is fine (upgrades).
+    make("install", dest, prefix, zcrm_env)
+    assert files_under(dest) == sorted(want)
+
+    make("uninstall", dest, prefix, zcrm_env)
+    assert files_under(dest) == ["etc/zcrm-sync/zcrm-sync.conf"], (
+        "left behind by make uninstall: %s" % files_under(dest))
+    assert own_config.read_text(encoding="utf-8") == MY_CONFIG
+    assert not (share).exists(), "%s not removed" % share
