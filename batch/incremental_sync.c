@@ -24,6 +24,7 @@ static const struct batch_prog prog = {
 		"a second copy started while one runs exits at once (status 75).",
 	.opts = NULL,
 	.needs_zoho = true,
+	.exports = true,
 };
 
 static enum rc run_module(struct batch_env *env, const char *module)

@@ -4,6 +4,7 @@
  * a run that was killed resumes at the page it was on. */
 #include "batchrt.h"
 #include "bulk.h"
+#include "inbox.h"
 #include "log.h"
 #include "schema.h"
 #include "syncstate.h"
@@ -35,6 +36,7 @@ static const struct batch_prog prog = {
 		"checkpointed after every page: a killed run resumes where it stopped.",
 	.opts = opts,
 	.needs_zoho = true,
+	.exports = true,
 };
 
 /* Fields metadata → module table. */
@@ -65,6 +67,12 @@ static enum rc ensure_table(struct batch_env *env, const char *module)
 	rc = schema_ensure_module(env->data, module, f, n);
 	free(f);
 	zoho_fields_free(zf, n);
+	if (rc)
+		return rc;
+	long applied = 0;
+	rc = inbox_apply_pending(env->data, module, &applied);
+	if (!rc && applied)
+		log_info("applied notifications that waited for the table", "count=%ld", applied);
 	return rc;
 }
 

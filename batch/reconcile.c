@@ -28,6 +28,7 @@ static const struct batch_prog prog = {
 		"report goes to stdout and to zcrm.runs (details). Meant for cron, nightly.",
 	.opts = opts,
 	.needs_zoho = true,
+	.exports = true,
 };
 
 static enum rc run_module(struct batch_env *env, const char *module)

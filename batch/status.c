@@ -19,7 +19,8 @@ static const struct batch_prog prog = {
 		"Prints per module: watermark and lag, notification channel status and time\n"
 		"to expiry, ids waiting to be fetched, notifications waiting for a table, open\n"
 		"coverage gaps, live and tombstoned rows, the spool depth of this host, and the\n"
-		"last run of each batch program with its outcome. Reads PostgreSQL only.",
+		"last run of each batch program with its outcome. Talks to PostgreSQL only\n"
+		"(applying pending migrations first, like every program), never to Zoho.",
 	.opts = opts,
 	.needs_zoho = false,
 };

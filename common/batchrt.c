@@ -39,9 +39,10 @@ static void usage(const struct batch_prog *p, FILE *f)
 		   "  -h, --help           this text\n"
 		   "  -V, --version        print the version\n"
 		   "\nLogs are logfmt lines on stderr. Exit status (sysexits.h): 0 done,\n"
-		   "64 usage, 65 bad data, 69 Zoho refused, 75 temporary failure (database or\n"
-		   "network down, rate limited, interrupted, or another copy running),\n"
-		   "77 authentication, 78 configuration.\n");
+		   "64 usage, 65 bad data, 69 Zoho refused or module not initialised,\n"
+		   "70 internal error, 71 system error, 74 local file error, 75 temporary\n"
+		   "failure (database or network down, rate limited, interrupted, or another\n"
+		   "copy running), 77 authentication, 78 configuration.\n");
 }
 
 int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, char **argv)
@@ -202,11 +203,37 @@ enum rc batch_lock(struct batch_env *env, const char *module)
 			  "job=%s module=%s", env->prog->name, log_q(module));
 		return RC_LOCKED;
 	}
+	if (!env->prog->exports)
+		return RC_OK;
+	/* Another exporting program (initial, incremental, reconcile) on this
+	 * module: wait for it rather than skip, so a nightly reconcile does not
+	 * lose to the five-minute incremental sync. */
+	for (long waited = 0;; waited++) {
+		rc = db_try_lock(env->data, "export", module, &got);
+		if (rc || got)
+			break;
+		if (waited == 0)
+			log_info("another export of this module is running; waiting", "");
+		if (env->stop || waited >= env->cfg->bulk_wait) {
+			log_error("another export of this module is still running", "waited_s=%ld",
+				  waited);
+			rc = env->stop ? RC_INTERRUPTED : RC_LOCKED;
+			break;
+		}
+		sleep(1);
+	}
+	if (rc || !got) {
+		if (db_unlock(env->data, env->prog->name, module) != RC_OK)
+			log_debug("unlock failed (the session ends anyway)", "");
+		return rc ? rc : RC_LOCKED;
+	}
 	return RC_OK;
 }
 
 void batch_unlock(struct batch_env *env, const char *module)
 {
+	if (env->prog->exports && db_unlock(env->data, "export", module) != RC_OK)
+		log_debug("unlock failed (the session ends anyway)", "");
 	if (db_unlock(env->data, env->prog->name, module) != RC_OK)
 		log_debug("unlock failed (the session ends anyway)", "");
 }

@@ -32,6 +32,10 @@ struct batch_prog {
 	const char *description;/* paragraph(s) for --help */
 	const struct batch_opt *opts; /* extra options, NULL-terminated by name */
 	bool needs_zoho;
+	/* Runs Bulk Read exports: besides its own lock it takes the module's
+	 * export lock, shared with the other exporting programs, because they
+	 * share the export checkpoint in sync_state. */
+	bool exports;
 };
 
 struct batch_env {
@@ -53,7 +57,9 @@ void batch_end(struct batch_env *env);
 /* The modules to work on: --module, or every configured one. */
 size_t batch_modules(const struct batch_env *env, const char **mods, size_t cap);
 /* Take the (job, module) advisory lock on env->data; RC_LOCKED, logged
- * with a clear message, when another copy holds it. */
+ * with a clear message, when another copy holds it. An exporting program
+ * then waits (up to [sync] bulk_wait) for the module's export lock while
+ * another exporting program holds it. */
 enum rc batch_lock(struct batch_env *env, const char *module) ZCRM_MUSTCHECK;
 void batch_unlock(struct batch_env *env, const char *module);
 /* The exit code for a run's overall result. */

@@ -1,6 +1,5 @@
 /* schema.c — module tables from fields metadata (see schema.h). */
 #include "schema.h"
-#include "inbox.h"
 #include "log.h"
 
 #include <json-c/json.h>
@@ -156,7 +155,6 @@ enum rc schema_ensure_module(struct db *db, const char *module, const struct zfi
 	char *qlive = db_quote_ident(db, live);
 	char *sql = NULL;
 	enum rc rc;
-	long applied = 0;
 	int added = 0;
 
 	rc = db_begin(db);
@@ -290,13 +288,6 @@ enum rc schema_ensure_module(struct db *db, const char *module, const struct zfi
 		goto fail;
 	log_info("module table ready", "module=%s table=%s fields=%zu columns_added=%d",
 		 log_q(module), log_q(table), nfields, added);
-
-	rc = inbox_apply_pending(db, module, &applied);
-	if (rc)
-		goto out;
-	if (applied)
-		log_info("applied notifications that waited for the table", "module=%s count=%ld",
-			 log_q(module), applied);
 	goto out;
 fail:
 	log_error("cannot create module table", "module=%s err=%s", log_q(module),

@@ -57,8 +57,8 @@ const char *schema_kind_pg_type(enum field_kind kind);
 char *schema_table_name(const char *module);
 
 /* Create or evolve the module table, its _live view, the fields rows and
- * the sync_state row, in one transaction; then apply notifications that
- * waited in the inbox for this table. */
+ * the sync_state row, in one transaction. The caller then applies the
+ * notifications that waited for the table (inbox_apply_pending). */
 enum rc schema_ensure_module(struct db *db, const char *module, const struct zfield *fields,
 			     size_t nfields) ZCRM_MUSTCHECK;
 /* Read the column map recorded by schema_ensure_module; RC_NOTFOUND if the

@@ -48,7 +48,7 @@ static void usage(FILE *f)
 		"Routes (under any prefix nginx maps): POST /notify, POST /bulk-callback,\n"
 		"GET /healthz, GET /metrics.\n"
 		"Exit status: 0 after a clean shutdown, 64 usage, 78 configuration,\n"
-		"71 socket or thread errors.\n",
+		"71 socket or thread errors, 73 spool directory cannot be created.\n",
 		ZCRM_VERSION);
 }
 
@@ -166,6 +166,7 @@ static void *housekeeper_main(void *arg)
 	const long tick_ms = 250;
 	long wait_ms = 0, backoff_ms = tick_ms;
 	unsigned long ticks = 0;
+	bool migrated = false;
 
 	log_set_context("worker", "housekeeper");
 	while (!w->app->stop) {
@@ -174,6 +175,12 @@ static void *housekeeper_main(void *arg)
 		wait_ms -= tick_ms;
 		if (wait_ms > 0)
 			continue;
+		/* Like every program, bring the schema up to date - once the
+		 * database answers, since the webhook starts without it. */
+		if (!migrated && webhook_db(w)) {
+			int applied = 0;
+			migrated = db_migrate(w->db, &applied) == RC_OK;
+		}
 		if (webhook_replay_spool(w) < 0) {
 			backoff_ms = backoff_ms * 2 > 10000 ? 10000 : backoff_ms * 2;
 			wait_ms = backoff_ms;

@@ -7,6 +7,7 @@
  */
 #include "cfg.h"
 #include "db.h"
+#include "inbox.h"
 #include "log.h"
 #include "schema.h"
 
@@ -102,7 +103,9 @@ int main(int argc, char **argv)
 		zf[i].json_type = str_of(f, "json_type");
 		zf[i].field_id = str_of(f, "id");
 	}
-	if (schema_ensure_module(db, module, zf, n) != RC_OK) {
+	long pending = 0;
+	if (schema_ensure_module(db, module, zf, n) != RC_OK ||
+	    inbox_apply_pending(db, module, &pending) != RC_OK) {
 		status = EX_TEMPFAIL;
 		goto out;
 	}
