@@ -109,6 +109,8 @@ int main(int argc, char **argv)
 		status = EX_TEMPFAIL;
 		goto out;
 	}
+	if (pending)
+		log_info("applied notifications that waited for the table", "count=%ld", pending);
 	status = EX_OK;
 out:
 	free(zf);
