@@ -310,4 +310,12 @@ bench-lag: all
 .PHONY: bench-bulk
 bench-bulk: all
 	ZCRM_TOOLS=$(CURDIR)/build/normal/tools $(PYTHON) bench/bench_bulk.py $(BULK_ARGS)
-bench: bench-bulk
+bench: bench-bulk bench-webhook bench-lag
+
+# Notifications/s through nginx -> webhook -> PostgreSQL with wrk, against
+# nginx alone and pgbench running the same SQL (bench/bench_webhook.py;
+# WEBHOOK_ARGS passes options, e.g. WEBHOOK_ARGS="--duration 5 --threads 16").
+.PHONY: bench-webhook
+bench-webhook: all
+	ZCRM_BIN_ROOT=$(CURDIR)/$(BINROOT) ZCRM_TOOLS=$(CURDIR)/build/normal/tools \
+		$(PYTHON) bench/bench_webhook.py $(WEBHOOK_ARGS)

@@ -101,8 +101,13 @@ static enum rc merge_page(struct bulk_ctx *ctx, const char *module,
 		goto dberr;
 	struct bulkload_opts bo = {rule, started, "bulk", ctx->ids_only};
 	rc = bulkload_zip(ctx->data, schema, zip, &lim, &bo, ls, err, errlen);
-	if (rc)
+	if (rc) {
+		/* Name the page: "not a zip file" alone does not say which. */
+		char *why = xstrdup(err);
+		snprintf(err, errlen, "page %d: %s", page, why);
+		free(why);
 		goto fail;
+	}
 	/* A line holding only "\." ends COPY early without an error: the row
 	 * count is the only witness. */
 	if (expected >= 0 && ls->rows_staged != expected) {

@@ -36,6 +36,51 @@ static enum rc source_read(struct source *s, char *buf, size_t cap, size_t *n, c
 	}
 }
 
+/* Follows RFC 4180 quoting over the data rows just enough to know where
+ * each record ends, so that no record over BULKLOAD_MAX_ROW reaches COPY.
+ * A doubled quote toggles twice, so it needs no special case. */
+struct rowguard {
+	bool in_quotes;
+	uint64_t row_bytes; /* of the current record so far */
+	long row;           /* data records completed */
+};
+
+static enum rc rowguard_feed(struct rowguard *g, const char *buf, size_t len, char *err,
+			     size_t errlen)
+{
+	const char *p = buf, *end = buf + len;
+	const char *q = memchr(p, '"', len), *nl = memchr(p, '\n', len);
+
+	while (p < end) {
+		const char *next = q && (!nl || q < nl) ? q : nl;
+		if (!next) {
+			g->row_bytes += (uint64_t)(end - p);
+			break;
+		}
+		g->row_bytes += (uint64_t)(next - p) + 1;
+		if (*next == '"') {
+			g->in_quotes = !g->in_quotes;
+			q = memchr(next + 1, '"', (size_t)(end - next - 1));
+		} else {
+			if (!g->in_quotes) {
+				g->row_bytes = 0;
+				g->row++;
+			}
+			nl = memchr(next + 1, '\n', (size_t)(end - next - 1));
+		}
+		if (g->row_bytes > BULKLOAD_MAX_ROW)
+			break;
+		p = next + 1;
+	}
+	if (g->row_bytes > BULKLOAD_MAX_ROW) {
+		snprintf(err, errlen,
+			 "CSV record %ld is longer than %u MiB (the bulk row limit); page refused",
+			 g->row + 1, BULKLOAD_MAX_ROW >> 20);
+		return RC_TOOBIG;
+	}
+	return RC_OK;
+}
+
 /* Reconcile's sink: (id, Modified_Time) of every staged row. */
 static enum rc stage_ids(struct db *db, long *added)
 {
@@ -62,6 +107,7 @@ static enum rc load(struct db *db, const struct module_schema *schema, struct so
 		    size_t errlen)
 {
 	struct csvhead *head = csvhead_new(0);
+	struct rowguard guard = {false, 0, 0};
 	struct merge_stage *stage = NULL;
 	char *buf = xmalloc(CHUNK);
 	const char **names = NULL;
@@ -96,6 +142,9 @@ static enum rc load(struct db *db, const struct module_schema *schema, struct so
 				goto out;
 		}
 		if (n > consumed) {
+			rc = rowguard_feed(&guard, buf + consumed, n - consumed, err, errlen);
+			if (rc)
+				goto out;
 			rc = merge_stage_put(stage, buf + consumed, n - consumed);
 			if (rc) {
 				snprintf(err, errlen, "COPY: %s", db_error(db));

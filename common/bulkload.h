@@ -17,6 +17,12 @@
 
 #include <stdint.h>
 
+/* Longest CSV record (one row, quotes and embedded line breaks included)
+ * a page may hold. PostgreSQL's COPY keeps a whole row in memory and gives
+ * up only at 1 GB; a Zoho record is far smaller (text fields hold at most
+ * 32,000 characters), so a longer row is refused before COPY buffers it. */
+#define BULKLOAD_MAX_ROW (64u << 20)
+
 struct bulkload_stats {
 	long rows_staged;
 	long rows_applied;

@@ -217,7 +217,14 @@ static enum rc set_value(struct cfg *cfg, const struct cfg_key *k, const char *v
 	switch (k->type) {
 	case CFG_STR: {
 		char **slot = (char **)(base + k->offset);
-		if (k->validate && (*value || !k->def[0]) && (why = k->validate(value))) {
+		/* An empty value would bypass the validator of a key whose
+		 * default is not empty ("modules =" meant no modules at all). */
+		if (k->validate && !*value && k->def[0]) {
+			set_err(err, "%s: [%s] %s: must not be empty (remove the line for the default '%s')",
+				where, k->section, k->key, k->def);
+			return RC_CONFIG;
+		}
+		if (k->validate && (why = k->validate(value))) {
 			set_err(err, "%s: [%s] %s: %s", where, k->section, k->key, why);
 			return RC_CONFIG;
 		}
@@ -465,6 +472,21 @@ fail:
 	return rc;
 }
 
+/* Whether url is plain http:// to a host other than this machine (the
+ * simulator runs on 127.0.0.1; anything else would carry the client secret
+ * and the access token unencrypted). */
+static bool cleartext_remote(const char *url)
+{
+	if (strncmp(url, "http://", 7) != 0)
+		return false;
+	const char *h = url + 7;
+	size_t n = strcspn(h, ":/?#");
+	if ((n == 9 && !strncasecmp(h, "localhost", 9)) || !strncmp(h, "127.", 4) ||
+	    !strncmp(h, "[::1]", 5))
+		return false;
+	return n > 0 || h[0] == '[';
+}
+
 static bool has_secret_values(const struct cfg *cfg)
 {
 	return (cfg->client_secret && cfg->client_secret[0]) ||
@@ -524,6 +546,14 @@ enum rc cfg_load(const char *path, struct cfg **out, char err[CFG_ERR_LEN])
 	rc = cfg_load_string(text, path, true, out, err);
 	if (rc == RC_OK) {
 		(*out)->path = xstrdup(path);
+		const char *urls[][2] = {{"accounts_url", (*out)->accounts_url},
+					 {"api_domain", (*out)->api_domain}};
+		for (size_t i = 0; i < ARRAY_LEN(urls); i++) {
+			if (cleartext_remote(urls[i][1]))
+				log_warn("Zoho URL without TLS: secrets would cross the network in clear",
+					 "file=%s key=%s url=%s", log_q(path), urls[i][0],
+					 log_q(urls[i][1]));
+		}
 		if ((st.st_mode & 0007) && has_secret_values(*out)) {
 			log_warn("config file holding secrets is readable by others",
 				 "file=%s mode=%04o hint=%s", log_q(path), (unsigned)(st.st_mode & 07777),

@@ -12,7 +12,9 @@
  *               tie when the stored copy was read before the export job
  *               was created (tie_before): the export read the row later,
  *               so its copy is at least as new — without this, two edits
- *               in one second whose notification was lost never converge
+ *               in one second whose notification was lost never converge;
+ *               a tie re-applies only a row whose values differ, so an
+ *               unchanged re-export writes nothing
  *   fetch rule: applies if modified_time >= stored modified_time
  *   both:       never over a tombstone with deleted_at >= modified_time;
  *               a newer row clears the tombstone (restore).
@@ -44,7 +46,9 @@ enum rc merge_stage_begin(struct db *db, const struct module_schema *schema,
 enum rc merge_stage_put(struct merge_stage *st, const void *buf, size_t len) ZCRM_MUSTCHECK;
 /* End COPY (errmsg non-NULL aborts it); rows staged in *rows. */
 enum rc merge_stage_end(struct merge_stage *st, const char *errmsg, long *rows) ZCRM_MUSTCHECK;
-/* Merge the staged rows; applied counts rows inserted or updated. */
+/* Merge the staged rows; applied counts rows inserted or updated. Sets a
+ * savepoint in the caller's transaction: a page holding an id twice is
+ * merged again keeping the newest row of each id. */
 enum rc merge_apply(struct merge_stage *st, enum merge_rule rule, int64_t tie_before,
 		    const char *source, long *applied, char *err, size_t errlen) ZCRM_MUSTCHECK;
 void merge_stage_free(struct merge_stage *st);
@@ -58,7 +62,8 @@ enum rc merge_tombstones(struct db *db, const char *module, const int64_t *ids,
 			 const int64_t *deleted_ms, size_t n, const char *source,
 			 long *applied) ZCRM_MUSTCHECK;
 
-/* The SQL merge_apply runs (tests and docs). Caller frees. */
+/* The SQL merge_apply runs first (tests, docs, EXPLAIN): one pass over the
+ * staged rows, for pages without repeated ids. Caller frees. */
 char *merge_sql(struct db *db, const struct module_schema *schema, const char *const *headers,
 		size_t nheaders, enum merge_rule rule, int64_t tie_before, const char *source);
 

@@ -965,12 +965,10 @@ enum rc zoho_get_records(struct zoho *z, const char *module, const int64_t *ids,
 	rc = parse_answer(z, what, &resp, &root);
 	if (rc)
 		goto out;
-	if (json_get_arr(root, "data", JSON_OPTIONAL, &data, jerr)) {
+	/* "Nothing" is a 204; a 200 without "data" is an answer we do not
+	 * understand, not an empty one. */
+	if (json_get_arr(root, "data", JSON_REQUIRED, &data, jerr)) {
 		rc = shape_err(z, what, jerr);
-		goto out;
-	}
-	if (!data) {
-		*records = json_object_new_array();
 		goto out;
 	}
 	for (size_t i = 0; i < json_object_array_length(data); i++) {
@@ -1134,7 +1132,8 @@ enum rc zoho_deleted_since(struct zoho *z, const char *module, int64_t since, in
 	rc = parse_answer(z, what, &resp, &root);
 	if (rc)
 		goto out;
-	if (json_get_arr(root, "data", JSON_OPTIONAL, &data, jerr) ||
+	/* As for records: a 200 without "data" would silently hide deletions. */
+	if (json_get_arr(root, "data", JSON_REQUIRED, &data, jerr) ||
 	    json_get_obj(root, "info", JSON_OPTIONAL, &info, jerr) ||
 	    (info && json_get_bool(info, "more_records", JSON_OPTIONAL, more_records, jerr))) {
 		rc = shape_err(z, what, jerr);

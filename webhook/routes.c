@@ -15,6 +15,12 @@
 #include <string.h>
 #include <time.h>
 
+/* Bytes of a bulk callback body: Zoho's is the job-details envelope, about
+ * 1 KiB. The route is unauthenticated, so keep what a caller can store small. */
+#define WEBHOOK_MAX_CALLBACK (64 * 1024)
+/* Seconds a notification's server_time may be ahead of our clock. */
+#define WEBHOOK_MAX_CLOCK_SKEW 86400
+
 struct reply {
 	int status;
 	const char *content_type;
@@ -232,6 +238,14 @@ static void handle_notify(struct worker *w, FCGX_Request *req, struct reply *r)
 		reply_error(r, 403, "forbidden", "channel_id is not one of ours for this module");
 		goto out;
 	}
+	/* Zoho stamps server_time when it sends. One far in the future would
+	 * make a delete's tombstone outlive every later edit of the record. */
+	if (n->server_time_ms / 1000 > (int64_t)time(NULL) + WEBHOOK_MAX_CLOCK_SKEW) {
+		log_warn("notification refused: server_time in the future", "server_time=%lld",
+			 (long long)n->server_time_ms);
+		reply_error(r, 400, "bad_request", "server_time is more than a day in the future");
+		goto out;
+	}
 	enum inbox_outcome outcome = INBOX_APPLIED;
 	rc = webhook_db(w) ? inbox_record(w->db, n, body, len, "webhook", &outcome) : RC_DB;
 	if (rc == RC_DB && w->db && !db_alive(w->db) && webhook_db(w)) {
@@ -302,7 +316,7 @@ static void handle_bulk_callback(struct worker *w, FCGX_Request *req, struct rep
 		reply_error(r, 405, "method_not_allowed", "use POST");
 		return;
 	}
-	int st = read_body(req, 256 * 1024, &body, &len);
+	int st = read_body(req, WEBHOOK_MAX_CALLBACK, &body, &len);
 	if (st) {
 		reply_error(r, st, st == 413 ? "too_large" : "bad_request",
 			    st == 413 ? "body too large" : "truncated body");

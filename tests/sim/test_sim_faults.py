@@ -83,3 +83,19 @@ def test_request_log(s):
     assert all(not r.get("control") for r in rows)
     nxt = s.ctl("GET", "/_sim/requests")["next"]
     assert s.ctl("GET", "/_sim/requests", query={"since": nxt})["requests"] == []
+
+
+def test_raw_body_b64(s):
+    """body_b64: the bytes are sent as they are (crafted ZIPs, broken JSON)."""
+    import base64
+    raw = b"PK\x03\x04\xff\x00 not json {"
+    s.ctl("POST", "/_sim/faults", {"rules": [{"match": "/crm/v6/Leads/actions/count", "status": 200,
+                                              "body_b64": base64.b64encode(raw).decode(),
+                                              "content_type": "application/zip"}]})
+    r = s.api("GET", "/crm/v6/Leads/actions/count", token=s.token)
+    assert r.status == 200 and r.body == raw
+    assert r.headers["Content-Type"] == "application/zip"
+    from simhelpers import http as rawhttp
+    bad = rawhttp("POST", s.base + "/_sim/faults",
+                  {"rules": [{"match": "*", "status": 200, "body_b64": "not base64!"}]})
+    assert bad.status == 400

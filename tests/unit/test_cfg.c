@@ -105,6 +105,9 @@ static void test_bad_files(void **state)
 		{"no_equals.conf", {"no_equals.conf:2", "key = value", NULL}},
 		{"bad_url.conf", {"bad_url.conf:2", "api_domain", "https://"}},
 		{"bad_schema.conf", {"bad_schema.conf:2", "schema", NULL}},
+		/* found by fuzz_cfg: an empty value skipped the validator */
+		{"empty_modules.conf", {"empty_modules.conf:2", "modules", "empty"}},
+		{"empty_schema.conf", {"empty_schema.conf:2", "schema", "empty"}},
 	};
 	clear_env();
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

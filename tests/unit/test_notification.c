@@ -145,6 +145,66 @@ static void test_invalid_utf8_and_nul(void **state)
 			 RC_BADINPUT);
 }
 
+/* "\u0000" decodes to a NUL inside a JSON string; the C string would end
+ * there and "Leads\u0000x" pass for "Leads" (tests/fuzz, issue #8). */
+static void test_escaped_nul_in_strings(void **state)
+{
+	static const struct {
+		const char *body;
+		const char *key;
+	} cases[] = {
+		{"{\"server_time\":1718117126473,\"module\":\"Leads\\u0000x\",\"ids\":[\"1\"],"
+		 "\"operation\":\"insert\",\"channel_id\":\"1\"}", "module"},
+		{"{\"server_time\":1718117126473,\"module\":\"Leads\",\"ids\":[\"1\"],"
+		 "\"operation\":\"insert\\u0000\",\"channel_id\":\"1\"}", "operation"},
+		{"{\"server_time\":1718117126473,\"module\":\"Leads\",\"ids\":[\"1\\u00002\"],"
+		 "\"operation\":\"insert\",\"channel_id\":\"1\"}", "ids[0]"},
+		{"{\"server_time\":1718117126473,\"module\":\"Leads\",\"ids\":[\"1\"],"
+		 "\"operation\":\"insert\",\"channel_id\":\"1\\u0000\"}", "channel_id"},
+		{"{\"server_time\":1718117126473,\"module\":\"Leads\",\"ids\":[\"1\"],"
+		 "\"operation\":\"insert\",\"channel_id\":\"1\",\"token\":\"tok\\u0000en\"}", "token"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct notification *n = NULL;
+		char err[256] = "";
+		if (parse(cases[i].body, &n, err) != RC_BADINPUT)
+			fail_msg("case %zu (%s): accepted", i, cases[i].key);
+		assert_null(n);
+		if (!strstr(err, cases[i].key))
+			fail_msg("case %zu: message '%s' lacks '%s'", i, err, cases[i].key);
+	}
+}
+
+/* JSON integers past INT64_MAX are clamped to it by json-c: refused, not
+ * taken as the id 9223372036854775807 (issue #8). */
+static void test_integer_ids_past_bigint(void **state)
+{
+	static const char *const ids[] = {"9223372036854775808", "18446744073709551615",
+					  "99999999999999999999999", "0", "-1", "1.0"};
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		char body[512];
+		struct notification *n = NULL;
+		char err[256] = "";
+		snprintf(body, sizeof(body),
+			 "{\"server_time\":1718117126473,\"module\":\"Leads\",\"ids\":[%s],"
+			 "\"operation\":\"insert\",\"channel_id\":\"1\"}", ids[i]);
+		if (parse(body, &n, err) != RC_BADINPUT)
+			fail_msg("id %s: accepted", ids[i]);
+		assert_non_null(strstr(err, "ids[0]"));
+	}
+	struct notification *n = NULL;
+	char err[256];
+	assert_int_equal(parse("{\"server_time\":1718117126473,\"module\":\"Leads\","
+			       "\"ids\":[9223372036854775807],\"operation\":\"insert\","
+			       "\"channel_id\":9223372036854775808}", &n, err), RC_BADINPUT);
+	assert_non_null(strstr(err, "channel_id"));
+	assert_int_equal(parse("{\"server_time\":1718117126473,\"module\":\"Leads\","
+			       "\"ids\":[9223372036854775806],\"operation\":\"insert\","
+			       "\"channel_id\":1}", &n, err), RC_OK);
+	assert_true(n->ids[0] == INT64_MAX - 1);
+	notification_free(n);
+}
+
 static void test_deep_nesting(void **state)
 {
 	size_t depth = 5000;
@@ -212,6 +272,8 @@ int main(void)
 		cmocka_unit_test(test_each_required_key_missing),
 		cmocka_unit_test(test_wrong_types),
 		cmocka_unit_test(test_invalid_utf8_and_nul),
+		cmocka_unit_test(test_escaped_nul_in_strings),
+		cmocka_unit_test(test_integer_ids_past_bigint),
 		cmocka_unit_test(test_deep_nesting),
 		cmocka_unit_test(test_huge_id_lists),
 		cmocka_unit_test(test_parse_id),

@@ -1,6 +1,7 @@
 """Fault injection: HTTP fault rules for API requests, and delivery faults for
 notifications / bulk callbacks.  Own lock; never takes the store lock."""
 
+import base64
 import collections
 import random
 import threading
@@ -18,7 +19,7 @@ CODE_FOR_STATUS = {
 }
 
 RULE_KEYS = {"match", "method", "status", "count", "retry_after", "delay_ms", "code", "message",
-             "close", "body"}
+             "close", "body", "body_b64", "content_type"}
 NOTIFY_KEYS = {"drop", "duplicate", "reorder", "delay_ms", "reorder_hold_ms"}
 BULK_KEYS = {"fail", "drop_callback"}
 
@@ -57,6 +58,11 @@ class Faults:
                 raise FaultError("unknown rule keys: %s" % sorted(bad))
             if "status" not in r and "delay_ms" not in r and not r.get("close"):
                 raise FaultError("a rule needs status, delay_ms or close")
+            if "body_b64" in r:
+                try:
+                    base64.b64decode(r["body_b64"], validate=True)
+                except (ValueError, TypeError):
+                    raise FaultError("body_b64 is not base64")
             rule = dict(r)
             rule["count"] = int(r.get("count", 1))
             rule["hits"] = 0

@@ -8,6 +8,7 @@ Python 3 standard library only.
 """
 
 import argparse
+import base64
 import os
 import re
 import signal
@@ -131,6 +132,11 @@ class App:
                 headers = {}
                 if rule.get("retry_after") is not None:
                     headers["Retry-After"] = str(rule["retry_after"])
+                if "body_b64" in rule:
+                    # Raw bytes (a crafted ZIP, broken JSON), sent as they are.
+                    return Resp(st, base64.b64decode(rule["body_b64"]),
+                                ctype=rule.get("content_type", "application/octet-stream"),
+                                headers=headers), extra
                 if "body" in rule:
                     return json_resp(st, rule["body"], headers=headers), extra
                 code = rule.get("code") or CODE_FOR_STATUS.get(st, "INTERNAL_ERROR")

@@ -1,0 +1,638 @@
+#!/usr/bin/python3
+"""bench_webhook.py — notifications per second through nginx → webhook →
+PostgreSQL, against its two ceilings, in one run.
+
+    make bench-webhook                    (WEBHOOK_ARGS="--duration 5 --threads 16")
+    /usr/bin/python3 bench/bench_webhook.py [--duration S] [--conns 16,64]
+        [--threads 4,16,64] [--nginx-workers N] [--binary PATH] [--no-docs]
+
+Starts a throwaway PostgreSQL (scripts/pg-temp: fsync, synchronous_commit
+and full_page_writes off), creates zcrm.leads from the simulator's Leads
+field metadata (tools/load_fields), starts nginx from the integration
+tests' template (tests/integration/harness.py; access_log off,
+worker_processes --nginx-workers) and, per measured case, a fresh
+webhook ([webhook] fetch = false, threads N) behind it. Then, for each
+concurrency in --conns (interleaved, so that all cases see the same
+background load and the same table sizes):
+
+  nginx     wrk against `location = /zcrm-harness-check { return 204; }`,
+            same bodies: HTTP parsing and the bytes on the wire, no FastCGI
+  pgbench   pgbench -n -M prepared -c C -j 2 -T S with
+            bench/pgbench_notify_dirty.sql@90 and pgbench_notify_delete.sql@10:
+            the statements the webhook runs per notification, one
+            transaction each, straight to PostgreSQL
+  webhook   wrk -t2 -c C --latency -s bench/wrk_webhook.lua against
+            /zcrm/notify, once per --threads value
+
+Every run is preceded by --warmup seconds of the same load (not counted).
+The mix (wrk_webhook.lua): insert 20 %, update 70 %, delete 10 %; 1 id 70 %,
+2–10 ids 20 %, 11–100 ids 10 %; every body distinct. Prints requests/s,
+p50/p99/p99.9, answers that were not 200 {"status":"applied"}, the peak RSS
+of the webhook (VmHWM of the process, started fresh for each case), CPU
+time per request of each process (webhook, nginx, PostgreSQL, load
+generator) and the ratios webhook/pgbench and webhook/nginx; then rewrites
+the "Webhook" section of docs/benchmarks.md (--no-docs to skip).
+
+Targets (issue #9): at 64 connections ≥ 80 % of the pgbench ceiling, p99 ≤
+20 ms, no answer other than 200. Not a test: the exit status says only
+whether the benchmark ran; missed targets are marked in the table.
+"""
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "bench"
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+sys.path.insert(0, str(REPO / "tests" / "zoho_sim"))
+
+import datagen  # noqa: E402  (the simulator's field metadata)
+import harness  # noqa: E402  (the integration tests' nginx and webhook)
+
+TOOLS = Path(os.environ.get("ZCRM_TOOLS") or (REPO / "build" / "normal" / "tools"))
+PG_TEMP = REPO / "scripts" / "pg-temp"
+LUA = BENCH / "wrk_webhook.lua"
+PGB_DIRTY = BENCH / "pgbench_notify_dirty.sql"
+PGB_DELETE = BENCH / "pgbench_notify_delete.sql"
+CLK = os.sysconf("SC_CLK_TCK")
+
+TARGET_RATIO = 0.80        # of the pgbench ceiling, at the highest concurrency
+TARGET_P99_MS = 20.0
+
+
+def say(msg):
+    sys.stderr.write("bench-webhook: %s\n" % msg)
+    sys.stderr.flush()
+
+
+def die(msg):
+    say(msg)
+    sys.exit(1)
+
+
+# ------------------------------------------------------------ CPU time
+
+def proc_cpu(pid):
+    """(utime + stime, cutime + cstime) of a process in seconds, or (0, 0)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0, 0.0
+    return (int(rest[11]) + int(rest[12])) / CLK, (int(rest[13]) + int(rest[14])) / CLK
+
+
+def children_of(ppid):
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(rest[1]) == ppid:
+            out.append(int(name))
+    return out
+
+
+def tree_cpu(pid):
+    """CPU seconds of a process, its live children, and its reaped ones."""
+    own, reaped = proc_cpu(pid)
+    return own + reaped + sum(proc_cpu(c)[0] for c in children_of(pid))
+
+
+def machine_busy():
+    """(busy, total) jiffies of all CPUs from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    total = sum(v[:8])
+    return (total - idle) / CLK, total / CLK
+
+
+def vm_status(pid):
+    """{VmHWM, VmRSS} in KiB of a live process."""
+    out = {}
+    try:
+        for line in open("/proc/%d/status" % pid):
+            k, _, v = line.partition(":")
+            if k in ("VmHWM", "VmRSS"):
+                out[k] = int(v.split()[0])
+    except OSError:
+        pass
+    return out
+
+
+class Meter:
+    """CPU seconds of the processes of one run, and of the whole machine."""
+
+    def __init__(self, pids):
+        self.pids = pids   # {"webhook": pid, "nginx": pid, "postgres": pid}
+
+    def sample(self):
+        s = {k: tree_cpu(p) if p else 0.0 for k, p in self.pids.items()}
+        s["machine"], s["machine_total"] = machine_busy()
+        s["t"] = time.monotonic()
+        return s
+
+    @staticmethod
+    def delta(a, b):
+        d = {k: b[k] - a[k] for k in a}
+        ours = sum(d[k] for k in d if k not in ("machine", "machine_total", "t"))
+        d["others"] = max(0.0, d["machine"] - ours)
+        return d
+
+
+# ------------------------------------------------------------ postgres
+
+class Pg:
+    def __init__(self, directory, pgss=False):
+        self.dir = directory
+        self.conninfo = self._start()
+        self.psql_bin = shutil.which("psql") or "psql"
+        if pgss:
+            self.psql("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+            subprocess.run([str(PG_TEMP), "stop", str(directory)], check=True,
+                           stdout=subprocess.DEVNULL)
+            self.conninfo = self._start()
+            self.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+
+    def _start(self):
+        out = subprocess.run([str(PG_TEMP), "start", str(self.dir)], check=True,
+                             stdout=subprocess.PIPE, text=True).stdout
+        return out.strip().splitlines()[-1]
+
+    def postmaster(self):
+        return int((self.dir / "data" / "postmaster.pid").read_text().split()[0])
+
+    def psql(self, sql):
+        r = subprocess.run([self.psql_bin, "-X", "-qAt", "-v", "ON_ERROR_STOP=1", "-d",
+                            self.conninfo, "-c", sql], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+        if r.returncode:
+            die("psql failed: %s\n%s" % (sql[:200], r.stderr))
+        return r.stdout.strip()
+
+    def stop(self, destroy=True):
+        subprocess.run([str(PG_TEMP), "destroy" if destroy else "stop", str(self.dir)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+# ---------------------------------------------------------------- runs
+
+def percentile(sorted_vals, p):
+    if not sorted_vals:
+        return float("nan")
+    k = max(0, min(len(sorted_vals) - 1, int(round(p / 100.0 * len(sorted_vals) + 0.5)) - 1))
+    return sorted_vals[k]
+
+
+def run_wrk(url, conns, seconds, expect, threads):
+    argv = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % seconds, "--latency",
+            "--timeout", "10s", "-s", str(LUA), url, "--", expect,
+            harness.TOKEN, harness.CHANNEL_ID, "Leads"]
+    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    m = re.search(r"^WRKJSON (.*)$", r.stdout, re.M)
+    if r.returncode or not m:
+        die("wrk failed (%d):\n%s\n%s" % (r.returncode, r.stdout[-3000:], r.stderr[-2000:]))
+    js = json.loads(m.group(1))
+    secs = js["duration_us"] / 1e6
+    errors = sum(js[k] for k in ("err_connect", "err_read", "err_write", "err_timeout"))
+    return {"requests": js["requests"], "secs": secs, "rps": js["requests"] / secs,
+            "p50": js["p50_us"] / 1000, "p99": js["p99_us"] / 1000,
+            "p999": js["p999_us"] / 1000, "max": js["max_us"] / 1000,
+            "bad": js["bad_status"] + errors, "not_applied": js["not_applied"],
+            "ids": js["sent_ids"], "ops": (js["ops_insert"], js["ops_update"], js["ops_delete"]),
+            "raw": js}
+
+
+def run_pgbench(pg, work, conns, seconds, jobs, tag):
+    logdir = work / ("pgbench-%s" % tag)
+    shutil.rmtree(logdir, ignore_errors=True)
+    logdir.mkdir()
+    argv = ["pgbench", "-n", "-M", "prepared", "-c", str(conns), "-j", str(jobs),
+            "-T", str(seconds), "-f", "%s@90" % PGB_DIRTY, "-f", "%s@10" % PGB_DELETE]
+    if tag != "warmup":
+        argv += ["-l", "--log-prefix", str(logdir / "tx")]
+    argv.append(pg.conninfo)
+    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if r.returncode or "aborted" in r.stderr:
+        die("pgbench failed (%d):\n%s\n%s" % (r.returncode, r.stdout[-3000:], r.stderr[-3000:]))
+    if tag == "warmup":
+        return None
+    m = re.search(r"number of failed transactions: (\d+)", r.stdout)
+    failed = int(m.group(1)) if m else 0
+    lat = []
+    t_first, t_last = None, None
+    for f in logdir.iterdir():
+        for line in f.read_text().splitlines():
+            parts = line.split()
+            # client_id transaction_no time script_no time_epoch time_us
+            if len(parts) >= 6 and parts[2] not in ("failed", "skipped"):
+                lat.append(int(parts[2]) / 1000.0)
+                t = int(parts[4]) + int(parts[5]) / 1e6
+                t_first = t if t_first is None else min(t_first, t)
+                t_last = t if t_last is None else max(t_last, t)
+    lat.sort()
+    m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", r.stdout)
+    tps = float(m.group(1)) if m else len(lat) / seconds
+    shutil.rmtree(logdir, ignore_errors=True)
+    return {"requests": len(lat), "secs": seconds, "rps": tps, "p50": percentile(lat, 50),
+            "p99": percentile(lat, 99), "p999": percentile(lat, 99.9),
+            "max": lat[-1] if lat else float("nan"), "bad": failed, "not_applied": 0}
+
+
+# -------------------------------------------------------------- report
+
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def git_rev():
+    try:
+        rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--",
+                                "common", "webhook"], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True).stdout.strip()
+        return rev + ("+changes" if dirty else "")
+    except OSError:
+        return "?"
+
+
+def tool_version(argv, pattern):
+    try:
+        r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    except OSError:
+        return "?"
+    m = re.search(pattern, r.stdout)
+    return m.group(1) if m else "?"
+
+
+def fmt_ms(v):
+    return "%.2f" % v if v == v else "—"
+
+
+def case_label(r):
+    if r["kind"] == "webhook":
+        return "webhook%s, %d threads" % (" (%s)" % r["label"] if r.get("label") else "",
+                                          r["threads"])
+    return {"nginx": "ceiling: nginx `return 204`",
+            "pgbench": "ceiling: pgbench, same SQL"}[r["kind"]]
+
+
+def build_rows(results, conns_list):
+    """Table rows (list of dict) with ratios and target marks."""
+    rows = []
+    top = max(conns_list)
+    for c in conns_list:
+        ceil = {r["kind"]: r for r in results if r["conns"] == c and r["kind"] != "webhook"}
+        for r in [x for x in results if x["conns"] == c]:
+            row = dict(r)
+            row["label"] = case_label(r)
+            if r["kind"] == "webhook":
+                row["vs_pgbench"] = r["rps"] / ceil["pgbench"]["rps"] if "pgbench" in ceil else None
+                row["vs_nginx"] = r["rps"] / ceil["nginx"]["rps"] if "nginx" in ceil else None
+                miss = []
+                if r["bad"] or r["not_applied"]:
+                    miss.append("non-200")
+                if c == top:
+                    if row["vs_pgbench"] is not None and row["vs_pgbench"] < TARGET_RATIO:
+                        miss.append("< %.0f%% of pgbench" % (TARGET_RATIO * 100))
+                    if r["p99"] > TARGET_P99_MS:
+                        miss.append("p99 > %.0f ms" % TARGET_P99_MS)
+                row["missed"] = miss
+            rows.append(row)
+    return rows
+
+
+def cpu_cell(r):
+    d = r.get("cpu")
+    if not d or not r["requests"]:
+        return "—"
+    per = lambda k: d.get(k, 0.0) * 1e6 / r["requests"]  # noqa: E731
+    if r["kind"] == "webhook":
+        return "%.0f = %.0f + %.0f + %.0f + %.0f" % (
+            per("webhook") + per("nginx") + per("postgres") + per("client"),
+            per("webhook"), per("nginx"), per("postgres"), per("client"))
+    if r["kind"] == "nginx":
+        return "%.0f = nginx %.0f + wrk %.0f" % (per("nginx") + per("client"), per("nginx"),
+                                                per("client"))
+    return "%.0f = PostgreSQL %.0f + pgbench %.0f" % (per("postgres") + per("client"),
+                                                      per("postgres"), per("client"))
+
+
+def print_table(rows):
+    head = ("case", "conns", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "not 200",
+            "× pgbench", "× nginx", "peak RSS", "CPU µs/req", "other load", "")
+    out = [head]
+    for r in rows:
+        out.append((r["label"], str(r["conns"]), "{:,.0f}".format(r["rps"]), fmt_ms(r["p50"]),
+                    fmt_ms(r["p99"]), fmt_ms(r["p999"]), fmt_ms(r["max"]),
+                    str(r["bad"] + r["not_applied"]),
+                    "%.2f" % r["vs_pgbench"] if r.get("vs_pgbench") else "",
+                    "%.2f" % r["vs_nginx"] if r.get("vs_nginx") else "",
+                    "%.1f MiB" % (r["hwm_kib"] / 1024.0) if r.get("hwm_kib") else "",
+                    cpu_cell(r), "%.2f CPU" % r["others"] if "others" in r else "",
+                    "MISSED: " + ", ".join(r["missed"]) if r.get("missed") else ""))
+    widths = [max(len(x[i]) for x in out) for i in range(len(head))]
+    for x in out:
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                        for i, (c, w) in enumerate(zip(x, widths))).rstrip())
+
+
+def markdown(rows, meta):
+    out = ["## Webhook", "",
+           "Notifications through nginx → `webhook/zcrm_webhook` → PostgreSQL, driven by wrk "
+           "with a realistic mix (`bench/wrk_webhook.lua`: insert 20 %, update 70 %, delete "
+           "10 %; 1 id 70 %, 2–10 ids 20 %, 11–100 ids 10 %, mean 7.45; every body distinct), "
+           "against two ceilings measured in the same run: nginx answering `return 204` to the "
+           "same requests, and pgbench running the webhook's per-notification transaction "
+           "(`bench/pgbench_notify_dirty.sql@90`, `bench/pgbench_notify_delete.sql@10`, "
+           "`-M prepared -j %d`) at the same concurrency. %d s per case after %d s of warm-up; a "
+           "fresh webhook per case (so its peak RSS is that case's). `make bench-webhook` "
+           "regenerates this section (`bench/bench_webhook.py`, see `bench/README.md`)."
+           % (meta["pgbench_jobs"], meta["duration"], meta["warmup"]), "",
+           "| case | conns | req/s | p50 ms | p99 ms | p99.9 ms | not 200 | × pgbench | × nginx "
+           "| webhook peak RSS | CPU µs/req | other load |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    for r in rows:
+        ratio = "%.2f" % r["vs_pgbench"] if r.get("vs_pgbench") else "—"
+        if r.get("missed") and any("pgbench" in m for m in r["missed"]):
+            ratio = "**%s** (missed)" % ratio
+        p99 = fmt_ms(r["p99"])
+        if r.get("missed") and any("p99" in m for m in r["missed"]):
+            p99 = "**%s** (missed)" % p99
+        bad = str(r["bad"] + r["not_applied"])
+        if r.get("missed") and "non-200" in r["missed"]:
+            bad = "**%s**" % bad
+        out.append("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            r["label"], r["conns"], "{:,.0f}".format(r["rps"]), fmt_ms(r["p50"]), p99,
+            fmt_ms(r["p999"]), bad, ratio,
+            "%.2f" % r["vs_nginx"] if r.get("vs_nginx") else "—",
+            "%.1f MiB" % (r["hwm_kib"] / 1024.0) if r.get("hwm_kib") else "—",
+            cpu_cell(r).replace("|", "\\|"),
+            "%.2f CPU" % r["others"] if "others" in r else "—"))
+    out += ["",
+            "CPU µs/req: CPU time per answered request, total = webhook + nginx + PostgreSQL "
+            "(postmaster and backends) + wrk for the webhook rows; read from /proc around each "
+            "run. Other load: CPUs busy with processes not in the run (the machine is shared); "
+            "a row with much of it is not a clean measurement. not 200: answers other than "
+            "200 `{\"status\":\"applied\"}` plus socket errors and timeouts (pgbench: failed "
+            "transactions).", "",
+            "Targets (issue #9): at %d connections ≥ %.0f %% of the pgbench ceiling, p99 ≤ %.0f "
+            "ms, no answer other than 200." % (meta["top"], TARGET_RATIO * 100, TARGET_P99_MS),
+            "",
+            "Setup: nginx %s, `worker_processes %d`, `access_log off`, the project's "
+            "`nginx/zcrm-sync.conf` in the harness template; webhook `[webhook] fetch = false`, "
+            "`-q`; wrk %s, `-t%d --timeout 10s`; PostgreSQL %s from `scripts/pg-temp` (fsync, "
+            "synchronous_commit and full_page_writes off; the same server for the pgbench "
+            "ceiling); zcrm.leads from the simulator's 43 Leads fields. Machine: %s, %d CPU(s) "
+            "(nproc), Linux %s — every process of the run (wrk, nginx, webhook, PostgreSQL) "
+            "shares them. Commit %s, %s."
+            % (meta["nginx"], meta["nginx_workers"], meta["wrk"], meta["wrk_threads"],
+               meta["pg"], meta["cpu"], meta["ncpu"], meta["kernel"], meta["rev"], meta["date"]),
+            ""]
+    if meta.get("notes"):
+        out += [meta["notes"].rstrip(), ""]
+    return "\n".join(out)
+
+
+NOTES_MARK = "<!-- bench-webhook: notes below are kept when the table is regenerated -->"
+
+
+def write_docs(section):
+    """Replace the "## Webhook" section of docs/benchmarks.md (up to the next
+    "## " heading) or append it. Text after NOTES_MARK inside the old section
+    (the analysis, written by hand) is kept."""
+    path = REPO / "docs" / "benchmarks.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    m = re.search(r"^## Webhook\n.*?(?=^## |\Z)", text, flags=re.S | re.M)
+    if m:
+        old = m.group(0)
+        i = old.find(NOTES_MARK)
+        if i >= 0:
+            section = section.rstrip("\n") + "\n\n" + old[i:].rstrip("\n") + "\n"
+        text = text[:m.start()] + section + ("\n" if m.end() < len(text) else "") + text[m.end():]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text.rstrip("\n") + "\n")
+    return path
+
+
+# ---------------------------------------------------------------- main
+
+def parse_list(s):
+    return [int(x) for x in s.split(",") if x.strip()]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=int, default=15, help="seconds per case (15)")
+    ap.add_argument("--warmup", type=int, default=3, help="seconds of load before each case (3)")
+    ap.add_argument("--conns", default="16,64", help="HTTP connections / pgbench clients (16,64)")
+    ap.add_argument("--threads", default="4,16,64", help="webhook threads to try (4,16,64)")
+    ap.add_argument("--nginx-workers", type=int, default=1, help="nginx worker_processes (1)")
+    ap.add_argument("--wrk-threads", type=int, default=2, help="wrk -t (2)")
+    ap.add_argument("--pgbench-jobs", type=int, default=2, help="pgbench -j (2)")
+    ap.add_argument("--binary", action="append", default=[], metavar="[LABEL=]PATH",
+                    help="the webhook to measure (default: the build's); give it more than "
+                         "once, with labels, to compare builds in one interleaved run")
+    ap.add_argument("--pgbench", choices=("current", "before"), default="current",
+                    help="pgbench scripts: the webhook's SQL now (default), or the "
+                         "six-statement transaction it ran before (bench/pgbench_before_*.sql)")
+    ap.add_argument("--only", choices=("all", "webhook", "ceilings"), default="all")
+    ap.add_argument("--pgss", action="store_true",
+                    help="load pg_stat_statements and print the top statements of each case")
+    ap.add_argument("--keep", action="store_true", help="keep the temp directory and cluster")
+    ap.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
+    ap.add_argument("--json", help="also write the results to this file")
+    a = ap.parse_args()
+    conns_list, threads_list = parse_list(a.conns), parse_list(a.threads)
+
+    binaries = []
+    for b in a.binary or [str(harness.BIN_ROOT / "webhook" / "zcrm_webhook")]:
+        label, _, path = b.rpartition("=") if "=" in b else ("", "", b)
+        binaries.append((label if len(a.binary) > 1 or label else "", Path(path)))
+    if a.pgbench == "before":
+        global PGB_DIRTY, PGB_DELETE
+        PGB_DIRTY, PGB_DELETE = BENCH / "pgbench_before_dirty.sql", BENCH / "pgbench_before_delete.sql"
+    for exe in [b for _, b in binaries] + [TOOLS / "load_fields"]:
+        if not Path(exe).exists():
+            die("%s is not built: run make" % exe)
+    for tool in ("wrk", "pgbench", "psql"):
+        if not shutil.which(tool):
+            die("%s is missing (wrk: apt-get install wrk; pgbench, psql: postgresql-client)"
+                % tool)
+
+    work = Path(tempfile.mkdtemp(prefix="zcrm-bench-webhook."))
+    os.chmod(work, 0o755)
+    (work / "pg").mkdir()
+    say("setting up in %s (webhook %s)" % (work, ", ".join(str(b) for _, b in binaries)))
+    pg = Pg(work / "pg", pgss=a.pgss)
+    nginx = None
+    results = []
+    try:
+        cfg = harness.base_config(pg.conninfo, work)
+        conf = harness.write_ini(work / "bench.conf", cfg)
+        metas, _ = datagen.build_fields("Leads")
+        (work / "fields.json").write_text(json.dumps({"fields": metas}))
+        subprocess.run([str(TOOLS / "load_fields"), "--config", str(conf), "--module", "Leads",
+                        "--fields", str(work / "fields.json")], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sock = work / "webhook.sock"
+        nginx = harness.Nginx(work / "nginx", fastcgi_socket=sock, access_log=False,
+                              workers=a.nginx_workers)
+        nginx.start()
+        base_pids = {"nginx": nginx.proc.pid, "postgres": pg.postmaster()}
+
+        def measure(kind, conns, fn, extra_pids=None, stop=None):
+            # Steady state: statistics as autovacuum would have them by now
+            # (a fresh, fast-growing zcrm.dirty otherwise gets plans made
+            # for an empty table), and no checkpoint half done.
+            pg.psql("ANALYZE zcrm.inbox, zcrm.dirty, zcrm.leads")
+            pg.psql("CHECKPOINT")
+            if a.pgss:
+                pg.psql("SELECT pg_stat_statements_reset()")
+            meter = Meter(dict(base_pids, **(extra_pids or {})))
+            s0 = meter.sample()
+            c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            r = fn()
+            c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            hwm = vm_status(extra_pids["webhook"]) if extra_pids else {}
+            # Its CPU time now: once stopped, /proc has nothing to say.
+            wh_cpu = tree_cpu(extra_pids["webhook"]) if extra_pids else 0.0
+            if stop:
+                stop()
+                time.sleep(0.3)   # backends exit and are reaped
+            s1 = meter.sample()
+            if extra_pids:
+                s1["webhook"] = wh_cpu
+            d = Meter.delta(s0, s1)
+            # The load generator (wrk or pgbench): the only child reaped in fn().
+            d["client"] = (c1.ru_utime + c1.ru_stime) - (c0.ru_utime + c0.ru_stime)
+            d["others"] = max(0.0, d["others"] - d["client"])
+            r.update(kind=kind, conns=conns, cpu=d, others=d["others"] / max(d["t"], 1e-9),
+                     hwm_kib=hwm.get("VmHWM"))
+            if a.pgss:
+                r["pgss"] = pg.psql(
+                    "SELECT calls || ' calls, ' || round(mean_exec_time::numeric, 3) || ' ms mean, '"
+                    " || round(total_exec_time::numeric) || ' ms total: ' ||"
+                    " left(regexp_replace(query, '\\s+', ' ', 'g'), 100)"
+                    " FROM pg_stat_statements WHERE calls > 10"
+                    " ORDER BY total_exec_time DESC LIMIT 8")
+            return r
+
+        def show(r):
+            say("  %-28s c=%-3d %8.0f req/s  p50 %6.2f  p99 %7.2f  p99.9 %7.2f ms  bad %d%s%s"
+                % (case_label(r), r["conns"], r["rps"], r["p50"], r["p99"], r["p999"],
+                   r["bad"] + r["not_applied"],
+                   "  VmHWM %.1f MiB" % (r["hwm_kib"] / 1024.0) if r.get("hwm_kib") else "",
+                   "  others %.2f CPU" % r["others"]))
+            if r.get("pgss"):
+                for line in r["pgss"].splitlines():
+                    say("      " + line)
+
+        notify_url = nginx.url + "/zcrm/notify"
+        check_url = nginx.url + "/zcrm-harness-check"
+
+        def webhook_case(label, binary, threads, conns):
+            wcfg = harness.merge_overrides(cfg, {"webhook": {"fetch": False, "threads": threads}})
+            wconf = harness.write_ini(work / ("webhook-%d.conf" % threads), wcfg)
+            wh = harness.Webhook(work, wconf, sock, args=["-q"], binary=binary)
+            wh.start()
+            try:
+                run_wrk(notify_url, conns, a.warmup, "applied", a.wrk_threads)
+                r = measure("webhook", conns,
+                            lambda: run_wrk(notify_url, conns, a.duration, "applied",
+                                            a.wrk_threads),
+                            extra_pids={"webhook": wh.pid}, stop=lambda: wh.proc.stop())
+            finally:
+                wh.proc.stop()
+                for p in wh.take_problems():
+                    say(p)
+            r.update(threads=threads, label=label, binary=str(binary))
+            return r
+
+        for conns in conns_list:
+            say("%d connections" % conns)
+            if a.only in ("all", "ceilings"):
+                run_wrk(check_url, conns, a.warmup, "204", a.wrk_threads)
+                r = measure("nginx", conns,
+                            lambda: run_wrk(check_url, conns, a.duration, "204", a.wrk_threads))
+                results.append(r)
+                show(r)
+                run_pgbench(pg, work, conns, a.warmup, a.pgbench_jobs, "warmup")
+                r = measure("pgbench", conns,
+                            lambda: run_pgbench(pg, work, conns, a.duration, a.pgbench_jobs,
+                                                "c%d" % conns))
+                results.append(r)
+                show(r)
+            if a.only in ("all", "webhook"):
+                for threads in threads_list:
+                    for label, binary in binaries:
+                        r = webhook_case(label, binary, threads, conns)
+                        results.append(r)
+                        show(r)
+        print()
+        rows = build_rows(results, conns_list)
+        print_table(rows)
+        print()
+        inbox = pg.psql("SELECT count(*) || ' inbox rows, ' || count(*) FILTER (WHERE processed_at"
+                        " IS NULL) || ' unprocessed' FROM zcrm.inbox")
+        say("after the run: %s; %s dirty ids; %s tombstones" % (
+            inbox, pg.psql("SELECT count(*) FROM zcrm.dirty"),
+            pg.psql("SELECT count(*) FROM zcrm.leads WHERE deleted_at IS NOT NULL")))
+        meta = {"duration": a.duration, "warmup": a.warmup, "pgbench_jobs": a.pgbench_jobs,
+                "top": max(conns_list), "nginx_workers": a.nginx_workers,
+                "wrk_threads": a.wrk_threads, "cpu": cpu_model(), "ncpu": os.cpu_count() or 0,
+                "kernel": platform.release(),
+                "pg": pg.psql("SHOW server_version").split()[0],
+                "nginx": tool_version(["nginx", "-v"], r"nginx/(\S+)"),
+                "wrk": tool_version(["wrk", "-v"], r"wrk (\S+)"),
+                "rev": git_rev(), "date": dt.date.today().isoformat()}
+        if a.json:
+            Path(a.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1,
+                                               default=str))
+        if not a.no_docs and a.only == "all":
+            say("wrote %s" % write_docs(markdown(rows, meta)))
+        missed = ["%s at %d: %s" % (r["label"], r["conns"], ", ".join(r["missed"]))
+                  for r in rows if r.get("missed")]
+        if missed:
+            say("targets missed: %s" % "; ".join(missed))
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        if a.keep:
+            say("kept %s (cluster: %s; scripts/pg-temp destroy %s)" % (work, pg.conninfo,
+                                                                     work / "pg"))
+        else:
+            pg.stop(destroy=True)
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    sys.exit(main())

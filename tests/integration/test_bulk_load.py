@@ -1,0 +1,392 @@
+"""One bulk page into a module table, through $ZCRM_TOOLS/load_page (the
+same ZIP → inflate → COPY → merge code initial_sync runs after a download)
+against a real PostgreSQL.
+
+  - a generated Leads page (the simulator's own generator and CSV writer)
+    lands typed, equal to the generator's records (truth.py);
+  - re-loads follow the bulk freshness rule: nothing older or equal applies,
+    newer rows do;
+  - a corrupt ZIP, a truncated CSV (inside a quoted cell, inside a row), a
+    header without id or Modified_Time, a short row, mixed line ends: each
+    fails with a clear message and a non-zero status, and leaves the table
+    exactly as it was;
+  - the CSV quoting fixtures (tests/data/csv) round-trip exactly into a
+    module table made from a small fields fixture.
+"""
+
+import io
+import json
+import re
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from harness import REPO
+from truth import assert_matches_truth
+
+sys.path.insert(0, str(REPO / "tests" / "zoho_sim"))
+import bulkzip  # noqa: E402
+import datagen  # noqa: E402
+
+CSV_DIR = REPO / "tests" / "data" / "csv"
+ANCHOR = 1767225600          # 2026-01-01T00:00:00Z: fixed, so pages are reproducible
+TZ = "-08:00"
+EX_OK = 0
+
+
+# ----------------------------------------------------------------- helpers
+
+def leads_fields_file(path):
+    metas, _ = datagen.build_fields("Leads")
+    Path(path).write_text(json.dumps({"fields": metas}))
+    return metas
+
+
+def leads_records(n, start=0, seed=1, bump=None):
+    """Generated Leads #start..start+n-1 (internal form). bump(i, rec) may
+    return a changed copy."""
+    _, fdefs = datagen.build_fields("Leads")
+    out = []
+    for i in range(start, start + n):
+        rec = datagen.generate_record(seed, "Leads", i, fdefs, ANCHOR)
+        if bump:
+            rec = bump(i, rec)
+        out.append(rec)
+    return out
+
+
+def write_page(path, records, streamed=False):
+    _, fdefs = datagen.build_fields("Leads")
+    bulkzip.write_zip(str(path), "5725767000000859031", records, fdefs, None,
+                      datagen.make_tz(TZ), streamed=streamed)
+    return path
+
+
+def page_csv_bytes(records):
+    _, fdefs = datagen.build_fields("Leads")
+    buf = io.StringIO(newline="")
+    bulkzip.write_csv(buf, records, fdefs, None, datagen.make_tz(TZ))
+    return buf.getvalue().encode("utf-8")
+
+
+def zip_of(path, data, name="5725767000000859031.csv"):
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr(name, data)
+    return path
+
+
+def truth_of(records):
+    """The shape of GET /_sim/truth/Leads for these records."""
+    metas, fdefs = datagen.build_fields("Leads")
+    tz = datagen.make_tz(TZ)
+    return {"module": "Leads", "fields": metas, "deleted": [],
+            "records": [datagen.record_json(r, fdefs, tz) for r in records]}
+
+
+def table_digest(db, table="leads"):
+    """Every row and column of the table, as one hash (synced_at included:
+    an untouched table keeps it)."""
+    return db.value('SELECT count(*) || \':\' || coalesce(md5(string_agg(t::text, \'|\' ORDER BY'
+                    ' t.id)), \'\') FROM zcrm."%s" t' % table)
+
+
+@pytest.fixture
+def leads(db, config_factory, run_program, zcrm_env):
+    """(config, load(file, kind="zip", ok=True)) with zcrm.leads created
+    from the simulator's Leads metadata."""
+    conf = config_factory()
+    fields = zcrm_env.dir / "leads-fields.json"
+    leads_fields_file(fields)
+    r = run_program("tools/load_fields", ["--module", "Leads", "--fields", fields], config=conf)
+    assert r.returncode == 0, r.stderr
+
+    def load(path, kind="zip", ok=True, module="Leads"):
+        r = run_program("tools/load_page", ["--module", module, "--" + kind, path], config=conf,
+                        timeout=120)
+        if ok:
+            assert r.returncode == EX_OK, r.stderr[-2000:]
+            r.json = json.loads(r.stdout)
+        return r
+
+    return conf, load
+
+
+# ---------------------------------------------------------- good pages
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["sized", "streamed"])
+def test_page_lands_typed(db, leads, zcrm_env, streamed):
+    _, load = leads
+    recs = leads_records(1200)
+    r = load(write_page(zcrm_env.dir / "p.zip", recs, streamed=streamed))
+    assert (r.json["staged"], r.json["applied"]) == (1200, 1200)
+    assert_matches_truth(db, truth_of(recs))
+    assert db.value("SELECT count(*) FROM zcrm.leads WHERE source = 'bulk'") == 1200
+
+
+def test_reloads_follow_the_bulk_rule(db, leads, zcrm_env):
+    """Same page again: nothing applies and nothing is written. Some rows
+    newer, some older: only the newer apply. A CSV file loads like its ZIP."""
+    _, load = leads
+    recs = leads_records(800)
+    page = write_page(zcrm_env.dir / "p1.zip", recs)
+    load(page)
+    digest = table_digest(db)
+    r = load(page)
+    assert (r.json["staged"], r.json["applied"]) == (800, 0)
+    assert table_digest(db) == digest
+
+    def bump(i, rec):
+        if i % 10 == 0:      # newer by an hour, with a changed value
+            return dict(rec, Modified_Time=rec["Modified_Time"] + 3600, City="Newer %d" % i)
+        if i % 10 == 1:      # older: must not apply
+            return dict(rec, Modified_Time=rec["Modified_Time"] - 3600, City="Older %d" % i)
+        if i % 10 == 2:      # equal time, other value: the stored copy wins
+            return dict(rec, City="Tie %d" % i)
+        return rec
+
+    recs2 = leads_records(800, bump=bump)
+    (zcrm_env.dir / "p2.csv").write_bytes(page_csv_bytes(recs2))
+    r = load(zcrm_env.dir / "p2.csv", kind="csv")
+    assert (r.json["staged"], r.json["applied"]) == (800, 80)
+    expect = [r2 if i % 10 == 0 else r1 for i, (r1, r2) in enumerate(zip(recs, recs2))]
+    assert_matches_truth(db, truth_of(expect))
+
+
+def test_repeated_ids_keep_the_newest(db, leads, zcrm_env):
+    """A page that holds some ids twice (never seen from Zoho, but nothing
+    promises it): the newest copy of each wins, whether the id is new to
+    the table or stored older, and a copy older than the stored one never
+    applies."""
+    _, load = leads
+    recs = leads_records(400)
+    load(write_page(zcrm_env.dir / "p1.zip", recs[:200]))       # ids 0..199 stored
+    rows = []
+    for i, r in enumerate(recs):
+        if i % 50 == 7:           # twice: an older and a newer copy, newer one first
+            rows.append(dict(r, Modified_Time=r["Modified_Time"] + 7200, City="Newest %d" % i))
+            rows.append(dict(r, Modified_Time=r["Modified_Time"] + 3600, City="Newer %d" % i))
+        elif i % 50 == 9:         # twice, the second one older than what is stored
+            rows.append(dict(r, Modified_Time=r["Modified_Time"] + 60, City="Later %d" % i))
+            rows.append(dict(r, Modified_Time=r["Modified_Time"] - 60, City="Older %d" % i))
+        else:
+            rows.append(r)
+    (zcrm_env.dir / "dup.csv").write_bytes(page_csv_bytes(rows))
+    r = load(zcrm_env.dir / "dup.csv", kind="csv")
+    assert r.json["staged"] == 416
+    # 200 new ids, plus the 8 stored ids (7, 9, 57, 59, ...) that got newer.
+    assert r.json["applied"] == 208
+    expect = []
+    for i, rec in enumerate(recs):
+        if i % 50 == 7:
+            rec = dict(rec, Modified_Time=rec["Modified_Time"] + 7200, City="Newest %d" % i)
+        elif i % 50 == 9:
+            rec = dict(rec, Modified_Time=rec["Modified_Time"] + 60, City="Later %d" % i)
+        expect.append(rec)
+    assert_matches_truth(db, truth_of(expect))
+
+
+# ----------------------------------------------------------- bad pages
+
+def corrupt_zips(d, good):
+    data = good.read_bytes()
+    z = zipfile.ZipFile(good)
+    info = z.infolist()[0]
+    body = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    mid = body + info.compress_size // 2
+    flipped = bytearray(data)
+    for k in range(64):                       # damage the deflate stream
+        flipped[mid + k] ^= 0x5A
+    cases = {
+        "garbage": b"this is not a zip file at all\n" * 20,
+        "empty": b"",
+        "truncated_in_data": data[:mid],
+        "truncated_before_central_directory": data[:body + info.compress_size],
+        "damaged_deflate": bytes(flipped),
+        "html_error_page": b"<html><body>502 Bad Gateway</body></html>\n",
+    }
+    out = {}
+    for name, b in cases.items():
+        p = d / ("%s.zip" % name)
+        p.write_bytes(b)
+        out[name] = p
+    return out
+
+
+BAD_ZIPS = ["garbage", "empty", "truncated_in_data", "truncated_before_central_directory",
+            "damaged_deflate", "html_error_page"]
+
+
+@pytest.mark.parametrize("case", BAD_ZIPS)
+def test_corrupt_zip_fails_and_leaves_table(db, leads, zcrm_env, case):
+    _, load = leads
+    base = leads_records(300)
+    load(write_page(zcrm_env.dir / "base.zip", base))
+    digest = table_digest(db)
+    # A page that would change every row if it loaded.
+    newer = [dict(r, Modified_Time=r["Modified_Time"] + 60, City="X") for r in
+             leads_records(600)]
+    good = write_page(zcrm_env.dir / "newer.zip", newer)
+    bad = corrupt_zips(zcrm_env.dir, good)[case]
+    r = load(bad, ok=False)
+    assert r.returncode != EX_OK
+    assert "page not loaded" in r.stderr
+    msg = r.stderr.lower()
+    assert any(w in msg for w in ("zip", "inflate", "deflate", "crc", "truncated", "empty",
+                                  "compressed")), r.stderr
+    assert "Sanitizer" not in r.stderr
+    assert table_digest(db) == digest
+
+
+def truncated_csvs(recs):
+    data = page_csv_bytes(recs)
+    text = data.decode("utf-8")
+    # Inside a quoted multi-line cell: the first quote that opens a cell
+    # holding a newline.
+    i = text.index('"', text.index("\n") + 1)
+    while "\n" not in text[i + 1:text.index('"', i + 1)]:
+        i = text.index('"', text.index('"', i + 1) + 1)
+    in_quote = data[:len(text[:i + 3].encode("utf-8"))]
+    # Inside a row, between two cells (no quote open): cut after the 3rd
+    # comma of the 5th line.
+    lines = data.split(b"\n")
+    fifth = len(b"\n".join(lines[:4])) + 1
+    pos = fifth
+    for _ in range(3):
+        pos = data.index(b",", pos) + 1
+    mid_row = data[:pos - 1] + b"\n"
+    return {"in_quoted_cell": in_quote, "mid_row": mid_row}
+
+
+@pytest.mark.parametrize("kind", ["csv", "zip"])
+@pytest.mark.parametrize("case,expect", [("in_quoted_cell", "unterminated CSV quoted field"),
+                                         ("mid_row", "missing data for column")])
+def test_truncated_csv_fails_and_leaves_table(db, leads, zcrm_env, case, expect, kind):
+    _, load = leads
+    load(write_page(zcrm_env.dir / "base.zip", leads_records(300)))
+    digest = table_digest(db)
+    newer = [dict(r, Modified_Time=r["Modified_Time"] + 60, City="X")
+             for r in leads_records(300)]
+    data = truncated_csvs(newer)[case]
+    if kind == "csv":
+        path = zcrm_env.dir / "t.csv"
+        path.write_bytes(data)
+    else:
+        path = zip_of(zcrm_env.dir / "t.zip", data)
+    r = load(path, kind=kind, ok=False)
+    assert r.returncode != EX_OK
+    assert "CSV rejected" in r.stderr and expect in r.stderr, r.stderr
+    assert table_digest(db) == digest
+
+
+@pytest.mark.parametrize("header,expect", [
+    ("Last_Name,Modified_Time,City", r'no \\"id\\" column|lacks the id column'),
+    ("ID_x,Last_Name,Modified_Time", r'no \\"id\\" column|lacks the id column'),
+    ("id,Last_Name,City", r"lacks the Modified_Time column"),
+])
+def test_header_without_id_fails_and_leaves_table(db, leads, zcrm_env, header, expect):
+    _, load = leads
+    load(write_page(zcrm_env.dir / "base.zip", leads_records(200)))
+    digest = table_digest(db)
+    body = (header + "\n" + "5725767100000007919,Smith,2026-01-01T00:00:00+00:00\n").encode()
+    r = load(zip_of(zcrm_env.dir / "h.zip", body), ok=False)
+    assert r.returncode != EX_OK
+    assert re.search(expect, r.stderr), r.stderr
+    assert table_digest(db) == digest
+
+
+@pytest.mark.parametrize("name,expect", [("short_row.csv", "missing data for column"),
+                                         ("mixed_eol.csv", "unquoted newline found in data")])
+def test_malformed_fixture_fails(db, config_factory, run_program, zcrm_env, name, expect):
+    conf, load = fixture_module(config_factory, run_program, zcrm_env, ["Last_Name", "City"])
+    digest = table_digest(db, "fixtures")
+    src = (CSV_DIR / name).read_bytes()
+    r = load(with_modified_time(src, header=True), ok=False)
+    assert r.returncode != EX_OK
+    assert expect in r.stderr, r.stderr
+    assert table_digest(db, "fixtures") == digest
+
+
+# ------------------------------------------------------ quoting fixtures
+
+MT = "2026-01-01T00:00:00+00:00"
+
+
+def with_modified_time(data, header=True):
+    """The fixture's bytes with a Modified_Time column appended to every
+    record, found outside quotes (CSV record ends are LF or CRLF outside
+    a quoted cell); everything else is kept byte for byte."""
+    out = bytearray()
+    in_q = False
+    first = True
+    i = 0
+    while i < len(data):
+        c = data[i:i + 1]
+        if c == b'"':
+            in_q = not in_q
+        if not in_q and c in (b"\r", b"\n"):
+            out += (b",Modified_Time" if first and header else b"," + MT.encode())
+            first = False
+            if c == b"\r" and data[i + 1:i + 2] == b"\n":
+                out += b"\r\n"
+                i += 2
+                continue
+        out += c
+        i += 1
+    if data and data[-1:] not in (b"\n", b"\r"):
+        out += b"," + MT.encode()
+    return bytes(out)
+
+
+def fixture_module(config_factory, run_program, zcrm_env, columns):
+    """Module "Fixtures" (table zcrm.fixtures): the given API names as text
+    fields, plus id and Modified_Time."""
+    conf = config_factory()
+    fields = [{"api_name": "id", "data_type": "bigint", "json_type": "string"}]
+    fields += [{"api_name": c, "data_type": "text", "json_type": "string"} for c in columns]
+    fields += [{"api_name": "Modified_Time", "data_type": "datetime", "json_type": "string"}]
+    fpath = zcrm_env.dir / "fixtures-fields.json"
+    fpath.write_text(json.dumps({"fields": fields}))
+    r = run_program("tools/load_fields", ["--module", "Fixtures", "--fields", fpath], config=conf)
+    assert r.returncode == 0, r.stderr
+    n = [0]
+
+    def load(data, kind="csv", ok=True):
+        n[0] += 1
+        path = zcrm_env.dir / ("fixture-%d.%s" % (n[0], kind))
+        if kind == "csv":
+            path.write_bytes(data)
+        else:
+            zip_of(path, data, "fixture.csv")
+        r = run_program("tools/load_page", ["--module", "Fixtures", "--" + kind, path],
+                        config=conf)
+        if ok:
+            assert r.returncode == EX_OK, r.stderr[-2000:]
+            r.json = json.loads(r.stdout)
+        return r
+
+    return conf, load
+
+
+@pytest.mark.parametrize("kind", ["csv", "zip"])
+@pytest.mark.parametrize("name,expected", [("quoting.csv", "quoting.expected"),
+                                           ("quoting_lf.csv", "quoting.expected"),
+                                           ("backslash_dot.csv", "backslash_dot.expected")])
+def test_quoting_fixture_round_trips(db, config_factory, run_program, zcrm_env, name, expected,
+                                     kind):
+    """Every cell as the fixture's .expected says, except that the module
+    table holds an empty string as NULL (DESIGN.md: empty cells are NULL),
+    so the fixture's "" (a quoted empty cell) reads back as NULL."""
+    exp = json.loads((CSV_DIR / expected).read_text("utf-8"))
+    cols = exp["columns"]
+    assert cols[0] == "id"
+    _, load = fixture_module(config_factory, run_program, zcrm_env, cols[1:])
+    r = load(with_modified_time((CSV_DIR / name).read_bytes()), kind=kind)
+    assert r.json["staged"] == r.json["applied"] == len(exp["rows"])
+    qcols = ", ".join('"%s"' % c.lower() for c in cols)
+    got = db.query("SELECT %s FROM zcrm.fixtures ORDER BY id" % qcols)
+    want = sorted(([int(row[0])] + [None if v == "" else v for v in row[1:]]
+                   for row in exp["rows"]), key=lambda r: r[0])
+    assert [list(g) for g in got] == want
+    assert db.value("SELECT count(DISTINCT modified_time) FROM zcrm.fixtures") == 1

@@ -1,0 +1,323 @@
+"""Secrets stay secret (issue #8):
+
+  - the webhook and every batch program run at -v against the simulator,
+    with a token refresh forced midway; no log they write (their stderr and
+    stdout, nginx's error and access logs, PostgreSQL's log) and no
+    /metrics answer holds the client secret, the refresh token, the channel
+    token or any access token the simulator minted, in any of the forms a
+    log could carry them (as is, URL-encoded, JSON-escaped, logfmt-quoted);
+  - TLS verification cannot be turned off: no configuration key or
+    environment override does it, an https api_domain or accounts_url with a
+    self-signed certificate fails with a certificate error, and one whose
+    name does not match fails too even when its CA is trusted ([zoho]
+    ca_file), while the same server with ca_file and a matching name works.
+See docs/security.md.
+"""
+
+import json
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+import harness
+from harness import BIN_ROOT, REPO, scaled, wait_until
+
+# Distinctive values with characters that URL-encoding, JSON and logfmt
+# escape, so that an escaped copy is caught as well as the plain one.
+CLIENT_SECRET = "cs/9f1c+e83a=SECRET-client-secret"
+REFRESH_TOKEN = "1000.rt/4d2b+77e0=SECRET-refresh-token"
+CHANNEL_TOKEN = "ch/5e7a+91c3=SECRET-channel-tok"
+ACCESS_TOKEN_RE = re.compile(r"1000\.[0-9a-f]{32}\.[0-9a-f]{32}")
+EX_DATAERR, EX_TEMPFAIL, EX_NOPERM = 65, 75, 77
+
+WEBHOOK = BIN_ROOT / "webhook" / "zcrm_webhook"
+pytestmark = pytest.mark.skipif(not WEBHOOK.exists(), reason="webhook not built")
+
+
+# ------------------------------------------------------------ helpers
+
+def forms(secret):
+    """The ways a secret could be written into a log."""
+    out = {secret,
+           urllib.parse.quote(secret, safe=""),
+           urllib.parse.quote_plus(secret),
+           json.dumps(secret)[1:-1].replace("/", "\\/"),   # json-c escapes '/'
+           secret.replace("\\", "\\\\").replace('"', '\\"')}
+    # A long enough piece of it (a truncated or partly redacted copy).
+    if len(secret) >= 24:
+        out.add(secret[:16])
+        out.add(secret[-16:])
+    return out
+
+
+def find_secrets(text, secrets):
+    hits = []
+    for name, secret in secrets.items():
+        for f in forms(secret):
+            if f and f in text:
+                hits.append("%s (as %r)" % (name, f))
+    for m in ACCESS_TOKEN_RE.finditer(text):
+        hits.append("an access token (%s...)" % m.group(0)[:9])
+    return hits
+
+
+def log_files(directory):
+    """Every log and output file the programs of the test wrote: program
+    stderr/stdout, nginx logs. Not the simulator's own stderr (it is the
+    other side and knows the secrets), not configs."""
+    out = []
+    for p in sorted(Path(directory).rglob("*")):
+        if not p.is_file():
+            continue
+        if p.name.startswith("sim-") or p.suffix in (".conf", ".port", ".sock", ".pid"):
+            continue
+        if p.suffix in (".stderr", ".stdout", ".log") or p.name in ("error.log", "access.log"):
+            out.append(p)
+    return out
+
+
+# ------------------------------------------------- logs hold no secret
+
+def test_no_secret_in_any_log(db, pg, sim_factory, nginx_factory, webhook_factory,
+                              config_factory, run_program, zcrm_env, http):
+    pg_log_start = harness.file_size(pg.log_path)
+    sim = sim_factory("-q", "--modules", "Leads:300,Contacts:40", "--page-size", "120",
+                      "--bulk-polls", "1", "--bulk-step-ms", "0",
+                      "--client-secret", CLIENT_SECRET, "--refresh-token", REFRESH_TOKEN)
+    ng = nginx_factory()
+    overrides = {"zoho": {"client_secret": CLIENT_SECRET, "refresh_token": REFRESH_TOKEN},
+                 "notify": {"token": CHANNEL_TOKEN},
+                 "sync": {"modules": "Leads, Contacts"},
+                 "webhook": {"fetch": True}}
+    cfg = config_factory(overrides, sim=sim, nginx=ng, name="secrets")
+    wh = webhook_factory(config=cfg, nginx=ng, args=("-v",))
+
+    def run(prog, *args, ok=(0,)):
+        res = run_program(prog, ["-v"] + list(args), config=cfg, timeout=180)
+        assert res.returncode in ok, (prog, res.returncode, res.stderr[-3000:])
+        return res
+
+    run("batch/initial_sync")
+    # Changes reach the webhook as notifications with the channel token; it
+    # fetches the records with the shared access token.
+    sim.control("POST", "/mutate", {"module": "Leads", "count": 30, "seed": 5,
+                                    "mix": {"create": 0.3, "update": 0.5, "delete": 0.2}})
+    sim.control("POST", "/flush", {"timeout": 20})
+    wait_until(lambda: db.value("SELECT count(*) FROM zcrm.inbox") > 0, scaled(20),
+               what="notifications in the inbox")
+    # Every access token dies: the next call refreshes (a second mint).
+    sim.control("POST", "/expire_tokens")
+    run("batch/incremental_sync")
+    run("batch/renew_channel", "--force")
+    run("batch/reconcile")
+    st = run("batch/status")
+    run("batch/status", "--json")
+    # The webhook's own config check prints the configuration.
+    chk = subprocess.run([str(WEBHOOK), "--config", str(cfg), "--check-config"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         env=harness.clean_env(), timeout=scaled(30))
+    assert chk.returncode == 0, chk.stdout
+    assert b"client_secret = ********" in chk.stdout
+    (zcrm_env.dir / "check-config.stdout").write_bytes(chk.stdout)
+    status, _, metrics = http("GET", ng.url + "/zcrm/metrics")
+    assert status == 200
+    (zcrm_env.dir / "metrics.stdout").write_bytes(metrics)
+    wait_until(lambda: db.value("SELECT count(*) FROM zcrm.dirty") == 0, scaled(30),
+               what="the webhook to fetch every notified record")
+    wh.stop()
+    ng.stop()
+
+    stats = sim.control("GET", "/stats")
+    assert stats["tokens_minted"] >= 2, stats      # the refresh did happen
+    secrets = {"client_secret": CLIENT_SECRET, "refresh_token": REFRESH_TOKEN,
+               "channel token": CHANNEL_TOKEN}
+    stored = db.value("SELECT access_token FROM zcrm.oauth_token")
+    assert stored and ACCESS_TOKEN_RE.fullmatch(stored), stored
+    secrets["stored access token"] = stored
+
+    files = log_files(zcrm_env.dir)
+    names = {p.name for p in files}
+    assert any(n.endswith("initial_sync.stderr") for n in names), names
+    assert any(n.endswith("webhook.stderr") for n in names), names
+    assert "error.log" in names and "access.log" in names, names
+    problems = []
+    total = 0
+    for p in files:
+        text = p.read_text("utf-8", "replace")
+        total += len(text)
+        for hit in find_secrets(text, secrets):
+            problems.append("%s: %s" % (p, hit))
+    pg_text = harness.tail(pg.log_path, 10**9, since=pg_log_start)
+    for hit in find_secrets(pg_text, secrets):
+        problems.append("postgres.log: %s" % hit)
+    assert not problems, "\n".join(problems)
+    # The logs are not empty: -v wrote the debug lines being checked.
+    whlog = wh.stderr_text()
+    assert "level=debug" in whlog and "notification recorded" in whlog
+    assert total > 20000, total
+    assert "Leads" in st.stdout
+
+
+# ------------------------------------------------------------------ TLS
+
+OPENSSL = shutil.which("openssl")
+
+
+def make_cert(directory, name, san):
+    key, crt = directory / ("%s.key" % name), directory / ("%s.crt" % name)
+    subprocess.run([OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-keyout", str(key), "-out", str(crt), "-subj", "/CN=zcrm-test",
+                    "-addext", "subjectAltName=%s" % san],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return crt, key
+
+
+class TLSZoho:
+    """A tiny "Zoho" over HTTPS: mints a token (api_domain = itself) and
+    answers the record count."""
+
+    def __init__(self, crt, key):
+        outer = self
+        self.requests = 0
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _send(self, obj):
+                body = json.dumps(obj).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                outer.requests += 1
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self._send({"access_token": "1000." + "a" * 32 + "." + "b" * 32,
+                            "api_domain": outer.url, "expires_in": 3600})
+
+            def do_GET(self):
+                outer.requests += 1
+                self._send({"count": 7})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server.daemon_threads = True
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(crt), str(key))
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.url = "https://127.0.0.1:%d" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def tls_zoho(zcrm_env):
+    if not OPENSSL:
+        pytest.skip("openssl(1) is not installed: cannot make a self-signed certificate")
+    servers = []
+
+    def make(san):
+        crt, key = make_cert(zcrm_env.dir, "cert%d" % len(servers), san)
+        s = TLSZoho(crt, key)
+        s.crt = crt
+        servers.append(s)
+        return s
+
+    yield make
+    for s in servers:
+        s.stop()
+
+
+def zoho_count(run_program, cfg):
+    return run_program("tools/zoho_call", ["count", "Leads"], config=cfg, timeout=60)
+
+
+def test_self_signed_accounts_server_is_refused(db, config_factory, run_program, tls_zoho):
+    z = tls_zoho("IP:127.0.0.1")
+    cfg = config_factory({"zoho": {"accounts_url": z.url, "api_domain": z.url,
+                                   "max_retries": 0}})
+    res = zoho_count(run_program, cfg)
+    assert res.returncode != 0, res.stdout
+    err = res.stderr.lower()
+    assert "certificate" in err or "ssl" in err, res.stderr[-2000:]
+    assert res.stdout == ""
+    # No request got through the handshake.
+    assert z.requests == 0
+    # Trusting its CA explicitly ([zoho] ca_file) is the one way to use it.
+    cfg2 = config_factory({"zoho": {"accounts_url": z.url, "api_domain": z.url,
+                                    "ca_file": str(z.crt), "max_retries": 0}})
+    res = zoho_count(run_program, cfg2)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout)["count"] == 7
+
+
+def test_self_signed_api_domain_is_refused(db, sim_factory, config_factory, run_program,
+                                           tls_zoho):
+    """The token comes from the (plain HTTP) simulator, whose answer names
+    an https api_domain with a self-signed certificate: the API call fails
+    on the certificate, and the token is never sent there."""
+    z = tls_zoho("IP:127.0.0.1")
+    sim = sim_factory("-q", "--modules", "Leads:5")
+    sim.control("POST", "/faults", {"rules": [{
+        "match": "/oauth/v2/token", "status": 200, "count": -1,
+        "body": {"access_token": "1000." + "c" * 32 + "." + "d" * 32, "api_domain": z.url,
+                 "expires_in": 3600}}]})
+    cfg = config_factory({"zoho": {"max_retries": 0}}, sim=sim)
+    res = zoho_count(run_program, cfg)
+    assert res.returncode != 0, res.stdout
+    err = res.stderr.lower()
+    assert "certificate" in err or "ssl" in err, res.stderr[-2000:]
+    assert z.requests == 0
+
+
+def test_certificate_for_another_name_is_refused(db, config_factory, run_program, tls_zoho):
+    """Even with its CA trusted, a certificate for another host name fails
+    (host name verification is on)."""
+    z = tls_zoho("DNS:not-this-host.example")
+    cfg = config_factory({"zoho": {"accounts_url": z.url, "api_domain": z.url,
+                                   "ca_file": str(z.crt), "max_retries": 0}})
+    res = zoho_count(run_program, cfg)
+    assert res.returncode != 0, res.stdout
+    err = res.stderr.lower()
+    assert "certificate" in err or "ssl" in err or "name" in err, res.stderr[-2000:]
+    assert z.requests == 0
+
+
+def test_no_setting_turns_tls_verification_off(db, config_factory, run_program, tls_zoho):
+    # No key of the configuration table is about turning verification off.
+    table = (REPO / "common" / "cfg.c").read_text()
+    keys = re.findall(r'\{\s*"(\w+)",\s*"(\w+)",\s*CFG_(?:STR|INT|BOOL)', table)
+    assert len(keys) > 20, keys
+    tls_keys = [k for s, k in keys if re.search(r"verif|insecure|ssl|tls|cert|ca_", k)]
+    assert tls_keys == ["ca_file"], tls_keys
+    # Unknown keys are errors, not silently ignored.
+    cfg = config_factory()
+    text = cfg.read_text().replace("[zoho]\n", "[zoho]\nssl_verify = false\n", 1)
+    cfg.write_text(text)
+    res = zoho_count(run_program, cfg)
+    assert res.returncode == 78, res.stderr
+    assert "unknown key 'ssl_verify'" in res.stderr
+    # Environment variables that would turn it off elsewhere change nothing.
+    z = tls_zoho("IP:127.0.0.1")
+    cfg = config_factory({"zoho": {"accounts_url": z.url, "api_domain": z.url,
+                                   "max_retries": 0}})
+    res = run_program("tools/zoho_call", ["count", "Leads"], config=cfg, timeout=60,
+                      env={"ZCRM_ZOHO_SSL_VERIFY": "0", "ZCRM_ZOHO_INSECURE": "1",
+                           "CURL_INSECURE": "1", "PYTHONHTTPSVERIFY": "0",
+                           "GIT_SSL_NO_VERIFY": "1"})
+    assert res.returncode != 0 and z.requests == 0, res.stderr[-2000:]

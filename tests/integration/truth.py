@@ -1,0 +1,239 @@
+"""truth.py — compare a module table with the simulator's truth, typed.
+
+The simulator's `GET /_sim/truth/<Module>` gives every live record in
+Records-API JSON shape, the deleted list, and the field metadata. This module
+turns both sides into the same Python values, by the field's `data_type`
+(the mapping of DESIGN.md, "One typed form from both sources"):
+
+    text-like          str                (JSON "" and null -> None)
+    integer, bigint    int                (bigint JSON strings too)
+    double, currency,  Decimal            (JSON number -> Decimal(repr(n)); exact,
+    percent                                so a float rendered with 17 digits differs)
+    boolean            bool
+    date               datetime.date
+    datetime           aware datetime in UTC (the instant, whatever the offset)
+    multiselect        list of str        (JSON [] and null -> None; PostgreSQL text[])
+    lookup, owner      int                (the id of a {id, ...} object)
+    anything else      left as is (jsonb)
+
+Use:
+
+    from truth import assert_matches_truth, diff_table
+    truth = sim.control("GET", "/truth/Leads")
+    assert_matches_truth(db, truth)                 # fails with the first differences
+    diffs = diff_table(db, truth, tombstones="required")
+
+`tombstones`: what the truth's deleted list demands of our table —
+"required" (a row with deleted_at set), "allowed" (no live row: a tombstone
+or nothing, e.g. records deleted before the first export) or "ignore".
+"""
+
+import datetime as _dt
+import decimal
+import json
+
+TEXT_TYPES = {"text", "email", "phone", "website", "picklist", "textarea", "autonumber",
+              "profileimage"}
+INT_TYPES = {"integer", "bigint"}
+NUMERIC_TYPES = {"double", "currency", "percent", "decimal"}
+LOOKUP_TYPES = {"lookup", "ownerlookup", "userlookup", "layout"}
+
+
+def _kind(meta):
+    dt = meta.get("data_type")
+    jt = meta.get("json_type")
+    if dt in ("formula", "rollup_summary"):
+        rt = (meta.get("formula") or {}).get("return_type") or jt
+        return {"double": "numeric", "integer": "int", "boolean": "bool",
+                "string": "text"}.get(rt, "json")
+    if dt == "text" and jt == "jsonarray":
+        return "multi"
+    if dt in TEXT_TYPES:
+        return "text"
+    if dt in INT_TYPES:
+        return "int"
+    if dt in NUMERIC_TYPES:
+        return "numeric"
+    if dt == "boolean":
+        return "bool"
+    if dt == "date":
+        return "date"
+    if dt == "datetime":
+        return "datetime"
+    if dt == "multiselectpicklist":
+        return "multi"
+    if dt in LOOKUP_TYPES:
+        return "lookup"
+    return "json"
+
+
+def _utc(d):
+    if d.tzinfo is None:
+        raise ValueError("naive datetime %r" % d)
+    return d.astimezone(_dt.timezone.utc)
+
+
+def theirs_value(kind, v):
+    """A Records-API JSON value -> the typed Python value."""
+    if v is None:
+        return None
+    if kind == "text":
+        return v if v != "" else None
+    if kind == "int":
+        return int(v)
+    if kind == "numeric":
+        if isinstance(v, bool):
+            raise ValueError("boolean %r for a number" % v)
+        return decimal.Decimal(repr(v) if isinstance(v, float) else str(v))
+    if kind == "bool":
+        return bool(v)
+    if kind == "date":
+        return _dt.date.fromisoformat(v)
+    if kind == "datetime":
+        return _utc(_dt.datetime.fromisoformat(v))
+    if kind == "multi":
+        items = [x["name"] if isinstance(x, dict) else x for x in v]
+        return items or None
+    if kind == "lookup":
+        if isinstance(v, dict):
+            return int(v["id"]) if v.get("id") is not None else None
+        return int(v)
+    return v
+
+
+def ours_value(kind, v):
+    """A value psycopg2 returned for our typed column -> the same form."""
+    if v is None:
+        return None
+    if kind == "datetime":
+        return _utc(v)
+    if kind == "numeric":
+        return decimal.Decimal(v)
+    if kind == "multi":
+        return list(v)
+    if kind == "json" and isinstance(v, str):
+        return v
+    return v
+
+
+def _same(kind, a, b):
+    if kind == "numeric" and a is not None and b is not None:
+        # 1234.5 and 1234.50 are the same number; 1234.5000000000002 is not.
+        return a == b
+    return a == b
+
+
+class Diff:
+    __slots__ = ("id", "field", "ours", "theirs")
+
+    def __init__(self, rid, field, ours, theirs):
+        self.id, self.field, self.ours, self.theirs = rid, field, ours, theirs
+
+    def __repr__(self):
+        return "id=%s field=%s ours=%r theirs=%r" % (self.id, self.field, self.ours, self.theirs)
+
+
+def table_columns(db, module, schema="zcrm"):
+    """{api_name: column_name} from <schema>.fields for module."""
+    rows = db.query("SELECT api_name, column_name FROM %s.fields WHERE module = %%s" % schema,
+                    module)
+    return dict(rows)
+
+
+def diff_table(db, truth, module=None, schema="zcrm", tombstones="required", limit=None,
+               fields=None):
+    """The differences between <schema>.<module> and the simulator's truth,
+    as a list of Diff (field "<row>" for a missing or extra row,
+    "deleted_at" for a tombstone problem). fields: compare only these API
+    names (default: every field in the truth's metadata)."""
+    module = module or truth["module"]
+    table = module.lower()
+    metas = {m["api_name"]: m for m in truth["fields"]}
+    cols = table_columns(db, module, schema)
+    names = [n for n in (fields or metas) if n in metas]
+    diffs = []
+    missing_cols = [n for n in names if n not in cols]
+    for n in missing_cols:
+        diffs.append(Diff("*", n, "<no column>", metas[n].get("data_type")))
+    names = [n for n in names if n in cols and n != "id"]
+    kinds = {n: _kind(metas[n]) for n in names}
+    select = ", ".join('"%s"' % cols[n].replace('"', '""') for n in names)
+    rows = db.query('SELECT id, deleted_at%s FROM %s."%s"'
+                    % ((", " + select) if select else "", schema, table))
+    ours = {}
+    for r in rows:
+        ours[int(r[0])] = (r[1], dict(zip(names, r[2:])))
+
+    def full():
+        return limit is not None and len(diffs) >= limit
+
+    live_ids = set()
+    for rec in truth["records"]:
+        if full():
+            return diffs
+        rid = int(rec["id"])
+        live_ids.add(rid)
+        got = ours.get(rid)
+        if got is None:
+            diffs.append(Diff(rid, "<row>", None, "live"))
+            continue
+        deleted_at, vals = got
+        if deleted_at is not None:
+            diffs.append(Diff(rid, "deleted_at", deleted_at, None))
+        for n in names:
+            k = kinds[n]
+            try:
+                t = theirs_value(k, rec.get(n))
+            except (ValueError, TypeError, KeyError, decimal.InvalidOperation) as e:
+                diffs.append(Diff(rid, n, vals[n], "<unparsable %r: %s>" % (rec.get(n), e)))
+                continue
+            o = ours_value(k, vals[n])
+            if not _same(k, o, t):
+                diffs.append(Diff(rid, n, o, t))
+    deleted_ids = set()
+    for e in truth.get("deleted", []):
+        rid = int(e["id"])
+        deleted_ids.add(rid)
+        if tombstones == "ignore" or full():
+            continue
+        got = ours.get(rid)
+        if got is None:
+            if tombstones == "required":
+                diffs.append(Diff(rid, "<row>", None, "tombstone (deleted %s)" % e["deleted_time"]))
+        elif got[0] is None:
+            diffs.append(Diff(rid, "deleted_at", None, e["deleted_time"]))
+    for rid, (deleted_at, _) in sorted(ours.items()):
+        if full():
+            break
+        if rid in live_ids or rid in deleted_ids:
+            continue
+        if deleted_at is None:
+            diffs.append(Diff(rid, "<row>", "live", None))
+    return diffs
+
+
+def format_diffs(diffs, first=20, total=None):
+    lines = ["%d difference(s)%s; first %d:" % (len(diffs) if total is None else total,
+                                                "" if total is None else "+",
+                                                min(first, len(diffs)))]
+    lines += ["  %r" % d for d in diffs[:first]]
+    return "\n".join(lines)
+
+
+def assert_matches_truth(db, truth, module=None, schema="zcrm", tombstones="required",
+                         first=20, fields=None):
+    """Fail (AssertionError) listing the first differences (id, field,
+    ours, theirs) unless the table equals the truth."""
+    diffs = diff_table(db, truth, module=module, schema=schema, tombstones=tombstones,
+                       fields=fields)
+    if diffs:
+        raise AssertionError("%s.%s differs from the simulator's truth: %s"
+                             % (schema, (module or truth["module"]).lower(),
+                                format_diffs(diffs, first)))
+    return len(truth["records"])
+
+
+def dump_truth(truth, path):
+    """Keep a copy of the truth next to the test's logs (for a failing run)."""
+    with open(path, "w") as f:
+        json.dump(truth, f, ensure_ascii=False)
