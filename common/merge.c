@@ -97,6 +97,17 @@ static int header_of(const char *const *headers, size_t n, const struct zcolumn 
 	return -1;
 }
 
+/* " OR (<tombstone older than tie_before> AND <row not older>)" for the
+ * row alias r against the stored alias c; "" without a tie_before. */
+static char *restore_clause(const char *r, const char *c, int64_t tie_before)
+{
+	if (tie_before <= 0)
+		return xstrdup("");
+	return xasprintf(" OR (%s.deleted_at IS NOT NULL AND %s.deleted_at < to_timestamp(%lld)"
+			 " AND (%s.modified_time IS NULL OR %s.modified_time >= %s.modified_time))",
+			 c, c, (long long)tie_before, c, r, c);
+}
+
 /* dedup false: one pass, for pages without repeated ids (every real one);
  * ON CONFLICT then refuses a repeated id (SQLSTATE 21000, "cannot affect
  * row a second time") and merge_apply runs the dedup form instead. */
@@ -154,6 +165,14 @@ static char *build_sql(struct db *db, const struct module_schema *schema,
 		newer_cur = xstrdup("n.modified_time > cur.modified_time");
 		newer_t = xstrdup("excluded.modified_time > t.modified_time");
 	}
+	/* A tombstone older than the moment the source read the row (the
+	 * export job's creation, or when a fetch asked) belongs to a record
+	 * Zoho has restored since: the row was live when it was read, whatever
+	 * its Modified_Time (a restore may keep it, or fall in the second of
+	 * the delete). */
+	char *restore_k = restore_clause("k", "cur", tie_before);
+	char *restore_n = restore_clause("n", "cur", tie_before);
+	char *restore_t = restore_clause("excluded", "t", tie_before);
 
 	sb_init(&cols);
 	sb_init(&sel);
@@ -196,12 +215,13 @@ static char *build_sql(struct db *db, const struct module_schema *schema,
 			"LEFT JOIN %s cur ON cur.id = n.id\n"
 			"WHERE n.id IS NOT NULL AND n.modified_time IS NOT NULL AND (cur.id IS NULL OR (\n"
 			"  (cur.modified_time IS NULL OR %s)\n"
-			"  AND (cur.deleted_at IS NULL OR n.modified_time > cur.deleted_at)))\n"
+			"  AND (cur.deleted_at IS NULL OR n.modified_time > cur.deleted_at))%s)\n"
 			"ON CONFLICT (id) DO UPDATE SET %sdeleted_at = NULL,\n"
 			"  synced_at = excluded.synced_at, source = excluded.source\n"
-			"WHERE (t.modified_time IS NULL OR %s)\n"
-			"  AND (t.deleted_at IS NULL OR excluded.modified_time > t.deleted_at)",
-			qtable, cols.s, source, sel.s, stage_name(), qtable, newer_cur, upd.s, newer_t);
+			"WHERE ((t.modified_time IS NULL OR %s)\n"
+			"  AND (t.deleted_at IS NULL OR excluded.modified_time > t.deleted_at))%s",
+			qtable, cols.s, source, sel.s, stage_name(), qtable, newer_cur, restore_n,
+			upd.s, newer_t, restore_t);
 		goto done;
 	}
 	/* Repeated ids: keep the newest row of each. Narrow first: only (id,
@@ -221,20 +241,23 @@ static char *build_sql(struct db *db, const struct module_schema *schema,
 		"    LEFT JOIN %s cur ON cur.id = k.id\n"
 		"    WHERE k.id IS NOT NULL AND k.modified_time IS NOT NULL AND (cur.id IS NULL OR (\n"
 		"      (cur.modified_time IS NULL OR %s)\n"
-		"      AND (cur.deleted_at IS NULL OR k.modified_time > cur.deleted_at)))\n"
+		"      AND (cur.deleted_at IS NULL OR k.modified_time > cur.deleted_at))%s)\n"
 		"    ORDER BY k.id, k.modified_time DESC) w\n"
 		"  JOIN %s s ON s.ctid = w.tid) n\n"
 		"LEFT JOIN %s cur ON cur.id = n.id\n"
 		"WHERE cur.id IS NULL OR (\n"
 		"  (cur.modified_time IS NULL OR %s)\n"
-		"  AND (cur.deleted_at IS NULL OR n.modified_time > cur.deleted_at))\n"
+		"  AND (cur.deleted_at IS NULL OR n.modified_time > cur.deleted_at))%s\n"
 		"ON CONFLICT (id) DO UPDATE SET %sdeleted_at = NULL,\n"
 		"  synced_at = excluded.synced_at, source = excluded.source\n"
-		"WHERE (t.modified_time IS NULL OR %s)\n"
-		"  AND (t.deleted_at IS NULL OR excluded.modified_time > t.deleted_at)",
-		qtable, cols.s, source, sel.s, qid, qmt, stage_name(), qtable, pre_k, stage_name(),
-		qtable, newer_cur, upd.s, newer_t);
+		"WHERE ((t.modified_time IS NULL OR %s)\n"
+		"  AND (t.deleted_at IS NULL OR excluded.modified_time > t.deleted_at))%s",
+		qtable, cols.s, source, sel.s, qid, qmt, stage_name(), qtable, pre_k, restore_k,
+		stage_name(), qtable, newer_cur, restore_n, upd.s, newer_t, restore_t);
 done:
+	free(restore_k);
+	free(restore_n);
+	free(restore_t);
 	free(pre_k);
 	free(qid);
 	free(qmt);
