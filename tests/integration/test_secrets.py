@@ -10,7 +10,9 @@
     environment override does it, an https api_domain or accounts_url with a
     self-signed certificate fails with a certificate error, and one whose
     name does not match fails too even when its CA is trusted ([zoho]
-    ca_file), while the same server with ca_file and a matching name works.
+    ca_file), while the same server with ca_file and a matching name works;
+  - what the channel token protects: a forged delete sent with it is undone
+    by the next reconcile.
 See docs/security.md.
 """
 
@@ -321,3 +323,31 @@ def test_no_setting_turns_tls_verification_off(db, config_factory, run_program, 
                            "CURL_INSECURE": "1", "PYTHONHTTPSVERIFY": "0",
                            "GIT_SSL_NO_VERIFY": "1"})
     assert res.returncode != 0 and z.requests == 0, res.stderr[-2000:]
+
+
+# ---------------------------------------- what the token protects
+
+def test_forged_delete_is_undone_by_reconcile(db, sim_factory, nginx_factory, webhook_factory,
+                                              config_factory, run_program, http):
+    """Whoever holds the channel token can hide a record with a forged
+    delete (a delete is a tombstone without asking Zoho). The next
+    reconcile sees the record in Zoho's export, tombstoned before the
+    export began, and brings it back."""
+    import time
+    sim = sim_factory("-q", "--modules", "Leads:30", "--bulk-polls", "0", "--bulk-step-ms", "0")
+    ng = nginx_factory()
+    cfg = config_factory({"webhook": {"fetch": False}}, sim=sim, nginx=ng)
+    wh = webhook_factory(config=cfg, nginx=ng)
+    res = run_program("batch/initial_sync", ["--no-channel"], config=cfg, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    victim = db.value("SELECT min(id) FROM zcrm.leads_live")
+    body = {"server_time": int(time.time() * 1000), "module": "Leads", "ids": [str(victim)],
+            "operation": "delete", "channel_id": harness.CHANNEL_ID, "token": harness.TOKEN}
+    status, _, raw = http("POST", ng.url + "/zcrm/notify", body)
+    assert status == 200, raw
+    assert db.value("SELECT count(*) FROM zcrm.leads_live WHERE id = %s", victim) == 0
+    time.sleep(3)       # older than the read, with its 2 s of clock skew
+    res = run_program("batch/reconcile", [], config=cfg, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert db.value("SELECT count(*) FROM zcrm.leads_live WHERE id = %s", victim) == 1
+    wh.stop()
