@@ -66,6 +66,9 @@ PG_TEMP = REPO / "scripts" / "pg-temp"
 LUA = BENCH / "wrk_webhook.lua"
 PGB_DIRTY = BENCH / "pgbench_notify_dirty.sql"
 PGB_DELETE = BENCH / "pgbench_notify_delete.sql"
+PGB_BODIES = BENCH / "pgbench_bodies.sql"
+PGB_BEFORE_DIRTY = BENCH / "pgbench_before_dirty.sql"
+PGB_BEFORE_DELETE = BENCH / "pgbench_before_delete.sql"
 CLK = os.sysconf("SC_CLK_TCK")
 
 TARGET_RATIO = 0.80        # of the pgbench ceiling, at the highest concurrency
@@ -176,6 +179,15 @@ class Pg:
                              stdout=subprocess.PIPE, text=True).stdout
         return out.strip().splitlines()[-1]
 
+    def use_unix_socket(self):
+        """Point conninfo at the cluster's Unix socket (pg-temp puts it in
+        the cluster's directory) instead of 127.0.0.1."""
+        port = re.search(r"port=(\d+)", self.conninfo).group(1)
+        sockdir = (self.dir / "data").resolve().parent
+        if not (sockdir / (".s.PGSQL.%s" % port)).exists():
+            die("no Unix socket in %s" % sockdir)
+        self.conninfo = re.sub(r"host=\S+", "host=%s" % sockdir, self.conninfo)
+
     def postmaster(self):
         return int((self.dir / "data" / "postmaster.pid").read_text().split()[0])
 
@@ -220,12 +232,12 @@ def run_wrk(url, conns, seconds, expect, threads):
             "raw": js}
 
 
-def run_pgbench(pg, work, conns, seconds, jobs, tag):
+def run_pgbench(pg, work, conns, seconds, jobs, tag, scripts=(PGB_DIRTY, PGB_DELETE)):
     logdir = work / ("pgbench-%s" % tag)
     shutil.rmtree(logdir, ignore_errors=True)
     logdir.mkdir()
     argv = ["pgbench", "-n", "-M", "prepared", "-c", str(conns), "-j", str(jobs),
-            "-T", str(seconds), "-f", "%s@90" % PGB_DIRTY, "-f", "%s@10" % PGB_DELETE]
+            "-T", str(seconds), "-f", "%s@90" % scripts[0], "-f", "%s@10" % scripts[1]]
     if tag != "warmup":
         argv += ["-l", "--log-prefix", str(logdir / "tx")]
     argv.append(pg.conninfo)
@@ -299,7 +311,25 @@ def case_label(r):
         return "webhook%s, %d threads" % (" (%s)" % r["label"] if r.get("label") else "",
                                           r["threads"])
     return {"nginx": "ceiling: nginx `return 204`",
-            "pgbench": "ceiling: pgbench, same SQL"}[r["kind"]]
+            "pgbench": "ceiling: pgbench, same SQL",
+            "pgbench_before": "pgbench, the SQL before"}[r["kind"]]
+
+
+def best_of(results):
+    """One result per case: the round with the most requests/s, with the
+    spread of requests/s over the rounds."""
+    by = {}
+    for r in results:
+        by.setdefault((r["kind"], r["conns"], r.get("threads"), r.get("label")), []).append(r)
+    out = []
+    for runs in by.values():
+        best = dict(max(runs, key=lambda x: x["rps"]))
+        best["rounds"] = [x["rps"] for x in runs]
+        out.append(best)
+    order = {id(x): i for i, x in enumerate(results)}
+    first = {k: min(order[id(x)] for x in v) for k, v in by.items()}
+    out.sort(key=lambda b: first[(b["kind"], b["conns"], b.get("threads"), b.get("label"))])
+    return out
 
 
 def build_rows(results, conns_list):
@@ -368,9 +398,11 @@ def markdown(rows, meta):
            "with a realistic mix (`bench/wrk_webhook.lua`: insert 20 %, update 70 %, delete "
            "10 %; 1 id 70 %, 2–10 ids 20 %, 11–100 ids 10 %, mean 7.45; every body distinct), "
            "against two ceilings measured in the same run: nginx answering `return 204` to the "
-           "same requests, and pgbench running the webhook's per-notification transaction "
+           "same requests, and pgbench running the SQL the webhook runs per notification "
            "(`bench/pgbench_notify_dirty.sql@90`, `bench/pgbench_notify_delete.sql@10`, "
-           "`-M prepared -j %d`) at the same concurrency. %d s per case after %d s of warm-up; a "
+           "`-M prepared -j %d`; bodies of the same mix made beforehand by "
+           "`bench/pgbench_bodies.sql`) at the same concurrency. %d s per case after %d s of "
+           "warm-up, an `ANALYZE` and a `CHECKPOINT`; a "
            "fresh webhook per case (so its peak RSS is that case's). `make bench-webhook` "
            "regenerates this section (`bench/bench_webhook.py`, see `bench/README.md`)."
            % (meta["pgbench_jobs"], meta["duration"], meta["warmup"]), "",
@@ -394,6 +426,12 @@ def markdown(rows, meta):
             "%.1f MiB" % (r["hwm_kib"] / 1024.0) if r.get("hwm_kib") else "—",
             cpu_cell(r).replace("|", "\\|"),
             "%.2f CPU" % r["others"] if "others" in r else "—"))
+    spread = ["%s at %d: %s" % (r["label"], r["conns"], " / ".join("{:,.0f}".format(x)
+                                                              for x in r["rounds"]))
+              for r in rows if len(r.get("rounds", [])) > 1]
+    if spread:
+        out += ["", "Best of %d interleaved rounds; req/s of each round: %s."
+                % (meta["repeat"], "; ".join(spread))]
     out += ["",
             "CPU µs/req: CPU time per answered request, total = webhook + nginx + PostgreSQL "
             "(postmaster and backends) + wrk for the webhook rows; read from /proc around each "
@@ -401,21 +439,22 @@ def markdown(rows, meta):
             "a row with much of it is not a clean measurement. not 200: answers other than "
             "200 `{\"status\":\"applied\"}` plus socket errors and timeouts (pgbench: failed "
             "transactions).", "",
-            "Targets (issue #9): at %d connections ≥ %.0f %% of the pgbench ceiling, p99 ≤ %.0f "
+            "Targets (issue #9): at %d connections ≥ %.0f %% of the pgbench ceiling, "
+            "p99 ≤ %.0f "
             "ms, no answer other than 200." % (meta["top"], TARGET_RATIO * 100, TARGET_P99_MS),
             "",
             "Setup: nginx %s, `worker_processes %d`, `access_log off`, the project's "
             "`nginx/zcrm-sync.conf` in the harness template; webhook `[webhook] fetch = false`, "
             "`-q`; wrk %s, `-t%d --timeout 10s`; PostgreSQL %s from `scripts/pg-temp` (fsync, "
             "synchronous_commit and full_page_writes off; the same server for the pgbench "
-            "ceiling); zcrm.leads from the simulator's 43 Leads fields. Machine: %s, %d CPU(s) "
+            "ceiling), reached over %s; zcrm.leads from the simulator's 43 Leads fields. "
+            "Machine: %s, %d CPU(s) "
             "(nproc), Linux %s — every process of the run (wrk, nginx, webhook, PostgreSQL) "
             "shares them. Commit %s, %s."
             % (meta["nginx"], meta["nginx_workers"], meta["wrk"], meta["wrk_threads"],
-               meta["pg"], meta["cpu"], meta["ncpu"], meta["kernel"], meta["rev"], meta["date"]),
+               meta["pg"], "its Unix socket" if meta["pg_socket"] == "unix" else "TCP (127.0.0.1)",
+               meta["cpu"], meta["ncpu"], meta["kernel"], meta["rev"], meta["date"]),
             ""]
-    if meta.get("notes"):
-        out += [meta["notes"].rstrip(), ""]
     return "\n".join(out)
 
 
@@ -453,18 +492,25 @@ def main():
     ap.add_argument("--warmup", type=int, default=3, help="seconds of load before each case (3)")
     ap.add_argument("--conns", default="16,64", help="HTTP connections / pgbench clients (16,64)")
     ap.add_argument("--threads", default="4,16,64", help="webhook threads to try (4,16,64)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="rounds of every case, interleaved; the fastest of each is reported "
+                         "(the least disturbed by other load), the spread beside it (1)")
     ap.add_argument("--nginx-workers", type=int, default=1, help="nginx worker_processes (1)")
     ap.add_argument("--wrk-threads", type=int, default=2, help="wrk -t (2)")
     ap.add_argument("--pgbench-jobs", type=int, default=2, help="pgbench -j (2)")
     ap.add_argument("--binary", action="append", default=[], metavar="[LABEL=]PATH",
                     help="the webhook to measure (default: the build's); give it more than "
                          "once, with labels, to compare builds in one interleaved run")
-    ap.add_argument("--pgbench", choices=("current", "before"), default="current",
-                    help="pgbench scripts: the webhook's SQL now (default), or the "
-                         "six-statement transaction it ran before (bench/pgbench_before_*.sql)")
+    ap.add_argument("--pgbench", choices=("current", "both"), default="current",
+                    help="pgbench ceiling: the webhook's SQL now (bench/pgbench_notify_*.sql; "
+                         "default), or also the six-statement transaction it ran before "
+                         "(bench/pgbench_before_*.sql; not used for the ratios)")
     ap.add_argument("--only", choices=("all", "webhook", "ceilings"), default="all")
     ap.add_argument("--pgss", action="store_true",
                     help="load pg_stat_statements and print the top statements of each case")
+    ap.add_argument("--pg-socket", choices=("tcp", "unix"), default="tcp",
+                    help="how the webhook and pgbench reach PostgreSQL: 127.0.0.1 (default, "
+                         "as scripts/pg-temp prints it) or its Unix socket")
     ap.add_argument("--keep", action="store_true", help="keep the temp directory and cluster")
     ap.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
     ap.add_argument("--json", help="also write the results to this file")
@@ -475,9 +521,6 @@ def main():
     for b in a.binary or [str(harness.BIN_ROOT / "webhook" / "zcrm_webhook")]:
         label, _, path = b.rpartition("=") if "=" in b else ("", "", b)
         binaries.append((label if len(a.binary) > 1 or label else "", Path(path)))
-    if a.pgbench == "before":
-        global PGB_DIRTY, PGB_DELETE
-        PGB_DIRTY, PGB_DELETE = BENCH / "pgbench_before_dirty.sql", BENCH / "pgbench_before_delete.sql"
     for exe in [b for _, b in binaries] + [TOOLS / "load_fields"]:
         if not Path(exe).exists():
             die("%s is not built: run make" % exe)
@@ -491,6 +534,8 @@ def main():
     (work / "pg").mkdir()
     say("setting up in %s (webhook %s)" % (work, ", ".join(str(b) for _, b in binaries)))
     pg = Pg(work / "pg", pgss=a.pgss)
+    if a.pg_socket == "unix":
+        pg.use_unix_socket()
     nginx = None
     results = []
     try:
@@ -501,6 +546,12 @@ def main():
         subprocess.run([str(TOOLS / "load_fields"), "--config", str(conf), "--module", "Leads",
                         "--fields", str(work / "fields.json")], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # The pgbench ceiling's bodies (bench.*, beside zcrm).
+        r = subprocess.run([pg.psql_bin, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", pg.conninfo,
+                            "-f", str(PGB_BODIES)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+        if r.returncode:
+            die("%s failed:\n%s" % (PGB_BODIES, r.stderr))
         sock = work / "webhook.sock"
         nginx = harness.Nginx(work / "nginx", fastcgi_socket=sock, access_log=False,
                               workers=a.nginx_workers)
@@ -537,7 +588,8 @@ def main():
                      hwm_kib=hwm.get("VmHWM"))
             if a.pgss:
                 r["pgss"] = pg.psql(
-                    "SELECT calls || ' calls, ' || round(mean_exec_time::numeric, 3) || ' ms mean, '"
+                    "SELECT calls || ' calls, ' || round(mean_exec_time::numeric, 3)"
+                    " || ' ms mean, '"
                     " || round(total_exec_time::numeric) || ' ms total: ' ||"
                     " left(regexp_replace(query, '\\s+', ' ', 'g'), 100)"
                     " FROM pg_stat_statements WHERE calls > 10"
@@ -575,27 +627,38 @@ def main():
             r.update(threads=threads, label=label, binary=str(binary))
             return r
 
-        for conns in conns_list:
-            say("%d connections" % conns)
-            if a.only in ("all", "ceilings"):
-                run_wrk(check_url, conns, a.warmup, "204", a.wrk_threads)
-                r = measure("nginx", conns,
-                            lambda: run_wrk(check_url, conns, a.duration, "204", a.wrk_threads))
-                results.append(r)
-                show(r)
-                run_pgbench(pg, work, conns, a.warmup, a.pgbench_jobs, "warmup")
-                r = measure("pgbench", conns,
-                            lambda: run_pgbench(pg, work, conns, a.duration, a.pgbench_jobs,
-                                                "c%d" % conns))
-                results.append(r)
-                show(r)
-            if a.only in ("all", "webhook"):
-                for threads in threads_list:
-                    for label, binary in binaries:
-                        r = webhook_case(label, binary, threads, conns)
+        for rep in range(a.repeat):
+            for conns in conns_list:
+                say("%d connections%s" % (conns, "" if a.repeat == 1 else
+                                          " (round %d/%d)" % (rep + 1, a.repeat)))
+                if a.only in ("all", "ceilings"):
+                    run_wrk(check_url, conns, a.warmup, "204", a.wrk_threads)
+                    r = measure("nginx", conns,
+                                lambda: run_wrk(check_url, conns, a.duration, "204", a.wrk_threads))
+                    results.append(r)
+                    show(r)
+                    run_pgbench(pg, work, conns, a.warmup, a.pgbench_jobs, "warmup")
+                    r = measure("pgbench", conns,
+                                lambda: run_pgbench(pg, work, conns, a.duration, a.pgbench_jobs,
+                                                    "c%d" % conns))
+                    results.append(r)
+                    show(r)
+                    if a.pgbench == "both":
+                        before = (PGB_BEFORE_DIRTY, PGB_BEFORE_DELETE)
+                        run_pgbench(pg, work, conns, a.warmup, a.pgbench_jobs, "warmup", before)
+                        r = measure("pgbench_before", conns,
+                                    lambda: run_pgbench(pg, work, conns, a.duration,
+                                                        a.pgbench_jobs, "b%d" % conns, before))
                         results.append(r)
                         show(r)
+                if a.only in ("all", "webhook"):
+                    for threads in threads_list:
+                        for label, binary in binaries:
+                            r = webhook_case(label, binary, threads, conns)
+                            results.append(r)
+                            show(r)
         print()
+        results = best_of(results)
         rows = build_rows(results, conns_list)
         print_table(rows)
         print()
@@ -604,9 +667,11 @@ def main():
         say("after the run: %s; %s dirty ids; %s tombstones" % (
             inbox, pg.psql("SELECT count(*) FROM zcrm.dirty"),
             pg.psql("SELECT count(*) FROM zcrm.leads WHERE deleted_at IS NOT NULL")))
-        meta = {"duration": a.duration, "warmup": a.warmup, "pgbench_jobs": a.pgbench_jobs,
+        meta = {"duration": a.duration, "warmup": a.warmup, "repeat": a.repeat,
+                "pgbench_jobs": a.pgbench_jobs,
                 "top": max(conns_list), "nginx_workers": a.nginx_workers,
-                "wrk_threads": a.wrk_threads, "cpu": cpu_model(), "ncpu": os.cpu_count() or 0,
+                "wrk_threads": a.wrk_threads, "pg_socket": a.pg_socket, "cpu": cpu_model(),
+                "ncpu": os.cpu_count() or 0,
                 "kernel": platform.release(),
                 "pg": pg.psql("SHOW server_version").split()[0],
                 "nginx": tool_version(["nginx", "-v"], r"nginx/(\S+)"),

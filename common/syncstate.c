@@ -143,6 +143,14 @@ enum rc run_start(struct db *db, const char *kind, const char *module, int64_t *
 	if (gethostname(host, sizeof(host) - 1))
 		host[0] = '\0';
 	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	/* The caller holds the job lock: a run still "running" was killed. */
+	rc = db_exec(db,
+		     "UPDATE runs SET outcome = 'interrupted', finished_at = now(),"
+		     " message = coalesce(message, 'process ended without finishing (killed?)')"
+		     " WHERE kind = $1 AND module IS NOT DISTINCT FROM $2 AND outcome = 'running'",
+		     2, (const char *[]){kind, module}, NULL);
+	if (rc)
+		return rc;
 	rc = db_query_value(db,
 			    "INSERT INTO runs (kind, module, host, pid) VALUES ($1, $2, $3, $4::int)"
 			    " RETURNING id",

@@ -37,7 +37,9 @@ enum rc sync_set_channel(struct db *db, const char *module, uint64_t channel_id,
 			 int64_t expiry, const char *status) ZCRM_MUSTCHECK;
 enum rc sync_set_error(struct db *db, const char *module, const char *error) ZCRM_MUSTCHECK;
 
-/* runs */
+/* runs: start one (the caller holds the job lock, so a run of the same
+ * kind and module still marked running was killed: it is marked
+ * interrupted) */
 enum rc run_start(struct db *db, const char *kind, const char *module, int64_t *run_id) ZCRM_MUSTCHECK;
 struct run_counts {
 	int pages;
