@@ -4,34 +4,41 @@ PostgreSQL, against its two ceilings, in one run.
 
     make bench-webhook                    (WEBHOOK_ARGS="--duration 5 --threads 16")
     /usr/bin/python3 bench/bench_webhook.py [--duration S] [--conns 16,64]
-        [--threads 4,16,64] [--nginx-workers N] [--binary PATH] [--no-docs]
+        [--threads 4,16,64] [--rate R] [--repeat N] [--binary [LABEL=]PATH]...
+        [--nginx-workers N] [--pg-socket tcp|unix] [--pgbench current|both]
+        [--pgss] [--keep] [--no-docs] [--json F] [--docs-from F]
 
 Starts a throwaway PostgreSQL (scripts/pg-temp: fsync, synchronous_commit
 and full_page_writes off), creates zcrm.leads from the simulator's Leads
-field metadata (tools/load_fields), starts nginx from the integration
-tests' template (tests/integration/harness.py; access_log off,
-worker_processes --nginx-workers) and, per measured case, a fresh
-webhook ([webhook] fetch = false, threads N) behind it. Then, for each
-concurrency in --conns (interleaved, so that all cases see the same
-background load and the same table sizes):
+field metadata (tools/load_fields) and the pgbench ceiling's bodies
+(bench/pgbench_bodies.sql), starts nginx from the integration tests'
+template (tests/integration/harness.py; access_log off, worker_processes
+--nginx-workers) and, per measured case, a fresh webhook ([webhook] fetch =
+false, threads N) behind it. Then, for each concurrency in --conns
+(interleaved, so that all cases see the same background load and the same
+table sizes):
 
   nginx     wrk against `location = /zcrm-harness-check { return 204; }`,
             same bodies: HTTP parsing and the bytes on the wire, no FastCGI
   pgbench   pgbench -n -M prepared -c C -j 2 -T S with
             bench/pgbench_notify_dirty.sql@90 and pgbench_notify_delete.sql@10:
-            the statements the webhook runs per notification, one
-            transaction each, straight to PostgreSQL
+            the statements the webhook runs per notification, straight to
+            PostgreSQL
   webhook   wrk -t2 -c C --latency -s bench/wrk_webhook.lua against
-            /zcrm/notify, once per --threads value
+            /zcrm/notify, once per --threads value (and per --binary)
+  paced     at the highest concurrency, the webhook again with the
+            connections paced to offer --rate notifications/s in all
 
-Every run is preceded by --warmup seconds of the same load (not counted).
-The mix (wrk_webhook.lua): insert 20 %, update 70 %, delete 10 %; 1 id 70 %,
-2–10 ids 20 %, 11–100 ids 10 %; every body distinct. Prints requests/s,
-p50/p99/p99.9, answers that were not 200 {"status":"applied"}, the peak RSS
-of the webhook (VmHWM of the process, started fresh for each case), CPU
-time per request of each process (webhook, nginx, PostgreSQL, load
-generator) and the ratios webhook/pgbench and webhook/nginx; then rewrites
-the "Webhook" section of docs/benchmarks.md (--no-docs to skip).
+Every run is preceded by --warmup seconds of the same load (not counted),
+an ANALYZE and a CHECKPOINT. The mix (wrk_webhook.lua): insert 20 %, update
+70 %, delete 10 %; 1 id 70 %, 2–10 ids 20 %, 11–100 ids 10 %; every body
+distinct. Prints requests/s, p50/p99/p99.9, answers that were not 200
+{"status":"applied"}, the peak RSS of the webhook (VmHWM of the process,
+started fresh for each case), CPU time per request of each process (webhook,
+nginx, PostgreSQL, load generator) and the ratios webhook/pgbench and
+webhook/nginx; then rewrites the "Webhook" section of docs/benchmarks.md
+(--no-docs to skip), keeping the notes written by hand below its
+NOTES_MARK line.
 
 Targets (issue #9): at 64 connections ≥ 80 % of the pgbench ceiling, p99 ≤
 20 ms, no answer other than 200. Not a test: the exit status says only
@@ -213,9 +220,21 @@ def percentile(sorted_vals, p):
     return sorted_vals[k]
 
 
-def run_wrk(url, conns, seconds, expect, threads):
+def paced_script(work, conns, rate):
+    """wrk_webhook.lua with a delay() that paces each connection so that
+    the connections together offer about `rate` requests/s (an open-ish
+    load: what a sender that is not waiting for us would do). wrk asks the
+    main script whether delay() exists, so it lives in a wrapper, and the
+    saturated runs keep their tight loop."""
+    path = work / ("wrk_paced_%d_%d.lua" % (conns, rate))
+    path.write_text('dofile("%s")\nfunction delay()\n   return %.3f\nend\n'
+                    % (LUA, conns * 1000.0 / rate))
+    return path
+
+
+def run_wrk(url, conns, seconds, expect, threads, script=LUA):
     argv = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % seconds, "--latency",
-            "--timeout", "10s", "-s", str(LUA), url, "--", expect,
+            "--timeout", "10s", "-s", str(script), url, "--", expect,
             harness.TOKEN, harness.CHANNEL_ID, "Leads"]
     r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     m = re.search(r"^WRKJSON (.*)$", r.stdout, re.M)
@@ -308,11 +327,17 @@ def fmt_ms(v):
 
 def case_label(r):
     if r["kind"] == "webhook":
-        return "webhook%s, %d threads" % (" (%s)" % r["label"] if r.get("label") else "",
-                                          r["threads"])
+        return "webhook%s, %d threads%s" % (" (%s)" % r["label"] if r.get("label") else "",
+                                            r["threads"],
+                                            ", paced to %d/s" % r["rate"] if r.get("rate")
+                                            else "")
     return {"nginx": "ceiling: nginx `return 204`",
             "pgbench": "ceiling: pgbench, same SQL",
             "pgbench_before": "pgbench, the SQL before"}[r["kind"]]
+
+
+def case_key(r):
+    return r["kind"], r["conns"], r.get("threads"), r.get("label"), r.get("rate")
 
 
 def best_of(results):
@@ -320,7 +345,7 @@ def best_of(results):
     spread of requests/s over the rounds."""
     by = {}
     for r in results:
-        by.setdefault((r["kind"], r["conns"], r.get("threads"), r.get("label")), []).append(r)
+        by.setdefault(case_key(r), []).append(r)
     out = []
     for runs in by.values():
         best = dict(max(runs, key=lambda x: x["rps"]))
@@ -328,7 +353,7 @@ def best_of(results):
         out.append(best)
     order = {id(x): i for i, x in enumerate(results)}
     first = {k: min(order[id(x)] for x in v) for k, v in by.items()}
-    out.sort(key=lambda b: first[(b["kind"], b["conns"], b.get("threads"), b.get("label"))])
+    out.sort(key=lambda b: first[case_key(b)])
     return out
 
 
@@ -342,8 +367,12 @@ def build_rows(results, conns_list):
             row = dict(r)
             row["label"] = case_label(r)
             if r["kind"] == "webhook":
-                row["vs_pgbench"] = r["rps"] / ceil["pgbench"]["rps"] if "pgbench" in ceil else None
-                row["vs_nginx"] = r["rps"] / ceil["nginx"]["rps"] if "nginx" in ceil else None
+                # A paced run's throughput is what it was offered: no ratio.
+                paced = bool(r.get("rate"))
+                row["vs_pgbench"] = (r["rps"] / ceil["pgbench"]["rps"]
+                                     if "pgbench" in ceil and not paced else None)
+                row["vs_nginx"] = (r["rps"] / ceil["nginx"]["rps"]
+                                   if "nginx" in ceil and not paced else None)
                 miss = []
                 if r["bad"] or r["not_applied"]:
                     miss.append("non-200")
@@ -395,8 +424,9 @@ def print_table(rows):
 def markdown(rows, meta):
     out = ["## Webhook", "",
            "Notifications through nginx → `webhook/zcrm_webhook` → PostgreSQL, driven by wrk "
-           "with a realistic mix (`bench/wrk_webhook.lua`: insert 20 %, update 70 %, delete "
-           "10 %; 1 id 70 %, 2–10 ids 20 %, 11–100 ids 10 %, mean 7.45; every body distinct), "
+           "with a realistic mix (`bench/wrk_webhook.lua`: insert 20 %%, update 70 %%, delete "
+           "10 %%; 1 id 70 %%, 2–10 ids 20 %%, 11–100 ids 10 %%, mean 7.45; every body "
+           "distinct), "
            "against two ceilings measured in the same run: nginx answering `return 204` to the "
            "same requests, and pgbench running the SQL the webhook runs per notification "
            "(`bench/pgbench_notify_dirty.sql@90`, `bench/pgbench_notify_delete.sql@10`, "
@@ -495,6 +525,10 @@ def main():
     ap.add_argument("--repeat", type=int, default=1,
                     help="rounds of every case, interleaved; the fastest of each is reported "
                          "(the least disturbed by other load), the spread beside it (1)")
+    ap.add_argument("--rate", type=int, default=1000,
+                    help="also run the webhook at the highest concurrency with the "
+                         "connections paced to offer about this many requests/s in all, "
+                         "for its latency below saturation (1000; 0: no)")
     ap.add_argument("--nginx-workers", type=int, default=1, help="nginx worker_processes (1)")
     ap.add_argument("--wrk-threads", type=int, default=2, help="wrk -t (2)")
     ap.add_argument("--pgbench-jobs", type=int, default=2, help="pgbench -j (2)")
@@ -514,8 +548,15 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the temp directory and cluster")
     ap.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
     ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--docs-from", metavar="JSON",
+                    help="write docs/benchmarks.md from a --json file of an earlier run, "
+                         "without running anything")
     a = ap.parse_args()
     conns_list, threads_list = parse_list(a.conns), parse_list(a.threads)
+    if a.docs_from:
+        saved = json.loads(Path(a.docs_from).read_text())
+        say("wrote %s" % write_docs(markdown(saved["rows"], saved["meta"])))
+        return 0
 
     binaries = []
     for b in a.binary or [str(harness.BIN_ROOT / "webhook" / "zcrm_webhook")]:
@@ -609,22 +650,23 @@ def main():
         notify_url = nginx.url + "/zcrm/notify"
         check_url = nginx.url + "/zcrm-harness-check"
 
-        def webhook_case(label, binary, threads, conns):
+        def webhook_case(label, binary, threads, conns, rate=0):
             wcfg = harness.merge_overrides(cfg, {"webhook": {"fetch": False, "threads": threads}})
             wconf = harness.write_ini(work / ("webhook-%d.conf" % threads), wcfg)
             wh = harness.Webhook(work, wconf, sock, args=["-q"], binary=binary)
             wh.start()
             try:
-                run_wrk(notify_url, conns, a.warmup, "applied", a.wrk_threads)
+                script = paced_script(work, conns, rate) if rate else LUA
+                run_wrk(notify_url, conns, a.warmup, "applied", a.wrk_threads, script)
                 r = measure("webhook", conns,
                             lambda: run_wrk(notify_url, conns, a.duration, "applied",
-                                            a.wrk_threads),
+                                            a.wrk_threads, script),
                             extra_pids={"webhook": wh.pid}, stop=lambda: wh.proc.stop())
             finally:
                 wh.proc.stop()
                 for p in wh.take_problems():
                     say(p)
-            r.update(threads=threads, label=label, binary=str(binary))
+            r.update(threads=threads, label=label, binary=str(binary), rate=rate)
             return r
 
         for rep in range(a.repeat):
@@ -657,6 +699,11 @@ def main():
                             r = webhook_case(label, binary, threads, conns)
                             results.append(r)
                             show(r)
+                if a.rate and conns == max(conns_list) and a.only in ("all", "webhook"):
+                    for threads in threads_list:
+                        r = webhook_case(binaries[0][0], binaries[0][1], threads, conns, a.rate)
+                        results.append(r)
+                        show(r)
         print()
         results = best_of(results)
         rows = build_rows(results, conns_list)

@@ -9,17 +9,19 @@
 -- (for the nginx-alone ceiling, /zcrm-harness-check, which gets the same
 -- bodies so that both runs put the same bytes on the wire).
 --
--- The mix (bench/README.md; bench/pgbench_notify_*.sql draw the same):
+-- The mix (bench/README.md; bench/pgbench_bodies.sql makes the same for pgbench):
 --   operation   insert 20 %, update 70 %, delete 10 %
 --   ids         1 id 70 %, 2–10 ids 20 %, 11–100 ids 10 % (mean 7.45),
 --               consecutive from a random start
 --   record ids  update/delete: from a pool of 1,000,000 records
 --               (4150868000000000001 …), so ids repeat and the dirty upsert
---               meets conflicts; insert: new ids, never seen before
+--               meets conflicts; insert: new ids (a random base per wrk
+--               thread and run, so practically never seen before)
 --   body        Zoho's shape (tests/zoho_sim/store.py emit()): affected_fields
 --               only for update, no affected_values
--- server_time is distinct per request (thread in the low digits, a counter;
--- above), so no body repeats and none is answered as a duplicate.
+-- server_time is distinct per request (a counter, with the wrk thread in
+-- the low digits: at most 15 wrk threads), so no body repeats and none is
+-- answered as a duplicate.
 --
 -- done() prints the usual percentiles plus p99.9, the counts of answers
 -- that were not as expected, and one machine-readable line:

@@ -31,23 +31,6 @@ static void ms_literal(int64_t ms, char *buf, size_t cap)
 	snprintf(buf, cap, "%" PRId64 ".%03d", ms / 1000, (int)(ms % 1000));
 }
 
-static enum rc table_exists(struct db *db, const char *module, bool *exists)
-{
-	struct db_res *res = NULL;
-	enum rc rc;
-
-	*exists = false;
-	rc = db_prepared(db, "inbox_table_ready",
-			 "SELECT table_ready FROM sync_state WHERE module = $1", 1,
-			 (const char *[]){module}, &res);
-	if (rc)
-		return rc;
-	const char *v = db_res_get(res, 0, 0);
-	*exists = v && v[0] == 't';
-	db_res_free(res);
-	return RC_OK;
-}
-
 /* Columns affected_values may never set: identity and the freshness clock. */
 static bool system_column(const char *column)
 {
@@ -147,7 +130,28 @@ static enum rc apply_affected(struct db *db, const struct notification *n, const
 	return rc;
 }
 
-/* Apply one notification's effect. Runs inside the caller's transaction. */
+/* Marking ids dirty: the upsert's conflict clause, shared by the one-statement
+ * record (RECORD_SQL) and apply(). */
+#define DIRTY_UPSERT_CONFLICT                                                  \
+	" ON CONFLICT (module, id) DO UPDATE"                                  \
+	" SET server_time = greatest(dirty.server_time, excluded.server_time)," \
+	"  next_try = least(dirty.next_try, now())"
+
+/* A delete's tombstones, each stamped with the notification's server_time. */
+static enum rc apply_tombstones(struct db *db, const struct notification *n)
+{
+	int64_t *times = xmalloc(n->nids * sizeof(*times));
+	long applied = 0;
+
+	for (size_t i = 0; i < n->nids; i++)
+		times[i] = n->server_time_ms;
+	enum rc rc = merge_tombstones(db, n->module, n->ids, times, n->nids, "notify", &applied);
+	free(times);
+	return rc;
+}
+
+/* Apply one pending notification's effect and mark it processed. Runs
+ * inside the caller's transaction (inbox_apply_pending). */
 static enum rc apply(struct db *db, const struct notification *n, const char *inbox_id)
 {
 	char *ids = ids_literal(n->ids, n->nids);
@@ -156,12 +160,7 @@ static enum rc apply(struct db *db, const struct notification *n, const char *in
 
 	ms_literal(n->server_time_ms, when, sizeof(when));
 	if (n->op == NOTIF_DELETE) {
-		int64_t *times = xmalloc(n->nids * sizeof(*times));
-		long applied = 0;
-		for (size_t i = 0; i < n->nids; i++)
-			times[i] = n->server_time_ms;
-		rc = merge_tombstones(db, n->module, n->ids, times, n->nids, "notify", &applied);
-		free(times);
+		rc = apply_tombstones(db, n);
 		if (rc)
 			goto out;
 	} else {
@@ -170,9 +169,7 @@ static enum rc apply(struct db *db, const struct notification *n, const char *in
 		rc = db_prepared(db, "inbox_dirty",
 				 "INSERT INTO dirty (module, id, server_time)"
 				 " SELECT DISTINCT $1, unnest($2::bigint[]), to_timestamp($3::numeric)"
-				 " ON CONFLICT (module, id) DO UPDATE"
-				 " SET server_time = greatest(dirty.server_time, excluded.server_time),"
-				 "  next_try = least(dirty.next_try, now())",
+				 DIRTY_UPSERT_CONFLICT,
 				 3, (const char *[]){n->module, ids, when}, NULL);
 		if (rc)
 			goto out;
@@ -187,6 +184,38 @@ out:
 	return rc;
 }
 
+/* Record a notification and, when the module table is ready, mark its ids
+ * dirty: one statement, so one round trip, and no BEGIN/COMMIT for an insert
+ * or update without affected_values (a statement is atomic on its own).
+ * This replaced six round trips (BEGIN; insert; table_ready lookup; dirty
+ * upsert; UPDATE inbox SET processed_at; COMMIT) — bench/bench_webhook.py,
+ * docs/benchmarks.md "Webhook". An applied row is written processed
+ * (processed_at = now(), the transaction's time, as that UPDATE set it):
+ * the UPDATE could not be HOT (inbox_pending's predicate names
+ * processed_at), so it wrote a second copy of the row and new entries in the
+ * primary key and md5(raw) indexes. No row back: a duplicate (md5(raw) seen
+ * before). applied false: pending, the module table is not there yet
+ * (inbox_apply_pending applies it later). */
+static const char RECORD_SQL[] =
+	"WITH ready AS ("
+	"  SELECT coalesce((SELECT table_ready FROM sync_state WHERE module = $2::text),"
+	"   false) AS ok),"
+	" ins AS ("
+	"  INSERT INTO inbox"
+	"   (channel_id, module, operation, ids, server_time, raw, via, processed_at)"
+	"  SELECT $1::bigint, $2::text, $3::text, $4::bigint[], to_timestamp($5::numeric),"
+	"   $6::text, $7::text, CASE WHEN ready.ok THEN now() END FROM ready"
+	"  ON CONFLICT ((md5(raw))) DO NOTHING"
+	"  RETURNING id, processed_at IS NOT NULL AS applied),"
+	" marked AS ("
+	/* DISTINCT: an id sent twice in one notification must not make ON
+	 * CONFLICT DO UPDATE touch its row twice (an error). */
+	"  INSERT INTO dirty (module, id, server_time)"
+	"  SELECT DISTINCT $2::text, unnest($4::bigint[]), to_timestamp($5::numeric)"
+	"  FROM ins WHERE ins.applied AND $3::text <> 'delete'"
+	DIRTY_UPSERT_CONFLICT ")"
+	" SELECT id, applied FROM ins";
+
 enum rc inbox_record(struct db *db, const struct notification *n, const char *raw, size_t len,
 		     const char *via, enum inbox_outcome *outcome)
 {
@@ -194,42 +223,41 @@ enum rc inbox_record(struct db *db, const struct notification *n, const char *ra
 	char channel[24], when[32];
 	char *ids = ids_literal(n->ids, n->nids);
 	char *body = xstrndup(raw, len);
-	bool ready = false;
-	enum rc rc;
+	/* Tombstones and affected_values take more statements after the
+	 * record: one transaction around them all. */
+	bool more = n->op == NOTIF_DELETE ||
+		    (n->affected_values && json_object_array_length(n->affected_values) > 0);
+	enum rc rc = RC_OK;
 
 	snprintf(channel, sizeof(channel), "%" PRIu64, n->channel_id);
 	ms_literal(n->server_time_ms, when, sizeof(when));
-	rc = db_begin(db);
-	if (rc)
-		goto out;
+	if (more) {
+		rc = db_begin(db);
+		if (rc)
+			goto out;
+	}
 	const char *p[7] = {channel, n->module, notif_op_str(n->op), ids, when, body, via};
-	rc = db_prepared(db, "inbox_insert",
-			 "INSERT INTO inbox (channel_id, module, operation, ids, server_time, raw, via)"
-			 " VALUES ($1, $2, $3, $4::bigint[], to_timestamp($5::numeric), $6, $7)"
-			 " ON CONFLICT ((md5(raw))) DO NOTHING RETURNING id",
-			 7, p, &res);
+	rc = db_prepared(db, "inbox_record", RECORD_SQL, 7, p, &res);
 	if (rc)
 		goto fail;
 	if (db_res_rows(res) == 0) {
 		*outcome = INBOX_DUPLICATE;
-		rc = db_commit(db);
-		goto out;
-	}
-	rc = table_exists(db, n->module, &ready);
-	if (rc)
-		goto fail;
-	if (!ready) {
+	} else if (!db_res_get(res, 0, 1) || db_res_get(res, 0, 1)[0] != 't') {
 		*outcome = INBOX_PENDING;
-		rc = db_commit(db);
-		goto out;
+	} else {
+		*outcome = INBOX_APPLIED;
+		if (n->op == NOTIF_DELETE)
+			rc = apply_tombstones(db, n);
+		else if (more)
+			rc = apply_affected(db, n, when);
+		if (rc)
+			goto fail;
 	}
-	rc = apply(db, n, db_res_get(res, 0, 0));
-	if (rc)
-		goto fail;
-	rc = db_commit(db);
-	if (rc)
-		goto fail;
-	*outcome = INBOX_APPLIED;
+	if (more) {
+		rc = db_commit(db);
+		if (rc)
+			goto fail;
+	}
 	goto out;
 fail:
 	db_rollback(db);
