@@ -147,11 +147,15 @@ check-integration: all
 	ZCRM_BIN_ROOT=$(CURDIR)/$(BINROOT) ZCRM_TOOLS=$(CURDIR)/$(BUILD)/tools $(PYTHON) -m pytest -q $(PYTEST_DIRS) $(PYTEST_ARGS)
 
 # The whole suite: normal build, then the C-facing tests again under
-# ASan+UBSan (the simulator's own contract tests need no second run).
+# ASan+UBSan (the simulator's own contract tests need no second run, and
+# the long convergence scenario runs once: the other tests cover the same C
+# paths under the sanitizers), then a minute of each fuzz target.
 PYTEST_DIRS ?= tests/sim tests/integration
 check: deps
 	$(MAKE) check-unit check-integration
-	$(MAKE) SANITIZER=1 PYTEST_DIRS=tests/integration check-unit check-integration
+	$(MAKE) SANITIZER=1 PYTEST_DIRS=tests/integration \
+		PYTEST_ARGS="--ignore=tests/integration/test_converge.py $(PYTEST_ARGS)" \
+		check-unit check-integration
 	$(MAKE) fuzz-smoke
 
 # ---- fuzzing: libFuzzer + ASan + UBSan, clang only, into build/fuzz/ --------
