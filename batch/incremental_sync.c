@@ -42,14 +42,7 @@ static enum rc run_module(struct batch_env *env, const char *module)
 	rc = run_start(env->data, "incremental", module, &run_id);
 	if (rc)
 		goto out;
-	struct bulk_ctx ctx = {
-		.cfg = env->cfg,
-		.data = env->data,
-		.zoho = env->zoho,
-		.stop = &env->stop,
-		.progress = env->tty,
-		.run_id = run_id,
-	};
+	struct bulk_ctx ctx = batch_bulk_ctx(env, run_id);
 	rc = incremental_module(&ctx, module, &res, err, sizeof(err));
 	counts = (struct run_counts){res.bulk.pages, res.bulk.rows_seen,
 				     res.bulk.rows_applied + res.fetched, res.tombstoned};

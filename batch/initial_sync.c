@@ -173,14 +173,7 @@ static enum rc sync_module(struct batch_env *env, const char *module)
 	rc = schema_load(env->data, module, &schema);
 	if (rc)
 		goto out;
-	struct bulk_ctx ctx = {
-		.cfg = env->cfg,
-		.data = env->data,
-		.zoho = env->zoho,
-		.stop = &env->stop,
-		.progress = env->tty,
-		.run_id = run_id,
-	};
+	struct bulk_ctx ctx = batch_bulk_ctx(env, run_id);
 	rc = bulk_export(&ctx, module, schema, "initial", 0, 0, MERGE_BULK, &res, err,
 			 sizeof(err));
 	counts = (struct run_counts){res.pages, res.rows_seen, res.rows_applied, 0};

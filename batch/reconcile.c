@@ -47,14 +47,7 @@ static enum rc run_module(struct batch_env *env, const char *module)
 	rc = run_start(env->data, "reconcile", module, &run_id);
 	if (rc)
 		goto out;
-	struct bulk_ctx ctx = {
-		.cfg = env->cfg,
-		.data = env->data,
-		.zoho = env->zoho,
-		.stop = &env->stop,
-		.progress = env->tty,
-		.run_id = run_id,
-	};
+	struct bulk_ctx ctx = batch_bulk_ctx(env, run_id);
 	rc = reconcile_module(&ctx, module, dry_run, &rep, err, sizeof(err));
 	details = reconcile_json(&rep);
 	counts = (struct run_counts){0, rep.exported, rep.fetched, rep.tombstoned};

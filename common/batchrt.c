@@ -238,6 +238,19 @@ void batch_unlock(struct batch_env *env, const char *module)
 		log_debug("unlock failed (the session ends anyway)", "");
 }
 
+struct bulk_ctx batch_bulk_ctx(struct batch_env *env, int64_t run_id)
+{
+	struct bulk_ctx ctx = {
+		.cfg = env->cfg,
+		.data = env->data,
+		.zoho = env->zoho,
+		.stop = &env->stop,
+		.progress = env->tty,
+		.run_id = run_id,
+	};
+	return ctx;
+}
+
 int batch_exit(enum rc rc)
 {
 	return rc_exit_code(rc);

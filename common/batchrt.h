@@ -7,6 +7,7 @@
 #ifndef ZCRM_BATCHRT_H
 #define ZCRM_BATCHRT_H
 
+#include "bulk.h"
 #include "cfg.h"
 #include "compiler.h"
 #include "db.h"
@@ -62,6 +63,8 @@ size_t batch_modules(const struct batch_env *env, const char **mods, size_t cap)
  * another exporting program holds it. */
 enum rc batch_lock(struct batch_env *env, const char *module) ZCRM_MUSTCHECK;
 void batch_unlock(struct batch_env *env, const char *module);
+/* The export context of a run of this program. */
+struct bulk_ctx batch_bulk_ctx(struct batch_env *env, int64_t run_id);
 /* The exit code for a run's overall result. */
 int batch_exit(enum rc rc);
 

@@ -2,6 +2,7 @@
 #include "db.h"
 #include "log.h"
 
+#include <inttypes.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -417,4 +418,17 @@ enum rc db_query_value(struct db *db, const char *sql, int nparams, const char *
 		*value = xstrdup(v);
 	db_res_free(res);
 	return RC_OK;
+}
+
+char *db_int64_array(const int64_t *ids, size_t n)
+{
+	size_t cap = n * 21 + 3, len = 0;
+	char *s = xmalloc(cap);
+
+	s[len++] = '{';
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(s + len, cap - len, "%s%" PRId64, i ? "," : "", ids[i]);
+	s[len++] = '}';
+	s[len] = '\0';
+	return s;
 }

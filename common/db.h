@@ -66,6 +66,8 @@ enum rc db_copy_put(struct db *db, const void *buf, size_t len) ZCRM_MUSTCHECK;
 enum rc db_copy_end(struct db *db, const char *errmsg, long *rows) ZCRM_MUSTCHECK;
 
 /* identifiers and literals */
+/* A bigint[] parameter literal of the ids: {1,2,3}. Caller frees. */
+char *db_int64_array(const int64_t *ids, size_t n);
 /* A quoted identifier (PQescapeIdentifier); caller frees. */
 char *db_quote_ident(struct db *db, const char *name);
 

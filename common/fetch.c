@@ -100,18 +100,6 @@ static bool returned(struct json_object *records, int64_t id)
 	return false;
 }
 
-static char *ids_array(const int64_t *ids, size_t n)
-{
-	size_t cap = n * 21 + 3, len = 0;
-	char *s = xmalloc(cap);
-	s[len++] = '{';
-	for (size_t i = 0; i < n; i++)
-		len += (size_t)snprintf(s + len, cap - len, "%s%" PRId64, i ? "," : "", ids[i]);
-	s[len++] = '}';
-	s[len] = '\0';
-	return s;
-}
-
 enum rc fetch_ids(struct db *data, struct zoho *zoho, const struct module_schema *schema,
 		  const int64_t *ids, size_t n, struct fetch_stats *st, char *err, size_t errlen)
 {
@@ -195,7 +183,7 @@ enum rc fetch_dirty(struct db *data, struct zoho *zoho, const char *module, size
 		rc = get_records(zoho, schema, ids, n, &records, err, errlen);
 		if (rc) {
 			/* The lease expires and the ids come due again: none lost. */
-			char *arr = ids_array(ids, n);
+			char *arr = db_int64_array(ids, n);
 			if (db_prepared(data, "fetch_failed",
 					"UPDATE dirty SET last_error = $3,"
 					" next_try = now() + least(interval '1 hour',"

@@ -11,20 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A PostgreSQL array literal of the ids: {1,2,3}. Caller frees. */
-static char *ids_literal(const int64_t *ids, size_t n)
-{
-	size_t cap = n * 21 + 3, len = 0;
-	char *s = xmalloc(cap);
-
-	s[len++] = '{';
-	for (size_t i = 0; i < n; i++)
-		len += (size_t)snprintf(s + len, cap - len, "%s%" PRId64, i ? "," : "", ids[i]);
-	s[len++] = '}';
-	s[len] = '\0';
-	return s;
-}
-
 /* server_time (ms) as a timestamptz literal PostgreSQL parses exactly. */
 static void ms_literal(int64_t ms, char *buf, size_t cap)
 {
@@ -154,7 +140,7 @@ static enum rc apply_tombstones(struct db *db, const struct notification *n)
  * inside the caller's transaction (inbox_apply_pending). */
 static enum rc apply(struct db *db, const struct notification *n, const char *inbox_id)
 {
-	char *ids = ids_literal(n->ids, n->nids);
+	char *ids = db_int64_array(n->ids, n->nids);
 	char when[32];
 	enum rc rc;
 
@@ -221,7 +207,7 @@ enum rc inbox_record(struct db *db, const struct notification *n, const char *ra
 {
 	struct db_res *res = NULL;
 	char channel[24], when[32];
-	char *ids = ids_literal(n->ids, n->nids);
+	char *ids = db_int64_array(n->ids, n->nids);
 	char *body = xstrndup(raw, len);
 	/* Tombstones and affected_values take more statements after the
 	 * record: one transaction around them all. */
