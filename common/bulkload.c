@@ -37,16 +37,19 @@ static enum rc source_read(struct source *s, char *buf, size_t cap, size_t *n, c
 }
 
 /* Follows RFC 4180 quoting over the data rows just enough to know where
- * each record ends, so that no record over BULKLOAD_MAX_ROW reaches COPY.
- * A doubled quote toggles twice, so it needs no special case. */
+ * each record ends, so that no record over BULKLOAD_MAX_ROW reaches COPY
+ * and a page can be cut into chunks between records. A doubled quote
+ * toggles twice, so it needs no special case. */
 struct rowguard {
 	bool in_quotes;
 	uint64_t row_bytes; /* of the current record so far */
 	long row;           /* data records completed */
 };
 
-static enum rc rowguard_feed(struct rowguard *g, const char *buf, size_t len, char *err,
-			     size_t errlen)
+/* Consumes buf (*used = len), or with stop_at_row_end only up to the end
+ * of the first record that completes in it (*used < len possible). */
+static enum rc rowguard_feed(struct rowguard *g, const char *buf, size_t len, bool stop_at_row_end,
+			     size_t *used, char *err, size_t errlen)
 {
 	const char *p = buf, *end = buf + len;
 	const char *q = memchr(p, '"', len), *nl = memchr(p, '\n', len);
@@ -55,23 +58,27 @@ static enum rc rowguard_feed(struct rowguard *g, const char *buf, size_t len, ch
 		const char *next = q && (!nl || q < nl) ? q : nl;
 		if (!next) {
 			g->row_bytes += (uint64_t)(end - p);
+			p = end;
 			break;
 		}
 		g->row_bytes += (uint64_t)(next - p) + 1;
+		p = next + 1;
 		if (*next == '"') {
 			g->in_quotes = !g->in_quotes;
-			q = memchr(next + 1, '"', (size_t)(end - next - 1));
+			q = memchr(p, '"', (size_t)(end - p));
 		} else {
 			if (!g->in_quotes) {
 				g->row_bytes = 0;
 				g->row++;
+				if (stop_at_row_end)
+					break;
 			}
-			nl = memchr(next + 1, '\n', (size_t)(end - next - 1));
+			nl = memchr(p, '\n', (size_t)(end - p));
 		}
 		if (g->row_bytes > BULKLOAD_MAX_ROW)
 			break;
-		p = next + 1;
 	}
+	*used = (size_t)(p - buf);
 	if (g->row_bytes > BULKLOAD_MAX_ROW) {
 		snprintf(err, errlen,
 			 "CSV record %ld is longer than %u MiB (the bulk row limit); page refused",
@@ -81,36 +88,148 @@ static enum rc rowguard_feed(struct rowguard *g, const char *buf, size_t len, ch
 	return RC_OK;
 }
 
-/* Reconcile's sink: (id, Modified_Time) of every staged row. */
-static enum rc stage_ids(struct db *db, long *added)
+struct loader {
+	struct db *db;     /* the caller's transaction */
+	struct db *stager; /* NULL: one TEMP staging table on db */
+	const struct module_schema *schema;
+	const struct bulkload_opts *opts;
+	struct bulkload_stats *stats;
+	const char **names;
+	size_t ncols;
+	struct merge_stage *filling;  /* COPY in progress */
+	struct merge_stage *merging;  /* its merge in flight on db */
+	int seq;
+	uint64_t chunk_max;           /* CSV bytes per chunk */
+	uint64_t chunk_bytes;
+	long chunk_first;             /* record number of the chunk's first row */
+};
+
+static enum rc chunk_open(struct loader *L, long first_record, char *err, size_t errlen)
 {
-	struct db_res *res = NULL;
-	enum rc rc = db_exec(db,
-			     "CREATE TEMP TABLE IF NOT EXISTS zcrm_reconcile"
-			     " (id bigint PRIMARY KEY, modified_time timestamptz)",
-			     0, NULL, NULL);
-	if (rc)
-		return rc;
-	rc = db_exec(db,
-		     "INSERT INTO zcrm_reconcile (id, modified_time)"
-		     " SELECT NULLIF(s.id, '')::bigint, NULLIF(s.\"Modified_Time\", '')::timestamptz"
-		     " FROM zcrm_stage s WHERE NULLIF(s.id, '') IS NOT NULL"
-		     " ON CONFLICT (id) DO UPDATE SET modified_time = excluded.modified_time",
-		     0, NULL, &res);
-	*added = rc ? 0 : db_res_affected(res);
-	db_res_free(res);
+	L->chunk_bytes = 0;
+	L->chunk_first = first_record;
+	if (!L->stager)
+		return merge_stage_begin(L->db, L->schema, L->names, L->ncols, &L->filling, err,
+					 errlen);
+	return merge_stage_begin_chunk(L->db, L->stager, L->schema, L->names, L->ncols, L->seq++,
+				       &L->filling, err, errlen);
+}
+
+static enum rc chunk_put(struct loader *L, const char *buf, size_t n, char *err, size_t errlen)
+{
+	L->chunk_bytes += n;
+	if (merge_stage_put(L->filling, buf, n) == RC_OK)
+		return RC_OK;
+	snprintf(err, errlen, "COPY: %s", db_error(merge_stage_copy_db(L->filling)));
+	return RC_DB;
+}
+
+/* Wait for the merge in flight, if any. */
+static enum rc merged(struct loader *L, char *err, size_t errlen)
+{
+	long applied = 0;
+	enum rc rc;
+
+	if (!L->merging)
+		return RC_OK;
+	rc = merge_apply_finish(L->merging, &applied, err, errlen);
+	merge_stage_free(L->merging);
+	L->merging = NULL;
+	L->stats->rows_applied += applied;
 	return rc;
 }
 
-static enum rc load(struct db *db, const struct module_schema *schema, struct source *src,
-		    const struct bulkload_opts *opts, struct bulkload_stats *stats, char *err,
-		    size_t errlen)
+/* End the chunk's COPY, wait for the previous chunk's merge, start this one's. */
+static enum rc chunk_close(struct loader *L, char *err, size_t errlen)
+{
+	struct merge_stage *st = L->filling;
+	long rows = 0, added = 0;
+	enum rc rc;
+
+	rc = merge_stage_end(st, NULL, &rows);
+	if (rc) {
+		/* PostgreSQL names the line and column of a malformed row. */
+		if (L->chunk_first > 1)
+			snprintf(err, errlen, "CSV rejected: %s (lines counted from record %ld)",
+				 db_error(merge_stage_copy_db(st)), L->chunk_first);
+		else
+			snprintf(err, errlen, "CSV rejected: %s", db_error(merge_stage_copy_db(st)));
+		return rc;
+	}
+	L->stats->rows_staged += rows;
+	rc = merged(L, err, errlen);
+	if (rc)
+		return rc;
+	L->filling = NULL;
+	if (L->opts->ids_only) {
+		rc = merge_collect_ids(st, &added, err, errlen);
+		L->stats->rows_applied += added;
+		merge_stage_free(st);
+		return rc;
+	}
+	L->merging = st;
+	return merge_apply_start(st, L->opts->rule, L->opts->tie_before, L->opts->source, err,
+				 errlen);
+}
+
+/* Header parsed: the column names, and the first chunk. */
+static enum rc header_done(struct loader *L, struct csvhead *head, char *err, size_t errlen)
+{
+	enum rc rc = csvhead_check(head, err, errlen);
+
+	if (rc)
+		return rc;
+	L->ncols = csvhead_ncols(head);
+	L->names = xcalloc(L->ncols, sizeof(*L->names));
+	for (size_t i = 0; i < L->ncols; i++)
+		L->names[i] = csvhead_col(head, i);
+	return chunk_open(L, 1, err, errlen);
+}
+
+/* Data bytes: into the filling chunk, cut after the record that crosses
+ * chunk_max. */
+static enum rc feed_rows(struct loader *L, struct rowguard *guard, const char *p, size_t n,
+			 char *err, size_t errlen)
+{
+	while (n > 0) {
+		bool cut = L->stager && L->chunk_bytes + n >= L->chunk_max;
+		size_t used = 0;
+		enum rc rc;
+
+		if (cut && L->chunk_bytes < L->chunk_max) {
+			/* Up to the threshold as usual, then to the record's end. */
+			size_t upto = (size_t)(L->chunk_max - L->chunk_bytes);
+			rc = rowguard_feed(guard, p, upto, false, &used, err, errlen);
+			if (!rc)
+				rc = chunk_put(L, p, used, err, errlen);
+			if (rc)
+				return rc;
+			p += used;
+			n -= used;
+		}
+		rc = rowguard_feed(guard, p, n, cut, &used, err, errlen);
+		if (!rc)
+			rc = chunk_put(L, p, used, err, errlen);
+		if (rc)
+			return rc;
+		p += used;
+		n -= used;
+		if (cut && n > 0) {
+			rc = chunk_close(L, err, errlen);
+			if (!rc)
+				rc = chunk_open(L, guard->row + 1, err, errlen);
+			if (rc)
+				return rc;
+		}
+	}
+	return RC_OK;
+}
+
+static enum rc load(struct loader *L, struct source *src, char *err, size_t errlen)
 {
 	struct csvhead *head = csvhead_new(0);
 	struct rowguard guard = {false, 0, 0};
-	struct merge_stage *stage = NULL;
 	char *buf = xmalloc(CHUNK);
-	const char **names = NULL;
 	bool done = false;
 	enum rc rc;
 
@@ -121,77 +240,81 @@ static enum rc load(struct db *db, const struct module_schema *schema, struct so
 			goto out;
 		if (n == 0)
 			break;
-		stats->bytes_csv += n;
+		L->stats->bytes_csv += n;
 		if (!done) {
 			rc = csvhead_feed(head, buf, n, &consumed, &done, err, errlen);
 			if (rc)
 				goto out;
 			if (!done)
 				continue;
-		}
-		if (!stage) {
-			rc = csvhead_check(head, err, errlen);
-			if (rc)
-				goto out;
-			size_t nc = csvhead_ncols(head);
-			names = xcalloc(nc, sizeof(*names));
-			for (size_t i = 0; i < nc; i++)
-				names[i] = csvhead_col(head, i);
-			rc = merge_stage_begin(db, schema, names, nc, &stage, err, errlen);
+			rc = header_done(L, head, err, errlen);
 			if (rc)
 				goto out;
 		}
-		if (n > consumed) {
-			rc = rowguard_feed(&guard, buf + consumed, n - consumed, err, errlen);
-			if (rc)
-				goto out;
-			rc = merge_stage_put(stage, buf + consumed, n - consumed);
-			if (rc) {
-				snprintf(err, errlen, "COPY: %s", db_error(db));
-				goto out;
-			}
-		}
+		rc = feed_rows(L, &guard, buf + consumed, n - consumed, err, errlen);
+		if (rc)
+			goto out;
 	}
-	if (!stage) {
+	if (!L->filling && !L->merging) {
 		/* The file ended inside or right after the header. */
 		rc = csvhead_end(head, err, errlen);
-		if (rc)
-			goto out;
-		rc = csvhead_check(head, err, errlen);
-		if (rc)
-			goto out;
-		size_t nc = csvhead_ncols(head);
-		names = xcalloc(nc, sizeof(*names));
-		for (size_t i = 0; i < nc; i++)
-			names[i] = csvhead_col(head, i);
-		rc = merge_stage_begin(db, schema, names, nc, &stage, err, errlen);
+		if (!rc)
+			rc = header_done(L, head, err, errlen);
 		if (rc)
 			goto out;
 	}
-	rc = merge_stage_end(stage, NULL, &stats->rows_staged);
-	if (rc) {
-		/* PostgreSQL names the line and column of a malformed row. */
-		snprintf(err, errlen, "CSV rejected: %s", db_error(db));
-		goto out;
-	}
-	if (opts->ids_only) {
-		rc = stage_ids(db, &stats->rows_applied);
-		if (rc)
-			snprintf(err, errlen, "reconcile ids: %s", db_error(db));
-	} else {
-		rc = merge_apply(stage, opts->rule, opts->tie_before, opts->source,
-				 &stats->rows_applied, err, errlen);
-	}
+	rc = chunk_close(L, err, errlen);
+	if (!rc)
+		rc = merged(L, err, errlen);
 out:
-	if (stage && rc) {
+	if (L->filling && rc) {
 		long ignored;
-		if (merge_stage_end(stage, err[0] ? err : "aborted", &ignored) != RC_OK)
+		if (merge_stage_end(L->filling, err[0] ? err : "aborted", &ignored) != RC_OK)
 			log_debug("staging aborted", "");
 	}
-	merge_stage_free(stage);
+	/* Waits for a merge still in flight: the caller rolls back next. */
+	merge_stage_free(L->filling);
+	merge_stage_free(L->merging);
 	csvhead_free(head);
-	free(names);
+	free(L->names);
 	free(buf);
+	return rc;
+}
+
+/* The stager, when asked for: a second connection, or none (one table on
+ * db) if it cannot be had - slower, not wrong. */
+static struct db *open_stager(struct db *db, const struct bulkload_opts *opts)
+{
+	struct db *stager = NULL;
+
+	if (!opts->parallel)
+		return NULL;
+	if (db_connect_like(db, &stager) != RC_OK) {
+		log_info("no second database connection; loading the page on one", "err=%s",
+			 log_q(db_error(stager)));
+		db_close(stager);
+		return NULL;
+	}
+	if (merge_stage_sweep(stager) != RC_OK)
+		log_info("could not sweep old staging tables", "err=%s", log_q(db_error(stager)));
+	return stager;
+}
+
+static enum rc load_with(struct db *db, const struct module_schema *schema, struct source *src,
+			 const struct bulkload_opts *opts, struct bulkload_stats *stats, char *err,
+			 size_t errlen)
+{
+	struct loader L = {0};
+	enum rc rc;
+
+	L.db = db;
+	L.stager = open_stager(db, opts);
+	L.schema = schema;
+	L.opts = opts;
+	L.stats = stats;
+	L.chunk_max = opts->chunk_bytes ? opts->chunk_bytes : BULKLOAD_CHUNK;
+	rc = load(&L, src, err, errlen);
+	db_close(L.stager);
 	return rc;
 }
 
@@ -208,7 +331,7 @@ enum rc bulkload_zip(struct db *db, const struct module_schema *schema, const ch
 	if (rc)
 		return rc;
 	stats->bytes_zip = zipstream_compressed_size(src.zip);
-	rc = load(db, schema, &src, opts, stats, err, errlen);
+	rc = load_with(db, schema, &src, opts, stats, err, errlen);
 	zipstream_close(src.zip);
 	return rc;
 }
@@ -227,7 +350,7 @@ enum rc bulkload_csv(struct db *db, const struct module_schema *schema, const ch
 		snprintf(err, errlen, "%s: %s", csv_path, strerror(errno));
 		return RC_IO;
 	}
-	rc = load(db, schema, &src, opts, stats, err, errlen);
+	rc = load_with(db, schema, &src, opts, stats, err, errlen);
 	close(src.fd);
 	return rc;
 }

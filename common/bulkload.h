@@ -1,10 +1,12 @@
 /* bulkload.h — one bulk-read page: ZIP file → inflate → COPY → merge.
  *
  * Streams the single CSV entry of a downloaded bulk ZIP through zlib into
- * COPY of a text staging table, the header line parsed by csvhead and the
+ * COPY of text staging tables, the header line parsed by csvhead and the
  * rows by PostgreSQL's own CSV parser, then merges with the given rule
- * (merge.h). Memory stays bounded whatever the page size. Runs inside the
- * caller's transaction, so a failure leaves the module table untouched. */
+ * (merge.h) - with opts->parallel chunk by chunk, the next chunk staged on
+ * a second connection while this one merges. Memory stays bounded whatever
+ * the page size. The module table changes only in the caller's
+ * transaction, so a failure leaves it untouched. */
 #ifndef ZCRM_BULKLOAD_H
 #define ZCRM_BULKLOAD_H
 
@@ -23,6 +25,13 @@
  * 32,000 characters), so a longer row is refused before COPY buffers it. */
 #define BULKLOAD_MAX_ROW (64u << 20)
 
+/* With opts->parallel, the page goes through in chunks of about this much
+ * CSV: the stager COPYs chunk k+1 while the caller's connection merges
+ * chunk k. Smaller chunks overlap more of the page (the first COPY and the
+ * last merge run alone) but pay a table, a COPY and a merge statement
+ * each; measured in docs/benchmarks.md. */
+#define BULKLOAD_CHUNK (8u << 20)
+
 struct bulkload_stats {
 	long rows_staged;
 	long rows_applied;
@@ -38,6 +47,12 @@ struct bulkload_opts {
 	/* Reconcile: instead of merging, add (id, Modified_Time) of every row to
 	 * the session's temporary table zcrm_reconcile (created if missing). */
 	bool ids_only;
+	/* Stage in chunks on a second connection while db merges (merge.h):
+	 * two backends at work. Without it, one TEMP table on db. */
+	bool parallel;
+	/* CSV bytes per chunk when parallel; 0: BULKLOAD_CHUNK (tests make
+	 * it small to cut a page into many). */
+	size_t chunk_bytes;
 };
 
 enum rc bulkload_zip(struct db *db, const struct module_schema *schema, const char *zip_path,

@@ -101,6 +101,21 @@ enum rc db_connect(const char *conninfo, const char *schema, struct db **out)
 	return rc;
 }
 
+enum rc db_connect_like(const struct db *db, struct db **out)
+{
+	return db_connect(db->conninfo, db->schema, out);
+}
+
+int db_server_version(const struct db *db)
+{
+	return db && db->conn ? PQserverVersion(db->conn) : 0;
+}
+
+int db_backend_pid(const struct db *db)
+{
+	return db && db->conn ? PQbackendPID(db->conn) : 0;
+}
+
 void db_close(struct db *db)
 {
 	if (!db)
@@ -143,6 +158,11 @@ bool db_transient(const struct db *db)
 			return true;
 	}
 	return false;
+}
+
+const char *db_sqlstate(const struct db *db)
+{
+	return db ? db->sqlstate : "";
 }
 
 const char *db_schema(const struct db *db)
@@ -243,6 +263,42 @@ enum rc db_begin(struct db *db)
 enum rc db_commit(struct db *db)
 {
 	return db_exec(db, "COMMIT", 0, NULL, NULL);
+}
+
+enum rc db_send(struct db *db, const char *sql)
+{
+	if (!db->conn)
+		return RC_DB;
+	db->sqlstate[0] = '\0';
+	if (PQsendQueryParams(db->conn, sql, 0, NULL, NULL, NULL, NULL, 0) != 1) {
+		set_err(db, "send");
+		return RC_DB;
+	}
+	return RC_OK;
+}
+
+enum rc db_wait(struct db *db, struct db_res **out)
+{
+	PGresult *r, *last = NULL;
+
+	if (out)
+		*out = NULL;
+	if (!db->conn)
+		return RC_DB;
+	/* The last result is the statement's; an error ends it early. */
+	while ((r = PQgetResult(db->conn)) != NULL) {
+		if (last && PQresultStatus(last) == PGRES_FATAL_ERROR) {
+			PQclear(r);
+			continue;
+		}
+		PQclear(last);
+		last = r;
+	}
+	if (!last) {
+		set_err(db, "wait");
+		return RC_DB;
+	}
+	return wrap(db, last, "exec", out);
 }
 
 void db_rollback(struct db *db)

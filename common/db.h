@@ -20,6 +20,13 @@ struct db_res;
 /* connection */
 enum rc db_connect(const char *conninfo, const char *schema, struct db **out) ZCRM_MUSTCHECK;
 void db_close(struct db *db);
+/* A second connection to the same database and schema (another backend,
+ * for work that runs beside this connection's transaction). */
+enum rc db_connect_like(const struct db *db, struct db **out) ZCRM_MUSTCHECK;
+/* PostgreSQL's server_version_num (150004), 0 without a connection. */
+int db_server_version(const struct db *db);
+/* The backend's process id (names per-connection objects), 0 if none. */
+int db_backend_pid(const struct db *db);
 /* True if the connection is usable; false after a connection loss. */
 bool db_alive(struct db *db);
 /* Reconnect if the connection was lost (cheap when alive). */
@@ -31,6 +38,8 @@ const char *db_error(const struct db *db);
  * serialization error. Anything else (a constraint, a bad value) will fail
  * the same way again. */
 bool db_transient(const struct db *db);
+/* SQLSTATE of the last failed statement ("" if none or no answer). */
+const char *db_sqlstate(const struct db *db);
 const char *db_schema(const struct db *db);
 
 /* statements: params may be NULL entries (SQL NULL). res may be NULL when
@@ -42,6 +51,12 @@ enum rc db_prepared(struct db *db, const char *name, const char *sql, int nparam
 		    const char *const *params, struct db_res **res) ZCRM_MUSTCHECK;
 /* A multi-statement script without parameters (migrations). */
 enum rc db_script(struct db *db, const char *sql) ZCRM_MUSTCHECK;
+/* One statement without parameters, in two halves: db_send returns once
+ * it is sent, so the caller can work elsewhere (another connection) while
+ * the server runs it; db_wait collects the outcome. Nothing else may run on
+ * this connection in between. */
+enum rc db_send(struct db *db, const char *sql) ZCRM_MUSTCHECK;
+enum rc db_wait(struct db *db, struct db_res **res) ZCRM_MUSTCHECK;
 
 enum rc db_begin(struct db *db) ZCRM_MUSTCHECK;
 enum rc db_commit(struct db *db) ZCRM_MUSTCHECK;

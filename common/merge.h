@@ -48,9 +48,37 @@ enum rc merge_stage_put(struct merge_stage *st, const void *buf, size_t len) ZCR
 enum rc merge_stage_end(struct merge_stage *st, const char *errmsg, long *rows) ZCRM_MUSTCHECK;
 /* Merge the staged rows; applied counts rows inserted or updated. Sets a
  * savepoint in the caller's transaction: a page holding an id twice is
- * merged again keeping the newest row of each id. */
+ * merged again keeping the newest row of each. */
 enum rc merge_apply(struct merge_stage *st, enum merge_rule rule, int64_t tie_before,
 		    const char *source, long *applied, char *err, size_t errlen) ZCRM_MUSTCHECK;
+/* merge_apply in two halves: start returns once the statement is sent, so
+ * the caller can stage the next chunk meanwhile; finish waits for it (and
+ * runs a fallback form if needed). Nothing else may use the merging
+ * connection in between; merge_stage_free waits for a merge in flight. */
+enum rc merge_apply_start(struct merge_stage *st, enum merge_rule rule, int64_t tie_before,
+			  const char *source, char *err, size_t errlen) ZCRM_MUSTCHECK;
+enum rc merge_apply_finish(struct merge_stage *st, long *applied, char *err,
+			   size_t errlen) ZCRM_MUSTCHECK;
+/* Reconcile's use of the staged rows instead of a merge: (id,
+ * Modified_Time) of each into the session's temporary table zcrm_reconcile
+ * (created if missing). */
+enum rc merge_collect_ids(struct merge_stage *st, long *added, char *err,
+			  size_t errlen) ZCRM_MUSTCHECK;
+
+/* Chunks: a page staged piece by piece on a second connection (stager,
+ * autocommit) into UNLOGGED tables <schema>_stage.c<pid>_<seq>, each merged
+ * by db in the caller's transaction while the stager fills the next - two
+ * backends at work instead of one, and the module table still changes in
+ * one transaction. A merged chunk's table is dropped in that transaction;
+ * tables left by a failed page or a killed process are dropped by
+ * merge_stage_sweep once their stager's connection is gone. */
+enum rc merge_stage_begin_chunk(struct db *db, struct db *stager,
+				const struct module_schema *schema, const char *const *headers,
+				size_t nheaders, int seq, struct merge_stage **out, char *err,
+				size_t errlen) ZCRM_MUSTCHECK;
+enum rc merge_stage_sweep(struct db *stager) ZCRM_MUSTCHECK;
+/* The connection COPY goes to (for its error messages). */
+struct db *merge_stage_copy_db(const struct merge_stage *st);
 void merge_stage_free(struct merge_stage *st);
 
 /* Tombstone ids, each deleted at deleted_ms[i] (epoch ms), by the rule:
@@ -62,8 +90,8 @@ enum rc merge_tombstones(struct db *db, const char *module, const int64_t *ids,
 			 const int64_t *deleted_ms, size_t n, const char *source,
 			 long *applied) ZCRM_MUSTCHECK;
 
-/* The SQL merge_apply runs first (tests, docs, EXPLAIN): one pass over the
- * staged rows, for pages without repeated ids. Caller frees. */
+/* The SQL merge_apply runs first (tests, docs, EXPLAIN) over the staged
+ * table zcrm_stage: one pass, for pages without repeated ids. Caller frees. */
 char *merge_sql(struct db *db, const struct module_schema *schema, const char *const *headers,
 		size_t nheaders, enum merge_rule rule, int64_t tie_before, const char *source);
 

@@ -13,14 +13,20 @@
 static enum rc bootstrap(struct db *db)
 {
 	char *schema = db_quote_ident(db, db_schema(db));
+	/* <schema>_stage holds the bulk loader's scratch tables (merge.h). */
+	char *stage_name = xasprintf("%s_stage", db_schema(db));
+	char *stage = db_quote_ident(db, stage_name);
 	char *sql = xasprintf("CREATE SCHEMA IF NOT EXISTS %s;"
+			      "CREATE SCHEMA IF NOT EXISTS %s;"
 			      "CREATE TABLE IF NOT EXISTS %s.schema_migrations ("
 			      " version integer PRIMARY KEY,"
 			      " name text NOT NULL,"
 			      " applied_at timestamptz NOT NULL DEFAULT now())",
-			      schema, schema);
+			      schema, stage, schema);
 	enum rc rc = db_script(db, sql);
 	free(sql);
+	free(stage);
+	free(stage_name);
 	free(schema);
 	return rc;
 }

@@ -11,7 +11,12 @@ against a real PostgreSQL.
     fails with a clear message and a non-zero status, and leaves the table
     exactly as it was;
   - the CSV quoting fixtures (tests/data/csv) round-trip exactly into a
-    module table made from a small fields fixture.
+    module table made from a small fields fixture;
+  - each of these whether the page is staged in chunks on a second
+    connection (the default; "tiny" cuts a small page into dozens) or in one
+    table on the merging connection; chunk tables never outlive a load, a
+    failed one's are swept by the next; MERGE falls back to ON CONFLICT when
+    another writer inserts one of the page's ids meanwhile.
 """
 
 import io
@@ -34,6 +39,10 @@ CSV_DIR = REPO / "tests" / "data" / "csv"
 ANCHOR = 1767225600          # 2026-01-01T00:00:00Z: fixed, so pages are reproducible
 TZ = "-08:00"
 EX_OK = 0
+# How load_page stages a page (bulkload.h): chunks on a second connection
+# (8 MiB: one chunk for these pages), chunks of ~3 KB (5-6 records each),
+# or one TEMP table on the merging connection.
+MODES = {"chunks": [], "tiny": ["--chunk-bytes", "3000"], "one": ["--one-connection"]}
 
 
 # ----------------------------------------------------------------- helpers
@@ -102,9 +111,9 @@ def leads(db, config_factory, run_program, zcrm_env):
     r = run_program("tools/load_fields", ["--module", "Leads", "--fields", fields], config=conf)
     assert r.returncode == 0, r.stderr
 
-    def load(path, kind="zip", ok=True, module="Leads"):
-        r = run_program("tools/load_page", ["--module", module, "--" + kind, path], config=conf,
-                        timeout=120)
+    def load(path, kind="zip", ok=True, module="Leads", mode="chunks"):
+        r = run_program("tools/load_page", ["--module", module, "--" + kind, path] + MODES[mode],
+                        config=conf, timeout=120)
         if ok:
             assert r.returncode == EX_OK, r.stderr[-2000:]
             r.json = json.loads(r.stdout)
@@ -115,25 +124,33 @@ def leads(db, config_factory, run_program, zcrm_env):
 
 # ---------------------------------------------------------- good pages
 
+def stage_tables(db):
+    return db.value("SELECT count(*) FROM pg_class c JOIN pg_namespace n"
+                    " ON n.oid = c.relnamespace WHERE n.nspname = 'zcrm_stage'")
+
+
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("streamed", [False, True], ids=["sized", "streamed"])
-def test_page_lands_typed(db, leads, zcrm_env, streamed):
+def test_page_lands_typed(db, leads, zcrm_env, streamed, mode):
     _, load = leads
     recs = leads_records(1200)
-    r = load(write_page(zcrm_env.dir / "p.zip", recs, streamed=streamed))
+    r = load(write_page(zcrm_env.dir / "p.zip", recs, streamed=streamed), mode=mode)
     assert (r.json["staged"], r.json["applied"]) == (1200, 1200)
     assert_matches_truth(db, truth_of(recs))
     assert db.value("SELECT count(*) FROM zcrm.leads WHERE source = 'bulk'") == 1200
+    assert stage_tables(db) == 0
 
 
-def test_reloads_follow_the_bulk_rule(db, leads, zcrm_env):
+@pytest.mark.parametrize("mode", MODES)
+def test_reloads_follow_the_bulk_rule(db, leads, zcrm_env, mode):
     """Same page again: nothing applies and nothing is written. Some rows
     newer, some older: only the newer apply. A CSV file loads like its ZIP."""
     _, load = leads
     recs = leads_records(800)
     page = write_page(zcrm_env.dir / "p1.zip", recs)
-    load(page)
+    load(page, mode=mode)
     digest = table_digest(db)
-    r = load(page)
+    r = load(page, mode=mode)
     assert (r.json["staged"], r.json["applied"]) == (800, 0)
     assert table_digest(db) == digest
 
@@ -148,13 +165,14 @@ def test_reloads_follow_the_bulk_rule(db, leads, zcrm_env):
 
     recs2 = leads_records(800, bump=bump)
     (zcrm_env.dir / "p2.csv").write_bytes(page_csv_bytes(recs2))
-    r = load(zcrm_env.dir / "p2.csv", kind="csv")
+    r = load(zcrm_env.dir / "p2.csv", kind="csv", mode=mode)
     assert (r.json["staged"], r.json["applied"]) == (800, 80)
     expect = [r2 if i % 10 == 0 else r1 for i, (r1, r2) in enumerate(zip(recs, recs2))]
     assert_matches_truth(db, truth_of(expect))
 
 
-def test_repeated_ids_keep_the_newest(db, leads, zcrm_env):
+@pytest.mark.parametrize("mode", MODES)
+def test_repeated_ids_keep_the_newest(db, leads, zcrm_env, mode):
     """A page that holds some ids twice (never seen from Zoho, but nothing
     promises it): the newest copy of each wins, whether the id is new to
     the table or stored older, and a copy older than the stored one never
@@ -173,7 +191,7 @@ def test_repeated_ids_keep_the_newest(db, leads, zcrm_env):
         else:
             rows.append(r)
     (zcrm_env.dir / "dup.csv").write_bytes(page_csv_bytes(rows))
-    r = load(zcrm_env.dir / "dup.csv", kind="csv")
+    r = load(zcrm_env.dir / "dup.csv", kind="csv", mode=mode)
     assert r.json["staged"] == 416
     # 200 new ids, plus the 8 stored ids (7, 9, 57, 59, ...) that got newer.
     assert r.json["applied"] == 208
@@ -390,3 +408,106 @@ def test_quoting_fixture_round_trips(db, config_factory, run_program, zcrm_env, 
                    for row in exp["rows"]), key=lambda r: r[0])
     assert [list(g) for g in got] == want
     assert db.value("SELECT count(DISTINCT modified_time) FROM zcrm.fixtures") == 1
+
+
+# ------------------------------------------------------------------ chunks
+
+def wait_until(pred, what, tries=600):
+    """Poll pred() every 0.05 s; a generous cap only so a bug cannot hang."""
+    import time
+    for _ in range(tries):
+        if pred():
+            return
+        time.sleep(0.05)
+    pytest.fail("gave up waiting for " + what)
+
+
+def stage_table_pids(db):
+    names = db.query("SELECT c.relname FROM pg_class c JOIN pg_namespace n"
+                     " ON n.oid = c.relnamespace WHERE n.nspname = 'zcrm_stage'")
+    return {int(re.match(r"c(\d+)_", r[0]).group(1)) for r in names}
+
+
+@pytest.mark.parametrize("fault,expect", [
+    ("short_row", "missing data for column"),
+    ("bad_time", "invalid input syntax for type timestamp"),
+])
+def test_bad_row_in_a_later_chunk_fails_and_leaves_table(db, leads, zcrm_env, fault, expect):
+    """A page cut into ~60 chunks whose record 250 is bad: the chunks before
+    it were merged already, inside the page's transaction; all of it rolls
+    back. COPY's line number is counted from the chunk's first record, which
+    the message names. The chunk tables the failed load leaves are dropped
+    by the next load once the failed one's connection is gone."""
+    _, load = leads
+    load(write_page(zcrm_env.dir / "base.zip", leads_records(300)))
+    digest = table_digest(db)
+    newer = [dict(r, Modified_Time=r["Modified_Time"] + 60, City="X")
+             for r in leads_records(300)]
+    data = page_csv_bytes(newer)
+    start = data.index(b"\n" + str(newer[249]["id"]).encode() + b",") + 1
+    if fault == "short_row":
+        end = data.index(b"\n", start)
+        data = data[:start] + str(newer[249]["id"]).encode() + b",x" + data[end:]
+    else:
+        # Its first date-time cell (Created_Time): COPY takes any text, the
+        # merge's cast refuses it.
+        m = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:").search(data, start)
+        data = data[:m.start() + 5] + b"x" + data[m.start() + 5:]
+    path = zcrm_env.dir / "bad.csv"
+    path.write_bytes(data)
+    r = load(path, kind="csv", ok=False, mode="tiny")
+    assert r.returncode != EX_OK
+    assert expect in r.stderr, r.stderr
+    if fault == "short_row":
+        assert "CSV rejected" in r.stderr and "lines counted from record" in r.stderr, r.stderr
+    assert table_digest(db) == digest
+    left = stage_table_pids(db)
+    wait_until(lambda: not left & {row[0] for row in db.query("SELECT pid FROM pg_stat_activity")},
+               "the failed load's connection to end")
+    load(write_page(zcrm_env.dir / "again.zip", leads_records(10)), mode="tiny")
+    assert stage_tables(db) == 0
+
+
+@pytest.mark.parametrize("mode", ["chunks", "one"])
+@pytest.mark.parametrize("theirs", ["newer", "older"])
+def test_merge_meets_a_row_inserted_meanwhile(db, leads, zcrm_env, mode, theirs):
+    """Another writer (a fetch) inserts one of the page's new ids after the
+    merge took its snapshot and commits while the merge waits on it: MERGE
+    cannot insert it (23505), the page is merged again with ON CONFLICT,
+    and the freshness rule picks between the two copies."""
+    import threading
+    _, load = leads
+    recs = leads_records(200)
+    load(write_page(zcrm_env.dir / "base.zip", recs[:100]))
+    page = write_page(zcrm_env.dir / "page.zip", recs)
+    target = recs[150]
+    shift = 3600 if theirs == "newer" else -3600
+    other = db.connect()
+    other.autocommit = False
+    cur = other.cursor()
+    cur.execute("INSERT INTO zcrm.leads (id, modified_time, synced_at, source, city)"
+                " VALUES (%s, to_timestamp(%s), now(), 'fetch', 'Other writer')",
+                (target["id"], target["Modified_Time"] + shift))
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("r", load(page, mode=mode)))
+    t.start()
+    try:
+        wait_until(lambda: db.value("SELECT count(*) FROM pg_stat_activity"
+                                    " WHERE wait_event_type = 'Lock'"
+                                    " AND query ~* '^\\s*(MERGE|INSERT) INTO'") > 0,
+                   "the merge to wait on the other writer's row")
+        other.commit()
+    finally:
+        other.rollback()
+        other.close()
+        t.join(120)
+    r = result["r"]
+    assert "rows inserted meanwhile" in r.stderr or mode == "one" and False, r.stderr
+    assert r.json["staged"] == 200
+    city = db.value("SELECT city FROM zcrm.leads WHERE id = %s", target["id"])
+    if theirs == "newer":
+        assert city == "Other writer"
+        assert r.json["applied"] == 99
+    else:
+        assert city == target["City"]
+        assert r.json["applied"] == 100

@@ -3,6 +3,11 @@
  * does after downloading, and print what happened as JSON.
  *
  *   load_page --config FILE --module Leads (--zip F | --csv F) [--rule bulk|fetch]
+ *             [--one-connection | --chunk-bytes N]
+ *
+ * --one-connection stages the whole page in one TEMP table on the merging
+ * connection instead of chunks on a second one (bulkload.h: parallel);
+ * --chunk-bytes sets the chunk size (tests cut small pages into many).
  */
 #include "bulkload.h"
 #include "cfg.h"
@@ -22,10 +27,14 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{"config", required_argument, NULL, 'c'}, {"module", required_argument, NULL, 'm'},
 		{"zip", required_argument, NULL, 'z'},	  {"csv", required_argument, NULL, 'f'},
-		{"rule", required_argument, NULL, 'r'},	  {NULL, 0, NULL, 0},
+		{"rule", required_argument, NULL, 'r'},	  {"one-connection", no_argument, NULL, '1'},
+		{"chunk-bytes", required_argument, NULL, 'k'},
+		{NULL, 0, NULL, 0},
 	};
 	const char *config = NULL, *module = "Leads", *zip = NULL, *csv = NULL;
 	enum merge_rule rule = MERGE_BULK;
+	bool parallel = true;
+	size_t chunk_bytes = 0;
 	struct cfg *cfg = NULL;
 	struct db *db = NULL;
 	struct module_schema *schema = NULL;
@@ -36,6 +45,12 @@ int main(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "c:m:z:f:r:", opts, NULL)) != -1) {
 		switch (c) {
+		case '1':
+			parallel = false;
+			break;
+		case 'k':
+			chunk_bytes = strtoul(optarg, NULL, 10);
+			break;
 		case 'c':
 			config = optarg;
 			break;
@@ -77,7 +92,7 @@ int main(int argc, char **argv)
 	}
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	struct bulkload_opts bo = {rule, 0, "bulk", false};
+	struct bulkload_opts bo = {rule, 0, "bulk", false, parallel, chunk_bytes};
 	rc = db_begin(db);
 	if (!rc) {
 		if (zip) {
