@@ -181,11 +181,12 @@ def measured(pg, fn):
     return wall, (c1 - c0) + (b1 - b0), out
 
 
-def time_load_page(pg, conf, zip_path):
+def time_load_page(pg, conf, zip_path, extra=()):
     """(seconds, CPU seconds, peak RSS KiB, load_page's JSON) of one run."""
     secs, cpu, r = measured(pg, lambda: subprocess.run(
         [TIME, "-v", str(TOOLS / "load_page"), "--config", str(conf), "--module", "Leads",
-         "--zip", str(zip_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+         "--zip", str(zip_path)] + list(extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True))
     if r.returncode:
         die("load_page failed:\n%s" % r.stderr[-3000:])
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr)
@@ -335,7 +336,12 @@ def main():
                          "other load on the machine) or the median")
     ap.add_argument("--keep", action="store_true", help="keep the PostgreSQL cluster")
     ap.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
+    ap.add_argument("--loader-args", default="",
+                    help="extra load_page options, e.g. '--one-connection' or "
+                         "'--chunk-bytes 4194304' (comparisons; implies --no-docs)")
     a = ap.parse_args()
+    if a.loader_args:
+        a.no_docs = True
 
     for exe in ("load_page", "load_fields"):
         if not (TOOLS / exe).exists():
@@ -384,7 +390,7 @@ def main():
                     # loaded table; hint bits set, statistics known.
                     pg.psql("VACUUM (ANALYZE) zcrm.leads")
                     pg.psql("CHECKPOINT")
-                secs, cpu, kib, js = time_load_page(pg, conf, zp)
+                secs, cpu, kib, js = time_load_page(pg, conf, zp, a.loader_args.split())
                 if js["applied"] != expect[key] or js["staged"] != a.records:
                     die("%s: staged %s applied %s, expected %d applied"
                         % (key, js["staged"], js["applied"], expect[key]))

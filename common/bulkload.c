@@ -88,6 +88,11 @@ static enum rc rowguard_feed(struct rowguard *g, const char *buf, size_t len, bo
 	return RC_OK;
 }
 
+/* Chunks staged and waiting for the merging connection. With the stager
+ * ahead by at most this many, the staging tables hold at most
+ * (STAGED_MAX + 2) chunks' worth of rows whatever the page size. */
+#define STAGED_MAX 2
+
 struct loader {
 	struct db *db;     /* the caller's transaction */
 	struct db *stager; /* NULL: one TEMP staging table on db */
@@ -96,8 +101,10 @@ struct loader {
 	struct bulkload_stats *stats;
 	const char **names;
 	size_t ncols;
-	struct merge_stage *filling;  /* COPY in progress */
-	struct merge_stage *merging;  /* its merge in flight on db */
+	struct merge_stage *filling;             /* COPY in progress */
+	struct merge_stage *staged[STAGED_MAX];  /* complete, in page order */
+	size_t nstaged;
+	struct merge_stage *merging;             /* its merge in flight on db */
 	int seq;
 	uint64_t chunk_max;           /* CSV bytes per chunk */
 	uint64_t chunk_bytes;
@@ -124,44 +131,30 @@ static enum rc chunk_put(struct loader *L, const char *buf, size_t n, char *err,
 	return RC_DB;
 }
 
-/* Wait for the merge in flight, if any. */
-static enum rc merged(struct loader *L, char *err, size_t errlen)
+/* Move the merging side on: collect a finished merge (waiting for it only
+ * if wait), then start the next staged chunk's. The stager never waits
+ * for the merger unless STAGED_MAX chunks are already waiting. */
+static enum rc advance(struct loader *L, bool wait, char *err, size_t errlen)
 {
-	long applied = 0;
 	enum rc rc;
 
-	if (!L->merging)
-		return RC_OK;
-	rc = merge_apply_finish(L->merging, &applied, err, errlen);
-	merge_stage_free(L->merging);
-	L->merging = NULL;
-	L->stats->rows_applied += applied;
-	return rc;
-}
-
-/* End the chunk's COPY, wait for the previous chunk's merge, start this one's. */
-static enum rc chunk_close(struct loader *L, char *err, size_t errlen)
-{
-	struct merge_stage *st = L->filling;
-	long rows = 0, added = 0;
-	enum rc rc;
-
-	rc = merge_stage_end(st, NULL, &rows);
-	if (rc) {
-		/* PostgreSQL names the line and column of a malformed row. */
-		if (L->chunk_first > 1)
-			snprintf(err, errlen, "CSV rejected: %s (lines counted from record %ld)",
-				 db_error(merge_stage_copy_db(st)), L->chunk_first);
-		else
-			snprintf(err, errlen, "CSV rejected: %s", db_error(merge_stage_copy_db(st)));
-		return rc;
+	if (L->merging) {
+		long applied = 0;
+		if (!wait && !merge_apply_ready(L->merging))
+			return RC_OK;
+		rc = merge_apply_finish(L->merging, &applied, err, errlen);
+		merge_stage_free(L->merging);
+		L->merging = NULL;
+		L->stats->rows_applied += applied;
+		if (rc)
+			return rc;
 	}
-	L->stats->rows_staged += rows;
-	rc = merged(L, err, errlen);
-	if (rc)
-		return rc;
-	L->filling = NULL;
+	if (L->nstaged == 0)
+		return RC_OK;
+	struct merge_stage *st = L->staged[0];
+	memmove(L->staged, L->staged + 1, --L->nstaged * sizeof(L->staged[0]));
 	if (L->opts->ids_only) {
+		long added = 0;
 		rc = merge_collect_ids(st, &added, err, errlen);
 		L->stats->rows_applied += added;
 		merge_stage_free(st);
@@ -170,6 +163,34 @@ static enum rc chunk_close(struct loader *L, char *err, size_t errlen)
 	L->merging = st;
 	return merge_apply_start(st, L->opts->rule, L->opts->tie_before, L->opts->source, err,
 				 errlen);
+}
+
+/* End the chunk's COPY and queue it for merging. */
+static enum rc chunk_close(struct loader *L, char *err, size_t errlen)
+{
+	long rows = 0;
+	enum rc rc;
+
+	rc = merge_stage_end(L->filling, NULL, &rows);
+	if (rc) {
+		/* PostgreSQL names the line and column of a malformed row. */
+		const char *why = db_error(merge_stage_copy_db(L->filling));
+		if (L->chunk_first > 1)
+			snprintf(err, errlen, "CSV rejected: %s (lines counted from record %ld)", why,
+				 L->chunk_first);
+		else
+			snprintf(err, errlen, "CSV rejected: %s", why);
+		return rc;
+	}
+	L->stats->rows_staged += rows;
+	while (L->nstaged == STAGED_MAX) {
+		rc = advance(L, true, err, errlen);
+		if (rc)
+			return rc;
+	}
+	L->staged[L->nstaged++] = L->filling;
+	L->filling = NULL;
+	return advance(L, false, err, errlen);
 }
 
 /* Header parsed: the column names, and the first chunk. */
@@ -222,7 +243,8 @@ static enum rc feed_rows(struct loader *L, struct rowguard *guard, const char *p
 				return rc;
 		}
 	}
-	return RC_OK;
+	/* Between two reads: start the next merge as soon as one ends. */
+	return advance(L, false, err, errlen);
 }
 
 static enum rc load(struct loader *L, struct source *src, char *err, size_t errlen)
@@ -255,7 +277,7 @@ static enum rc load(struct loader *L, struct source *src, char *err, size_t errl
 		if (rc)
 			goto out;
 	}
-	if (!L->filling && !L->merging) {
+	if (!L->names) {
 		/* The file ended inside or right after the header. */
 		rc = csvhead_end(head, err, errlen);
 		if (!rc)
@@ -264,17 +286,15 @@ static enum rc load(struct loader *L, struct source *src, char *err, size_t errl
 			goto out;
 	}
 	rc = chunk_close(L, err, errlen);
-	if (!rc)
-		rc = merged(L, err, errlen);
+	while (!rc && (L->merging || L->nstaged))
+		rc = advance(L, true, err, errlen);
 out:
-	if (L->filling && rc) {
-		long ignored;
-		if (merge_stage_end(L->filling, err[0] ? err : "aborted", &ignored) != RC_OK)
-			log_debug("staging aborted", "");
-	}
-	/* Waits for a merge still in flight: the caller rolls back next. */
+	/* On failure: abort a COPY, wait for a merge still in flight (the
+	 * caller rolls back next), drop the chunks never merged. */
 	merge_stage_free(L->filling);
 	merge_stage_free(L->merging);
+	for (size_t i = 0; i < L->nstaged; i++)
+		merge_stage_free(L->staged[i]);
 	csvhead_free(head);
 	free(L->names);
 	free(buf);

@@ -301,6 +301,13 @@ enum rc db_wait(struct db *db, struct db_res **out)
 	return wrap(db, last, "exec", out);
 }
 
+bool db_ready(struct db *db)
+{
+	if (!db->conn || PQconsumeInput(db->conn) != 1)
+		return true;
+	return PQisBusy(db->conn) == 0;
+}
+
 void db_rollback(struct db *db)
 {
 	if (!db->conn || PQstatus(db->conn) != CONNECTION_OK)

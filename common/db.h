@@ -57,6 +57,9 @@ enum rc db_script(struct db *db, const char *sql) ZCRM_MUSTCHECK;
  * this connection in between. */
 enum rc db_send(struct db *db, const char *sql) ZCRM_MUSTCHECK;
 enum rc db_wait(struct db *db, struct db_res **res) ZCRM_MUSTCHECK;
+/* After db_send: true once db_wait would not block (the answer is in, or
+ * the connection failed). Never blocks. */
+bool db_ready(struct db *db);
 
 enum rc db_begin(struct db *db) ZCRM_MUSTCHECK;
 enum rc db_commit(struct db *db) ZCRM_MUSTCHECK;

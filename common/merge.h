@@ -59,6 +59,8 @@ enum rc merge_apply_start(struct merge_stage *st, enum merge_rule rule, int64_t 
 			  const char *source, char *err, size_t errlen) ZCRM_MUSTCHECK;
 enum rc merge_apply_finish(struct merge_stage *st, long *applied, char *err,
 			   size_t errlen) ZCRM_MUSTCHECK;
+/* True once merge_apply_finish would not wait for the server. */
+bool merge_apply_ready(struct merge_stage *st);
 /* Reconcile's use of the staged rows instead of a merge: (id,
  * Modified_Time) of each into the session's temporary table zcrm_reconcile
  * (created if missing). */
