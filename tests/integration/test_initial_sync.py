@@ -409,6 +409,10 @@ def test_kill_9_while_merging_resumes(db, stack, zcrm_env, run_program):
     if n == 3000:
         assert after[3] == before[3], "page 3 was merged, yet exported again"
     assert sorted(after) == [1, 2, 3, 4]
+    # The killed run's staging tables (its stager connection is gone) were
+    # dropped by the re-run; the re-run's own went with their pages.
+    assert db.value("SELECT count(*) FROM pg_class c JOIN pg_namespace n"
+                    " ON n.oid = c.relnamespace WHERE n.nspname = 'zcrm_stage'") == 0
 
 
 ANCHOR = 1767225600   # the simulator's data anchor where a test crafts its pages
