@@ -300,7 +300,7 @@ def markdown(head, rows, meta):
             "where the COPY is the bottleneck, stay about 1.1–1.4× the ceiling in either "
             "mode, and the spread between runs (see above) is as large as the margins. "
             "History, fastest runs: the first merge form (`DISTINCT ON` over cast rows) "
-            "2.95× / 4.83× / 3.28× (initial / 10%% newer / unchanged); one pass with the "
+            "2.95× / 4.83× / 3.28× (initial / 10% newer / unchanged); one pass with the "
             "join before the casts 2.80× / 1.45× / 1.29×; chunks and `MERGE`, this table.", "",
             "Targets: initial ≤ 2× the ceiling, 10%% newer ≤ 1.5×, unchanged ≤ 1.3×, peak RSS of "
             "the loader ≤ %d MiB." % RSS_TARGET_MIB, "",
