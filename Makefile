@@ -252,7 +252,7 @@ install: all
 	  $(INSTALL) -m 755 "$${p%%:*}" "$(DESTDIR)$(BINDIR)/$${p##*:}" || exit 1; \
 	done
 	$(INSTALL) -m 644 $(SQL_FILES) $(DESTDIR)$(DATADIR)/sql/
-	$(INSTALL) -m 644 nginx/zcrm-sync.conf $(DESTDIR)$(DATADIR)/nginx/zcrm-sync.conf
+	$(INSTALL) -m 644 nginx/zcrm-sync.conf nginx/zcrm-sync-upstream.conf $(DESTDIR)$(DATADIR)/nginx/
 	$(INSTALL) -m 644 $(SAMPLE_CONFIG) $(DESTDIR)$(SYSCONFDIR)/zcrm-sync/zcrm-sync.conf.example
 	sed -e 's|^PATH=.*|PATH=$(CRON_PATH)|' \
 	  -e 's|^ZCRM_CONFIG=.*|ZCRM_CONFIG=$(SYSCONFDIR)/zcrm-sync/zcrm-sync.conf|' \
@@ -269,7 +269,7 @@ install: all
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED_BINS))
 	rm -f $(addprefix $(DESTDIR)$(DATADIR)/sql/,$(notdir $(SQL_FILES)))
-	rm -f $(DESTDIR)$(DATADIR)/nginx/zcrm-sync.conf
+	rm -f $(DESTDIR)$(DATADIR)/nginx/zcrm-sync.conf $(DESTDIR)$(DATADIR)/nginx/zcrm-sync-upstream.conf
 	rm -f $(DESTDIR)$(SYSCONFDIR)/zcrm-sync/zcrm-sync.conf.example
 	rm -f $(DESTDIR)$(SYSCONFDIR)/cron.d/zcrm-sync
 	rm -f $(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(SYSTEMD_UNITS))

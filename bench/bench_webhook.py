@@ -5,7 +5,7 @@ PostgreSQL, against its two ceilings, in one run.
     make bench-webhook                    (WEBHOOK_ARGS="--duration 5 --threads 16")
     /usr/bin/python3 bench/bench_webhook.py [--duration S] [--conns 16,64]
         [--threads 4,16,64] [--rate R] [--repeat N] [--binary [LABEL=]PATH]...
-        [--nginx-workers N] [--pg-socket tcp|unix] [--pgbench current|both]
+        [--no-keepalive LABEL]... [--nginx-workers N] [--pg-socket tcp|unix] [--pgbench current|both]
         [--pgss] [--keep] [--no-docs] [--json F] [--docs-from F]
 
 Starts a throwaway PostgreSQL (scripts/pg-temp: fsync, synchronous_commit
@@ -25,7 +25,9 @@ table sizes):
             the statements the webhook runs per notification, straight to
             PostgreSQL
   webhook   wrk -t2 -c C --latency -s bench/wrk_webhook.lua against
-            /zcrm/notify, once per --threads value (and per --binary)
+            /zcrm/notify, once per --threads value (and per --binary;
+            the labels of --no-keepalive behind a second nginx whose
+            snippet has no upstream keepalive: a connection per request)
   paced     at the highest concurrency, the webhook again with the
             connections paced to offer --rate notifications/s in all
 
@@ -232,15 +234,26 @@ def paced_script(work, conns, rate):
     return path
 
 
+# The server_time the next wrk run starts at: after every body sent so far
+# (wrk_webhook.lua), so that no run repeats an earlier run's body - a
+# repeat is answered "duplicate" and would count as not 200.
+_next_start_ms = [int(time.time() * 1000)]
+
+
 def run_wrk(url, conns, seconds, expect, threads, script=LUA):
     argv = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % seconds, "--latency",
             "--timeout", "10s", "-s", str(script), url, "--", expect,
-            harness.TOKEN, harness.CHANNEL_ID, "Leads"]
+            harness.TOKEN, harness.CHANNEL_ID, "Leads", str(_next_start_ms[0])]
     r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     m = re.search(r"^WRKJSON (.*)$", r.stdout, re.M)
     if r.returncode or not m:
         die("wrk failed (%d):\n%s\n%s" % (r.returncode, r.stdout[-3000:], r.stderr[-2000:]))
     js = json.loads(m.group(1))
+    if expect == "applied":
+        # Only runs against the webhook move it on: the nginx-alone ceiling
+        # sends ~20x as many bodies, and would carry server_time past the
+        # day ahead of the clock that the webhook refuses.
+        _next_start_ms[0] = max(_next_start_ms[0], js["last_ms"] + 1000)
     secs = js["duration_us"] / 1e6
     errors = sum(js[k] for k in ("err_connect", "err_read", "err_write", "err_timeout"))
     return {"requests": js["requests"], "secs": secs, "rps": js["requests"] / secs,
@@ -327,10 +340,12 @@ def fmt_ms(v):
 
 def case_label(r):
     if r["kind"] == "webhook":
-        return "webhook%s, %d threads%s" % (" (%s)" % r["label"] if r.get("label") else "",
-                                            r["threads"],
-                                            ", paced to %d/s" % r["rate"] if r.get("rate")
-                                            else "")
+        return "webhook%s, %d threads%s%s" % (" (%s)" % r["label"] if r.get("label") else "",
+                                              r["threads"],
+                                              "" if r.get("keepalive", True)
+                                              else ", no keepalive",
+                                              ", paced to %d/s" % r["rate"] if r.get("rate")
+                                              else "")
     return {"nginx": "ceiling: nginx `return 204`",
             "pgbench": "ceiling: pgbench, same SQL",
             "pgbench_before": "pgbench, the SQL before"}[r["kind"]]
@@ -474,7 +489,9 @@ def markdown(rows, meta):
             "ms, no answer other than 200." % (meta["top"], TARGET_RATIO * 100, TARGET_P99_MS),
             "",
             "Setup: nginx %s, `worker_processes %d`, `access_log off`, the project's "
-            "`nginx/zcrm-sync.conf` in the harness template; webhook `[webhook] fetch = false`, "
+            "`nginx/zcrm-sync.conf` and `nginx/zcrm-sync-upstream.conf` (FastCGI keepalive; "
+            "\"no keepalive\": the snippet without the upstream, a connection per request) in "
+            "the harness template; webhook `[webhook] fetch = false`, "
             "`-q`; wrk %s, `-t%d --timeout 10s`; PostgreSQL %s from `scripts/pg-temp` (fsync, "
             "synchronous_commit and full_page_writes off; the same server for the pgbench "
             "ceiling), reached over %s; zcrm.leads from the simulator's 43 Leads fields. "
@@ -535,6 +552,11 @@ def main():
     ap.add_argument("--binary", action="append", default=[], metavar="[LABEL=]PATH",
                     help="the webhook to measure (default: the build's); give it more than "
                          "once, with labels, to compare builds in one interleaved run")
+    ap.add_argument("--no-keepalive", action="append", default=[], metavar="LABEL",
+                    help="measure the --binary of this label behind nginx without FastCGI "
+                         "keepalive (the snippet as it was before nginx/zcrm-sync-upstream.conf: "
+                         "fastcgi_pass unix:…, a connection per request), as a build from "
+                         "before keepalive needs; once per label")
     ap.add_argument("--pgbench", choices=("current", "both"), default="current",
                     help="pgbench ceiling: the webhook's SQL now (bench/pgbench_notify_*.sql; "
                          "default), or also the six-statement transaction it ran before "
@@ -562,6 +584,9 @@ def main():
     for b in a.binary or [str(harness.BIN_ROOT / "webhook" / "zcrm_webhook")]:
         label, _, path = b.rpartition("=") if "=" in b else ("", "", b)
         binaries.append((label if len(a.binary) > 1 or label else "", Path(path)))
+    unknown = set(a.no_keepalive) - {label for label, _ in binaries}
+    if unknown:
+        die("--no-keepalive %s: no --binary with that label" % ", ".join(sorted(unknown)))
     for exe in [b for _, b in binaries] + [TOOLS / "load_fields"]:
         if not Path(exe).exists():
             die("%s is not built: run make" % exe)
@@ -577,7 +602,7 @@ def main():
     pg = Pg(work / "pg", pgss=a.pgss)
     if a.pg_socket == "unix":
         pg.use_unix_socket()
-    nginx = None
+    nginx = nginx_plain = None
     results = []
     try:
         cfg = harness.base_config(pg.conninfo, work)
@@ -597,6 +622,13 @@ def main():
         nginx = harness.Nginx(work / "nginx", fastcgi_socket=sock, access_log=False,
                               workers=a.nginx_workers)
         nginx.start()
+        if a.no_keepalive:
+            # The same socket, the snippet without keepalive; idle but for
+            # the cases of those labels (whose CPU it is measured for).
+            nginx_plain = harness.Nginx(work / "nginx-plain", fastcgi_socket=sock,
+                                        access_log=False, workers=a.nginx_workers,
+                                        keep_conn=False)
+            nginx_plain.start()
         base_pids = {"nginx": nginx.proc.pid, "postgres": pg.postmaster()}
 
         def measure(kind, conns, fn, extra_pids=None, stop=None):
@@ -638,35 +670,53 @@ def main():
             return r
 
         def show(r):
-            say("  %-28s c=%-3d %8.0f req/s  p50 %6.2f  p99 %7.2f  p99.9 %7.2f ms  bad %d%s%s"
+            say("  %-28s c=%-3d %8.0f req/s  p50 %6.2f  p99 %7.2f  p99.9 %7.2f ms  bad %d%s%s%s"
                 % (case_label(r), r["conns"], r["rps"], r["p50"], r["p99"], r["p999"],
                    r["bad"] + r["not_applied"],
                    "  VmHWM %.1f MiB" % (r["hwm_kib"] / 1024.0) if r.get("hwm_kib") else "",
+                   "  FastCGI connections %d" % r["accepted"] if r.get("accepted") else "",
                    "  others %.2f CPU" % r["others"]))
+            if r["bad"] and r.get("raw"):
+                say("      not 200: %s" % ", ".join(
+                    "%s %d" % (k, r["raw"][k]) for k in ("bad_status", "err_connect", "err_read",
+                                                        "err_write", "err_timeout")
+                    if r["raw"][k]))
             if r.get("pgss"):
                 for line in r["pgss"].splitlines():
                     say("      " + line)
 
-        notify_url = nginx.url + "/zcrm/notify"
         check_url = nginx.url + "/zcrm-harness-check"
 
         def webhook_case(label, binary, threads, conns, rate=0):
+            ng = nginx_plain if label in a.no_keepalive else nginx
+            notify_url = ng.url + "/zcrm/notify"
             wcfg = harness.merge_overrides(cfg, {"webhook": {"fetch": False, "threads": threads}})
             wconf = harness.write_ini(work / ("webhook-%d.conf" % threads), wcfg)
             wh = harness.Webhook(work, wconf, sock, args=["-q"], binary=binary)
             wh.start()
+            accepted = []
+
+            def stop():
+                # FastCGI connections the webhook accepted over the whole
+                # case (warm-up included), if it counts them.
+                m = re.search(r"^zcrm_webhook_connections_accepted_total (\d+)$",
+                              harness.http("GET", ng.url + "/zcrm/metrics")[2].decode(), re.M)
+                accepted.append(int(m.group(1)) if m else None)
+                wh.proc.stop()
+
             try:
                 script = paced_script(work, conns, rate) if rate else LUA
                 run_wrk(notify_url, conns, a.warmup, "applied", a.wrk_threads, script)
                 r = measure("webhook", conns,
                             lambda: run_wrk(notify_url, conns, a.duration, "applied",
                                             a.wrk_threads, script),
-                            extra_pids={"webhook": wh.pid}, stop=lambda: wh.proc.stop())
+                            extra_pids={"webhook": wh.pid, "nginx": ng.proc.pid}, stop=stop)
             finally:
                 wh.proc.stop()
                 for p in wh.take_problems():
                     say(p)
-            r.update(threads=threads, label=label, binary=str(binary), rate=rate)
+            r.update(threads=threads, label=label, binary=str(binary), rate=rate,
+                     keepalive=ng is nginx, accepted=accepted[0] if accepted else None)
             return r
 
         for rep in range(a.repeat):
@@ -734,8 +784,9 @@ def main():
         if missed:
             say("targets missed: %s" % "; ".join(missed))
     finally:
-        if nginx is not None:
-            nginx.stop()
+        for ng in (nginx, nginx_plain):
+            if ng is not None:
+                ng.stop()
         if a.keep:
             say("kept %s (cluster: %s; scripts/pg-temp destroy %s)" % (work, pg.conninfo,
                                                                      work / "pg"))

@@ -2,7 +2,7 @@
 -- by bench/bench_webhook.py (make bench-webhook).
 --
 --   wrk -t2 -c64 -d15s --latency -s bench/wrk_webhook.lua \
---       http://127.0.0.1:PORT/zcrm/notify -- [EXPECT [TOKEN [CHANNEL [MODULE]]]]
+--       http://127.0.0.1:PORT/zcrm/notify -- [EXPECT [TOKEN [CHANNEL [MODULE [START_MS]]]]]
 --
 -- EXPECT is the answer that counts as good: "applied" (the default: 200
 -- with {"status":"applied"}, for /zcrm/notify) or a status code such as 204
@@ -21,7 +21,10 @@
 --               only for update, no affected_values
 -- server_time is distinct per request (a counter, with the wrk thread in
 -- the low digits: at most 15 wrk threads), so no body repeats and none is
--- answered as a duplicate.
+-- answered as a duplicate. It starts at START_MS (default: now) and runs
+-- ahead of the clock; done() prints the last one used (last_ms), and
+-- bench_webhook.py starts each run after the previous run's, so that runs
+-- against the same database never send the same body twice.
 --
 -- done() prints the usual percentiles plus p99.9, the counts of answers
 -- that were not as expected, and one machine-readable line:
@@ -30,7 +33,9 @@
 local token, channel, module = "test-token-0123456789", "1000000068001", "Leads"
 local expect_status, expect_applied = 200, true
 local threads = {}
-local counter, tid, start_ms = 0, 0, 0
+local tid = 0
+-- Globals too: done() reads them from each thread.
+counter, start_ms = 0, 0
 local POOL = 1000000
 local insert_base = 10000000000
 -- Globals: done() reads them from each thread with t:get().
@@ -44,6 +49,12 @@ function setup(thread)
    table.insert(threads, thread)
 end
 
+-- Built once in init(): the request line and headers up to the
+-- Content-Length value, and the constant pieces of the body around the
+-- variable ones (wrk.format() rebuilt all of it with string.format for
+-- every request).
+local head, b_time, b_ids, b_fields, b_op
+
 function init(args)
    local e = args[1] or "applied"
    if e ~= "applied" then
@@ -55,10 +66,27 @@ function init(args)
    tid = tonumber(wrk.thread:get("tid")) or 0
    math.randomseed(os.time() * 100 + tid)
    insert_base = 10000000000 + math.random(0, 88) * 1000000000
-   -- Now, to the millisecond's second; requests step 1 ms apart per thread.
-   start_ms = os.time() * 1000
+   -- Now, to the second, unless given; requests step 16 ms apart per thread.
+   start_ms = tonumber(args[5] or "") or os.time() * 1000
    wrk.method = "POST"
    wrk.headers["Content-Type"] = "application/json"
+   local h = {"POST " .. wrk.path .. " HTTP/1.1"}
+   for name, value in pairs(wrk.headers) do
+      if name ~= "Content-Length" then
+         h[#h + 1] = name .. ": " .. value
+      end
+   end
+   h[#h + 1] = "Content-Length: "
+   head = table.concat(h, "\r\n")
+   b_time = '{"server_time":'
+   b_ids = ',"query_params":{},"module":"' .. module ..
+      '","resource_uri":"https://www.zohoapis.com/crm/v2/' .. module .. '","ids":['
+   b_fields = '],"affected_fields":['
+   b_op = {}
+   for _, op in ipairs({"insert", "update", "delete"}) do
+      b_op[op] = '],"operation":"' .. op .. '","channel_id":"' .. channel ..
+         '","token":"' .. token .. '"}'
+   end
 end
 
 local function id_text(k)
@@ -88,24 +116,28 @@ function request()
       op = (o <= 90) and "update" or "delete"
       first = math.random(1, POOL - n + 1)
    end
-   local ids, af = {}, {}
-   for i = 0, n - 1 do
-      local id = id_text(first + i)
-      ids[#ids + 1] = '"' .. id .. '"'
-      if op == "update" then
-         af[#af + 1] = '{"' .. id .. '":["Company"]}'
+   local ids, af
+   if n == 1 then
+      local id = id_text(first)
+      ids = '"' .. id .. '"'
+      af = (op == "update") and ('{"' .. id .. '":["Company"]}') or ""
+   else
+      local il, al = {}, {}
+      for i = 0, n - 1 do
+         local id = id_text(first + i)
+         il[i + 1] = '"' .. id .. '"'
+         if op == "update" then
+            al[i + 1] = '{"' .. id .. '":["Company"]}'
+         end
       end
+      ids, af = table.concat(il, ","), table.concat(al, ",")
    end
    local oi = (o <= 20) and 1 or ((o <= 90) and 2 or 3)
    ops[oi] = ops[oi] + 1
    sent_ids = sent_ids + n
-   local body = string.format(
-      '{"server_time":%d,"query_params":{},"module":"%s",' ..
-      '"resource_uri":"https://www.zohoapis.com/crm/v2/%s","ids":[%s],' ..
-      '"affected_fields":[%s],"operation":"%s","channel_id":"%s","token":"%s"}',
-      start_ms + counter * 16 + tid, module, module, table.concat(ids, ","),
-      table.concat(af, ","), op, channel, token)
-   return wrk.format(nil, nil, nil, body)
+   local body = b_time .. (start_ms + counter * 16 + tid) .. b_ids .. ids .. b_fields .. af ..
+      b_op[op]
+   return head .. #body .. "\r\n\r\n" .. body
 end
 
 function response(status, headers, body)
@@ -117,8 +149,12 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-   local bad, na, nids, o1, o2, o3 = 0, 0, 0, 0, 0, 0
+   local bad, na, nids, o1, o2, o3, last = 0, 0, 0, 0, 0, 0, 0
    for _, t in ipairs(threads) do
+      local st = (tonumber(t:get("start_ms")) or 0) + (tonumber(t:get("counter")) or 0) * 16 + 15
+      if st > last then
+         last = st
+      end
       bad = bad + (tonumber(t:get("bad_status")) or 0)
       na = na + (tonumber(t:get("not_applied")) or 0)
       nids = nids + (tonumber(t:get("sent_ids")) or 0)
@@ -140,8 +176,10 @@ function done(summary, latency, requests)
       'WRKJSON {"requests":%d,"duration_us":%d,"bytes":%d,"p50_us":%d,"p90_us":%d,' ..
       '"p99_us":%d,"p999_us":%d,"max_us":%d,"mean_us":%.1f,"bad_status":%d,' ..
       '"not_applied":%d,"err_connect":%d,"err_read":%d,"err_write":%d,"err_timeout":%d,' ..
-      '"err_status":%d,"sent_ids":%d,"ops_insert":%d,"ops_update":%d,"ops_delete":%d}\n',
+      '"err_status":%d,"sent_ids":%d,"ops_insert":%d,"ops_update":%d,"ops_delete":%d,' ..
+      '"last_ms":%d}\n',
       summary.requests, summary.duration, summary.bytes, latency:percentile(50),
       latency:percentile(90), latency:percentile(99), latency:percentile(99.9), latency.max,
-      latency.mean, bad, na, e.connect, e.read, e.write, e.timeout, e.status, nids, o1, o2, o3))
+      latency.mean, bad, na, e.connect, e.read, e.write, e.timeout, e.status, nids, o1, o2, o3,
+      last))
 end

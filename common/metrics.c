@@ -118,6 +118,9 @@ char *metrics_render(struct metrics *m, long spool_depth)
 		 offsetof(struct metrics, fetched_records)},
 		{"zcrm_webhook_fetch_errors_total", "Failed record fetches (ids stay dirty).",
 		 offsetof(struct metrics, fetch_errors)},
+		{"zcrm_webhook_connections_accepted_total",
+		 "FastCGI connections accepted (nginx reuses them with keepalive).",
+		 offsetof(struct metrics, connections_accepted)},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(counters); i++) {
 		atomic_ulong *v = (atomic_ulong *)((char *)m + counters[i].off);

@@ -31,6 +31,7 @@ struct metrics {
 	atomic_ulong db_errors;
 	atomic_ulong fetched_records;
 	atomic_ulong fetch_errors;
+	atomic_ulong connections_accepted;
 	atomic_ulong latency_bucket[METRICS_NBUCKETS + 1]; /* last: +Inf */
 	atomic_ulong latency_sum_us;
 };

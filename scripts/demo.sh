@@ -12,7 +12,7 @@
 #   2. the Zoho CRM simulator with 50,000 Leads (tests/zoho_sim),
 #   3. batch/status once, which applies the migrations,
 #   4. the webhook (webhook/zcrm_webhook) on a Unix socket,
-#   5. nginx on a free port with the project's nginx/zcrm-sync.conf,
+#   5. nginx on a free port with the project's nginx/ files,
 # with .demo/zcrm-sync.conf written for them; then runs batch/initial_sync (a
 # progress line when stderr is a terminal), edits and deletes a few Leads in the simulator,
 # waits until the notifications have reached the table through nginx and the
@@ -253,15 +253,17 @@ start_webhook() {
 	say "log: $D/webhook.log"
 }
 
-# The nginx config: the project's snippet, with the demo's socket, included
-# in a server on 127.0.0.1 (what tests/integration/nginx.conf.in does).
+# The nginx config: the project's upstream, with the demo's socket, and its
+# snippet included in a server on 127.0.0.1 (what
+# tests/integration/nginx.conf.in does).
 write_nginx_conf() {
 	n="$D/nginx"
 	mkdir -p "$n"
-	count=$(grep -c 'fastcgi_pass unix:/run/zcrm-sync/webhook.sock;' "$here/nginx/zcrm-sync.conf" || true)
-	[ "$count" = 1 ] || fail "nginx/zcrm-sync.conf no longer has exactly one fastcgi_pass line to point at the demo"
-	sed "s|fastcgi_pass unix:/run/zcrm-sync/webhook.sock;|fastcgi_pass unix:$D/webhook.sock;|" \
-		"$here/nginx/zcrm-sync.conf" >"$n/zcrm-sync.conf"
+	count=$(grep -c 'server unix:/run/zcrm-sync/webhook.sock;' "$here/nginx/zcrm-sync-upstream.conf" || true)
+	[ "$count" = 1 ] || fail "nginx/zcrm-sync-upstream.conf no longer has exactly one server line to point at the demo"
+	sed "s|server unix:/run/zcrm-sync/webhook.sock;|server unix:$D/webhook.sock;|" \
+		"$here/nginx/zcrm-sync-upstream.conf" >"$n/zcrm-sync-upstream.conf"
+	cp "$here/nginx/zcrm-sync.conf" "$n/zcrm-sync.conf"
 	info=$("$NGINX" -V 2>&1)
 	temp=""
 	for kind in client_body proxy fastcgi uwsgi scgi; do
@@ -290,11 +292,14 @@ http {
     access_log $n/access.log;
 $temp    server_tokens off;
 
+    # The project's upstream (nginx/zcrm-sync-upstream.conf), the demo's socket.
+    include $n/zcrm-sync-upstream.conf;
+
     server {
         listen 127.0.0.1:$NGINX_PORT;
         server_name localhost;
 
-        # The project's snippet (nginx/zcrm-sync.conf) with the demo's socket.
+        # The project's snippet (nginx/zcrm-sync.conf).
         include $n/zcrm-sync.conf;
     }
 }

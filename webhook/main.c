@@ -3,6 +3,8 @@
  * Runs under spawn-fcgi or systemd (socket on fd 0, or LISTEN_FDS=1 on
  * fd 3) or with --listen unix:/path | host:port. N worker threads each
  * own one PostgreSQL connection; one housekeeping thread replays the spool.
+ * Connections are accepted and polled in conn.c, so that nginx can keep
+ * them open (fastcgi_keep_conn) without pinning a thread each.
  * SIGTERM/SIGINT: stop accepting, let in-flight requests finish, exit 0. */
 #include "cfg.h"
 #include "http.h"
@@ -133,27 +135,70 @@ static int open_listener(const char *spec)
 	return -1;
 }
 
+/* nginx reuses a kept connection once it has sent the whole request and
+ * had the whole answer. Stdin a route left unread (a refusal, a GET) would
+ * be read as the start of the next request: a protocol error, and the
+ * connection closed under nginx's next request (a 502). So read it to its
+ * end; when there is more than a body may be, do not keep the connection. */
+static void finish_stdin(FCGX_Request *req, size_t max)
+{
+	char buf[4096];
+	size_t got = 0;
+	int n;
+
+	while (req->keepConnection && (n = FCGX_GetStr(buf, (int)sizeof(buf), req->in)) > 0) {
+		got += (size_t)n;
+		if (got > max)
+			req->keepConnection = 0;
+	}
+}
+
+/* Serve the one request waiting on c, on a connection libfcgi did not
+ * accept (conn.c). What libfcgi 2.4.2 does with it (libfcgi/fcgiapp.c):
+ * - FCGX_Accept_r starts with FCGX_Finish_r, which closes ipcFd unless
+ *   keepConnection is set: so it is set, and the request's own
+ *   BEGIN_REQUEST record then says whether nginx keeps the connection
+ *   (FCGI_KEEP_CONN, from fastcgi_keep_conn on).
+ * - It accepts only when ipcFd < 0; with c's fd it reads the request.
+ * - If that read fails (nginx closed a kept connection: EOF), it closes the
+ *   fd and loops back to accept on listen_sock. The request was set up with
+ *   listen_sock -1, so that accept fails at once (EBADF) instead of
+ *   blocking on the real socket: a negative return means only "this
+ *   connection is gone".
+ * - FCGX_Finish_r closes the fd unless nginx keeps the connection (and the
+ *   streams had no error); it stays in ipcFd otherwise. */
+static void serve(struct worker *w, FCGX_Request *req, struct conn *c)
+{
+	struct conns *cs = w->app->conns;
+
+	req->ipcFd = conn_fd(c);
+	req->keepConnection = 1;
+	if (FCGX_Accept_r(req) < 0) {
+		conns_release(cs, c, false);
+		return;
+	}
+	webhook_handle(w, req);
+	finish_stdin(req, w->app->cfg->max_body);
+	FCGX_Finish_r(req);
+	conns_release(cs, c, req->ipcFd >= 0);
+	/* The connection is no longer this request's: never close it later. */
+	req->ipcFd = -1;
+	webhook_after_reply(w);
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
-	struct app *app = w->app;
 	FCGX_Request req;
+	struct conn *c;
 
-	if (FCGX_InitRequest(&req, app->listen_fd, 0)) {
+	/* listen_sock -1: libfcgi never accepts (see serve). */
+	if (FCGX_InitRequest(&req, -1, 0)) {
 		log_error("cannot initialise request", "worker=%d", w->index);
 		return NULL;
 	}
-	while (!app->stop) {
-		pthread_mutex_lock(&app->accept_lock);
-		int rc = app->stop ? -1 : FCGX_Accept_r(&req);
-		pthread_mutex_unlock(&app->accept_lock);
-		if (rc < 0)
-			break;
-		webhook_handle(w, &req);
-		FCGX_Finish_r(&req);
-		webhook_after_reply(w);
-	}
-	FCGX_Free(&req, 1);
+	while ((c = conns_next(w->app->conns)) != NULL)
+		serve(w, &req, c);
 	webhook_worker_close(w);
 	return NULL;
 }
@@ -306,7 +351,6 @@ int main(int argc, char **argv)
 	memset(&app, 0, sizeof(app));
 	app.cfg = cfg;
 	app.metrics = metrics_new();
-	pthread_mutex_init(&app.accept_lock, NULL);
 	if (http_global_init() != RC_OK) {
 		log_error("cannot initialise libcurl", "");
 		status = EX_OSERR;
@@ -319,6 +363,11 @@ int main(int argc, char **argv)
 	}
 	app.listen_fd = open_listener(listen_spec);
 	if (app.listen_fd < 0) {
+		status = EX_OSERR;
+		goto out;
+	}
+	app.conns = conns_new(&app, app.listen_fd);
+	if (!app.conns) {
 		status = EX_OSERR;
 		goto out;
 	}
@@ -356,9 +405,12 @@ int main(int argc, char **argv)
 		log_info("shutting down; finishing requests in flight", "signal=%d", sig);
 		app.stop = 1;
 	}
-	/* Wake the workers blocked in accept(); in-flight requests complete. */
-	FCGX_ShutdownPending();
-	shutdown(app.listen_fd, SHUT_RDWR);
+	/* Wake the worker waiting for connections: the workers stop accepting,
+	 * serve the requests in flight and those already waiting, and close the
+	 * idle connections. The listening socket is left as it is: shutdown()
+	 * would also make systemd's copy of it refuse connections, which then
+	 * could no longer wait in the backlog for the next start. */
+	conns_wake(app.conns);
 	for (long i = 0; i < started; i++)
 		pthread_join(tids[i], NULL);
 	if (housekeeper_started)
@@ -367,11 +419,11 @@ int main(int argc, char **argv)
 out:
 	if (listen_spec && !strncmp(listen_spec, "unix:", 5) && app.listen_fd >= 0)
 		unlink(listen_spec + 5);
+	conns_free(app.conns);
 	free(workers);
 	free(tids);
 	http_global_cleanup();
 	metrics_free(app.metrics);
-	pthread_mutex_destroy(&app.accept_lock);
 	log_clear_secrets();
 	cfg_free(cfg);
 	return status;

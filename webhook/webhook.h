@@ -15,12 +15,14 @@
 #define NO_FCGI_DEFINES
 #include <fcgiapp.h>
 
+struct conns;
+
 struct app {
 	const struct cfg *cfg;
 	struct metrics *metrics;
 	int listen_fd;
 	volatile sig_atomic_t stop;
-	pthread_mutex_t accept_lock;
+	struct conns *conns;    /* the connections from nginx (conn.c) */
 };
 
 struct worker {
@@ -33,6 +35,21 @@ struct worker {
 	unsigned long nrequests;
 	char fetch_module[64];  /* set by /notify: fetch after replying */
 };
+
+/* conn.c: accepting, and handing connections with a request waiting to
+ * the workers; see there. */
+struct conn;
+struct conns *conns_new(struct app *app, int listen_fd);
+/* Wait for a connection with a request (or EOF) waiting and take it; NULL
+ * once the app is stopping and no open connection has a request waiting. */
+struct conn *conns_next(struct conns *cs);
+int conn_fd(const struct conn *c);
+/* After the request: a connection nginx keeps (still open) is watched
+ * again, or closed when stopping; otherwise it is forgotten. */
+void conns_release(struct conns *cs, struct conn *c, bool kept);
+/* After setting app->stop: wake the worker waiting for connections. */
+void conns_wake(struct conns *cs);
+void conns_free(struct conns *cs);
 
 /* routes.c */
 /* Answer one request; returns after the reply is complete but before

@@ -6,7 +6,8 @@ temp directory, waits until it answers, and shows its log when a test fails:
   Postgres   a throwaway cluster (initdb into a temp dir, as `nobody` when
              root), one per session; Database: one fresh database per test
   Nginx      nginx in the foreground with a config made from nginx.conf.in
-             and the project's own nginx/zcrm-sync.conf
+             and the project's own nginx/zcrm-sync.conf and
+             nginx/zcrm-sync-upstream.conf
   Webhook    $ZCRM_BIN_ROOT/webhook/zcrm_webhook --config F --listen unix:S
   Sim        tests/zoho_sim/zoho_sim.py, the Zoho CRM simulator
   run_program_in() a batch program or tool, run to completion
@@ -48,7 +49,10 @@ PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.execu
 SIM_SCRIPT = REPO / "tests" / "zoho_sim" / "zoho_sim.py"
 NGINX_TEMPLATE = HERE / "nginx.conf.in"
 NGINX_SNIPPET = REPO / "nginx" / "zcrm-sync.conf"
+NGINX_UPSTREAM = REPO / "nginx" / "zcrm-sync-upstream.conf"
 SNIPPET_SOCKET = "unix:/run/zcrm-sync/webhook.sock"
+SNIPPET_PASS = "fastcgi_pass zcrm_webhook;"
+SNIPPET_KEEP = "fastcgi_keep_conn on;"
 
 # Values every test config uses (the simulator is started with the same).
 TOKEN = "test-token-0123456789"
@@ -295,8 +299,9 @@ class Proc:
     the after-stop checks (sanitizer reports, leftover processes)."""
 
     def __init__(self, name, argv, workdir, env=None, cwd=None, marker=None,
-                 sanitizer_check=True):
+                 sanitizer_check=True, pass_fds=()):
         self.name = name
+        self.pass_fds = tuple(pass_fds)   # descriptors the program inherits
         self.argv = [str(a) for a in argv]
         self.workdir = Path(workdir)
         self.env = env if env is not None else clean_env()
@@ -318,7 +323,7 @@ class Proc:
             err.flush()
             self.popen = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,
                                           stderr=err, env=self.env, cwd=self.cwd,
-                                          start_new_session=True)
+                                          start_new_session=True, pass_fds=self.pass_fds)
         _LIVE.add(self)
         self.returncode = None
         return self
@@ -636,18 +641,41 @@ def _nginx_info():
     return version, text
 
 
-def make_snippet(dest, fastcgi_socket, max_body="1m"):
-    """A copy of nginx/zcrm-sync.conf with the socket path and the body
-    limit replaced; fails loudly if the snippet changed shape."""
-    text = NGINX_SNIPPET.read_text()
+def _replace_once(path, text, pairs):
+    """text with each old replaced by new; fails loudly if the shipped file
+    (path) changed shape."""
+    for old, new in pairs:
+        n = text.count(old)
+        assert n == 1, "%s: expected '%s' once, found %d times" % (path, old, n)
+        text = text.replace(old, new)
+    return text
+
+
+def _unix_spec(fastcgi_socket):
     sock = str(fastcgi_socket)
     if not sock.startswith("unix:") and "/" in sock and ":" not in sock.split("/")[0]:
         sock = "unix:" + sock
-    for old, new in ((SNIPPET_SOCKET + ";", sock + ";"),
-                     ("client_max_body_size 1m;", "client_max_body_size %s;" % max_body)):
-        n = text.count(old)
-        assert n == 1, "%s: expected '%s' once, found %d times" % (NGINX_SNIPPET, old, n)
-        text = text.replace(old, new)
+    return sock
+
+
+def make_upstream(dest, fastcgi_socket):
+    """A copy of nginx/zcrm-sync-upstream.conf with the socket path replaced."""
+    text = _replace_once(NGINX_UPSTREAM, NGINX_UPSTREAM.read_text(),
+                         [("server %s;" % SNIPPET_SOCKET,
+                           "server %s;" % _unix_spec(fastcgi_socket))])
+    Path(dest).write_text(text)
+    return Path(dest)
+
+
+def make_snippet(dest, fastcgi_socket, max_body="1m", keep_conn=True):
+    """A copy of nginx/zcrm-sync.conf with the body limit replaced. With
+    keep_conn=False it is the snippet as it was before FastCGI keepalive: no
+    upstream, `fastcgi_pass unix:SOCKET` and a connection per request."""
+    pairs = [("client_max_body_size 1m;", "client_max_body_size %s;" % max_body)]
+    if not keep_conn:
+        pairs += [(SNIPPET_PASS, "fastcgi_pass %s;" % _unix_spec(fastcgi_socket)),
+                  (SNIPPET_KEEP, "")]
+    text = _replace_once(NGINX_SNIPPET, NGINX_SNIPPET.read_text(), pairs)
     Path(dest).write_text(text)
     return Path(dest)
 
@@ -656,7 +684,7 @@ class Nginx:
     """nginx in the foreground, prefix and logs in its own directory."""
 
     def __init__(self, directory, fastcgi_socket=None, max_body="1m", workers=1,
-                 access_log=True, extra_http="", extra_server="", port=None):
+                 access_log=True, extra_http="", extra_server="", port=None, keep_conn=True):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or alloc_port()
@@ -665,7 +693,13 @@ class Nginx:
         self.error_log = self.dir / "error.log"
         self.access_log = self.dir / "access.log"
         self.conf = self.dir / "nginx.conf"
-        self.snippet = make_snippet(self.dir / "zcrm-sync.conf", self.fastcgi_socket, max_body)
+        self.keep_conn = keep_conn
+        self.snippet = make_snippet(self.dir / "zcrm-sync.conf", self.fastcgi_socket, max_body,
+                                    keep_conn)
+        self.upstream = None
+        if keep_conn:
+            self.upstream = make_upstream(self.dir / "zcrm-sync-upstream.conf",
+                                          self.fastcgi_socket)
         version, info = _nginx_info()
         temp = []
         for kind, module in (("client_body", None), ("proxy", "proxy"), ("fastcgi", "fastcgi"),
@@ -682,6 +716,7 @@ class Nginx:
             "@TEMP_PATHS@": "\n    ".join(temp),
             "@ACCESS_LOG@": ("access_log %s;" % self.access_log) if access_log else "access_log off;",
             "@SNIPPET@": str(self.snippet),
+            "@UPSTREAM@": ("include %s;" % self.upstream) if self.upstream else "",
             "@FASTCGI_SOCKET@": self.fastcgi_socket,
             "@MAX_BODY@": str(max_body),
             "@EXTRA_HTTP@": extra_http,
@@ -832,24 +867,39 @@ def base_config(conninfo, workdir, sim_url=None, notify_url=None):
 # ------------------------------------------------------------- webhook
 
 class Webhook:
-    """zcrm_webhook on a Unix socket in the test directory."""
+    """zcrm_webhook on a Unix socket in the test directory, or on host:port
+    (sock "127.0.0.1:PORT"). listen=False: no --listen, the socket is
+    inherited (through wrap, an argv prefix such as spawn-fcgi, and
+    pass_fds)."""
 
-    def __init__(self, directory, config_path, sock, args=(), env=None, binary=None):
+    def __init__(self, directory, config_path, sock, args=(), env=None, binary=None,
+                 listen=True, wrap=(), pass_fds=()):
         self.dir = Path(directory)
         self.config_path = Path(config_path)
         self.sock = str(sock)
+        self.tcp = "/" not in self.sock
         self.binary = Path(binary or (BIN_ROOT / "webhook" / "zcrm_webhook"))
         self.args = list(args)
-        argv = [self.binary, "--config", self.config_path, "--listen", "unix:" + self.sock] + self.args
-        name = Path(self.sock).stem
-        self.proc = Proc(name, argv, self.dir, env=clean_env(env), marker=self.sock)
+        argv = list(wrap) + [self.binary, "--config", self.config_path]
+        if listen:
+            argv += ["--listen", self.sock if self.tcp else "unix:" + self.sock]
+        argv += self.args
+        name = Path(self.sock).stem if not self.tcp else "webhook-tcp"
+        self.proc = Proc(name, argv, self.dir, env=clean_env(env), marker=self.sock,
+                         pass_fds=pass_fds)
+
+    def answers(self):
+        if self.tcp:
+            host, _, port = self.sock.rpartition(":")
+            return port_answers(int(port), host)
+        return unix_answers(self.sock)
 
     def start(self):
         if not self.binary.exists():
             pytest.fail("%s is not built (run make, or set ZCRM_BIN_ROOT)" % self.binary,
                         pytrace=False)
         self.proc.start()
-        wait_until(lambda: unix_answers(self.sock), scaled(15),
+        wait_until(self.answers, scaled(15),
                    what="webhook socket %s" % self.sock, proc=self.proc,
                    log=self.proc.stderr_path)
         return self
@@ -1187,10 +1237,12 @@ def config_factory(db, zcrm_env):
 @pytest.fixture
 def nginx_factory(zcrm_env):
     """nginx_factory(fastcgi_socket=None, max_body="1m", workers=1,
-    access_log=True, extra_http="", extra_server="") -> started Nginx
-    (.url .port .dir .fastcgi_socket .error_log .stop() .reload()
-    .error_log_text()). Without fastcgi_socket it gets a fresh path that
-    webhook_factory(nginx=...) then listens on."""
+    access_log=True, extra_http="", extra_server="", keep_conn=True) ->
+    started Nginx (.url .port .dir .fastcgi_socket .error_log .stop()
+    .reload() .error_log_text()). Without fastcgi_socket it gets a fresh
+    path that webhook_factory(nginx=...) then listens on. keep_conn=False:
+    the snippet without the upstream's keepalive (a FastCGI connection per
+    request)."""
     started = []
 
     def make(fastcgi_socket=None, **kw):
@@ -1214,14 +1266,16 @@ def nginx_factory(zcrm_env):
 @pytest.fixture
 def webhook_factory(config_factory, zcrm_env):
     """webhook_factory(cfg_overrides=None, sim=None, nginx=None, args=(),
-    env=None, config=None, sock=None, start=True) -> Webhook (.sock
-    .config_path .pid .stderr_text() .kill(sig) .wait() .restart() .stop()).
-    With nginx=, it listens on that nginx's FastCGI socket and [notify] url
-    points at it; with sim=, [zoho] points at the simulator."""
+    env=None, config=None, sock=None, start=True, listen=True, wrap=(),
+    pass_fds=()) -> Webhook (.sock .config_path .pid .stderr_text()
+    .kill(sig) .wait() .restart() .stop()). With nginx=, it listens on that
+    nginx's FastCGI socket (a path, or host:port) and [notify] url points at
+    it; with sim=, [zoho] points at the simulator. listen=False, wrap and
+    pass_fds: an inherited socket (see Webhook)."""
     started = []
 
     def make(cfg_overrides=None, sim=None, nginx=None, args=(), env=None, config=None,
-             sock=None, start=True):
+             sock=None, start=True, **launch):
         name = zcrm_env.next_name("webhook")
         if config is None:
             config = config_factory(cfg_overrides, sim=sim, nginx=nginx, name=name)
@@ -1230,7 +1284,7 @@ def webhook_factory(config_factory, zcrm_env):
         sock = str(sock or zcrm_env.socket_path(name))
         if sock.startswith("unix:"):
             sock = sock[5:]
-        w = Webhook(zcrm_env.dir, config, sock, args=args, env=env)
+        w = Webhook(zcrm_env.dir, config, sock, args=args, env=env, **launch)
         started.append(w)
         zcrm_env.add_log("%s stderr" % name, w.proc.stderr_path, since=0)
         return w.start() if start else w

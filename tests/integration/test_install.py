@@ -62,6 +62,7 @@ def expected_files(prefix):
     files += ["%s/share/zcrm-sync/sql/%s" % (p, f.name)
               for f in sorted((REPO / "sql").glob("[0-9]*.sql"))]
     files += ["%s/share/zcrm-sync/nginx/zcrm-sync.conf" % p,
+              "%s/share/zcrm-sync/nginx/zcrm-sync-upstream.conf" % p,
               "%s/lib/systemd/system/zcrm-webhook.service" % p,
               "%s/lib/systemd/system/zcrm-webhook.socket" % p,
               "etc/zcrm-sync/zcrm-sync.conf.example",
@@ -97,8 +98,9 @@ def test_install_then_uninstall(prefix, zcrm_env):
 
     # Copies of the shipped files, the example being the generated one.
     share = dest / prefix.strip("/") / "share" / "zcrm-sync"
-    assert (share / "nginx" / "zcrm-sync.conf").read_text(encoding="utf-8") == \
-        (REPO / "nginx" / "zcrm-sync.conf").read_text(encoding="utf-8")
+    for f in ("zcrm-sync.conf", "zcrm-sync-upstream.conf"):
+        assert (share / "nginx" / f).read_text(encoding="utf-8") == \
+            (REPO / "nginx" / f).read_text(encoding="utf-8")
     for f in (REPO / "sql").glob("[0-9]*.sql"):
         assert (share / "sql" / f.name).read_text(encoding="utf-8") == f.read_text(encoding="utf-8")
     assert (dest / "etc/zcrm-sync/zcrm-sync.conf.example").read_text(encoding="utf-8") == \
@@ -112,7 +114,7 @@ def test_install_then_uninstall(prefix, zcrm_env):
     run = re.findall(r"^[^#\s][^=\n]*\s+zcrm-sync\s+(zcrm-[a-z-]+)", cron, re.M)
     assert run and set(run) <= set(PROGRAMS), "cron runs %s" % run
 
-    # systemd: ExecStart is the installed webhook; the socket is the snippet's.
+    # systemd: ExecStart is the installed webhook; the socket is the upstream's.
     unitdir = dest / prefix.strip("/") / "lib" / "systemd" / "system"
     service = (unitdir / "zcrm-webhook.service").read_text(encoding="utf-8")
     assert re.search(r"^ExecStart=%s/zcrm-webhook$" % re.escape(bindir), service, re.M), service
@@ -122,8 +124,10 @@ def test_install_then_uninstall(prefix, zcrm_env):
     assert re.search(r"^ListenStream=/run/zcrm-sync/webhook.sock$", socket, re.M)
     assert re.search(r"^SocketMode=0660$", socket, re.M)
     assert re.search(r"^SocketGroup=www-data$", socket, re.M)
-    assert "fastcgi_pass unix:/run/zcrm-sync/webhook.sock;" in \
-        (REPO / "nginx" / "zcrm-sync.conf").read_text(encoding="utf-8")
+    assert re.search(r"^\s*server unix:/run/zcrm-sync/webhook.sock;$",
+                     (REPO / "nginx" / "zcrm-sync-upstream.conf").read_text(encoding="utf-8"), re.M)
+    assert re.search(r"^\s*fastcgi_pass zcrm_webhook;$",
+                     (REPO / "nginx" / "zcrm-sync.conf").read_text(encoding="utf-8"), re.M)
 
     # A second install over the first is fine (upgrades).
     make("install", dest, prefix, zcrm_env)

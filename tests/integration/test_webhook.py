@@ -12,6 +12,7 @@ import concurrent.futures
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -120,10 +121,11 @@ class Stack:
 @pytest.fixture
 def stack_factory(db, run_program, config_factory, nginx_factory, webhook_factory, zcrm_env):
     """stack_factory(overrides=None, tables=("Leads",), nginx_kw=None,
-    args=()) -> Stack. Tables are created with tools/load_fields from
+    args=(), **launch) -> Stack (launch: webhook_factory's listen, wrap,
+    pass_fds). Tables are created with tools/load_fields from
     tests/data/fields/<module>.json (which also applies the migrations)."""
 
-    def make(overrides=None, tables=("Leads",), nginx_kw=None, args=()):
+    def make(overrides=None, tables=("Leads",), nginx_kw=None, args=(), **launch):
         ov = {"webhook": {"fetch": False}}
         for sec, kv in (overrides or {}).items():
             ov.setdefault(sec, {}).update(kv)
@@ -133,7 +135,7 @@ def stack_factory(db, run_program, config_factory, nginx_factory, webhook_factor
         assert res.returncode == 0, res.stderr
         for mod in tables:
             load_table(run_program, cfg, mod)
-        wh = webhook_factory(config=cfg, nginx=ng, args=args)
+        wh = webhook_factory(config=cfg, nginx=ng, args=args, **launch)
         return Stack(db, ng, wh, cfg, zcrm_env.dir / "spool")
 
     return make
@@ -174,12 +176,11 @@ def requests_total(m, route, status):
 
 # --------------------------------------------- FastCGI, without nginx
 
-def fcgi_request(sock_path, params, body=b"", timeout=10):
-    """One FastCGI request straight to the webhook's socket (what nginx
-    never sends: unknown routes, a lying CONTENT_LENGTH). Returns
-    (status, {header: value}, body)."""
+def fcgi_message(params, body=b"", keep_conn=False, rid=1):
+    """The records of one FastCGI request, as nginx sends them (keep_conn:
+    the FCGI_KEEP_CONN flag of fastcgi_keep_conn on)."""
 
-    def record(rtype, content, rid=1):
+    def record(rtype, content):
         return struct.pack(">BBHHBB", 1, rtype, rid, len(content), 0, 0) + content
 
     def pair(k, v):
@@ -189,44 +190,59 @@ def fcgi_request(sock_path, params, body=b"", timeout=10):
             out += struct.pack(">B", n) if n < 128 else struct.pack(">I", n | 0x80000000)
         return out + k + v
 
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(scaled(timeout))
-    s.connect(str(sock_path))
-    try:
-        msg = record(1, struct.pack(">HB5x", 1, 0))
-        pp = b"".join(pair(k, v) for k, v in params.items())
-        msg += record(4, pp) + record(4, b"")
-        for i in range(0, len(body), 65535):
-            msg += record(5, body[i:i + 65535])
-        msg += record(5, b"")
-        s.sendall(msg)
-        out, buf = b"", b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
+    msg = record(1, struct.pack(">HB5x", 1, 1 if keep_conn else 0))
+    pp = b"".join(pair(k, v) for k, v in params.items())
+    msg += record(4, pp) + record(4, b"")
+    for i in range(0, len(body), 65535):
+        msg += record(5, body[i:i + 65535])
+    return msg + record(5, b"")
+
+
+def fcgi_reply(s):
+    """Read one reply from socket s up to its END_REQUEST (or EOF):
+    (status, {header: value}, body, ended)."""
+    out, buf, done = b"", b"", False
+    while not done:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+        while len(buf) >= 8:
+            _, rtype, _, clen, plen, _ = struct.unpack(">BBHHBB", buf[:8])
+            if len(buf) < 8 + clen + plen:
                 break
-            buf += chunk
-            done = False
-            while len(buf) >= 8:
-                _, rtype, _, clen, plen, _ = struct.unpack(">BBHHBB", buf[:8])
-                if len(buf) < 8 + clen + plen:
-                    break
-                content = buf[8:8 + clen]
-                buf = buf[8 + clen + plen:]
-                if rtype == 6:
-                    out += content
-                elif rtype == 3:
-                    done = True
-            if done:
-                break
-    finally:
-        s.close()
+            content = buf[8:8 + clen]
+            buf = buf[8 + clen + plen:]
+            if rtype == 6:
+                out += content
+            elif rtype == 3:
+                done = True
     head, _, payload = out.partition(b"\r\n\r\n")
     headers = {}
     for line in head.decode().split("\r\n"):
         k, _, v = line.partition(":")
         headers[k.strip().lower()] = v.strip()
     status = int(headers.get("status", "200").split()[0])
+    return status, headers, payload, done
+
+
+def fcgi_connect(sock_path, timeout=10):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(scaled(timeout))
+    s.connect(str(sock_path))
+    return s
+
+
+def fcgi_request(sock_path, params, body=b"", timeout=10):
+    """One FastCGI request straight to the webhook's socket (what nginx
+    never sends: unknown routes, a lying CONTENT_LENGTH). Returns
+    (status, {header: value}, body)."""
+    s = fcgi_connect(sock_path, timeout)
+    try:
+        s.sendall(fcgi_message(params, body))
+        status, headers, payload, _ = fcgi_reply(s)
+    finally:
+        s.close()
     return status, headers, payload
 
 
@@ -1133,6 +1149,222 @@ def test_200_concurrent_notifications(stack_factory):
     m = st.metrics()
     assert requests_total(m, "notify", 200) == n
     assert "threads=4" in st.wh.stderr_text()
+
+
+# ------------------------------------ FastCGI connections (keepalive)
+
+APPLIED = {"status": "applied"}
+
+
+def accepted(m):
+    return metric(m, "zcrm_webhook_connections_accepted_total")
+
+
+def fcgi_kept(s, uri, method="POST", body=b""):
+    """One request on an open connection with FCGI_KEEP_CONN, as nginx's
+    fastcgi_keep_conn sends it: (status, body, END_REQUEST seen)."""
+    s.sendall(fcgi_message(fcgi_params(uri, method, body), body, keep_conn=True))
+    status, _, raw, ended = fcgi_reply(s)
+    return status, raw, ended
+
+
+def test_keepalive_reuses_fastcgi_connections(stack):
+    """nginx/zcrm-sync-upstream.conf's keepalive with fastcgi_keep_conn:
+    one notification after another, all on the same few connections."""
+    n = 200
+    for i in range(n):
+        assert stack.notify(notif("update", [6000 + i], T0 + i)) == APPLIED
+    assert stack.db.value("SELECT count(*) FROM zcrm.inbox WHERE processed_at IS NOT NULL") == n
+    assert stack.db.value("SELECT count(*) FROM zcrm.dirty") == n
+    m = stack.metrics()
+    assert requests_total(m, "notify", 200) == n
+    assert 1 <= accepted(m) <= 8, accepted(m)
+
+
+def test_more_clients_than_threads_all_answered(stack_factory):
+    """32 clients at once against 2 threads: nginx opens more connections
+    than there are threads and keeps some open between requests; none of
+    them holds a thread while it is idle, so every request is answered."""
+    st = stack_factory({"webhook": {"threads": 2}})
+    n = 192
+    bodies = [notif("update", [7000 + i], T0 + i) for i in range(n)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
+        answers = list(pool.map(st.post, bodies))
+    bad = [(i, a[0], a[2][:200]) for i, a in enumerate(answers) if a[0] != 200]
+    assert not bad, bad[:5]
+    assert all(jbody(a[2]) == APPLIED for a in answers)
+    # nginx holds idle connections from the burst: the next ones still pass.
+    for i in range(8):
+        assert st.notify(notif("update", [7500 + i], T0)) == APPLIED
+    assert sorted(r[0].encode() for r in st.db.query("SELECT raw FROM zcrm.inbox")) == sorted(
+        bodies + [notif("update", [7500 + i], T0) for i in range(8)])
+    m = st.metrics()
+    assert requests_total(m, "notify", 200) == n + 8
+    assert accepted(m) < n, accepted(m)
+    assert spool_files(st.spool) == []
+
+
+def test_idle_connections_hold_no_thread(stack_factory):
+    """More connections than threads that send nothing, and a kept
+    connection between two requests: notifications through nginx are
+    answered meanwhile, and the kept connection serves its next request."""
+    st = stack_factory({"webhook": {"threads": 2}})
+    idle = [fcgi_connect(st.wh.sock) for _ in range(4)]
+    kept = fcgi_connect(st.wh.sock)
+    try:
+        assert fcgi_kept(kept, "/zcrm/healthz", "GET")[0::2] == (200, True)
+        for i in range(6):
+            assert st.notify(notif("update", [7600 + i], T0)) == APPLIED
+        status, raw, ended = fcgi_kept(kept, "/zcrm/notify", body=notif("update", [7700], T0))
+        assert (status, jbody(raw), ended) == (200, APPLIED, True)
+    finally:
+        for s in idle + [kept]:
+            s.close()
+    assert st.db.value("SELECT count(*) FROM zcrm.dirty") == 7
+
+
+def test_unread_body_does_not_spoil_a_kept_connection(stack_factory):
+    """Answers given without reading the body (405, 404, 413 on
+    CONTENT_LENGTH) leave it on the connection: the webhook reads it to
+    its end, so the next request on that kept connection is read from its
+    start; a body larger than [webhook] max_body closes the connection."""
+    st = stack_factory({"webhook": {"max_body": 4096}})
+    s = fcgi_connect(st.wh.sock)
+    try:
+        for i, (uri, expect) in enumerate((("/zcrm/healthz", 405), ("/zcrm/other", 404),
+                                           ("/zcrm/metrics", 405))):
+            assert fcgi_kept(s, uri, body=b"x" * 4000)[0::2] == (expect, True)
+            status, raw, _ = fcgi_kept(s, "/zcrm/notify", body=notif("update", [7800 + i], T0))
+            assert (status, jbody(raw)) == (200, APPLIED)
+        assert fcgi_kept(s, "/zcrm/notify", body=b"x" * 10000)[0::2] == (413, True)
+        assert s.recv(1) == b"", "connection kept after a body over max_body"
+    finally:
+        s.close()
+    assert st.db.value("SELECT count(*) FROM zcrm.dirty") == 3
+
+
+def test_nginx_without_keepalive_still_works(stack_factory):
+    """The snippet as it was before the upstream (fastcgi_pass unix:…, no
+    fastcgi_keep_conn): a connection per request, closed after it."""
+    st = stack_factory(nginx_kw={"keep_conn": False})
+
+    def answered(m):
+        return sum(v for k, v in m.items()
+                   if k != "_lines" and k[0] == "zcrm_webhook_requests_total")
+
+    m0 = st.metrics()
+    for i in range(20):
+        assert st.notify(notif("update", [7900 + i], T0 + i)) == APPLIED
+    bodies = [notif("update", [7950 + i], T0 + i) for i in range(32)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(st.post, bodies))
+    assert [(a[0], jbody(a[2])) for a in answers] == [(200, APPLIED)] * 32
+    assert st.db.value("SELECT count(*) FROM zcrm.dirty") == 52
+    m = st.metrics()
+    # A connection per request: each /metrics request is counted as a
+    # connection before it renders, and as a request after.
+    assert accepted(m) - accepted(m0) == answered(m) - answered(m0) == 53
+
+
+def test_sigterm_closes_idle_kept_connections_and_drains(stack_factory):
+    """SIGTERM with a request in flight and idle kept connections (nginx's
+    and one of ours): the idle ones are closed at once, the request in
+    flight is answered, and the webhook exits 0."""
+    st = stack_factory({"webhook": {"threads": 2}})
+    for i in range(3):
+        assert st.notify(notif("update", [8000 + i], T0)) == APPLIED
+    kept = fcgi_connect(st.wh.sock, timeout=30)
+    locker = st.db.connect()
+    locker.autocommit = False
+    result = []
+    sender = threading.Thread(target=lambda: result.append(st.post(notif("update", [8100], T0))))
+    try:
+        assert fcgi_kept(kept, "/zcrm/healthz", "GET")[0::2] == (200, True)
+        locker.cursor().execute("LOCK TABLE zcrm.inbox IN EXCLUSIVE MODE")
+        sender.start()
+        wait_until(lambda: st.db.value("SELECT count(*) FROM pg_stat_activity"
+                                       " WHERE wait_event_type = 'Lock' AND datname = %s",
+                                       st.db.name) == 1,
+                   scaled(15), what="the request waiting on the inbox lock")
+        st.wh.kill(signal.SIGTERM)
+        assert kept.recv(1) == b"", "idle kept connection not closed"
+        assert st.wh.alive(), "exited with a request in flight"
+    finally:
+        locker.rollback()
+        locker.close()
+        kept.close()
+    sender.join(scaled(20))
+    assert st.wh.wait(15) == 0
+    assert st.wh.stop() == 0
+    assert result and result[0][0] == 200 and jbody(result[0][2]) == APPLIED, result
+    assert st.db.value("SELECT count(*) FROM zcrm.inbox") == 4
+
+
+# The systemd socket on fd 3, as systemd passes it (LISTEN_PID is the
+# program's own pid: set by this wrapper, which then becomes the webhook).
+LISTEN_FDS_WRAPPER = (
+    "import os, sys\n"
+    "fd = int(sys.argv[1])\n"
+    "if fd != 3:\n"
+    "    os.dup2(fd, 3)\n"
+    "    os.close(fd)\n"
+    "os.environ.update(LISTEN_FDS='1', LISTEN_PID=str(os.getpid()))\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n")
+
+
+def _listening_unix(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(path))
+    s.listen(64)
+    return s
+
+
+@pytest.mark.parametrize("how", ["tcp", "spawn-fcgi", "systemd"])
+def test_listeners_with_keepalive(stack_factory, webhook_factory, zcrm_env, how):
+    """--listen host:port, spawn-fcgi's socket on fd 0 and systemd's on fd
+    3 (LISTEN_FDS), each behind nginx with keepalive; SIGTERM exits 0.
+    systemd's socket outlives the webhook: a restarted webhook gets it and
+    serves the connections that waited meanwhile."""
+    held = None
+    if how == "tcp":
+        sock = "127.0.0.1:%d" % harness.alloc_port()
+        launch = {}
+    else:
+        sock = str(zcrm_env.socket_path("inherited"))
+        if how == "spawn-fcgi":
+            spawn = shutil.which("spawn-fcgi")
+            if not spawn:
+                pytest.skip("spawn-fcgi is not installed")
+            launch = {"listen": False, "wrap": [spawn, "-n", "-s", sock, "--"]}
+        else:
+            held = _listening_unix(sock)
+            launch = {"listen": False, "wrap": [harness.PYTHON, "-c", LISTEN_FDS_WRAPPER,
+                                                str(held.fileno())],
+                      "pass_fds": [held.fileno()]}
+    try:
+        st = stack_factory(nginx_kw={"fastcgi_socket": sock}, **launch)
+        for i in range(10):
+            assert st.notify(notif("update", [8200 + i], T0)) == APPLIED
+        bodies = [notif("update", [8300 + i], T0) for i in range(16)]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            assert [a[0] for a in pool.map(st.post, bodies)] == [200] * 16
+        assert accepted(st.metrics()) < 26
+        assert st.wh.stop() == 0
+        if held is not None:
+            # Posted while no webhook runs: waits in the socket's backlog.
+            late = []
+            sender = threading.Thread(
+                target=lambda: late.append(st.post(notif("update", [8400], T0))))
+            sender.start()
+            wh2 = webhook_factory(config=st.config, nginx=st.ng, **launch)
+            sender.join(scaled(30))
+            assert late and late[0][0] == 200 and jbody(late[0][2]) == APPLIED, late
+            assert st.notify(notif("update", [8401], T0)) == APPLIED
+            assert wh2.stop() == 0
+    finally:
+        if held is not None:
+            held.close()
+    assert st.db.value("SELECT count(*) FROM zcrm.dirty") == 26 + (2 if held else 0)
 
 
 def test_threads_option_validated(run_program, config_factory):
