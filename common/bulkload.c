@@ -207,6 +207,22 @@ static enum rc header_done(struct loader *L, struct csvhead *head, char *err, si
 	return chunk_open(L, 1, err, errlen);
 }
 
+/* Up to len bytes at *p (with stop_at_row_end, only to the end of the
+ * first record that completes) through the guard into the filling chunk;
+ * *p and *n move past them. */
+static enum rc guard_put(struct loader *L, struct rowguard *guard, const char **p, size_t *n,
+			 size_t len, bool stop_at_row_end, char *err, size_t errlen)
+{
+	size_t used = 0;
+	enum rc rc = rowguard_feed(guard, *p, len, stop_at_row_end, &used, err, errlen);
+
+	if (!rc)
+		rc = chunk_put(L, *p, used, err, errlen);
+	*p += used;
+	*n -= used;
+	return rc;
+}
+
 /* Data bytes: into the filling chunk, cut after the record that crosses
  * chunk_max. */
 static enum rc feed_rows(struct loader *L, struct rowguard *guard, const char *p, size_t n,
@@ -214,27 +230,18 @@ static enum rc feed_rows(struct loader *L, struct rowguard *guard, const char *p
 {
 	while (n > 0) {
 		bool cut = L->stager && L->chunk_bytes + n >= L->chunk_max;
-		size_t used = 0;
 		enum rc rc;
 
+		/* Up to the threshold as usual, then to the record's end. */
 		if (cut && L->chunk_bytes < L->chunk_max) {
-			/* Up to the threshold as usual, then to the record's end. */
-			size_t upto = (size_t)(L->chunk_max - L->chunk_bytes);
-			rc = rowguard_feed(guard, p, upto, false, &used, err, errlen);
-			if (!rc)
-				rc = chunk_put(L, p, used, err, errlen);
+			rc = guard_put(L, guard, &p, &n, (size_t)(L->chunk_max - L->chunk_bytes),
+				       false, err, errlen);
 			if (rc)
 				return rc;
-			p += used;
-			n -= used;
 		}
-		rc = rowguard_feed(guard, p, n, cut, &used, err, errlen);
-		if (!rc)
-			rc = chunk_put(L, p, used, err, errlen);
+		rc = guard_put(L, guard, &p, &n, n, cut, err, errlen);
 		if (rc)
 			return rc;
-		p += used;
-		n -= used;
 		if (cut && n > 0) {
 			rc = chunk_close(L, err, errlen);
 			if (!rc)
