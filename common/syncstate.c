@@ -29,12 +29,12 @@ enum rc sync_get(struct db *db, const char *module, struct sync_row *row)
 	if (rc)
 		return rc;
 	rc = db_prepared(db, "sync_get",
-			 "SELECT extract(epoch FROM watermark)::bigint, channel_id,"
-			 " extract(epoch FROM channel_expiry)::bigint, channel_status,"
+			 "SELECT floor(extract(epoch FROM watermark))::bigint, channel_id,"
+			 " floor(extract(epoch FROM channel_expiry))::bigint, channel_status,"
 			 " coalesce(bulk_kind, ''), bulk_job_id, coalesce(bulk_page, 0),"
-			 " extract(epoch FROM bulk_started)::bigint,"
-			 " extract(epoch FROM bulk_from)::bigint, extract(epoch FROM bulk_to)::bigint,"
-			 " table_ready, extract(epoch FROM channel_checked)::bigint"
+			 " floor(extract(epoch FROM bulk_started))::bigint,"
+			 " floor(extract(epoch FROM bulk_from))::bigint, floor(extract(epoch FROM bulk_to))::bigint,"
+			 " table_ready, floor(extract(epoch FROM channel_checked))::bigint"
 			 " FROM sync_state WHERE module = $1",
 			 1, (const char *[]){module}, &res);
 	if (rc)
@@ -214,7 +214,7 @@ enum rc gap_earliest(struct db *db, const char *module, int64_t *from)
 {
 	char *v = NULL;
 	enum rc rc = db_query_value(db,
-				    "SELECT extract(epoch FROM min(gap_from))::bigint FROM coverage_gaps"
+				    "SELECT floor(extract(epoch FROM min(gap_from)))::bigint FROM coverage_gaps"
 				    " WHERE module = $1 AND closed_at IS NULL",
 				    1, (const char *[]){module}, &v);
 	*from = rc ? 0 : to_i64(v);
