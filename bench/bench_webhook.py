@@ -633,9 +633,9 @@ def main():
 
         def measure(kind, conns, fn, extra_pids=None, stop=None):
             # Steady state: statistics as autovacuum would have them by now
-            # (a fresh, fast-growing zcrm.dirty otherwise gets plans made
-            # for an empty table), and no checkpoint half done.
-            pg.psql("ANALYZE zcrm.inbox, zcrm.dirty, zcrm.leads")
+            # (a fresh, fast-growing table otherwise gets plans made for an
+            # empty one), and no checkpoint half done.
+            pg.psql("ANALYZE zcrm.inbox, zcrm.fetch_queue, zcrm.dirty, zcrm.leads")
             pg.psql("CHECKPOINT")
             if a.pgss:
                 pg.psql("SELECT pg_stat_statements_reset()")
@@ -761,8 +761,8 @@ def main():
         print()
         inbox = pg.psql("SELECT count(*) || ' inbox rows, ' || count(*) FILTER (WHERE processed_at"
                         " IS NULL) || ' unprocessed' FROM zcrm.inbox")
-        say("after the run: %s; %s dirty ids; %s tombstones" % (
-            inbox, pg.psql("SELECT count(*) FROM zcrm.dirty"),
+        say("after the run: %s; %s notifications queued for a fetch; %s tombstones" % (
+            inbox, pg.psql("SELECT count(*) FROM zcrm.fetch_queue"),
             pg.psql("SELECT count(*) FROM zcrm.leads WHERE deleted_at IS NOT NULL")))
         meta = {"duration": a.duration, "warmup": a.warmup, "repeat": a.repeat,
                 "pgbench_jobs": a.pgbench_jobs,

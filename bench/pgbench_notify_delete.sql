@@ -1,7 +1,7 @@
 -- pgbench_notify_delete.sql — the SQL the webhook runs for one delete
 -- notification (common/inbox.c: inbox_record, then merge_tombstones in
 -- common/merge.c), one transaction; 10 % of the mix: BEGIN; the record
--- statement (its dirty part does nothing for a delete); tombstones;
+-- statement (its queue part does nothing for a delete); tombstones;
 -- undirty; COMMIT. Bodies from bench.bodies_delete; see
 -- pgbench_notify_dirty.sql and pgbench_bodies.sql.
 \set i random(1, 10000)
@@ -16,13 +16,10 @@ WITH ready AS (
   FROM ready, bench.bodies_delete b WHERE b.i = :i::int
   ON CONFLICT ((md5(raw))) DO NOTHING
   RETURNING id, processed_at IS NOT NULL AS applied, ids, operation),
- marked AS (
-  INSERT INTO zcrm.dirty (module, id, server_time)
-  SELECT DISTINCT 'Leads', unnest(ins.ids), to_timestamp(:st::numeric / 1000)
-  FROM ins WHERE ins.applied AND ins.operation <> 'delete'
-  ON CONFLICT (module, id) DO UPDATE
-  SET server_time = greatest(dirty.server_time, excluded.server_time),
-      next_try = least(dirty.next_try, now()))
+ queued AS (
+  INSERT INTO zcrm.fetch_queue (inbox_id, module, ids, server_time)
+  SELECT ins.id, 'Leads', ins.ids, to_timestamp(:st::numeric / 1000)
+  FROM ins WHERE ins.applied AND ins.operation <> 'delete')
 SELECT id, applied, ids, array_fill(:st::numeric / 1000, ARRAY[cardinality(ids)]) AS tms FROM ins
 \gset
 INSERT INTO zcrm.leads AS t (id, deleted_at, synced_at, source)

@@ -1,7 +1,9 @@
 -- pgbench_notify_dirty.sql — the SQL the webhook runs for one insert or
 -- update notification (common/inbox.c: inbox_record, RECORD_SQL): one
 -- statement, autocommit — the inbox row (written processed when the module
--- table is ready), the table_ready lookup and the dirty upsert. The
+-- table is ready), the table_ready lookup and the notification's row in
+-- fetch_queue (before sql/002_fetch_queue.sql: an upsert of each id into
+-- dirty, which cost about as much again). The
 -- PostgreSQL ceiling of `make bench-webhook`:
 --
 --   psql -f bench/pgbench_bodies.sql zcrm        # once: the bodies
@@ -26,11 +28,8 @@ WITH ready AS (
   FROM ready, bench.bodies_dirty b WHERE b.i = :i::int
   ON CONFLICT ((md5(raw))) DO NOTHING
   RETURNING id, processed_at IS NOT NULL AS applied, ids, operation),
- marked AS (
-  INSERT INTO zcrm.dirty (module, id, server_time)
-  SELECT DISTINCT 'Leads', unnest(ins.ids), to_timestamp(:st::numeric / 1000)
-  FROM ins WHERE ins.applied AND ins.operation <> 'delete'
-  ON CONFLICT (module, id) DO UPDATE
-  SET server_time = greatest(dirty.server_time, excluded.server_time),
-      next_try = least(dirty.next_try, now()))
+ queued AS (
+  INSERT INTO zcrm.fetch_queue (inbox_id, module, ids, server_time)
+  SELECT ins.id, 'Leads', ins.ids, to_timestamp(:st::numeric / 1000)
+  FROM ins WHERE ins.applied AND ins.operation <> 'delete')
 SELECT id, applied FROM ins;

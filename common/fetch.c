@@ -100,6 +100,31 @@ static bool returned(struct json_object *records, int64_t id)
 	return false;
 }
 
+static enum rc settle(struct db *data, const struct module_schema *schema, const int64_t *ids,
+		      char *const *times, const bool *returned, size_t n, const char *why);
+
+/* One transaction: merge the records and, for claimed ids (ids not NULL),
+ * settle them (below). */
+static enum rc merge_txn(struct db *data, const struct module_schema *schema,
+			 struct json_object *records, int64_t asked, const int64_t *ids,
+			 char *const *times, const bool *got, size_t n, long *applied, char *err,
+			 size_t errlen)
+{
+	enum rc rc = db_begin(data);
+	if (!rc)
+		rc = merge_records(data, schema, records, asked, applied, err, errlen);
+	if (!rc && ids)
+		rc = settle(data, schema, ids, times, got, n, "not returned by Zoho");
+	if (!rc)
+		rc = db_commit(data);
+	if (rc) {
+		if (!err[0])
+			snprintf(err, errlen, "%s", db_error(data));
+		db_rollback(data);
+	}
+	return rc;
+}
+
 enum rc fetch_ids(struct db *data, struct zoho *zoho, const struct module_schema *schema,
 		  const int64_t *ids, size_t n, struct fetch_stats *st, char *err, size_t errlen)
 {
@@ -114,16 +139,8 @@ enum rc fetch_ids(struct db *data, struct zoho *zoho, const struct module_schema
 		if (rc)
 			return rc;
 		st->returned += (long)json_object_array_length(records);
-		rc = db_begin(data);
-		if (!rc)
-			rc = merge_records(data, schema, records, asked, &applied, err, errlen);
-		if (!rc)
-			rc = db_commit(data);
-		if (rc) {
-			if (!err[0])
-				snprintf(err, errlen, "%s", db_error(data));
-			db_rollback(data);
-		}
+		rc = merge_txn(data, schema, records, asked, NULL, NULL, NULL, 0, &applied, err,
+			       errlen);
 		json_object_put(records);
 		if (rc)
 			return rc;
@@ -132,15 +149,253 @@ enum rc fetch_ids(struct db *data, struct zoho *zoho, const struct module_schema
 	return rc;
 }
 
+/* Ids claimed for one fetch, distinct, each with the newest server_time
+ * that asked for it (timestamptz text; NULL for a dirty row without one). */
+struct claim {
+	int64_t *ids;
+	char **times;
+	size_t n;
+	int64_t *gone_ids; /* tombstoned since they were notified: not fetched */
+	char **gone_times;
+	size_t ngone;
+	char *queued; /* fetch_queue rows leased ({inbox ids}), or NULL */
+};
+
+static void claim_free(struct claim *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		free(c->times[i]);
+	for (size_t i = 0; i < c->ngone; i++)
+		free(c->gone_times[i]);
+	free(c->times);
+	free(c->ids);
+	free(c->gone_times);
+	free(c->gone_ids);
+	free(c->queued);
+	memset(c, 0, sizeof(*c));
+}
+
+/* Rows of (id, time[, …, gone]): ids whose column `gone_col` is true (a
+ * tombstone since the notification) go to c->gone_*, not to be fetched. */
+static void claim_take(struct claim *c, struct db_res *res, int gone_col)
+{
+	size_t rows = (size_t)db_res_rows(res);
+	c->ids = xcalloc(rows ? rows : 1, sizeof(*c->ids));
+	c->times = xcalloc(rows ? rows : 1, sizeof(*c->times));
+	c->gone_ids = xcalloc(rows ? rows : 1, sizeof(*c->gone_ids));
+	c->gone_times = xcalloc(rows ? rows : 1, sizeof(*c->gone_times));
+	for (size_t i = 0; i < rows; i++) {
+		const char *t = db_res_get(res, (int)i, 1), *g;
+		bool gone = gone_col >= 0 && (g = db_res_get(res, (int)i, gone_col)) && g[0] == 't';
+		size_t k = gone ? c->ngone++ : c->n++;
+		(gone ? c->gone_ids : c->ids)[k] = strtoll(db_res_get(res, (int)i, 0), NULL, 10);
+		(gone ? c->gone_times : c->times)[k] = t ? xstrdup(t) : NULL;
+	}
+}
+
+/* Lease the oldest queued notifications of module, as many as add up to at
+ * most FETCH_BATCH ids (at least one), for a minute per FETCH_BATCH ids. */
+static enum rc claim_queued(struct db *data, const struct module_schema *schema,
+			    struct claim *c)
+{
+	struct db_res *res = NULL;
+	char *qtable = db_quote_ident(data, schema->table);
+	char *name = xasprintf("fetch_claim_queued_%s", schema->table);
+	char lim[16];
+	enum rc rc;
+
+	snprintf(lim, sizeof(lim), "%d", FETCH_BATCH);
+	char *sql = xasprintf(
+		"WITH cand AS ("
+		"  SELECT inbox_id, sum(cardinality(ids)) OVER (ORDER BY inbox_id) AS upto"
+		"  FROM (SELECT inbox_id, ids FROM fetch_queue WHERE module = $1"
+		"   AND (lease_until IS NULL OR lease_until <= now())"
+		"   ORDER BY inbox_id LIMIT $2::int FOR UPDATE SKIP LOCKED) f),"
+		" claimed AS ("
+		"  UPDATE fetch_queue q SET lease_until = now()"
+		"   + interval '60 seconds' * ceil(cardinality(q.ids) / $2::numeric)"
+		"  FROM cand WHERE q.inbox_id = cand.inbox_id"
+		"   AND (cand.upto <= $2::int OR cand.upto = (SELECT min(upto) FROM cand))"
+		"  RETURNING q.inbox_id, q.ids, q.server_time)"
+		" SELECT w.id, w.t::text, (SELECT array_agg(inbox_id)::text FROM claimed),"
+		"  EXISTS (SELECT 1 FROM %s r WHERE r.id = w.id AND r.deleted_at >= w.t)"
+		" FROM (SELECT x.id, max(c.server_time) AS t"
+		"  FROM claimed c, unnest(c.ids) AS x(id) GROUP BY x.id) w ORDER BY w.id",
+		qtable);
+	rc = db_prepared(data, name, sql, 2, (const char *[]){schema->module, lim}, &res);
+	if (!rc) {
+		claim_take(c, res, 3);
+		if (db_res_rows(res))
+			c->queued = xstrdup(db_res_get(res, 0, 2));
+	}
+	db_res_free(res);
+	free(sql);
+	free(name);
+	free(qtable);
+	return rc;
+}
+
+/* Lease due ids of `dirty` (those an earlier fetch could not settle). */
+static enum rc claim_dirty(struct db *data, const char *module, struct claim *c)
+{
+	struct db_res *res = NULL;
+	char lim[16];
+	enum rc rc;
+
+	snprintf(lim, sizeof(lim), "%d", FETCH_BATCH);
+	rc = db_prepared(data, "fetch_claim",
+			 "UPDATE dirty d SET next_try = now() + interval '60 seconds',"
+			 " attempts = d.attempts + 1"
+			 " FROM (SELECT module, id FROM dirty WHERE module = $1"
+			 "  AND next_try <= now() ORDER BY next_try, id LIMIT $2::int"
+			 "  FOR UPDATE SKIP LOCKED) c"
+			 " WHERE d.module = c.module AND d.id = c.id"
+			 " RETURNING d.id, d.server_time::text",
+			 2, (const char *[]){module, lim}, &res);
+	if (rc)
+		return rc;
+	claim_take(c, res, -1);
+	db_res_free(res);
+	return RC_OK;
+}
+
+/* {"t1",NULL,…}: a timestamptz[] parameter (timestamptz text has no quote
+ * or backslash to escape). */
+static char *times_array(char *const *times, size_t n)
+{
+	size_t cap = 3;
+	for (size_t i = 0; i < n; i++)
+		cap += (times[i] ? strlen(times[i]) + 2 : 4) + 1;
+	char *out = xmalloc(cap), *p = out;
+	*p++ = '{';
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			*p++ = ',';
+		if (times[i])
+			p += sprintf(p, "\"%s\"", times[i]);
+		else
+			p += sprintf(p, "NULL");
+	}
+	*p++ = '}';
+	*p = '\0';
+	return out;
+}
+
+/* After a fetch of ids[0..n): an id is settled when its record was returned
+ * (returned[i]) or it is tombstoned at or after the time that asked for it;
+ * its dirty row goes, unless a newer notification marked it meanwhile. The
+ * rest stay in (or enter) dirty with exponential backoff and `why`. */
+static enum rc settle(struct db *data, const struct module_schema *schema, const int64_t *ids,
+		      char *const *times, const bool *returned, size_t n, const char *why)
+{
+	char *qtable = db_quote_ident(data, schema->table);
+	char *name = xasprintf("fetch_settle_%s", schema->table);
+	char *sql = xasprintf(
+		"WITH x AS (SELECT * FROM unnest($2::bigint[], $3::timestamptz[], $4::bool[])"
+		"  AS x(id, t, ok)),"
+		" settled AS (SELECT x.id, x.t FROM x WHERE x.ok OR EXISTS (SELECT 1 FROM %s r"
+		"  WHERE r.id = x.id AND r.deleted_at >= x.t)),"
+		" done AS (DELETE FROM dirty d USING settled s WHERE d.module = $1 AND d.id = s.id"
+		"  AND (d.server_time IS NULL OR s.t IS NULL OR d.server_time <= s.t))"
+		" INSERT INTO dirty AS d (module, id, server_time, attempts, next_try, last_error)"
+		" SELECT DISTINCT ON (x.id) $1, x.id, x.t, 1, now() + interval '10 seconds', $5 FROM x"
+		" WHERE x.id NOT IN (SELECT id FROM settled) ORDER BY x.id, x.t DESC NULLS LAST"
+		" ON CONFLICT (module, id) DO UPDATE SET last_error = excluded.last_error,"
+		"  server_time = greatest(d.server_time, excluded.server_time),"
+		"  next_try = now() + least(interval '1 hour',"
+		"   interval '5 seconds' * power(2, least(d.attempts, 10)))",
+		qtable);
+	char *arr = db_int64_array(ids, n);
+	char *tarr = times_array(times, n);
+	char *oks = xmalloc(2 * n + 3), *p = oks;
+	*p++ = '{';
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			*p++ = ',';
+		*p++ = returned[i] ? 't' : 'f';
+	}
+	*p++ = '}';
+	*p = '\0';
+	enum rc rc = db_prepared(data, name, sql, 5,
+				 (const char *[]){schema->module, arr, tarr, oks, why}, NULL);
+	free(oks);
+	free(tarr);
+	free(arr);
+	free(sql);
+	free(name);
+	free(qtable);
+	return rc;
+}
+
+/* Fetch the claimed ids FETCH_BATCH at a time, merge what Zoho returns and
+ * settle every id. A failed call leaves its ids, and the rest of the claim,
+ * in dirty with backoff, and ends the claim with that error. */
+static enum rc fetch_claim(struct db *data, struct zoho *zoho, const struct module_schema *schema,
+			   const struct claim *c, struct fetch_stats *st, char *err, size_t errlen)
+{
+	bool *got = xcalloc(c->n ? c->n : 1, sizeof(*got));
+	struct json_object *records = NULL;
+	enum rc rc = RC_OK;
+
+	if (c->ngone) {
+		bool *yes = xcalloc(c->ngone, sizeof(*yes));
+		for (size_t i = 0; i < c->ngone; i++)
+			yes[i] = true;
+		rc = settle(data, schema, c->gone_ids, c->gone_times, yes, c->ngone, "");
+		free(yes);
+		if (rc) {
+			snprintf(err, errlen, "%s", db_error(data));
+			goto out;
+		}
+	}
+
+	for (size_t off = 0; off < c->n; off += FETCH_BATCH) {
+		size_t k = c->n - off < FETCH_BATCH ? c->n - off : FETCH_BATCH;
+		int64_t asked = (int64_t)time(NULL) - FETCH_SKEW_MARGIN;
+		long applied = 0;
+
+		rc = get_records(zoho, schema, c->ids + off, k, &records, err, errlen);
+		if (rc) {
+			/* Nothing is lost: the ids wait in dirty for their next try. */
+			if (settle(data, schema, c->ids + off, c->times + off, got + off, c->n - off,
+				   err))
+				log_warn("cannot record fetch failure", "err=%s",
+					 log_q(db_error(data)));
+			goto out;
+		}
+		st->returned += (long)json_object_array_length(records);
+		for (size_t i = off; i < off + k; i++) {
+			got[i] = returned(records, c->ids[i]);
+			if (!got[i])
+				st->missing++;
+		}
+		rc = merge_txn(data, schema, records, asked, c->ids + off, c->times + off,
+			       got + off, k, &applied, err, errlen);
+		if (rc)
+			goto out;
+		st->applied += applied;
+		json_object_put(records);
+		records = NULL;
+	}
+	/* Every id of the queued notifications is merged or in dirty now. */
+	if (c->queued) {
+		rc = db_prepared(data, "fetch_dequeue",
+				 "DELETE FROM fetch_queue WHERE inbox_id = ANY($1::bigint[])", 1,
+				 (const char *[]){c->queued}, NULL);
+		if (rc)
+			snprintf(err, errlen, "%s", db_error(data));
+	}
+out:
+	json_object_put(records);
+	free(got);
+	return rc;
+}
+
 enum rc fetch_dirty(struct db *data, struct zoho *zoho, const char *module, size_t max_batches,
 		    struct fetch_stats *st, char *err, size_t errlen)
 {
 	struct module_schema *schema = NULL;
-	struct db_res *res = NULL;
-	struct json_object *records = NULL;
-	int64_t *ids = NULL;
-	char **times = NULL;
-	size_t n = 0;
+	struct claim c = {0};
 	enum rc rc;
 
 	memset(st, 0, sizeof(*st));
@@ -148,109 +403,24 @@ enum rc fetch_dirty(struct db *data, struct zoho *zoho, const char *module, size
 	rc = schema_load(data, module, &schema);
 	if (rc)
 		return rc;
+	/* Queued notifications first (the newest changes), then due retries. */
 	for (size_t batch = 0; batch < max_batches; batch++) {
-		char lim[16];
-		snprintf(lim, sizeof(lim), "%d", FETCH_BATCH);
-		/* Lease due ids for a minute; a crash just lets the lease lapse. */
-		rc = db_prepared(data, "fetch_claim",
-				 "UPDATE dirty d SET next_try = now() + interval '60 seconds',"
-				 " attempts = d.attempts + 1"
-				 " FROM (SELECT module, id FROM dirty WHERE module = $1"
-				 "  AND next_try <= now() ORDER BY next_try, id LIMIT $2::int"
-				 "  FOR UPDATE SKIP LOCKED) c"
-				 " WHERE d.module = c.module AND d.id = c.id"
-				 " RETURNING d.id, d.server_time::text, d.attempts",
-				 2, (const char *[]){module, lim}, &res);
+		rc = claim_queued(data, schema, &c);
+		if (!rc && !c.queued)
+			rc = claim_dirty(data, module, &c);
 		if (rc) {
 			snprintf(err, errlen, "%s", db_error(data));
-			goto out;
-		}
-		n = (size_t)db_res_rows(res);
-		if (n == 0)
 			break;
-		ids = xcalloc(n, sizeof(*ids));
-		times = xcalloc(n, sizeof(*times));
-		for (size_t i = 0; i < n; i++) {
-			ids[i] = strtoll(db_res_get(res, (int)i, 0), NULL, 10);
-			const char *t = db_res_get(res, (int)i, 1);
-			times[i] = t ? xstrdup(t) : NULL;
 		}
-		db_res_free(res);
-		res = NULL;
-		st->claimed += (long)n;
-
-		int64_t asked = (int64_t)time(NULL) - FETCH_SKEW_MARGIN;
-		rc = get_records(zoho, schema, ids, n, &records, err, errlen);
-		if (rc) {
-			/* The lease expires and the ids come due again: none lost. */
-			char *arr = db_int64_array(ids, n);
-			if (db_prepared(data, "fetch_failed",
-					"UPDATE dirty SET last_error = $3,"
-					" next_try = now() + least(interval '1 hour',"
-					"  interval '5 seconds' * power(2, least(attempts, 10)))"
-					" WHERE module = $1 AND id = ANY($2::bigint[])",
-					3, (const char *[]){module, arr, err}, NULL))
-				log_warn("cannot record fetch failure", "err=%s", log_q(db_error(data)));
-			free(arr);
-			goto out;
-		}
-		st->returned += (long)json_object_array_length(records);
-		long applied = 0;
-		rc = db_begin(data);
-		if (!rc)
-			rc = merge_records(data, schema, records, asked, &applied, err, errlen);
+		if (c.n == 0 && !c.queued)
+			break;
+		st->claimed += (long)c.n;
+		rc = fetch_claim(data, zoho, schema, &c, st, err, errlen);
+		claim_free(&c);
 		if (rc)
-			goto txfail;
-		st->applied += applied;
-		for (size_t i = 0; i < n; i++) {
-			char id[24];
-			snprintf(id, sizeof(id), "%" PRId64, ids[i]);
-			if (returned(records, ids[i])) {
-				/* Done, unless a newer notification re-marked it meanwhile. */
-				rc = db_prepared(data, "fetch_done",
-						 "DELETE FROM dirty WHERE module = $1 AND id = $2::bigint"
-						 " AND server_time IS NOT DISTINCT FROM $3::timestamptz",
-						 3, (const char *[]){module, id, times[i]}, NULL);
-			} else {
-				st->missing++;
-				rc = db_prepared(data, "fetch_missing",
-						 "UPDATE dirty SET last_error = 'not returned by Zoho',"
-						 " next_try = now() + least(interval '1 hour',"
-						 "  interval '5 seconds' * power(2, least(attempts, 10)))"
-						 " WHERE module = $1 AND id = $2::bigint",
-						 2, (const char *[]){module, id}, NULL);
-			}
-			if (rc)
-				goto txfail;
-		}
-		rc = db_commit(data);
-		if (rc)
-			goto txfail;
-		json_object_put(records);
-		records = NULL;
-		for (size_t i = 0; i < n; i++)
-			free(times[i]);
-		free(times);
-		free(ids);
-		times = NULL;
-		ids = NULL;
-		if (n < FETCH_BATCH)
 			break;
 	}
-	goto out;
-txfail:
-	if (!err[0])
-		snprintf(err, errlen, "%s", db_error(data));
-	db_rollback(data);
-out:
-	db_res_free(res);
-	json_object_put(records);
-	if (times) {
-		for (size_t i = 0; i < n; i++)
-			free(times[i]);
-	}
-	free(times);
-	free(ids);
+	claim_free(&c);
 	module_schema_free(schema);
 	return rc;
 }

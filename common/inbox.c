@@ -26,9 +26,10 @@ static bool system_column(const char *column)
 
 /* Apply one affected_values entry to its existing live row, at once, so
  * the change is visible before the record is fetched. The fetch that the
- * dirty mark triggers stays the source of truth: modified_time is left
- * alone, and only the newest notification of the id applies (its dirty
- * server_time), so a reordered older one cannot overwrite a newer one. */
+ * notification queued stays the source of truth: modified_time is left
+ * alone, and only the newest notification of the id applies (none newer
+ * waits in fetch_queue or dirty), so a reordered older one cannot overwrite
+ * a newer one. A newer one already fetched left a newer modified_time. */
 static enum rc apply_values(struct db *db, const struct module_schema *schema,
 			    const char *qtable, int64_t id, struct json_object *values,
 			    const char *when)
@@ -69,8 +70,10 @@ static enum rc apply_values(struct db *db, const struct module_schema *schema,
 	sql = xasprintf("UPDATE %s SET %s, synced_at = now(), source = 'notify'"
 			" WHERE id = $1::bigint AND deleted_at IS NULL"
 			" AND (modified_time IS NULL OR modified_time <= to_timestamp($2::numeric))"
-			" AND EXISTS (SELECT 1 FROM dirty d WHERE d.module = $3 AND d.id = $1::bigint"
-			"  AND d.server_time <= to_timestamp($2::numeric))",
+			" AND NOT EXISTS (SELECT 1 FROM fetch_queue q WHERE q.module = $3"
+			"  AND q.server_time > to_timestamp($2::numeric) AND $1::bigint = ANY(q.ids))"
+			" AND NOT EXISTS (SELECT 1 FROM dirty d WHERE d.module = $3 AND d.id = $1::bigint"
+			"  AND d.server_time > to_timestamp($2::numeric))",
 			qtable, sets);
 	rc = db_exec(db, sql, (int)n, params, NULL);
 out:
@@ -116,13 +119,6 @@ static enum rc apply_affected(struct db *db, const struct notification *n, const
 	return rc;
 }
 
-/* Marking ids dirty: the upsert's conflict clause, shared by the one-statement
- * record (RECORD_SQL) and apply(). */
-#define DIRTY_UPSERT_CONFLICT                                                  \
-	" ON CONFLICT (module, id) DO UPDATE"                                  \
-	" SET server_time = greatest(dirty.server_time, excluded.server_time)," \
-	"  next_try = least(dirty.next_try, now())"
-
 /* A delete's tombstones, each stamped with the notification's server_time. */
 static enum rc apply_tombstones(struct db *db, const struct notification *n)
 {
@@ -150,13 +146,11 @@ static enum rc apply(struct db *db, const struct notification *n, const char *in
 		if (rc)
 			goto out;
 	} else {
-		/* DISTINCT: an id sent twice in one notification must not make
-		 * ON CONFLICT DO UPDATE touch its row twice (an error). */
-		rc = db_prepared(db, "inbox_dirty",
-				 "INSERT INTO dirty (module, id, server_time)"
-				 " SELECT DISTINCT $1, unnest($2::bigint[]), to_timestamp($3::numeric)"
-				 DIRTY_UPSERT_CONFLICT,
-				 3, (const char *[]){n->module, ids, when}, NULL);
+		rc = db_prepared(db, "inbox_queue",
+				 "INSERT INTO fetch_queue (inbox_id, module, ids, server_time)"
+				 " VALUES ($1::bigint, $2, $3::bigint[], to_timestamp($4::numeric))"
+				 " ON CONFLICT (inbox_id) DO NOTHING",
+				 4, (const char *[]){inbox_id, n->module, ids, when}, NULL);
 		if (rc)
 			goto out;
 		rc = apply_affected(db, n, when);
@@ -170,8 +164,10 @@ out:
 	return rc;
 }
 
-/* Record a notification and, when the module table is ready, mark its ids
- * dirty: one statement, so one round trip, and no BEGIN/COMMIT for an insert
+/* Record a notification and, when the module table is ready, queue its ids
+ * for a fetch (one fetch_queue row, not a dirty row per id: that upsert was
+ * half of PostgreSQL's time per notification, sql/002_fetch_queue.sql):
+ * one statement, so one round trip, and no BEGIN/COMMIT for an insert
  * or update without affected_values (a statement is atomic on its own).
  * This replaced six round trips (BEGIN; insert; table_ready lookup; dirty
  * upsert; UPDATE inbox SET processed_at; COMMIT) — bench/bench_webhook.py,
@@ -193,13 +189,10 @@ static const char RECORD_SQL[] =
 	"   $6::text, $7::text, CASE WHEN ready.ok THEN now() END FROM ready"
 	"  ON CONFLICT ((md5(raw))) DO NOTHING"
 	"  RETURNING id, processed_at IS NOT NULL AS applied),"
-	" marked AS ("
-	/* DISTINCT: an id sent twice in one notification must not make ON
-	 * CONFLICT DO UPDATE touch its row twice (an error). */
-	"  INSERT INTO dirty (module, id, server_time)"
-	"  SELECT DISTINCT $2::text, unnest($4::bigint[]), to_timestamp($5::numeric)"
-	"  FROM ins WHERE ins.applied AND $3::text <> 'delete'"
-	DIRTY_UPSERT_CONFLICT ")"
+	" queued AS ("
+	"  INSERT INTO fetch_queue (inbox_id, module, ids, server_time)"
+	"  SELECT ins.id, $2::text, $4::bigint[], to_timestamp($5::numeric)"
+	"  FROM ins WHERE ins.applied AND $3::text <> 'delete')"
 	" SELECT id, applied FROM ins";
 
 enum rc inbox_record(struct db *db, const struct notification *n, const char *raw, size_t len,

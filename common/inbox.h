@@ -3,7 +3,7 @@
  * inbox_record() stores a validated notification in `inbox` (once: a
  * byte-identical redelivery is recognised) and, when the module table
  * exists, applies it in the same transaction: deletes become tombstones by
- * the freshness rule, inserts/updates mark ids dirty for fetching. A
+ * the freshness rule, inserts/updates queue their ids for a fetch. A
  * notification whose module table does not exist yet stays pending until
  * inbox_apply_pending() runs after the table is created. */
 #ifndef ZCRM_INBOX_H

@@ -33,7 +33,7 @@ static enum rc module_status(struct db *db, const char *module, json_object **ou
 			 "  'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
 			 " extract(epoch FROM channel_expiry - now())::bigint, channel_status,"
 			 " bulk_kind, bulk_page, last_error, table_ready,"
-			 " (SELECT count(*) FROM dirty d WHERE d.module = s.module),"
+			 " (SELECT count(*) FROM to_fetch d WHERE d.module = s.module),"
 			 " (SELECT count(*) FROM dirty d WHERE d.module = s.module AND d.attempts > 0),"
 			 " (SELECT count(*) FROM inbox i WHERE i.module = s.module AND processed_at IS NULL),"
 			 " (SELECT count(*) FROM coverage_gaps g WHERE g.module = s.module AND closed_at IS NULL),"

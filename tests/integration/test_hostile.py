@@ -1,7 +1,7 @@
 """Hostile requests against the webhook behind the real nginx snippet
 (issue #8): what an attacker who knows the public URL can send, and that
 each attempt is refused by nginx or the webhook with the right status while
-zcrm.inbox, zcrm.dirty, zcrm.leads, zcrm.bulk_callbacks and the spool stay
+zcrm.inbox, zcrm.to_fetch, zcrm.leads, zcrm.bulk_callbacks and the spool stay
 exactly as they were. Also: the webhook's memory stays bounded under a
 stream of such requests.
 
@@ -21,7 +21,7 @@ from harness import BIN_ROOT, CHANNEL_ID, REPO, TOKEN, scaled
 
 WEBHOOK = BIN_ROOT / "webhook" / "zcrm_webhook"
 FIELDS = REPO / "tests" / "data" / "fields"
-TABLES = ("inbox", "dirty", "leads", "bulk_callbacks")
+TABLES = ("inbox", "to_fetch", "leads", "bulk_callbacks")
 T0 = 1718117126473
 MAX_BODY = 1048576          # nginx client_max_body_size 1m == [webhook] max_body
 
@@ -306,13 +306,13 @@ def test_ten_thousand_ids_accepted_ten_thousand_and_one_refused(stack):
     status, _, raw = stack.post(just_right)
     assert status == 200, raw
     assert json.loads(raw) == {"status": "applied"}
-    assert db.value("SELECT count(*) FROM zcrm.dirty") == 10000
+    assert db.value("SELECT count(*) FROM zcrm.to_fetch") == 10000
     assert db.value("SELECT cardinality(ids) FROM zcrm.inbox") == 10000
     # The same id 10,000 times is one dirty row, not an error.
     same = notif([base + 7] * 10000, server_time=T0 + 2)
     status, _, raw = stack.post(same)
     assert status == 200, raw
-    assert db.value("SELECT count(*) FROM zcrm.dirty") == 10000
+    assert db.value("SELECT count(*) FROM zcrm.to_fetch") == 10000
 
 
 # ----------------------------------------------------------- token
@@ -507,7 +507,7 @@ def test_bulk_callback_is_only_a_bounded_hint(stack):
     # Nothing but the hint row: no inbox, no dirty ids, no records.
     after = stack.snapshot()
     assert len(after["bulk_callbacks"]) == 1
-    for t in ("inbox", "dirty", "leads", "spool"):
+    for t in ("inbox", "to_fetch", "leads", "spool"):
         assert after[t] == before[t], t
     # The same job again replaces its row.
     for _ in range(3):

@@ -138,7 +138,7 @@ def settle(sim, db, timeout=60):
 
     def done():
         pending = db.value("SELECT count(*) FROM zcrm.inbox WHERE processed_at IS NULL")
-        dirty = db.value("SELECT count(*) FROM zcrm.dirty WHERE module = %s", MODULE)
+        dirty = db.value("SELECT count(*) FROM zcrm.to_fetch WHERE module = %s", MODULE)
         return pending == 0 and dirty == 0
 
     wait_until(done, scaled(timeout), interval=0.2, what="webhook to apply every notification")

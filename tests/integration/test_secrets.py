@@ -132,7 +132,7 @@ def test_no_secret_in_any_log(db, pg, sim_factory, nginx_factory, webhook_factor
     status, _, metrics = http("GET", ng.url + "/zcrm/metrics")
     assert status == 200
     (zcrm_env.dir / "metrics.stdout").write_bytes(metrics)
-    wait_until(lambda: db.value("SELECT count(*) FROM zcrm.dirty") == 0, scaled(30),
+    wait_until(lambda: db.value("SELECT count(*) FROM zcrm.to_fetch") == 0, scaled(30),
                what="the webhook to fetch every notified record")
     wh.stop()
     ng.stop()

@@ -81,7 +81,7 @@ def settle(sim, db, timeout=60):
 
     def done():
         pending = db.value("SELECT count(*) FROM zcrm.inbox WHERE processed_at IS NULL")
-        dirty = db.value("SELECT count(*) FROM zcrm.dirty WHERE module = %s", MODULE)
+        dirty = db.value("SELECT count(*) FROM zcrm.to_fetch WHERE module = %s", MODULE)
         return pending == 0 and dirty == 0
 
     wait_until(done, scaled(timeout), interval=0.1, what="webhook to apply every notification")
@@ -488,7 +488,7 @@ def test_dirty_ids_after_failed_fetch_fetched_later(db, stack, zcrm_env):
     assert st.sim.control("POST", "/flush", {"timeout": scaled(30)})["idle"]
 
     def all_failed():
-        rows = db.query("SELECT id, attempts, last_error FROM zcrm.dirty WHERE module = %s",
+        rows = db.query("SELECT id, attempts, last_error FROM zcrm.to_fetch WHERE module = %s",
                         MODULE)
         return ({r[0] for r in rows} == marked
                 and all(r[1] >= 1 and r[2] for r in rows))
@@ -497,14 +497,14 @@ def test_dirty_ids_after_failed_fetch_fetched_later(db, stack, zcrm_env):
                what="every notified id to fail its fetch and stay dirty")
     # Still failing a while later: nothing was dropped meanwhile.
     time.sleep(1.0)
-    assert {r[0] for r in db.query("SELECT id FROM zcrm.dirty")} == marked
+    assert {r[0] for r in db.query("SELECT id FROM zcrm.to_fetch")} == marked
     assert diff_table(db, truth_of(st.sim), limit=1)
     failed = [r for r in st.sim.control("GET", "/requests")["requests"]
               if r["path"] == "/crm/v6/%s" % MODULE and r["status"] == 500]
     assert failed
 
     st.sim.control("DELETE", "/faults")
-    wait_until(lambda: db.value("SELECT count(*) FROM zcrm.dirty") == 0, scaled(120),
+    wait_until(lambda: db.value("SELECT count(*) FROM zcrm.to_fetch") == 0, scaled(120),
                interval=0.5, what="the dirty ids to be fetched after the fault cleared")
     check_truth(st.sim, db, zcrm_env)
     for rid in marked:
@@ -526,7 +526,7 @@ def test_status_table_and_json(db, stack, zcrm_env, run_program):
     st.sim.control("POST", "/faults", {"rules": [
         {"match": "/crm/v6/%s" % MODULE, "status": 500, "count": -1}]})
     st.sim.control("PATCH", "/records/%s/%s" % (MODULE, ids[3]), {"values": {"City": "Oslo"}})
-    wait_until(lambda: db.value("SELECT count(*) FROM zcrm.dirty WHERE attempts > 0"
+    wait_until(lambda: db.value("SELECT count(*) FROM zcrm.to_fetch WHERE attempts > 0"
                                 " AND last_error IS NOT NULL") == 1,
                scaled(60), interval=0.2, what="a failed fetch")
 

@@ -1,7 +1,7 @@
 """The webhook (webhook/zcrm_webhook) behind the real nginx snippet, against
 the real PostgreSQL: every route, every refusal, the spool, shutdown and
 concurrency. Each test says what must be, and must not be, in zcrm.inbox,
-zcrm.dirty, zcrm.leads and zcrm.bulk_callbacks afterwards.
+zcrm.to_fetch, zcrm.leads and zcrm.bulk_callbacks afterwards.
 
 Bodies come from tests/data/notify/ (zoho-api.md §2.5 and §3.4) with the
 test configuration's token and channel id put in. [webhook] fetch is off
@@ -30,7 +30,7 @@ NOTIFY_DATA = REPO / "tests" / "data" / "notify"
 FIELDS = REPO / "tests" / "data" / "fields"
 WEBHOOK = BIN_ROOT / "webhook" / "zcrm_webhook"
 T0 = 1718117126473              # server_time of the documented insert sample
-TABLES = ("inbox", "dirty", "leads", "bulk_callbacks")
+TABLES = ("inbox", "to_fetch", "leads", "bulk_callbacks")
 
 pytestmark = pytest.mark.skipif(not WEBHOOK.exists(), reason="webhook not built")
 
@@ -270,7 +270,7 @@ def test_documented_insert_marks_id_dirty(stack):
                     " processed_at IS NOT NULL, error FROM zcrm.inbox" % ms("server_time"))
     assert rows == [(BASE, "Leads", "insert", [5725767000003000064], 1718117126473,
                      body.decode(), "webhook", True, None)]
-    assert db.query("SELECT module, id, %s, attempts FROM zcrm.dirty" % ms("server_time")) == [
+    assert db.query("SELECT module, id, %s, attempts FROM zcrm.to_fetch" % ms("server_time")) == [
         ("Leads", 5725767000003000064, 1718117126473, 0)]
     # Nothing is written into the record table by an insert/update notification.
     assert db.query("SELECT count(*) FROM zcrm.leads") == [(0,)]
@@ -283,7 +283,7 @@ def test_documented_update_with_affected_values(stack):
     db = stack.db
     assert db.query("SELECT operation, ids, via FROM zcrm.inbox") == [
         ("update", [6756839000000575405], "webhook")]
-    assert db.query("SELECT module, id, %s FROM zcrm.dirty" % ms("server_time")) == [
+    assert db.query("SELECT module, id, %s FROM zcrm.to_fetch" % ms("server_time")) == [
         ("Leads", 6756839000000575405, 1750102639787)]
     assert db.query("SELECT count(*) FROM zcrm.leads") == [(0,)]
 
@@ -294,10 +294,10 @@ def test_update_keeps_newest_server_time(stack):
     assert stack.notify(notif("update", [rid], T0 + 5000)) == {"status": "applied"}
     # An older notification arriving late does not move server_time back...
     assert stack.notify(notif("update", [rid], T0)) == {"status": "applied"}
-    assert db.query("SELECT id, %s FROM zcrm.dirty" % ms("server_time")) == [(rid, T0 + 5000)]
+    assert db.query("SELECT id, %s FROM zcrm.to_fetch" % ms("server_time")) == [(rid, T0 + 5000)]
     # ...a newer one moves it forward; still one row per id.
     assert stack.notify(notif("insert", [rid], T0 + 9000)) == {"status": "applied"}
-    assert db.query("SELECT id, %s FROM zcrm.dirty" % ms("server_time")) == [(rid, T0 + 9000)]
+    assert db.query("SELECT id, %s FROM zcrm.to_fetch" % ms("server_time")) == [(rid, T0 + 9000)]
     assert db.value("SELECT count(*) FROM zcrm.inbox WHERE processed_at IS NOT NULL") == 3
     assert db.query("SELECT count(*) FROM zcrm.leads") == [(0,)]
 
@@ -308,7 +308,7 @@ def test_create_and_edit_verbs_are_accepted(stack):
     assert stack.notify(notif("edit", [12], T0)) == {"status": "applied"}
     assert stack.db.query("SELECT operation, ids FROM zcrm.inbox ORDER BY id") == [
         ("insert", [11]), ("update", [12])]
-    assert stack.db.query("SELECT id FROM zcrm.dirty ORDER BY id") == [(11,), (12,)]
+    assert stack.db.query("SELECT id FROM zcrm.to_fetch ORDER BY id") == [(11,), (12,)]
 
 
 def test_delete_tombstones_unknown_id(stack):
@@ -320,21 +320,29 @@ def test_delete_tombstones_unknown_id(stack):
     assert db.query("SELECT count(*) FROM zcrm.leads_live") == [(0,)]
     assert db.query("SELECT operation, processed_at IS NOT NULL FROM zcrm.inbox") == [
         ("delete", True)]
-    assert db.query("SELECT count(*) FROM zcrm.dirty") == [(0,)]
+    assert db.query("SELECT count(*) FROM zcrm.to_fetch") == [(0,)]
 
 
 def test_delete_of_a_dirty_id_clears_it(stack):
     db = stack.db
-    stack.notify(notif("update", [21, 22], T0))
-    stack.notify(notif("delete", [21], T0 + 1000))
-    # Fetching a record deleted after it was marked is pointless.
-    assert db.query("SELECT id FROM zcrm.dirty") == [(22,)]
-    # A delete older than the newest update leaves the id dirty.
+    # An id left in dirty by a failed fetch, then a delete after it: fetching
+    # a record deleted after it was marked is pointless.
+    db.execute("INSERT INTO zcrm.dirty (module, id, server_time, attempts)"
+               " VALUES ('Leads', 21, to_timestamp(%s / 1000.0), 1),"
+               " ('Leads', 24, to_timestamp(%s / 1000.0), 1)", T0, T0 + 5000)
+    stack.notify(notif("delete", [21, 24], T0 + 1000))
+    assert db.query("SELECT id FROM zcrm.dirty") == [(24,)]
+    # A queued notification is not rewritten by a later delete: the fetch
+    # skips the ids tombstoned since (test_stay_current: reordered deletes).
+    stack.notify(notif("update", [22, 25], T0))
+    stack.notify(notif("delete", [25], T0 + 1000))
+    assert db.query("SELECT ids FROM zcrm.fetch_queue") == [([22, 25],)]
+    # A delete older than the newest update leaves the id to fetch.
     stack.notify(notif("update", [23], T0 + 5000))
     stack.notify(notif("delete", [23], T0 + 1000))
-    assert db.query("SELECT id FROM zcrm.dirty ORDER BY id") == [(22,), (23,)]
+    assert db.query("SELECT id FROM zcrm.to_fetch ORDER BY id") == [(22,), (23,), (24,), (25,)]
     assert db.query("SELECT id, %s FROM zcrm.leads ORDER BY id" % ms("deleted_at")) == [
-        (21, T0 + 1000), (23, T0 + 1000)]
+        (21, T0 + 1000), (23, T0 + 1000), (24, T0 + 1000), (25, T0 + 1000)]
 
 
 def test_delete_older_than_stored_record_is_ignored(stack):
@@ -391,7 +399,7 @@ def test_several_ids_in_one_notification(stack):
     db = stack.db
     ids = [4150868000004000001, 4150868000004000002, 4150868000004000003]
     assert stack.notify(notif("update", ids, T0)) == {"status": "applied"}
-    assert db.query("SELECT id, %s FROM zcrm.dirty ORDER BY id" % ms("server_time")) == [
+    assert db.query("SELECT id, %s FROM zcrm.to_fetch ORDER BY id" % ms("server_time")) == [
         (i, T0) for i in ids]
     dels = [4150868000005000001, 4150868000005000002]
     assert stack.notify(notif("delete", dels, T0 + 1)) == {"status": "applied"}
@@ -406,7 +414,7 @@ def test_same_id_twice_in_one_notification(stack):
     # whole notification.
     db = stack.db
     assert stack.notify(notif("update", [31, 31, 32], T0)) == {"status": "applied"}
-    assert db.query("SELECT id FROM zcrm.dirty ORDER BY id") == [(31,), (32,)]
+    assert db.query("SELECT id FROM zcrm.to_fetch ORDER BY id") == [(31,), (32,)]
     assert stack.notify(notif("delete", [33, 33], T0)) == {"status": "applied"}
     assert db.query("SELECT id, %s FROM zcrm.leads" % ms("deleted_at")) == [(33, T0)]
     assert spool_files(stack.spool) == []
@@ -418,7 +426,7 @@ def test_id_and_channel_as_json_integers(stack):
     body = json.dumps({"server_time": T0, "module": "Leads", "ids": [41, "42"],
                        "operation": "update", "channel_id": BASE, "token": TOKEN}).encode()
     assert stack.notify(body) == {"status": "applied"}
-    assert stack.db.query("SELECT id FROM zcrm.dirty ORDER BY id") == [(41,), (42,)]
+    assert stack.db.query("SELECT id FROM zcrm.to_fetch ORDER BY id") == [(41,), (42,)]
 
 
 # ------------------------------------------------------------- 400s
@@ -592,7 +600,7 @@ def test_forbidden_403(two_module_stack):
         "status": "applied"}
     assert st.notify(notif("update", [62], T0, module="Contacts", channel=BASE + 1)) == {
         "status": "applied"}
-    assert db.query("SELECT module, id FROM zcrm.dirty ORDER BY id") == [
+    assert db.query("SELECT module, id FROM zcrm.to_fetch ORDER BY id") == [
         ("Leads", 61), ("Contacts", 62)]
 
 
@@ -703,7 +711,7 @@ def test_body_too_large_413(stack_factory):
     body = padded(65000).replace(b'"ids": ["71"]', b'"ids": ["72"]')
     status, _, raw = chunked_post(st.ng.port, "/zcrm/notify", body)
     assert status == 200 and jbody(raw) == {"status": "applied"}, raw
-    assert db.query("SELECT id FROM zcrm.dirty ORDER BY id") == [(71,), (72,)]
+    assert db.query("SELECT id FROM zcrm.to_fetch ORDER BY id") == [(71,), (72,)]
     m = st.metrics()
     assert requests_total(m, "notify", 413) == 4
 
@@ -752,7 +760,7 @@ def test_too_many_ids_413(stack_factory):
         assert err["error"] == "too_many_ids" and "6 ids" in err["message"], err
     assert snapshot(db) == before
     assert st.notify(notif("update", range(101, 106), T0)) == {"status": "applied"}
-    assert db.value("SELECT count(*) FROM zcrm.dirty") == 5
+    assert db.value("SELECT count(*) FROM zcrm.to_fetch") == 5
     assert db.value("SELECT count(*) FROM zcrm.leads") == 0
 
 
@@ -771,7 +779,7 @@ def test_notification_waits_for_module_table(stack_factory, run_program):
     assert db.query("SELECT module, operation, processed_at IS NULL"
                     " FROM zcrm.inbox ORDER BY id") == [
         ("Contacts", "update", True), ("Contacts", "delete", True), ("Leads", "update", False)]
-    assert db.query("SELECT module, id FROM zcrm.dirty") == [("Leads", 84)]
+    assert db.query("SELECT module, id FROM zcrm.to_fetch") == [("Leads", 84)]
     assert db.value("SELECT to_regclass('zcrm.contacts')") is None
     # A redelivery of a pending one is still a duplicate.
     assert st.notify(upd) == {"status": "duplicate"}
@@ -779,7 +787,7 @@ def test_notification_waits_for_module_table(stack_factory, run_program):
 
     res = load_table(run_program, st.config, "Contacts")
     assert "applied notifications that waited" in res.stderr
-    assert db.query("SELECT module, id, %s FROM zcrm.dirty ORDER BY id" % ms("server_time")) == [
+    assert db.query("SELECT module, id, %s FROM zcrm.to_fetch ORDER BY id" % ms("server_time")) == [
         ("Contacts", 81, T0), ("Contacts", 82, T0), ("Leads", 84, T0)]
     assert db.query("SELECT id, %s, source FROM zcrm.contacts" % ms("deleted_at")) == [
         (83, T0 + 1000, "notify")]
@@ -789,7 +797,7 @@ def test_notification_waits_for_module_table(stack_factory, run_program):
     # From now on Contacts notifications apply at once.
     assert st.notify(notif("update", [85], T0, module="Contacts", channel=cb)) == {
         "status": "applied"}
-    assert db.value("SELECT count(*) FROM zcrm.dirty WHERE module = 'Contacts'") == 3
+    assert db.value("SELECT count(*) FROM zcrm.to_fetch WHERE module = 'Contacts'") == 3
 
 
 # ------------------------------------------------- PostgreSQL down
@@ -839,7 +847,7 @@ def test_spool_while_database_down(stack, pg):
     assert db.value("SELECT count(*) FROM zcrm.inbox") == before_inbox + len(bodies)
     # Replayed in arrival order.
     assert [r[0].encode() for r in rows] == bodies
-    assert db.query("SELECT id FROM zcrm.dirty ORDER BY id") == [(899,), (900,), (901,),
+    assert db.query("SELECT id FROM zcrm.to_fetch ORDER BY id") == [(899,), (900,), (901,),
                                                                  (903,), (904,)]
     assert db.query("SELECT id, %s FROM zcrm.leads ORDER BY id" % ms("deleted_at")) == [
         (902, T0 + 2000), (905, T0 + 5000)]
@@ -875,7 +883,7 @@ def test_spool_replayed_when_webhook_restarts(stack, pg):
         "SELECT raw FROM zcrm.inbox WHERE via = 'spool' ORDER BY id")] == bodies
     assert db.value("SELECT count(*) FROM zcrm.inbox") == 4
     assert "dropping unreadable spool file" in stack.wh.stderr_text()
-    assert db.query("SELECT id FROM zcrm.dirty ORDER BY id") == [(910,), (912,), (913,)]
+    assert db.query("SELECT id FROM zcrm.to_fetch ORDER BY id") == [(910,), (912,), (913,)]
     assert db.query("SELECT id FROM zcrm.leads") == [(911,)]
 
 
@@ -945,7 +953,7 @@ def test_webhook_migrates_an_empty_database(db, nginx_factory, webhook_factory, 
     load_table(run_program, cfg, "Leads")
     assert db.query("SELECT raw, via, processed_at IS NOT NULL FROM zcrm.inbox") == \
         [(body.decode(), "webhook", True)]
-    assert db.query("SELECT id FROM zcrm.dirty") == [(1201,)]
+    assert db.query("SELECT id FROM zcrm.to_fetch") == [(1201,)]
 
 
 def test_database_restart_under_idle_connections(stack, pg):
@@ -958,7 +966,7 @@ def test_database_restart_under_idle_connections(stack, pg):
     for i in range(4, 8):
         assert stack.notify(notif("update", [1300 + i], T0)) == {"status": "applied"}
     assert spool_files(stack.spool) == []
-    assert stack.db.value("SELECT count(*) FROM zcrm.dirty") == 8
+    assert stack.db.value("SELECT count(*) FROM zcrm.to_fetch") == 8
     assert stack.get("/zcrm/healthz")[0] == 200
 
 
@@ -1029,7 +1037,7 @@ def test_metrics(stack):
 
 def test_bulk_callback_stored(stack):
     db = stack.db
-    before = snapshot(db, ("inbox", "dirty", "leads"))
+    before = snapshot(db, ("inbox", "to_fetch", "leads"))
     ok = json.dumps(fixture_body("bulk_completed.json"))
     status, _, raw = stack.post(ok, path="/zcrm/bulk-callback")
     assert status == 200 and jbody(raw) == {"status": "ok"}, raw
@@ -1043,7 +1051,7 @@ def test_bulk_callback_stored(stack):
     assert stack.post(running, path="/zcrm/bulk-callback")[0] == 200
     assert db.query("SELECT job_id, state, raw FROM zcrm.bulk_callbacks ORDER BY job_id") == [
         ("111111000000052009", "FAILURE", fail), ("4150868000004716016", "IN PROGRESS", running)]
-    assert snapshot(db, ("inbox", "dirty", "leads")) == before
+    assert snapshot(db, ("inbox", "to_fetch", "leads")) == before
 
 
 BAD_CALLBACKS = [
@@ -1113,7 +1121,7 @@ def test_sigterm_with_requests_in_flight(stack_factory, http):
     for i, r in enumerate(results):
         assert r is not None and r[0] == 200 and jbody(r[2]) == {"status": "applied"}, (i, r)
     assert sorted(x[0].encode() for x in db.query("SELECT raw FROM zcrm.inbox")) == sorted(bodies)
-    assert db.query("SELECT id FROM zcrm.dirty ORDER BY id") == [(700 + i,) for i in range(4)]
+    assert db.query("SELECT id FROM zcrm.to_fetch ORDER BY id") == [(700 + i,) for i in range(4)]
     assert "shutting down" in st.wh.stderr_text()
     # Gone: nginx cannot reach it any more.
     assert http("POST", st.ng.url + "/zcrm/notify", notif("update", [799], T0))[0] == 502
@@ -1142,7 +1150,7 @@ def test_200_concurrent_notifications(stack_factory):
     assert sorted(r[0].encode() for r in db.query("SELECT raw FROM zcrm.inbox")) == sorted(bodies)
     deletes = [5000 + i for i in range(n) if i % 3 == 2]
     others = [5000 + i for i in range(n) if i % 3 != 2]
-    assert [r[0] for r in db.query("SELECT id FROM zcrm.dirty ORDER BY id")] == others
+    assert [r[0] for r in db.query("SELECT id FROM zcrm.to_fetch ORDER BY id")] == others
     assert [r[0] for r in db.query("SELECT id FROM zcrm.leads WHERE deleted_at IS NOT NULL"
                                    " ORDER BY id")] == deletes
     assert spool_files(st.spool) == []
@@ -1175,7 +1183,7 @@ def test_keepalive_reuses_fastcgi_connections(stack):
     for i in range(n):
         assert stack.notify(notif("update", [6000 + i], T0 + i)) == APPLIED
     assert stack.db.value("SELECT count(*) FROM zcrm.inbox WHERE processed_at IS NOT NULL") == n
-    assert stack.db.value("SELECT count(*) FROM zcrm.dirty") == n
+    assert stack.db.value("SELECT count(*) FROM zcrm.to_fetch") == n
     m = stack.metrics()
     assert requests_total(m, "notify", 200) == n
     assert 1 <= accepted(m) <= 8, accepted(m)
@@ -1220,7 +1228,7 @@ def test_idle_connections_hold_no_thread(stack_factory):
     finally:
         for s in idle + [kept]:
             s.close()
-    assert st.db.value("SELECT count(*) FROM zcrm.dirty") == 7
+    assert st.db.value("SELECT count(*) FROM zcrm.to_fetch") == 7
 
 
 def test_unread_body_does_not_spoil_a_kept_connection(stack_factory):
@@ -1240,7 +1248,7 @@ def test_unread_body_does_not_spoil_a_kept_connection(stack_factory):
         assert s.recv(1) == b"", "connection kept after a body over max_body"
     finally:
         s.close()
-    assert st.db.value("SELECT count(*) FROM zcrm.dirty") == 3
+    assert st.db.value("SELECT count(*) FROM zcrm.to_fetch") == 3
 
 
 def test_nginx_without_keepalive_still_works(stack_factory):
@@ -1259,7 +1267,7 @@ def test_nginx_without_keepalive_still_works(stack_factory):
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
         answers = list(pool.map(st.post, bodies))
     assert [(a[0], jbody(a[2])) for a in answers] == [(200, APPLIED)] * 32
-    assert st.db.value("SELECT count(*) FROM zcrm.dirty") == 52
+    assert st.db.value("SELECT count(*) FROM zcrm.to_fetch") == 52
     m = st.metrics()
     # A connection per request: each /metrics request is counted as a
     # connection before it renders, and as a request after.
@@ -1364,7 +1372,7 @@ def test_listeners_with_keepalive(stack_factory, webhook_factory, zcrm_env, how)
     finally:
         if held is not None:
             held.close()
-    assert st.db.value("SELECT count(*) FROM zcrm.dirty") == 26 + (2 if held else 0)
+    assert st.db.value("SELECT count(*) FROM zcrm.to_fetch") == 26 + (2 if held else 0)
 
 
 def test_threads_option_validated(run_program, config_factory):
@@ -1450,7 +1458,7 @@ def test_permanent_database_error_is_kept_aside_not_spooled(stack, pg):
     # A failure that is not an outage (here a CHECK constraint) would fail
     # the same way on every replay: the webhook answers 500, keeps the body
     # in spool/failed/ for an operator, and the replay queue stays clear.
-    stack.db.execute("ALTER TABLE zcrm.dirty ADD CONSTRAINT no_4242 CHECK (id <> 4242)")
+    stack.db.execute("ALTER TABLE zcrm.fetch_queue ADD CONSTRAINT no_4242 CHECK (4242 <> ALL(ids))")
     before = stack.db.query("SELECT count(*) FROM zcrm.inbox")
     body = notif("update", [4242], T0)
     status, _, raw = stack.post(body)
@@ -1468,7 +1476,7 @@ def test_permanent_database_error_is_kept_aside_not_spooled(stack, pg):
 def test_spool_replay_sets_aside_a_file_that_can_never_apply(stack, pg):
     # Spooled during an outage, one body now violates a constraint: replay
     # keeps it in failed/ and goes on with the files behind it.
-    stack.db.execute("ALTER TABLE zcrm.dirty ADD CONSTRAINT no_4242 CHECK (id <> 4242)")
+    stack.db.execute("ALTER TABLE zcrm.fetch_queue ADD CONSTRAINT no_4242 CHECK (4242 <> ALL(ids))")
     try:
         pg.stop()
         for i in (4242, 4250, 4251):
@@ -1477,7 +1485,7 @@ def test_spool_replay_sets_aside_a_file_that_can_never_apply(stack, pg):
         pg.start()
     harness.wait_until(lambda: spool_files(stack.spool) == [], harness.scaled(30),
                        what="spool replay")
-    assert sorted(r[0] for r in stack.db.query("SELECT id FROM zcrm.dirty")) == [4250, 4251]
+    assert sorted(r[0] for r in stack.db.query("SELECT id FROM zcrm.to_fetch")) == [4250, 4251]
     assert len(spool_files(stack.spool / "failed")) == 1
 
 
