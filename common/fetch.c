@@ -180,10 +180,12 @@ static void claim_free(struct claim *c)
 static void claim_take(struct claim *c, struct db_res *res, int gone_col)
 {
 	size_t rows = (size_t)db_res_rows(res);
-	c->ids = xcalloc(rows ? rows : 1, sizeof(*c->ids));
-	c->times = xcalloc(rows ? rows : 1, sizeof(*c->times));
-	c->gone_ids = xcalloc(rows ? rows : 1, sizeof(*c->gone_ids));
-	c->gone_times = xcalloc(rows ? rows : 1, sizeof(*c->gone_times));
+	if (rows == 0)
+		return;
+	c->ids = xcalloc(rows, sizeof(*c->ids));
+	c->times = xcalloc(rows, sizeof(*c->times));
+	c->gone_ids = xcalloc(rows, sizeof(*c->gone_ids));
+	c->gone_times = xcalloc(rows, sizeof(*c->gone_times));
 	for (size_t i = 0; i < rows; i++) {
 		const char *t = db_res_get(res, (int)i, 1), *g;
 		bool gone = gone_col >= 0 && (g = db_res_get(res, (int)i, gone_col)) && g[0] == 't';
@@ -356,12 +358,16 @@ static enum rc fetch_claim(struct db *data, struct zoho *zoho, const struct modu
 
 		rc = get_records(zoho, schema, c->ids + off, k, &records, err, errlen);
 		if (rc) {
-			/* Nothing is lost: the ids wait in dirty for their next try. */
+			/* Nothing is lost: the ids wait in dirty for their next try
+			 * (or, if even that fails, in the queue for the lease to
+			 * lapse). */
 			if (settle(data, schema, c->ids + off, c->times + off, got + off, c->n - off,
-				   err))
+				   err)) {
 				log_warn("cannot record fetch failure", "err=%s",
 					 log_q(db_error(data)));
-			goto out;
+				goto out;
+			}
+			break;
 		}
 		st->returned += (long)json_object_array_length(records);
 		for (size_t i = off; i < off + k; i++) {
@@ -378,12 +384,13 @@ static enum rc fetch_claim(struct db *data, struct zoho *zoho, const struct modu
 		records = NULL;
 	}
 	/* Every id of the queued notifications is merged or in dirty now. */
-	if (c->queued) {
-		rc = db_prepared(data, "fetch_dequeue",
-				 "DELETE FROM fetch_queue WHERE inbox_id = ANY($1::bigint[])", 1,
-				 (const char *[]){c->queued}, NULL);
-		if (rc)
+	if (c->queued &&
+	    db_prepared(data, "fetch_dequeue",
+			"DELETE FROM fetch_queue WHERE inbox_id = ANY($1::bigint[])", 1,
+			(const char *[]){c->queued}, NULL)) {
+		if (!rc)
 			snprintf(err, errlen, "%s", db_error(data));
+		rc = rc ? rc : RC_DB;
 	}
 out:
 	json_object_put(records);

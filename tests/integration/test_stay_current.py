@@ -32,6 +32,7 @@ import datetime as dt
 import json
 import signal
 import time
+import urllib.parse
 
 import pytest
 
@@ -495,6 +496,9 @@ def test_dirty_ids_after_failed_fetch_fetched_later(db, stack, zcrm_env):
 
     wait_until(all_failed, scaled(60), interval=0.2,
                what="every notified id to fail its fetch and stay dirty")
+    # They moved from the queue into dirty, with their attempts and error.
+    assert db.value("SELECT count(*) FROM zcrm.fetch_queue") == 0
+    assert {r[0] for r in db.query("SELECT id FROM zcrm.dirty WHERE attempts >= 1")} == marked
     # Still failing a while later: nothing was dropped meanwhile.
     time.sleep(1.0)
     assert {r[0] for r in db.query("SELECT id FROM zcrm.to_fetch")} == marked
@@ -510,6 +514,42 @@ def test_dirty_ids_after_failed_fetch_fetched_later(db, stack, zcrm_env):
     for rid in marked:
         assert row(db, rid)[:2] == (None, "fetch"), rid
     assert runs(db, "incremental") == []
+
+
+def test_queued_ids_fetched_once_deleted_ones_not_at_all(db, stack, zcrm_env, run_program):
+    """With the webhook not fetching, notified ids wait in fetch_queue; an id
+    deleted after its edit was notified is tombstoned and never fetched; the
+    others are fetched (by incremental_sync here) once each, and nothing is
+    left waiting."""
+    st = stack(300, cfg={"webhook": {"fetch": False}})
+    ids = live_ids(truth_of(st.sim))
+    edited, doomed = ids[10:16], ids[16:18]
+    for rid in edited + doomed:
+        st.sim.control("PATCH", "/records/%s/%s" % (MODULE, rid),
+                       {"values": {"Description": "edited, then maybe deleted"}})
+    assert st.sim.control("POST", "/flush", {"timeout": scaled(30)})["idle"]
+    for rid in doomed:
+        st.sim.control("DELETE", "/records/%s/%s" % (MODULE, rid))
+    assert st.sim.control("POST", "/flush", {"timeout": scaled(30)})["idle"]
+    queued = {r[0] for r in db.query("SELECT unnest(ids) FROM zcrm.fetch_queue")}
+    assert queued == {int(x) for x in edited + doomed}
+    assert db.value("SELECT count(*) FROM zcrm.dirty") == 0
+    for rid in doomed:
+        assert row(db, rid)[0] is not None, rid
+
+    since = st.sim.control("GET", "/requests")["next"]
+    incremental(run_program, st.conf)
+    asked = [r["query"] for r in st.sim.control("GET", "/requests?since=%d" % since)["requests"]
+             if r["path"] == "/crm/v6/%s" % MODULE and "ids=" in (r["query"] or "")]
+    asked_ids = [int(x) for q in asked
+                 for x in urllib.parse.parse_qs(q)["ids"][0].split(",")]
+    assert sorted(asked_ids) == sorted(int(x) for x in edited), asked
+    assert db.value("SELECT count(*) FROM zcrm.to_fetch") == 0
+    for rid in edited:
+        assert row(db, rid)[1] == "fetch", rid
+    for rid in doomed:
+        assert row(db, rid)[0] is not None, rid
+    check_truth(st.sim, db, zcrm_env)
 
 
 def test_status_table_and_json(db, stack, zcrm_env, run_program):
