@@ -4,7 +4,7 @@
 #   make asan         the same with ASan+UBSan, into build/asan/
 #   make check        deps, unit + integration tests, then again under ASan+UBSan
 #   make check-unit   C unit tests only (fast)
-#   make fuzz-smoke   every tests/fuzz/fuzz_*.c for FUZZ_SECONDS (45) each
+#   make fuzz-smoke   every tests/fuzz/fuzz_*.c for FUZZ_SECONDS (30) each
 #   make fuzz         the same for 600 s each
 #   make WERROR=1     warnings are errors (CI sets it via CI=true)
 #   make demo         the whole system on this machine against the Zoho
@@ -149,7 +149,7 @@ check-integration: all
 # The whole suite: normal build, then the C-facing tests again under
 # ASan+UBSan (the simulator's own contract tests need no second run, and
 # the long convergence scenario runs once: the other tests cover the same C
-# paths under the sanitizers), then 45 s of each fuzz target.
+# paths under the sanitizers), then 30 s of each fuzz target.
 PYTEST_DIRS ?= tests/sim tests/integration
 check: deps
 	$(MAKE) check-unit check-integration
@@ -164,7 +164,7 @@ check: deps
 # instrumentation; the linker takes only the objects a target needs.
 # scripts/run-fuzz.sh runs each on a copy of tests/fuzz/corpus/<x>/.
 FUZZ_CC      ?= clang
-FUZZ_SECONDS ?= 45
+FUZZ_SECONDS ?= 30
 FUZZ_BUILD   := build/fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                 -fno-omit-frame-pointer
