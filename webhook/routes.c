@@ -405,6 +405,20 @@ static void handle_metrics(struct worker *w, FCGX_Request *req, struct reply *r)
 	r->body = metrics_render(w->app->metrics, spool_count(w->app->cfg->spool_dir));
 }
 
+/* The log's req: nginx's $request_id when the snippet passes it
+ * (fastcgi_param REQUEST_ID: 32 hex digits), so a webhook line and nginx's
+ * line of the same request can be matched; else <thread>-<count>. */
+static void set_request_id(struct worker *w, const char *from_nginx)
+{
+	size_t n = from_nginx ? strspn(from_nginx, "0123456789abcdef") : 0;
+
+	w->nrequests++;
+	if (n > 0 && n < sizeof(w->request_id) && from_nginx[n] == '\0')
+		memcpy(w->request_id, from_nginx, n + 1);
+	else
+		snprintf(w->request_id, sizeof(w->request_id), "%d-%lu", w->index, w->nrequests);
+}
+
 void webhook_handle(struct worker *w, FCGX_Request *req)
 {
 	struct timespec t0, t1;
@@ -412,7 +426,7 @@ void webhook_handle(struct worker *w, FCGX_Request *req)
 	enum metrics_route route = route_of(req);
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	snprintf(w->request_id, sizeof(w->request_id), "%d-%lu", w->index, ++w->nrequests);
+	set_request_id(w, FCGX_GetParam("REQUEST_ID", req->envp));
 	log_set_context("req", w->request_id);
 	switch (route) {
 	case ROUTE_NOTIFY:

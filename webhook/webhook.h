@@ -31,7 +31,7 @@ struct worker {
 	int index;
 	struct db *tokdb;       /* the Zoho client's connection (OAuth token) */
 	struct zoho *zoho;      /* NULL until the first fetch */
-	char request_id[32];
+	char request_id[40]; /* the log's req (set_request_id in routes.c) */
 	unsigned long nrequests;
 	char fetch_module[64];  /* set by /notify: fetch after replying */
 };

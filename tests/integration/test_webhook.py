@@ -574,6 +574,26 @@ def _forbidden_cases():
 FORBIDDEN = _forbidden_cases()
 
 
+def test_log_req_is_nginx_request_id(stack):
+    # Behind the snippet, a webhook log line carries nginx's $request_id, so
+    # it can be matched with nginx's own log; without one (or with anything
+    # but hex), the thread's own counter.
+    body = notif("update", [91], T0, token="wrong-token-0123456789")
+    status, _, _ = stack.post(body)
+    assert status == 403
+    refused = [l for l in stack.wh.stderr_text().splitlines() if "notification refused" in l]
+    assert refused and re.search(r" req=[0-9a-f]{32} ", refused[-1]), refused
+    for rid in (None, "not hex; req=1", "a" * 64):
+        params = fcgi_params("/zcrm/notify", body=body)
+        if rid is not None:
+            params["REQUEST_ID"] = rid
+        status, _, _ = fcgi_request(stack.wh.sock, params, body)
+        assert status == 403
+        line = [l for l in stack.wh.stderr_text().splitlines()
+                if "notification refused" in l][-1]
+        assert re.search(r" req=\d+-\d+ ", line), (rid, line)
+
+
 @pytest.fixture(scope="function")
 def two_module_stack(stack_factory):
     return stack_factory({"sync": {"modules": "Leads,Contacts"}}, tables=("Leads", "Contacts"))
