@@ -495,3 +495,28 @@ char *db_int64_array(const int64_t *ids, size_t n)
 	s[len] = '\0';
 	return s;
 }
+
+char *db_text_array(const char *const *items, const size_t *lens, size_t n)
+{
+	size_t cap = 3, len = 0;
+
+	for (size_t i = 0; i < n; i++)
+		cap += 2 * (lens ? lens[i] : strlen(items[i])) + 3;
+	char *s = xmalloc(cap);
+	s[len++] = '{';
+	for (size_t i = 0; i < n; i++) {
+		size_t l = lens ? lens[i] : strlen(items[i]);
+		if (i)
+			s[len++] = ',';
+		s[len++] = '"';
+		for (size_t k = 0; k < l; k++) {
+			if (items[i][k] == '"' || items[i][k] == '\\')
+				s[len++] = '\\';
+			s[len++] = items[i][k];
+		}
+		s[len++] = '"';
+	}
+	s[len++] = '}';
+	s[len] = '\0';
+	return s;
+}

@@ -86,6 +86,10 @@ enum rc db_copy_end(struct db *db, const char *errmsg, long *rows) ZCRM_MUSTCHEC
 /* identifiers and literals */
 /* A bigint[] parameter literal of the ids: {1,2,3}. Caller frees. */
 char *db_int64_array(const int64_t *ids, size_t n);
+/* A text[] parameter literal: {"a","b\"c"}, every element quoted (so
+ * NULL, braces and commas are plain text). lens may be NULL (strlen);
+ * an element must not contain a NUL byte. Caller frees. */
+char *db_text_array(const char *const *items, const size_t *lens, size_t n);
 /* A quoted identifier (PQescapeIdentifier); caller frees. */
 char *db_quote_ident(struct db *db, const char *name);
 

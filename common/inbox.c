@@ -247,6 +247,179 @@ out:
 	return rc;
 }
 
+bool inbox_batchable(const struct notification *n)
+{
+	return !n->affected_values || json_object_array_length(n->affected_values) == 0;
+}
+
+/* RECORD_SQL for many: the notifications come as parallel arrays (ids as
+ * bigint[] literals, one text each), each module's table_ready is joined
+ * in, and the answer names each notification by its place in the arrays.
+ * The inbox rows are numbered in that order, as one by one would. A
+ * notification whose body is already in the inbox has no row in `ins`: a
+ * duplicate. The caller sends no body twice, so a body names one input. */
+static const char RECORD_BATCH_SQL[] =
+	"WITH input AS ("
+	"  SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],"
+	"   $5::numeric[], $6::text[]) WITH ORDINALITY"
+	"   AS u(channel_id, module, operation, ids, server_time, raw, k)),"
+	" ins AS ("
+	"  INSERT INTO inbox"
+	"   (channel_id, module, operation, ids, server_time, raw, via, processed_at)"
+	"  SELECT u.channel_id, u.module, u.operation, u.ids::bigint[],"
+	"   to_timestamp(u.server_time), u.raw, $7::text,"
+	"   CASE WHEN s.table_ready THEN now() END"
+	"  FROM input u LEFT JOIN sync_state s ON s.module = u.module ORDER BY u.k"
+	"  ON CONFLICT ((md5(raw))) DO NOTHING"
+	"  RETURNING id, module, operation, ids, server_time, raw,"
+	"   processed_at IS NOT NULL AS applied),"
+	" queued AS ("
+	"  INSERT INTO fetch_queue (inbox_id, module, ids, server_time)"
+	"  SELECT id, module, ids, server_time FROM ins"
+	"  WHERE applied AND operation <> 'delete')"
+	" SELECT u.k, ins.applied FROM input u LEFT JOIN ins ON ins.raw = u.raw";
+
+/* The tombstones of the applied deletes among items, one statement per
+ * module (merge_tombstones takes each id's own time). */
+static enum rc batch_tombstones(struct db *db, const struct inbox_item *items, size_t n)
+{
+	size_t cap = 0;
+	enum rc rc = RC_OK;
+
+	for (size_t i = 0; i < n; i++)
+		cap += items[i].n->nids;
+	int64_t *ids = xmalloc((cap ? cap : 1) * sizeof(*ids));
+	int64_t *times = xmalloc((cap ? cap : 1) * sizeof(*times));
+	bool *done = xcalloc(n ? n : 1, sizeof(*done));
+	for (size_t i = 0; i < n && !rc; i++) {
+		const struct notification *first = items[i].n;
+		size_t m = 0;
+		if (done[i] || first->op != NOTIF_DELETE || items[i].outcome != INBOX_APPLIED)
+			continue;
+		for (size_t j = i; j < n; j++) {
+			const struct notification *o = items[j].n;
+			if (o->op != NOTIF_DELETE || items[j].outcome != INBOX_APPLIED ||
+			    strcmp(o->module, first->module))
+				continue;
+			done[j] = true;
+			for (size_t k = 0; k < o->nids; k++, m++) {
+				ids[m] = o->ids[k];
+				times[m] = o->server_time_ms;
+			}
+		}
+		long applied = 0;
+		rc = merge_tombstones(db, first->module, ids, times, m, "notify", &applied);
+	}
+	free(done);
+	free(times);
+	free(ids);
+	return rc;
+}
+
+enum rc inbox_record_batch(struct db *db, struct inbox_item *items, size_t n, const char *via)
+{
+	struct db_res *res = NULL;
+	const char **modules = xcalloc(n ? n : 1, sizeof(*modules));
+	const char **ops = xcalloc(n ? n : 1, sizeof(*ops));
+	const char **raws = xcalloc(n ? n : 1, sizeof(*raws));
+	size_t *lens = xcalloc(n ? n : 1, sizeof(*lens));
+	char **idlits = xcalloc(n ? n : 1, sizeof(*idlits));
+	size_t *sent = xcalloc(n ? n : 1, sizeof(*sent));  /* item of each input */
+	int64_t *channels = xcalloc(n ? n : 1, sizeof(*channels));
+	char *times = xmalloc(n * 24 + 3), *p_channels = NULL, *p_modules = NULL;
+	char *p_ops = NULL, *p_ids = NULL, *p_raws = NULL;
+	size_t nsent = 0, tlen = 0;
+	bool deletes = false, in_txn = false;
+	enum rc rc = RC_OK;
+
+	times[tlen++] = '{';
+	for (size_t i = 0; i < n; i++) {
+		const struct notification *nt = items[i].n;
+		bool repeat = false;
+		/* A body sent twice would name two inputs; the second is a
+		 * duplicate as it would be one by one. */
+		for (size_t j = 0; j < nsent && !repeat; j++)
+			repeat = lens[j] == items[i].len && !memcmp(raws[j], items[i].raw, items[i].len);
+		items[i].outcome = INBOX_DUPLICATE;
+		if (repeat)
+			continue;
+		channels[nsent] = (int64_t)nt->channel_id;
+		modules[nsent] = nt->module;
+		ops[nsent] = notif_op_str(nt->op);
+		raws[nsent] = items[i].raw;
+		lens[nsent] = items[i].len;
+		idlits[nsent] = db_int64_array(nt->ids, nt->nids);
+		tlen += (size_t)snprintf(times + tlen, 24, "%s%" PRId64 ".%03d", nsent ? "," : "",
+					 nt->server_time_ms / 1000, (int)(nt->server_time_ms % 1000));
+		deletes = deletes || nt->op == NOTIF_DELETE;
+		sent[nsent++] = i;
+	}
+	times[tlen++] = '}';
+	times[tlen] = '\0';
+	if (nsent == 0)
+		goto out;
+	p_channels = db_int64_array(channels, nsent);
+	p_modules = db_text_array(modules, NULL, nsent);
+	p_ops = db_text_array(ops, NULL, nsent);
+	p_ids = db_text_array((const char *const *)idlits, NULL, nsent);
+	p_raws = db_text_array(raws, lens, nsent);
+	if (deletes) {
+		rc = db_begin(db);
+		if (rc)
+			goto out;
+		in_txn = true;
+	}
+	const char *p[7] = {p_channels, p_modules, p_ops, p_ids, times, p_raws, via};
+	rc = db_prepared(db, "inbox_record_batch", RECORD_BATCH_SQL, 7, p, &res);
+	if (rc)
+		goto out;
+	if (db_res_rows(res) != (int)nsent) {
+		log_error("inbox batch: unexpected answer", "rows=%d sent=%zu", db_res_rows(res),
+			  nsent);
+		rc = RC_DB;
+		goto out;
+	}
+	for (int r = 0; r < (int)nsent; r++) {
+		long k = strtol(db_res_get(res, r, 0), NULL, 10);
+		const char *applied = db_res_get(res, r, 1);
+		if (k < 1 || k > (long)nsent) {
+			rc = RC_DB;
+			goto out;
+		}
+		items[sent[k - 1]].outcome = !applied ? INBOX_DUPLICATE
+					     : applied[0] == 't' ? INBOX_APPLIED
+								 : INBOX_PENDING;
+	}
+	if (deletes) {
+		rc = batch_tombstones(db, items, n);
+		if (rc)
+			goto out;
+		rc = db_commit(db);
+		if (!rc)
+			in_txn = false;
+	}
+out:
+	if (in_txn)
+		db_rollback(db);
+	db_res_free(res);
+	for (size_t i = 0; i < nsent; i++)
+		free(idlits[i]);
+	free(idlits);
+	free(p_channels);
+	free(p_modules);
+	free(p_ops);
+	free(p_ids);
+	free(p_raws);
+	free(times);
+	free(channels);
+	free(sent);
+	free(lens);
+	free(raws);
+	free(ops);
+	free(modules);
+	return rc;
+}
+
 enum rc inbox_apply_pending(struct db *db, const char *module, long *applied)
 {
 	struct db_res *res = NULL;

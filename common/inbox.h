@@ -14,6 +14,7 @@
 #include "notification.h"
 #include "rc.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 enum inbox_outcome {
@@ -25,6 +26,26 @@ enum inbox_outcome {
 /* raw/len is the body exactly as received; via is "webhook" or "spool". */
 enum rc inbox_record(struct db *db, const struct notification *n, const char *raw, size_t len,
 		     const char *via, enum inbox_outcome *outcome) ZCRM_MUSTCHECK;
+/* One notification of a batch (inbox_record_batch). */
+struct inbox_item {
+	const struct notification *n;
+	const char *raw;              /* the body exactly as received */
+	size_t len;
+	enum inbox_outcome outcome;   /* set by inbox_record_batch */
+};
+
+/* Whether n may go in a batch: not with affected_values, whose updates
+ * take a statement per record (inbox_record alone). */
+bool inbox_batchable(const struct notification *n);
+/* Record items as inbox_record would one by one, in one statement (and one
+ * transaction with the deletes' tombstones, when there are deletes): under
+ * load the webhook gathers the notifications waiting on several
+ * connections, and one statement for many costs PostgreSQL a fraction of
+ * one each (docs/benchmarks.md). All or nothing: on failure nothing is
+ * recorded, so the caller can record them one by one to find the one at
+ * fault. Every item must be inbox_batchable. */
+enum rc inbox_record_batch(struct db *db, struct inbox_item *items, size_t n,
+			   const char *via) ZCRM_MUSTCHECK;
 /* Apply every pending notification of module, oldest first. */
 enum rc inbox_apply_pending(struct db *db, const char *module, long *applied) ZCRM_MUSTCHECK;
 

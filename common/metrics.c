@@ -121,6 +121,11 @@ char *metrics_render(struct metrics *m, long spool_depth)
 		{"zcrm_webhook_connections_accepted_total",
 		 "FastCGI connections accepted (nginx reuses them with keepalive).",
 		 offsetof(struct metrics, connections_accepted)},
+		{"zcrm_webhook_batches_total",
+		 "Statements that recorded the notifications of several requests at once.",
+		 offsetof(struct metrics, batches)},
+		{"zcrm_webhook_batched_total", "Notifications recorded in those statements.",
+		 offsetof(struct metrics, batched)},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(counters); i++) {
 		atomic_ulong *v = (atomic_ulong *)((char *)m + counters[i].off);

@@ -32,6 +32,8 @@ struct metrics {
 	atomic_ulong fetched_records;
 	atomic_ulong fetch_errors;
 	atomic_ulong connections_accepted;
+	atomic_ulong batches;       /* inbox_record_batch calls that succeeded */
+	atomic_ulong batched;       /* the notifications they recorded */
 	atomic_ulong latency_bucket[METRICS_NBUCKETS + 1]; /* last: +Inf */
 	atomic_ulong latency_sum_us;
 };

@@ -219,42 +219,53 @@ static void close_idle(struct conns *cs)
 	pthread_mutex_unlock(&cs->lock);
 }
 
-struct conn *conns_next(struct conns *cs)
+size_t conns_next(struct conns *cs, struct conn **out, size_t max)
 {
-	struct conn *c = NULL;
-	struct epoll_event ev;
+	struct epoll_event ev[WEBHOOK_BATCH_MAX];
+	size_t got = 0;
 
+	if (max > WEBHOOK_BATCH_MAX || max == 0)
+		max = max ? WEBHOOK_BATCH_MAX : 1;
 	pthread_mutex_lock(&cs->poll_lock);
-	while (!c) {
+	while (got == 0) {
 		/* Once stopping: accept nothing more, but serve the requests
-		 * already waiting on open connections, then return NULL. */
+		 * already waiting on open connections, then return none. */
 		if (cs->app->stop && !cs->draining) {
 			cs->draining = true;
 			watch(cs, EPOLL_CTL_DEL, cs->listen_fd, NULL, 0);
 			watch(cs, EPOLL_CTL_DEL, cs->wake_fd, NULL, 0);
 		}
-		int n = epoll_wait(cs->epfd, &ev, 1, cs->draining ? 0 : -1);
+		/* Each connection comes once (EPOLLONESHOT): whatever is
+		 * ready now, up to max, is this worker's. The listener may
+		 * take a place: then there is one connection fewer. */
+		int n = epoll_wait(cs->epfd, ev, (int)max, cs->draining ? 0 : -1);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			log_error("epoll_wait failed", "err=%s", log_q(strerror(errno)));
 		if (n <= 0)
 			break;
-		if (ev.data.ptr == &cs->wake_fd)
-			continue;
-		if (ev.data.ptr == &cs->listen_fd) {
-			accept_pending(cs);
-			continue;
-		}
-		c = ev.data.ptr;
+		bool accept_now = false;
 		pthread_mutex_lock(&cs->lock);
-		c->busy = true;
+		for (int i = 0; i < n; i++) {
+			if (ev[i].data.ptr == &cs->wake_fd)
+				continue;
+			if (ev[i].data.ptr == &cs->listen_fd) {
+				accept_now = true;
+				continue;
+			}
+			struct conn *c = ev[i].data.ptr;
+			c->busy = true;
+			out[got++] = c;
+		}
 		pthread_mutex_unlock(&cs->lock);
+		if (accept_now)
+			accept_pending(cs);
 	}
-	if (!c)
+	if (got == 0)
 		close_idle(cs);
 	pthread_mutex_unlock(&cs->poll_lock);
-	return c;
+	return got;
 }
 
 void conns_release(struct conns *cs, struct conn *c, bool kept)

@@ -153,52 +153,70 @@ static void finish_stdin(FCGX_Request *req, size_t max)
 	}
 }
 
-/* Serve the one request waiting on c, on a connection libfcgi did not
- * accept (conn.c). What libfcgi 2.4.2 does with it (libfcgi/fcgiapp.c):
+/* Serve the requests waiting on conns, on connections libfcgi did not
+ * accept (conn.c). What libfcgi 2.4.2 does with each (libfcgi/fcgiapp.c):
  * - FCGX_Accept_r starts with FCGX_Finish_r, which closes ipcFd unless
  *   keepConnection is set: so it is set, and the request's own
  *   BEGIN_REQUEST record then says whether nginx keeps the connection
  *   (FCGI_KEEP_CONN, from fastcgi_keep_conn on).
- * - It accepts only when ipcFd < 0; with c's fd it reads the request.
+ * - It accepts only when ipcFd < 0; with the connection's fd it reads the
+ *   request.
  * - If that read fails (nginx closed a kept connection: EOF), it closes the
- *   fd and loops back to accept on listen_sock. The request was set up with
- *   listen_sock -1, so that accept fails at once (EBADF) instead of
+ *   fd and loops back to accept on listen_sock. The requests were set up
+ *   with listen_sock -1, so that accept fails at once (EBADF) instead of
  *   blocking on the real socket: a negative return means only "this
  *   connection is gone".
  * - FCGX_Finish_r closes the fd unless nginx keeps the connection (and the
- *   streams had no error); it stays in ipcFd otherwise. */
-static void serve(struct worker *w, FCGX_Request *req, struct conn *c)
+ *   streams had no error); it stays in ipcFd otherwise.
+ * The requests are answered together (webhook_handle), so that their
+ * notifications reach PostgreSQL in one statement. */
+static void serve(struct worker *w, FCGX_Request *reqs, struct conn **conns, size_t n)
 {
 	struct conns *cs = w->app->conns;
+	FCGX_Request *live[WEBHOOK_BATCH_MAX];
+	struct conn *live_conns[WEBHOOK_BATCH_MAX];
+	size_t nlive = 0;
 
-	req->ipcFd = conn_fd(c);
-	req->keepConnection = 1;
-	if (FCGX_Accept_r(req) < 0) {
-		conns_release(cs, c, false);
-		return;
+	for (size_t i = 0; i < n; i++) {
+		FCGX_Request *req = &reqs[i];
+		req->ipcFd = conn_fd(conns[i]);
+		req->keepConnection = 1;
+		if (FCGX_Accept_r(req) < 0) {
+			conns_release(cs, conns[i], false);
+			continue;
+		}
+		live[nlive] = req;
+		live_conns[nlive++] = conns[i];
 	}
-	webhook_handle(w, req);
-	finish_stdin(req, w->app->cfg->max_body);
-	FCGX_Finish_r(req);
-	conns_release(cs, c, req->ipcFd >= 0);
-	/* The connection is no longer this request's: never close it later. */
-	req->ipcFd = -1;
+	if (nlive == 0)
+		return;
+	webhook_handle(w, live, nlive);
+	for (size_t i = 0; i < nlive; i++) {
+		finish_stdin(live[i], w->app->cfg->max_body);
+		FCGX_Finish_r(live[i]);
+		conns_release(cs, live_conns[i], live[i]->ipcFd >= 0);
+		/* The connection is no longer this request's: never close it later. */
+		live[i]->ipcFd = -1;
+	}
 	webhook_after_reply(w);
 }
 
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
-	FCGX_Request req;
-	struct conn *c;
+	FCGX_Request reqs[WEBHOOK_BATCH_MAX];
+	struct conn *conns[WEBHOOK_BATCH_MAX];
+	size_t n;
 
 	/* listen_sock -1: libfcgi never accepts (see serve). */
-	if (FCGX_InitRequest(&req, -1, 0)) {
-		log_error("cannot initialise request", "worker=%d", w->index);
-		return NULL;
+	for (size_t i = 0; i < WEBHOOK_BATCH_MAX; i++) {
+		if (FCGX_InitRequest(&reqs[i], -1, 0)) {
+			log_error("cannot initialise request", "worker=%d", w->index);
+			return NULL;
+		}
 	}
-	while ((c = conns_next(w->app->conns)) != NULL)
-		serve(w, &req, c);
+	while ((n = conns_next(w->app->conns, conns, WEBHOOK_BATCH_MAX)) > 0)
+		serve(w, reqs, conns, n);
 	webhook_worker_close(w);
 	return NULL;
 }
@@ -377,6 +395,8 @@ int main(int argc, char **argv)
 	for (long i = 0; i < threads; i++) {
 		workers[i].app = &app;
 		workers[i].index = (int)i;
+		workers[i].fetch_wanted = xcalloc(cfg->nmodules ? cfg->nmodules : 1,
+						  sizeof(*workers[i].fetch_wanted));
 		if (pthread_create(&tids[i], NULL, worker_main, &workers[i])) {
 			log_error("cannot start worker thread", "err=%s", log_q(strerror(errno)));
 			status = EX_OSERR;
@@ -420,6 +440,8 @@ out:
 	if (listen_spec && !strncmp(listen_spec, "unix:", 5) && app.listen_fd >= 0)
 		unlink(listen_spec + 5);
 	conns_free(app.conns);
+	for (long i = 0; workers && i < threads; i++)
+		free(workers[i].fetch_wanted);
 	free(workers);
 	free(tids);
 	http_global_cleanup();

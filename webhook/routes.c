@@ -187,56 +187,58 @@ bool webhook_db(struct worker *w)
 	return true;
 }
 
-static void handle_notify(struct worker *w, FCGX_Request *req, struct reply *r)
+/* A notification's checks before the database. NULL with r set when it is
+ * refused; else the notification, and its body in *body (caller frees). */
+static struct notification *notify_check(struct worker *w, FCGX_Request *req, struct reply *r,
+					 char **body, size_t *len)
 {
 	const struct cfg *cfg = w->app->cfg;
-	struct metrics *m = w->app->metrics;
 	struct notification *n = NULL;
-	char *body = NULL;
-	size_t len = 0;
 	char err[256];
 	enum rc rc;
 
+	*body = NULL;
+	*len = 0;
 	if (!method_is(req, "POST")) {
 		r->allow = "POST";
 		reply_error(r, 405, "method_not_allowed", "use POST");
-		return;
+		return NULL;
 	}
-	int st = read_body(req, (size_t)cfg->max_body, &body, &len);
+	int st = read_body(req, (size_t)cfg->max_body, body, len);
 	if (st == 413) {
 		reply_error(r, 413, "too_large", "body larger than [webhook] max_body");
-		goto out;
+		goto refused;
 	}
 	if (st) {
 		reply_error(r, 400, "bad_request", "body shorter than Content-Length");
-		goto out;
+		goto refused;
 	}
-	rc = notification_parse(body, len, (size_t)cfg->max_ids, &n, err, sizeof(err));
+	rc = notification_parse(*body, *len, (size_t)cfg->max_ids, &n, err, sizeof(err));
 	if (rc == RC_TOOBIG) {
 		reply_error(r, 413, "too_many_ids", err);
-		goto out;
+		goto refused;
 	}
 	if (rc) {
 		reply_error(r, 400, "bad_request", err);
-		goto out;
+		goto refused;
 	}
 	/* Constant time (common/ctcmp.c): no timing hint of a partial match. */
 	if (!ct_str_equal(n->token, cfg->token)) {
 		log_warn("notification refused: wrong token", "channel=%llu",
 			 (unsigned long long)n->channel_id);
 		reply_error(r, 403, "forbidden", "token does not match");
-		goto out;
+		goto refused;
 	}
 	int mi = cfg_module_index(cfg, n->module);
 	if (mi < 0) {
 		reply_error(r, 403, "forbidden", "module is not configured");
-		goto out;
+		goto refused;
 	}
 	if (n->channel_id != cfg_channel_id(cfg, (size_t)mi)) {
 		log_warn("notification refused: unknown channel", "module=%s channel=%llu",
 			 log_q(n->module), (unsigned long long)n->channel_id);
 		reply_error(r, 403, "forbidden", "channel_id is not one of ours for this module");
-		goto out;
+		goto refused;
 	}
 	/* Zoho stamps server_time when it sends. One far in the future would
 	 * make a delete's tombstone outlive every later edit of the record. */
@@ -244,9 +246,57 @@ static void handle_notify(struct worker *w, FCGX_Request *req, struct reply *r)
 		log_warn("notification refused: server_time in the future", "server_time=%lld",
 			 (long long)n->server_time_ms);
 		reply_error(r, 400, "bad_request", "server_time is more than a day in the future");
-		goto out;
+		goto refused;
 	}
+	return n;
+refused:
+	notification_free(n);
+	free(*body);
+	*body = NULL;
+	return NULL;
+}
+
+/* The answer to a recorded notification; queues the fetch of its records. */
+static void notify_answer(struct worker *w, const struct notification *n,
+			  enum inbox_outcome outcome, struct reply *r)
+{
+	struct metrics *m = w->app->metrics;
+
+	switch (outcome) {
+	case INBOX_APPLIED:
+		atomic_fetch_add(&m->inbox_applied, 1);
+		if (n->op != NOTIF_DELETE && w->app->cfg->fetch) {
+			int mi = cfg_module_index(w->app->cfg, n->module);
+			if (mi >= 0)
+				w->fetch_wanted[mi] = true;
+		}
+		reply_ok_json(r, "{\"status\":\"applied\"}");
+		break;
+	case INBOX_PENDING:
+		atomic_fetch_add(&m->inbox_pending, 1);
+		reply_ok_json(r, "{\"status\":\"pending\"}");
+		break;
+	case INBOX_DUPLICATE:
+		atomic_fetch_add(&m->inbox_duplicates, 1);
+		reply_ok_json(r, "{\"status\":\"duplicate\"}");
+		break;
+	}
+	log_debug("notification recorded", "module=%s op=%s ids=%zu outcome=%d", log_q(n->module),
+		  notif_op_str(n->op), n->nids, (int)outcome);
+}
+
+/* Record one notification on its own: into the inbox; else, with
+ * PostgreSQL down, into the spool (answered 200: Zoho must not drop it,
+ * it is replayed when the database is back); else, when PostgreSQL
+ * refuses it, into the spool's failed/ for an operator (a 500). */
+static void notify_store(struct worker *w, const struct notification *n, const char *body,
+			 size_t len, struct reply *r)
+{
+	const struct cfg *cfg = w->app->cfg;
+	struct metrics *m = w->app->metrics;
 	enum inbox_outcome outcome = INBOX_APPLIED;
+	enum rc rc;
+
 	rc = webhook_db(w) ? inbox_record(w->db, n, body, len, "webhook", &outcome) : RC_DB;
 	if (rc == RC_DB && w->db && !db_alive(w->db) && webhook_db(w)) {
 		/* The server restarted under an idle connection: one more try. */
@@ -261,45 +311,23 @@ static void handle_notify(struct worker *w, FCGX_Request *req, struct reply *r)
 		if (spool_write_failed(cfg->spool_dir, body, len) != RC_OK)
 			log_error("and it could not be kept", "");
 		reply_error(r, 500, "internal", "the notification could not be stored");
-		goto out;
+		return;
 	}
 	if (rc) {
-		/* PostgreSQL down: keep the body, still answer 200 so Zoho does
-		 * not lose it; the spool is replayed when it is back. */
 		atomic_fetch_add(&m->db_errors, 1);
 		if (w->db)
 			log_warn("database unavailable; spooling", "err=%s", log_q(db_error(w->db)));
 		if (spool_write(cfg->spool_dir, body, len) != RC_OK) {
 			reply_error(r, 503, "unavailable", "database down and spool not writable");
-			goto out;
+			return;
 		}
 		atomic_fetch_add(&m->spooled, 1);
 		log_info("notification spooled", "module=%s op=%s ids=%zu", log_q(n->module),
 			 notif_op_str(n->op), n->nids);
 		reply_ok_json(r, "{\"status\":\"spooled\"}");
-		goto out;
+		return;
 	}
-	switch (outcome) {
-	case INBOX_APPLIED:
-		atomic_fetch_add(&m->inbox_applied, 1);
-		if (n->op != NOTIF_DELETE && cfg->fetch)
-			snprintf(w->fetch_module, sizeof(w->fetch_module), "%s", n->module);
-		reply_ok_json(r, "{\"status\":\"applied\"}");
-		break;
-	case INBOX_PENDING:
-		atomic_fetch_add(&m->inbox_pending, 1);
-		reply_ok_json(r, "{\"status\":\"pending\"}");
-		break;
-	case INBOX_DUPLICATE:
-		atomic_fetch_add(&m->inbox_duplicates, 1);
-		reply_ok_json(r, "{\"status\":\"duplicate\"}");
-		break;
-	}
-	log_debug("notification recorded", "module=%s op=%s ids=%zu outcome=%d", log_q(n->module),
-		  notif_op_str(n->op), n->nids, (int)outcome);
-out:
-	notification_free(n);
-	free(body);
+	notify_answer(w, n, outcome, r);
 }
 
 /* Zoho's bulk job callback: stored as a hint for the waiting batch program,
@@ -408,51 +436,124 @@ static void handle_metrics(struct worker *w, FCGX_Request *req, struct reply *r)
 /* The log's req: nginx's $request_id when the snippet passes it
  * (fastcgi_param REQUEST_ID: 32 hex digits), so a webhook line and nginx's
  * line of the same request can be matched; else <thread>-<count>. */
-static void set_request_id(struct worker *w, const char *from_nginx)
+static void set_request_id(struct worker *w, char *id, size_t cap, const char *from_nginx)
 {
 	size_t n = from_nginx ? strspn(from_nginx, "0123456789abcdef") : 0;
 
 	w->nrequests++;
-	if (n > 0 && n < sizeof(w->request_id) && from_nginx[n] == '\0')
-		memcpy(w->request_id, from_nginx, n + 1);
+	if (n > 0 && n < cap && from_nginx[n] == '\0')
+		memcpy(id, from_nginx, n + 1);
 	else
-		snprintf(w->request_id, sizeof(w->request_id), "%d-%lu", w->index, w->nrequests);
+		snprintf(id, cap, "%d-%lu", w->index, w->nrequests);
 }
 
-void webhook_handle(struct worker *w, FCGX_Request *req)
-{
-	struct timespec t0, t1;
-	struct reply r = {500, "text/plain", NULL, NULL};
-	enum metrics_route route = route_of(req);
+/* One request of those a worker took together (webhook_handle). */
+struct slot {
+	FCGX_Request *req;
+	enum metrics_route route;
+	struct timespec t0;
+	char request_id[40];
+	struct reply r;
+	struct notification *n;  /* a notification waiting for the batch */
+	char *body;
+	size_t len;
+};
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	set_request_id(w, FCGX_GetParam("REQUEST_ID", req->envp));
-	log_set_context("req", w->request_id);
-	switch (route) {
-	case ROUTE_NOTIFY:
-		handle_notify(w, req, &r);
-		break;
-	case ROUTE_BULK_CALLBACK:
-		handle_bulk_callback(w, req, &r);
-		break;
-	case ROUTE_HEALTHZ:
-		handle_healthz(w, req, &r);
-		break;
-	case ROUTE_METRICS:
-		handle_metrics(w, req, &r);
-		break;
-	default:
-		reply_error(&r, 404, "not_found", "no such route");
-		break;
+/* Record the waiting notifications of slots (idx: which) in one go
+ * (inbox_record_batch); on any failure one by one, which spools them while
+ * PostgreSQL is down and sets aside only the one it refuses. */
+static void store_batch(struct worker *w, struct slot *slots, const size_t *idx, size_t n)
+{
+	struct inbox_item items[WEBHOOK_BATCH_MAX];
+	enum rc rc;
+
+	for (size_t k = 0; k < n; k++) {
+		const struct slot *s = &slots[idx[k]];
+		items[k] = (struct inbox_item){s->n, s->body, s->len, INBOX_DUPLICATE};
 	}
-	if (r.status != 200 && route != ROUTE_OTHER)
-		log_info("request refused", "route=%s status=%d", metrics_route_name(route),
-			 r.status);
-	send_reply(req, &r);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	metrics_request(w->app->metrics, route, r.status,
-			(double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
-	free(r.body);
+	log_set_context(NULL, NULL);
+	rc = webhook_db(w) ? inbox_record_batch(w->db, items, n, "webhook") : RC_DB;
+	if (rc == RC_DB && w->db && !db_alive(w->db) && webhook_db(w)) {
+		/* The server restarted under an idle connection: one more try. */
+		rc = inbox_record_batch(w->db, items, n, "webhook");
+	}
+	if (rc)
+		log_info("notifications not recorded together; one by one", "count=%zu err=%s", n,
+			 log_q(w->db ? db_error(w->db) : "no connection"));
+	else {
+		atomic_fetch_add(&w->app->metrics->batches, 1);
+		atomic_fetch_add(&w->app->metrics->batched, (unsigned long)n);
+	}
+	for (size_t k = 0; k < n; k++) {
+		struct slot *s = &slots[idx[k]];
+		log_set_context("req", s->request_id);
+		if (rc)
+			notify_store(w, s->n, s->body, s->len, &s->r);
+		else
+			notify_answer(w, s->n, items[k].outcome, &s->r);
+	}
+}
+
+void webhook_handle(struct worker *w, FCGX_Request *const *reqs, size_t n)
+{
+	struct slot slots[WEBHOOK_BATCH_MAX];
+	size_t batch[WEBHOOK_BATCH_MAX], nbatch = 0;
+
+	for (size_t i = 0; i < n && i < WEBHOOK_BATCH_MAX; i++) {
+		struct slot *s = &slots[i];
+		memset(s, 0, sizeof(*s));
+		s->req = reqs[i];
+		s->r = (struct reply){500, "text/plain", NULL, NULL};
+		clock_gettime(CLOCK_MONOTONIC, &s->t0);
+		set_request_id(w, s->request_id, sizeof(s->request_id),
+			       FCGX_GetParam("REQUEST_ID", s->req->envp));
+		log_set_context("req", s->request_id);
+		s->route = route_of(s->req);
+		switch (s->route) {
+		case ROUTE_NOTIFY:
+			s->n = notify_check(w, s->req, &s->r, &s->body, &s->len);
+			if (s->n && inbox_batchable(s->n))
+				batch[nbatch++] = i;
+			else if (s->n)
+				notify_store(w, s->n, s->body, s->len, &s->r);
+			break;
+		case ROUTE_BULK_CALLBACK:
+			handle_bulk_callback(w, s->req, &s->r);
+			break;
+		case ROUTE_HEALTHZ:
+			handle_healthz(w, s->req, &s->r);
+			break;
+		case ROUTE_METRICS:
+			handle_metrics(w, s->req, &s->r);
+			break;
+		default:
+			reply_error(&s->r, 404, "not_found", "no such route");
+			break;
+		}
+	}
+	if (nbatch == 1) {
+		struct slot *s = &slots[batch[0]];
+		log_set_context("req", s->request_id);
+		notify_store(w, s->n, s->body, s->len, &s->r);
+	} else if (nbatch > 1) {
+		store_batch(w, slots, batch, nbatch);
+	}
+	for (size_t i = 0; i < n && i < WEBHOOK_BATCH_MAX; i++) {
+		struct slot *s = &slots[i];
+		struct timespec t1;
+		log_set_context("req", s->request_id);
+		if (s->r.status != 200 && s->route != ROUTE_OTHER)
+			log_info("request refused", "route=%s status=%d",
+				 metrics_route_name(s->route), s->r.status);
+		send_reply(s->req, &s->r);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		metrics_request(w->app->metrics, s->route, s->r.status,
+				(double)(t1.tv_sec - s->t0.tv_sec) +
+					(double)(t1.tv_nsec - s->t0.tv_nsec) / 1e9);
+		notification_free(s->n);
+		free(s->body);
+		free(s->r.body);
+	}
 	log_set_context(NULL, NULL);
 }
 
@@ -501,12 +602,14 @@ static void fetch_module(struct worker *w, const char *module, size_t max_batche
 
 void webhook_after_reply(struct worker *w)
 {
-	if (!w->fetch_module[0])
-		return;
-	char module[64];
-	snprintf(module, sizeof(module), "%s", w->fetch_module);
-	w->fetch_module[0] = '\0';
-	fetch_module(w, module, 10);
+	const struct cfg *cfg = w->app->cfg;
+
+	for (size_t i = 0; i < cfg->nmodules; i++) {
+		if (!w->fetch_wanted[i])
+			continue;
+		w->fetch_wanted[i] = false;
+		fetch_module(w, cfg->module_list[i], 10);
+	}
 }
 
 void webhook_fetch_due(struct worker *w)

@@ -31,18 +31,24 @@ struct worker {
 	int index;
 	struct db *tokdb;       /* the Zoho client's connection (OAuth token) */
 	struct zoho *zoho;      /* NULL until the first fetch */
-	char request_id[40]; /* the log's req (set_request_id in routes.c) */
-	unsigned long nrequests;
-	char fetch_module[64];  /* set by /notify: fetch after replying */
+	unsigned long nrequests;  /* the log's req without nginx's (routes.c) */
+	bool *fetch_wanted;       /* per configured module: fetch after replying */
 };
+
+/* Requests a worker takes at once at most: under load the notifications
+ * waiting on that many connections go to PostgreSQL in one statement
+ * (inbox_record_batch). 16 = the 64 connections of the benchmark over the
+ * default 4 threads; docs/benchmarks.md has the measurements. */
+#define WEBHOOK_BATCH_MAX 16
 
 /* conn.c: accepting, and handing connections with a request waiting to
  * the workers; see there. */
 struct conn;
 struct conns *conns_new(struct app *app, int listen_fd);
-/* Wait for a connection with a request (or EOF) waiting and take it; NULL
- * once the app is stopping and no open connection has a request waiting. */
-struct conn *conns_next(struct conns *cs);
+/* Wait for connections with a request (or EOF) waiting and take those
+ * there are, at most max, into out; 0 once the app is stopping and no open
+ * connection has a request waiting. */
+size_t conns_next(struct conns *cs, struct conn **out, size_t max);
 int conn_fd(const struct conn *c);
 /* After the request: a connection nginx keeps (still open) is watched
  * again, or closed when stopping; otherwise it is forgotten. */
@@ -52,9 +58,11 @@ void conns_wake(struct conns *cs);
 void conns_free(struct conns *cs);
 
 /* routes.c */
-/* Answer one request; returns after the reply is complete but before
- * FCGX_Finish_r so the caller controls when the client is released. */
-void webhook_handle(struct worker *w, FCGX_Request *req);
+/* Answer the n (at most WEBHOOK_BATCH_MAX) requests a worker took at once,
+ * their notifications recorded together; returns after the replies are
+ * written but before FCGX_Finish_r, so the caller controls when the
+ * clients are released. */
+void webhook_handle(struct worker *w, FCGX_Request *const *reqs, size_t n);
 /* Work done after the client has its answer (record fetching). */
 void webhook_after_reply(struct worker *w);
 /* Ensure w->db is connected; false (and logged) when PostgreSQL is down. */

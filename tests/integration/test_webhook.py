@@ -9,6 +9,7 @@ everywhere: fetching records needs Zoho (or the simulator).
 """
 
 import concurrent.futures
+import contextlib
 import json
 import os
 import re
@@ -1122,12 +1123,14 @@ def test_sigterm_with_requests_in_flight(stack_factory, http):
 
     threads = [threading.Thread(target=send, args=(i,)) for i in range(len(bodies))]
     try:
-        for t in threads:
+        # One at a time, each once the one before waits: requests sent
+        # together would be taken by one thread, as one batch.
+        for i, t in enumerate(threads):
             t.start()
-        wait_until(lambda: db.value("SELECT count(*) FROM pg_stat_activity"
-                                    " WHERE wait_event_type = 'Lock' AND datname = %s",
-                                    db.name) == len(bodies),
-                   scaled(15), what="4 requests waiting on the inbox lock")
+            wait_until(lambda: db.value("SELECT count(*) FROM pg_stat_activity"
+                                        " WHERE wait_event_type = 'Lock' AND datname = %s",
+                                        db.name) == i + 1,
+                       scaled(15), what="%d requests waiting on the inbox lock" % (i + 1))
         st.wh.kill(signal.SIGTERM)
         time.sleep(0.5)
         assert st.wh.alive(), "exited with requests in flight"
@@ -1230,6 +1233,161 @@ def test_more_clients_than_threads_all_answered(stack_factory):
     assert requests_total(m, "notify", 200) == n + 8
     assert accepted(m) < n, accepted(m)
     assert spool_files(st.spool) == []
+
+
+# ------------------------------------------ requests answered together
+
+def lock_waiters(db):
+    return db.value("SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND datname = %s", db.name)
+
+
+@contextlib.contextmanager
+def held_inbox(st):
+    """The webhook's one thread stuck on a locked inbox with a first
+    notification (sent through nginx), so that requests pile up behind it;
+    yields (send, first): send(params, body) puts a request on a FastCGI
+    connection of its own, straight to the webhook's socket, where it waits
+    in the socket's buffer once sendall returns; first() is the first
+    request's answer. The lock goes at the end of the block (unless the
+    block stopped PostgreSQL): the thread then takes every waiting request
+    in one go (conns_next). The caller reads the answers and closes the
+    connections."""
+    db = st.db
+    locker = db.connect()
+    locker.autocommit = False
+    locker.cursor().execute("LOCK TABLE zcrm.inbox IN EXCLUSIVE MODE")
+    answer = []
+    first = threading.Thread(target=lambda: answer.append(
+        st.post(notif("update", [8000], T0))))
+
+    def send(params, body=b""):
+        s = fcgi_connect(st.wh.sock, timeout=30)
+        # Kept, as nginx's are: on a connection it must close, libfcgi
+        # waits for the client to close first (up to 2 s), and these are
+        # read one after another.
+        s.sendall(fcgi_message(params, body, keep_conn=True))
+        return s
+
+    def first_answer():
+        first.join(scaled(30))
+        return answer[0]
+
+    try:
+        first.start()
+        wait_until(lambda: lock_waiters(db) == 1, scaled(15), what="the first request waiting")
+        yield send, first_answer
+    finally:
+        try:
+            locker.rollback()
+            locker.close()
+        except Exception:   # PostgreSQL stopped by the block
+            pass
+        first.join(scaled(30))
+
+
+def post_params(body):
+    return fcgi_params("/zcrm/notify", body=body)
+
+
+def test_waiting_notifications_recorded_together(stack_factory):
+    """Requests waiting on several connections are taken together and their
+    notifications go to PostgreSQL in one statement: each is answered as it
+    would be alone (applied, pending, duplicate within the batch or of the
+    inbox, a delete's tombstone), and the requests that are not
+    notifications, or are refused, are answered in the same round."""
+    st = stack_factory({"sync": {"modules": "Leads,Contacts"}, "webhook": {"threads": 1}},
+                       tables=("Leads",))
+    db = st.db
+    upd = notif("update", [8001, 8002], T0 + 1)
+    ins = notif("insert", [8003], T0 + 2)
+    dele = notif("delete", [8004], T0 + 3)
+    pend = notif("update", [81], T0 + 4, module="Contacts", channel=BASE + 1)
+    wrong = notif("update", [8005], T0 + 5, token="not-the-token")
+    with held_inbox(st) as (send, first):
+        socks = [send(post_params(b), b) for b in (upd, ins, dele, upd, notif("update", [8000], T0),
+                                                   pend, wrong)]
+        socks.append(send(fcgi_params("/zcrm/healthz", method="GET")))
+    assert first()[0] == 200 and jbody(first()[2]) == APPLIED
+    answers = [fcgi_reply(s) for s in socks]
+    for s in socks:
+        s.close()
+    assert [(a[0], jbody(a[2]).get("status", jbody(a[2]).get("error"))) for a in answers] == [
+        (200, "applied"), (200, "applied"), (200, "applied"), (200, "duplicate"),
+        (200, "duplicate"), (200, "pending"), (403, "forbidden"), (200, "ok")]
+    assert sorted(r[0].encode() for r in db.query("SELECT raw FROM zcrm.inbox")) == sorted(
+        [notif("update", [8000], T0), upd, ins, dele, pend])
+    assert db.query("SELECT module, operation, processed_at IS NOT NULL, via FROM zcrm.inbox"
+                    " WHERE module = 'Contacts'") == [("Contacts", "update", False, "webhook")]
+    assert db.query("SELECT module, id, %s FROM zcrm.to_fetch ORDER BY id" % ms("server_time")) == [
+        ("Leads", 8000, T0), ("Leads", 8001, T0 + 1), ("Leads", 8002, T0 + 1),
+        ("Leads", 8003, T0 + 2)]
+    assert db.query("SELECT id, %s, source FROM zcrm.leads" % ms("deleted_at")) == [
+        (8004, T0 + 3, "notify")]
+    m = st.metrics()
+    assert metric(m, "zcrm_webhook_batches_total") == 1
+    assert metric(m, "zcrm_webhook_batched_total") == 6
+    assert metric(m, "zcrm_webhook_inbox_applied_total") == 4
+    assert metric(m, "zcrm_webhook_inbox_duplicates_total") == 2
+    assert metric(m, "zcrm_webhook_inbox_pending_total") == 1
+    assert requests_total(m, "notify", 403) == 1
+    print(st.wh.stderr_text())
+
+
+def test_batch_refused_by_postgresql_records_the_rest_one_by_one(stack_factory):
+    """One notification PostgreSQL refuses (a constraint: not an outage)
+    fails its whole statement; the others are then recorded one by one and
+    only that one is answered 500 and kept in spool/failed/."""
+    st = stack_factory({"webhook": {"threads": 1}})
+    st.db.execute("ALTER TABLE zcrm.fetch_queue ADD CONSTRAINT no_4242 CHECK (4242 <> ALL(ids))")
+    bad = notif("update", [4242], T0 + 1)
+    good = [notif("update", [4243], T0 + 2), notif("delete", [4244], T0 + 3)]
+    with held_inbox(st) as (send, first):
+        socks = [send(post_params(b), b) for b in [good[0], bad, good[1]]]
+    assert first()[0] == 200
+    answers = [fcgi_reply(s) for s in socks]
+    for s in socks:
+        s.close()
+    assert [a[0] for a in answers] == [200, 500, 200], answers
+    assert jbody(answers[1][2])["error"] == "internal"
+    assert sorted(r[0].encode() for r in st.db.query("SELECT raw FROM zcrm.inbox")) == sorted(
+        [notif("update", [8000], T0)] + good)
+    assert st.db.query("SELECT id FROM zcrm.to_fetch ORDER BY id") == [(4243,), (8000,)]
+    assert st.db.value("SELECT count(*) FROM zcrm.leads WHERE id = 4244"
+                       " AND deleted_at IS NOT NULL") == 1
+    kept = spool_files(st.spool / "failed")
+    assert len(kept) == 1 and (st.spool / "failed" / kept[0]).read_bytes() == bad
+    assert spool_files(st.spool) == []
+    assert metric(st.metrics(), "zcrm_webhook_batches_total") == 0
+    assert "not recorded together; one by one" in st.wh.stderr_text()
+
+
+def test_batch_spooled_while_postgresql_is_down(stack_factory, pg):
+    """PostgreSQL goes away under a batch: every notification of it is
+    spooled and answered 200, and the spool's replay brings all into the
+    inbox once PostgreSQL is back."""
+    st = stack_factory({"webhook": {"threads": 1}})
+    bodies = [notif("update", [9001], T0 + 1), notif("insert", [9002, 9003], T0 + 2),
+              notif("delete", [9004], T0 + 3)]
+    try:
+        with held_inbox(st) as (send, first):
+            socks = [send(post_params(b), b) for b in bodies]
+            pg.stop()
+        answers = [fcgi_reply(s) for s in socks] + [first()]
+        for s in socks:
+            s.close()
+        assert [(a[0], jbody(a[2])) for a in answers] == [(200, {"status": "spooled"})] * 4
+        assert len(spool_files(st.spool)) == 4
+    finally:
+        pg.start()
+    wait_until(lambda: spool_files(st.spool) == [], scaled(30), what="spool replay")
+    assert sorted(r[0].encode() for r in st.db.query("SELECT raw, via FROM zcrm.inbox")) == sorted(
+        [notif("update", [8000], T0)] + bodies)
+    assert st.db.query("SELECT DISTINCT via FROM zcrm.inbox") == [("spool",)]
+    assert st.db.query("SELECT id FROM zcrm.to_fetch ORDER BY id") == [
+        (8000,), (9001,), (9002,), (9003,)]
+    assert st.db.value("SELECT count(*) FROM zcrm.leads WHERE id = 9004"
+                       " AND deleted_at IS NOT NULL") == 1
 
 
 def test_idle_connections_hold_no_thread(stack_factory):
