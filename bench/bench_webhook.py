@@ -22,8 +22,12 @@ table sizes):
             same bodies: HTTP parsing and the bytes on the wire, no FastCGI
   pgbench   pgbench -n -M prepared -c C -j 2 -T S with
             bench/pgbench_notify_dirty.sql@90 and pgbench_notify_delete.sql@10:
-            the statements the webhook runs per notification, straight to
-            PostgreSQL
+            the statements the webhook runs for a notification on its own,
+            straight to PostgreSQL (the ceiling of the target)
+  batched   pgbench -c 4 -D batch=16 with bench/pgbench_notify_batch.sql:
+            what the webhook runs for 16 requests that wait together (one
+            statement, then the deletes' tombstones), a client per default
+            webhook thread; req/s counts notifications
   webhook   wrk -t2 -c C --latency -s bench/wrk_webhook.lua against
             /zcrm/notify, once per --threads value (and per --binary;
             the labels of --no-keepalive behind a second nginx whose
@@ -37,8 +41,8 @@ an ANALYZE and a CHECKPOINT. The mix (wrk_webhook.lua): insert 20 %, update
 distinct. Prints requests/s, p50/p99/p99.9, answers that were not 200
 {"status":"applied"}, the peak RSS of the webhook (VmHWM of the process,
 started fresh for each case), CPU time per request of each process (webhook,
-nginx, PostgreSQL, load generator) and the ratios webhook/pgbench and
-webhook/nginx; then rewrites the "Webhook" section of docs/benchmarks.md
+nginx, PostgreSQL, load generator), the share of notifications recorded in
+batches, and the ratios webhook/pgbench, webhook/batched and webhook/nginx; then rewrites the "Webhook" section of docs/benchmarks.md
 (--no-docs to skip), keeping the notes written by hand below its
 NOTES_MARK line.
 
@@ -75,6 +79,9 @@ PG_TEMP = REPO / "scripts" / "pg-temp"
 LUA = BENCH / "wrk_webhook.lua"
 PGB_DIRTY = BENCH / "pgbench_notify_dirty.sql"
 PGB_DELETE = BENCH / "pgbench_notify_delete.sql"
+PGB_BATCH = BENCH / "pgbench_notify_batch.sql"
+BATCH = 16                 # webhook/webhook.h WEBHOOK_BATCH_MAX
+BATCH_CLIENTS = 4          # the default [webhook] threads: a batch each
 PGB_BODIES = BENCH / "pgbench_bodies.sql"
 PGB_BEFORE_DIRTY = BENCH / "pgbench_before_dirty.sql"
 PGB_BEFORE_DELETE = BENCH / "pgbench_before_delete.sql"
@@ -264,12 +271,20 @@ def run_wrk(url, conns, seconds, expect, threads, script=LUA):
             "raw": js}
 
 
-def run_pgbench(pg, work, conns, seconds, jobs, tag, scripts=(PGB_DIRTY, PGB_DELETE)):
+def run_pgbench(pg, work, conns, seconds, jobs, tag, scripts=(PGB_DIRTY, PGB_DELETE),
+                batch=0):
+    """scripts at 90 % and 10 %, one notification a transaction; or, with
+    batch, PGB_BATCH alone: batch notifications a transaction (req/s counts
+    notifications, the latencies are the transactions')."""
     logdir = work / ("pgbench-%s" % tag)
     shutil.rmtree(logdir, ignore_errors=True)
     logdir.mkdir()
-    argv = ["pgbench", "-n", "-M", "prepared", "-c", str(conns), "-j", str(jobs),
-            "-T", str(seconds), "-f", "%s@90" % scripts[0], "-f", "%s@10" % scripts[1]]
+    argv = ["pgbench", "-n", "-M", "prepared", "-c", str(conns), "-j", str(min(jobs, conns)),
+            "-T", str(seconds)]
+    if batch:
+        argv += ["-D", "batch=%d" % batch, "-f", str(PGB_BATCH)]
+    else:
+        argv += ["-f", "%s@90" % scripts[0], "-f", "%s@10" % scripts[1]]
     if tag != "warmup":
         argv += ["-l", "--log-prefix", str(logdir / "tx")]
     argv.append(pg.conninfo)
@@ -295,7 +310,10 @@ def run_pgbench(pg, work, conns, seconds, jobs, tag, scripts=(PGB_DIRTY, PGB_DEL
     m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", r.stdout)
     tps = float(m.group(1)) if m else len(lat) / seconds
     shutil.rmtree(logdir, ignore_errors=True)
-    return {"requests": len(lat), "secs": seconds, "rps": tps, "p50": percentile(lat, 50),
+    if batch:
+        tps *= batch
+    return {"requests": len(lat) * max(batch, 1), "secs": seconds, "rps": tps,
+            "p50": percentile(lat, 50),
             "p99": percentile(lat, 99), "p999": percentile(lat, 99.9),
             "max": lat[-1] if lat else float("nan"), "bad": failed, "not_applied": 0}
 
@@ -348,6 +366,8 @@ def case_label(r):
                                               else "")
     return {"nginx": "ceiling: nginx `return 204`",
             "pgbench": "ceiling: pgbench, same SQL",
+            "pgbench_batch": "ceiling: pgbench, batches of %d, %d clients"
+                             % (BATCH, r.get("clients", 0)),
             "pgbench_before": "pgbench, the SQL before"}[r["kind"]]
 
 
@@ -388,6 +408,8 @@ def build_rows(results, conns_list):
                                      if "pgbench" in ceil and not paced else None)
                 row["vs_nginx"] = (r["rps"] / ceil["nginx"]["rps"]
                                    if "nginx" in ceil and not paced else None)
+                row["vs_batch"] = (r["rps"] / ceil["pgbench_batch"]["rps"]
+                                   if "pgbench_batch" in ceil and not paced else None)
                 miss = []
                 if r["bad"] or r["not_applied"]:
                     miss.append("non-200")
@@ -419,13 +441,14 @@ def cpu_cell(r):
 
 def print_table(rows):
     head = ("case", "conns", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "not 200",
-            "× pgbench", "× nginx", "peak RSS", "CPU µs/req", "other load", "")
+            "× pgbench", "× batched", "× nginx", "peak RSS", "CPU µs/req", "other load", "")
     out = [head]
     for r in rows:
         out.append((r["label"], str(r["conns"]), "{:,.0f}".format(r["rps"]), fmt_ms(r["p50"]),
                     fmt_ms(r["p99"]), fmt_ms(r["p999"]), fmt_ms(r["max"]),
                     str(r["bad"] + r["not_applied"]),
                     "%.2f" % r["vs_pgbench"] if r.get("vs_pgbench") else "",
+                    "%.2f" % r["vs_batch"] if r.get("vs_batch") else "",
                     "%.2f" % r["vs_nginx"] if r.get("vs_nginx") else "",
                     "%.1f MiB" % (r["hwm_kib"] / 1024.0) if r.get("hwm_kib") else "",
                     cpu_cell(r), "%.2f CPU" % r["others"] if "others" in r else "",
@@ -442,18 +465,23 @@ def markdown(rows, meta):
            "with a realistic mix (`bench/wrk_webhook.lua`: insert 20 %%, update 70 %%, delete "
            "10 %%; 1 id 70 %%, 2–10 ids 20 %%, 11–100 ids 10 %%, mean 7.45; every body "
            "distinct), "
-           "against two ceilings measured in the same run: nginx answering `return 204` to the "
-           "same requests, and pgbench running the SQL the webhook runs per notification "
-           "(`bench/pgbench_notify_dirty.sql@90`, `bench/pgbench_notify_delete.sql@10`, "
+           "against three ceilings measured in the same run: nginx answering `return 204` to "
+           "the same requests; pgbench running the SQL the webhook runs for a notification on "
+           "its own (`bench/pgbench_notify_dirty.sql@90`, `bench/pgbench_notify_delete.sql@10`, "
            "`-M prepared -j %d`; bodies of the same mix made beforehand by "
-           "`bench/pgbench_bodies.sql`) at the same concurrency. %d s per case after %d s of "
+           "`bench/pgbench_bodies.sql`) at the same concurrency, the ceiling of the target; "
+           "and pgbench running what the webhook runs for requests that wait together "
+           "(`bench/pgbench_notify_batch.sql`: %d notifications a statement, the deletes' "
+           "tombstones after it, one transaction) at %d clients, one per webhook thread "
+           "(\"× batched\"). %d s per case after %d s of "
            "warm-up, an `ANALYZE` and a `CHECKPOINT`; a "
            "fresh webhook per case (so its peak RSS is that case's). `make bench-webhook` "
            "regenerates this section (`bench/bench_webhook.py`, see `bench/README.md`)."
-           % (meta["pgbench_jobs"], meta["duration"], meta["warmup"]), "",
-           "| case | conns | req/s | p50 ms | p99 ms | p99.9 ms | not 200 | × pgbench | × nginx "
-           "| webhook peak RSS | CPU µs/req | other load |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+           % (meta["pgbench_jobs"], BATCH, BATCH_CLIENTS, meta["duration"], meta["warmup"]),
+           "",
+           "| case | conns | req/s | p50 ms | p99 ms | p99.9 ms | not 200 | × pgbench "
+           "| × batched | × nginx | webhook peak RSS | CPU µs/req | other load |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
     for r in rows:
         ratio = "%.2f" % r["vs_pgbench"] if r.get("vs_pgbench") else "—"
         if r.get("missed") and any("pgbench" in m for m in r["missed"]):
@@ -464,9 +492,10 @@ def markdown(rows, meta):
         bad = str(r["bad"] + r["not_applied"])
         if r.get("missed") and "non-200" in r["missed"]:
             bad = "**%s**" % bad
-        out.append("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        out.append("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             r["label"], r["conns"], "{:,.0f}".format(r["rps"]), fmt_ms(r["p50"]), p99,
             fmt_ms(r["p999"]), bad, ratio,
+            "%.2f" % r["vs_batch"] if r.get("vs_batch") else "—",
             "%.2f" % r["vs_nginx"] if r.get("vs_nginx") else "—",
             "%.1f MiB" % (r["hwm_kib"] / 1024.0) if r.get("hwm_kib") else "—",
             cpu_cell(r).replace("|", "\\|"),
@@ -670,11 +699,14 @@ def main():
             return r
 
         def show(r):
-            say("  %-28s c=%-3d %8.0f req/s  p50 %6.2f  p99 %7.2f  p99.9 %7.2f ms  bad %d%s%s%s"
+            say("  %-28s c=%-3d %8.0f req/s  p50 %6.2f  p99 %7.2f  p99.9 %7.2f ms  bad %d%s%s%s%s"
                 % (case_label(r), r["conns"], r["rps"], r["p50"], r["p99"], r["p999"],
                    r["bad"] + r["not_applied"],
                    "  VmHWM %.1f MiB" % (r["hwm_kib"] / 1024.0) if r.get("hwm_kib") else "",
                    "  FastCGI connections %d" % r["accepted"] if r.get("accepted") else "",
+                   "  batched %.0f %% (%.1f per statement)"
+                   % (100.0 * r["batched"] / max(r["recorded"], 1),
+                      r["batched"] / r["batches"]) if r.get("batches") else "",
                    "  others %.2f CPU" % r["others"]))
             if r["bad"] and r.get("raw"):
                 say("      not 200: %s" % ", ".join(
@@ -694,14 +726,22 @@ def main():
             wconf = harness.write_ini(work / ("webhook-%d.conf" % threads), wcfg)
             wh = harness.Webhook(work, wconf, sock, args=["-q"], binary=binary)
             wh.start()
-            accepted = []
+            accepted, batching = [], []
 
             def stop():
-                # FastCGI connections the webhook accepted over the whole
-                # case (warm-up included), if it counts them.
-                m = re.search(r"^zcrm_webhook_connections_accepted_total (\d+)$",
-                              harness.http("GET", ng.url + "/zcrm/metrics")[2].decode(), re.M)
-                accepted.append(int(m.group(1)) if m else None)
+                # Over the whole case (warm-up included), if the binary
+                # counts them: the FastCGI connections the webhook
+                # accepted, and the statements that recorded several
+                # requests' notifications at once (with how many in all).
+                text = harness.http("GET", ng.url + "/zcrm/metrics")[2].decode()
+
+                def counter(name):
+                    m = re.search(r"^zcrm_webhook_%s_total (\d+)$" % name, text, re.M)
+                    return int(m.group(1)) if m else None
+
+                accepted.append(counter("connections_accepted"))
+                batching.append((counter("batches"), counter("batched"),
+                                 counter("inbox_applied")))
                 wh.proc.stop()
 
             try:
@@ -717,6 +757,9 @@ def main():
                     say(p)
             r.update(threads=threads, label=label, binary=str(binary), rate=rate,
                      keepalive=ng is nginx, accepted=accepted[0] if accepted else None)
+            if batching and None not in batching[0]:
+                batches, batched, applied = batching[0]
+                r.update(batches=batches, batched=batched, recorded=applied)
             return r
 
         for rep in range(a.repeat):
@@ -733,6 +776,16 @@ def main():
                     r = measure("pgbench", conns,
                                 lambda: run_pgbench(pg, work, conns, a.duration, a.pgbench_jobs,
                                                     "c%d" % conns))
+                    results.append(r)
+                    show(r)
+                    clients = min(conns, BATCH_CLIENTS)
+                    run_pgbench(pg, work, clients, a.warmup, a.pgbench_jobs, "warmup",
+                                batch=BATCH)
+                    r = measure("pgbench_batch", conns,
+                                lambda: run_pgbench(pg, work, clients, a.duration,
+                                                    a.pgbench_jobs, "batch%d" % conns,
+                                                    batch=BATCH))
+                    r["clients"] = clients
                     results.append(r)
                     show(r)
                     if a.pgbench == "both":
