@@ -143,8 +143,15 @@ deps:
 check-unit: all unit-bins
 	@scripts/run-unit.sh $(BUILD)/tests
 
+# pytest-xdist workers: most tests wait on their servers rather than use the
+# CPU, so more workers than cores pay off. PYTEST_JOBS=0 (or 1) runs them in
+# one process, for -s, --pdb or a plain traceback.
+PYTEST_JOBS ?= 4
+PYTEST_DIST ?= load
+PYTEST_XDIST = $(if $(filter-out 0 1,$(PYTEST_JOBS)),-n $(PYTEST_JOBS) --dist $(PYTEST_DIST))
+
 check-integration: all
-	ZCRM_BIN_ROOT=$(CURDIR)/$(BINROOT) ZCRM_TOOLS=$(CURDIR)/$(BUILD)/tools $(PYTHON) -m pytest -q $(PYTEST_DIRS) $(PYTEST_ARGS)
+	ZCRM_BIN_ROOT=$(CURDIR)/$(BINROOT) ZCRM_TOOLS=$(CURDIR)/$(BUILD)/tools $(PYTHON) -m pytest -q $(PYTEST_XDIST) $(PYTEST_DIRS) $(PYTEST_ARGS)
 
 # The whole suite: normal build, then the C-facing tests again under
 # ASan+UBSan (the simulator's own contract tests need no second run, and

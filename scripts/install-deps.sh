@@ -18,8 +18,8 @@ export DEBIAN_FRONTEND=noninteractive
 # (postgresql brings the server and psql, postgresql-client-N.)
 PACKAGES="build-essential pkg-config libfcgi-dev libcurl4-openssl-dev
 libjson-c-dev libpq-dev zlib1g-dev libcmocka-dev postgresql
-python3 python3-pytest python3-psycopg2 spawn-fcgi wrk clang unzip zip curl
-ca-certificates procps time"
+python3 python3-pytest python3-pytest-xdist python3-psycopg2 spawn-fcgi
+wrk clang unzip zip curl ca-certificates procps time"
 # Any one of these provides /usr/sbin/nginx; nginx-light is preferred.
 NGINX_FLAVOURS="nginx-light nginx nginx-core nginx-full nginx-extras"
 

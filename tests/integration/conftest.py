@@ -10,7 +10,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (  # noqa: E402,F401  (pytest finds fixtures and hooks by name)
-    pytest_runtest_makereport, pytest_sessionfinish, pytest_terminal_summary,
+    pytest_runtest_makereport, pytest_sessionfinish, pytest_testnodedown,
+    pytest_terminal_summary,
     zcrm_env, pg, db, config_factory, nginx_factory, webhook_factory, sim_factory,
     run_program, http_fixture,
 )

@@ -1156,13 +1156,26 @@ def pytest_sessionfinish(session, exitstatus):
     _SESSION["finished"] = True
     if _SESSION["failed"] == 0 and not os.environ.get("ZCRM_KEEP_TMP"):
         shutil.rmtree(base, ignore_errors=True)
+    elif hasattr(session.config, "workeroutput"):
+        # An xdist worker has no terminal: the controller prints the path.
+        session.config.workeroutput["zcrm_kept"] = str(base)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    kept = getattr(node, "workeroutput", {}).get("zcrm_kept")
+    if kept:
+        _SESSION["keep"].append(Path(kept))
 
 
 def pytest_terminal_summary(terminalreporter):
+    if _SESSION.get("summarised"):
+        return
+    _SESSION["summarised"] = True
     base = _SESSION["base"]
-    if base is not None and base.exists() and not _SESSION.get("summarised"):
-        _SESSION["summarised"] = True
-        terminalreporter.write_line("zcrm-sync test directories and logs kept in %s" % base)
+    for d in sorted(_SESSION["keep"]) + ([base] if base is not None else []):
+        if d.exists():
+            terminalreporter.write_line("zcrm-sync test directories and logs kept in %s" % d)
 
 
 @pytest.fixture(autouse=True)
@@ -1348,7 +1361,8 @@ def http_fixture():
 
 
 __all__ = [
-    "pytest_runtest_makereport", "pytest_sessionfinish", "pytest_terminal_summary",
+    "pytest_runtest_makereport", "pytest_sessionfinish", "pytest_testnodedown",
+    "pytest_terminal_summary",
     "zcrm_env", "pg", "db", "config_factory", "nginx_factory",
     "webhook_factory", "sim_factory", "run_program", "http_fixture",
 ]

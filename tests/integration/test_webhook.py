@@ -701,8 +701,13 @@ def test_method_not_allowed_405(stack):
 
 def test_body_too_large_413(stack_factory):
     # nginx allows 4m, the program 64 KiB: the program's own check answers
-    # between the two, nginx above.
-    st = stack_factory({"webhook": {"max_body": 65536}}, nginx_kw={"max_body": "4m"})
+    # between the two, nginx above. Without fastcgi_keep_conn: the webhook
+    # closes a connection after a body over max_body, and nginx may already
+    # have handed that kept connection to the next request (a 502) - the
+    # reason docs/config.md wants the two limits equal; the close itself is
+    # test_unread_body_does_not_spoil_a_kept_connection's.
+    st = stack_factory({"webhook": {"max_body": 65536}},
+                       nginx_kw={"max_body": "4m", "keep_conn": False})
     db = st.db
     before = snapshot(db)
 
@@ -956,6 +961,7 @@ def test_webhook_migrates_an_empty_database(db, nginx_factory, webhook_factory, 
     ng = nginx_factory()
     cfg = config_factory({"webhook": {"fetch": False}}, nginx=ng)
     webhook_factory(config=cfg, nginx=ng)
+    nmig = len(list((REPO / "sql").glob("[0-9]*.sql")))
 
     def healthy():
         status, _, raw = http("GET", ng.url + "/zcrm/healthz")
@@ -963,11 +969,11 @@ def test_webhook_migrates_an_empty_database(db, nginx_factory, webhook_factory, 
         if status == 503:
             assert "not migrated" in jbody(raw)["message"] or \
                 "unreachable" in jbody(raw)["message"], raw
-        return status == 200
+        # 200 comes with the first migration, one transaction each; until
+        # the last, a notification may find no fetch_queue and be spooled.
+        return status == 200 and jbody(raw)["schema_version"] == nmig
 
     wait_until(healthy, scaled(30), what="webhook migrated the schema")
-    status, _, raw = http("GET", ng.url + "/zcrm/healthz")
-    assert jbody(raw)["schema_version"] >= 1
     body = notif("update", [1201], T0)
     status, _, raw = http("POST", ng.url + "/zcrm/notify", body)
     assert status == 200 and jbody(raw) == {"status": "pending"}, raw
