@@ -4,6 +4,7 @@
 #   make asan         the same with ASan+UBSan, into build/asan/
 #   make check        deps, unit + integration tests, then again under ASan+UBSan
 #   make check-unit   C unit tests only (fast)
+#   make check PYTEST_JOBS=0  the pytest runs in one process (default 4 workers)
 #   make fuzz-smoke   every tests/fuzz/fuzz_*.c for FUZZ_SECONDS (30) each
 #   make fuzz         the same for 600 s each
 #   make WERROR=1     warnings are errors (CI sets it via CI=true)
@@ -109,6 +110,7 @@ $(BUILD)/gen/migrations.o: $(GEN_MIGRATIONS) $(BUILD)/.flags
 $(BUILD)/.flags: FORCE
 	@mkdir -p $(BUILD)
 	@echo '$(CFLAGS_ALL) $(LDFLAGS_ALL)' | cmp -s - $@ || echo '$(CFLAGS_ALL) $(LDFLAGS_ALL)' > $@
+.PHONY: FORCE
 FORCE:
 
 $(LIB): $(COMMON_OBJ)
@@ -144,8 +146,9 @@ check-unit: all unit-bins
 	@scripts/run-unit.sh $(BUILD)/tests
 
 # pytest-xdist workers: most tests wait on their servers rather than use the
-# CPU, so more workers than cores pay off. PYTEST_JOBS=0 (or 1) runs them in
-# one process, for -s, --pdb or a plain traceback.
+# CPU, so more workers than cores pay off (tests/README.md). --dist load
+# spreads a file's tests too: whole files would leave the longest as the
+# tail. PYTEST_JOBS=0 (or 1) runs them in one process, for -s or --pdb.
 PYTEST_JOBS ?= 4
 PYTEST_DIST ?= load
 PYTEST_XDIST = $(if $(filter-out 0 1,$(PYTEST_JOBS)),-n $(PYTEST_JOBS) --dist $(PYTEST_DIST))

@@ -1164,7 +1164,7 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error):
     kept = getattr(node, "workeroutput", {}).get("zcrm_kept")
-    if kept:
+    if kept and Path(kept) not in _SESSION["keep"]:
         _SESSION["keep"].append(Path(kept))
 
 
