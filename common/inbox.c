@@ -326,13 +326,14 @@ enum rc inbox_record_batch(struct db *db, struct inbox_item *items, size_t n, co
 	char **idlits = xcalloc(n ? n : 1, sizeof(*idlits));
 	size_t *sent = xcalloc(n ? n : 1, sizeof(*sent));  /* item of each input */
 	int64_t *channels = xcalloc(n ? n : 1, sizeof(*channels));
-	char *times = xmalloc(n * 24 + 3), *p_channels = NULL, *p_modules = NULL;
-	char *p_ops = NULL, *p_ids = NULL, *p_raws = NULL;
-	size_t nsent = 0, tlen = 0;
+	char (*whens)[32] = xcalloc(n ? n : 1, sizeof(*whens));
+	const char **when_ptrs = xcalloc(n ? n : 1, sizeof(*when_ptrs));
+	char *p_channels = NULL, *p_modules = NULL, *p_ops = NULL, *p_ids = NULL;
+	char *p_raws = NULL, *p_times = NULL;
+	size_t nsent = 0;
 	bool deletes = false, in_txn = false;
 	enum rc rc = RC_OK;
 
-	times[tlen++] = '{';
 	for (size_t i = 0; i < n; i++) {
 		const struct notification *nt = items[i].n;
 		bool repeat = false;
@@ -349,13 +350,11 @@ enum rc inbox_record_batch(struct db *db, struct inbox_item *items, size_t n, co
 		raws[nsent] = items[i].raw;
 		lens[nsent] = items[i].len;
 		idlits[nsent] = db_int64_array(nt->ids, nt->nids);
-		tlen += (size_t)snprintf(times + tlen, 24, "%s%" PRId64 ".%03d", nsent ? "," : "",
-					 nt->server_time_ms / 1000, (int)(nt->server_time_ms % 1000));
+		ms_literal(nt->server_time_ms, whens[nsent], sizeof(whens[nsent]));
+		when_ptrs[nsent] = whens[nsent];
 		deletes = deletes || nt->op == NOTIF_DELETE;
 		sent[nsent++] = i;
 	}
-	times[tlen++] = '}';
-	times[tlen] = '\0';
 	if (nsent == 0)
 		goto out;
 	p_channels = db_int64_array(channels, nsent);
@@ -363,13 +362,14 @@ enum rc inbox_record_batch(struct db *db, struct inbox_item *items, size_t n, co
 	p_ops = db_text_array(ops, NULL, nsent);
 	p_ids = db_text_array((const char *const *)idlits, NULL, nsent);
 	p_raws = db_text_array(raws, lens, nsent);
+	p_times = db_text_array(when_ptrs, NULL, nsent);
 	if (deletes) {
 		rc = db_begin(db);
 		if (rc)
 			goto out;
 		in_txn = true;
 	}
-	const char *p[7] = {p_channels, p_modules, p_ops, p_ids, times, p_raws, via};
+	const char *p[7] = {p_channels, p_modules, p_ops, p_ids, p_times, p_raws, via};
 	rc = db_prepared(db, "inbox_record_batch", RECORD_BATCH_SQL, 7, p, &res);
 	if (rc)
 		goto out;
@@ -410,7 +410,9 @@ out:
 	free(p_ops);
 	free(p_ids);
 	free(p_raws);
-	free(times);
+	free(p_times);
+	free(when_ptrs);
+	free(whens);
 	free(channels);
 	free(sent);
 	free(lens);
