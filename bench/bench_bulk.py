@@ -2,7 +2,7 @@
 """bench_bulk.py — how fast one bulk page is merged, against its ceiling.
 
     make bench-bulk                       (BULK_ARGS="--records 50000 --repeat 1")
-    /usr/bin/python3 bench/bench_bulk.py [--records N] [--repeat N] [--keep]
+    /usr/bin/python3 bench/bench_bulk.py [--records N] [--repeat N] [--cache-dir D] [--keep]
 
 Builds a realistic Leads page ZIP (tests/zoho_sim/make_zip.py: 43 fields,
 ~30 % empty cells, quoted commas, quotes and newlines) and a copy where every
@@ -22,7 +22,7 @@ the median; the fastest is the least disturbed by other load):
 and prints rows/s, the ratio of our time to the ceiling, and the peak RSS of
 load_page (/usr/bin/time -v), then writes the table into docs/benchmarks.md
 ("Bulk merge"). Pages are cached in build/bench/ (generating 200,000 rows
-takes about a minute). Not a test: the exit status says only whether the
+takes about a minute; --cache-dir elsewhere). Not a test: the exit status says only whether the
 benchmark ran; targets missed are marked in the table.
 """
 
@@ -80,7 +80,8 @@ def make_page(records, path):
     """The simulator's first `records` Leads, as make_zip.py writes them."""
     subprocess.run([sys.executable, str(SIM / "make_zip.py"), "--module", "Leads",
                     "--records", str(records), "--seed", str(SEED), "--anchor", str(ANCHOR),
-                    "--tz-offset", TZ, "-q", "-o", str(path)], check=True)
+                    # one argument: argparse would take a separate "-08:00" for an option
+                    "--tz-offset=" + TZ, "-q", "-o", str(path)], check=True)
 
 
 def make_newer_page(records, path):
@@ -101,13 +102,13 @@ def make_newer_page(records, path):
     os.replace(tmp, path)
 
 
-def pages(records):
-    CACHE.mkdir(parents=True, exist_ok=True)
-    page = CACHE / ("leads-%d-s%d-a%d.zip" % (records, SEED, ANCHOR))
-    newer = CACHE / ("leads-%d-s%d-a%d-newer10.zip" % (records, SEED, ANCHOR))
+def pages(records, cache):
+    cache.mkdir(parents=True, exist_ok=True)
+    page = cache / ("leads-%d-s%d-a%d.zip" % (records, SEED, ANCHOR))
+    newer = cache / ("leads-%d-s%d-a%d-newer10.zip" % (records, SEED, ANCHOR))
     todo = [p for p in (page, newer) if not p.exists()]
     if todo:
-        say("generating %s (once; cached in %s)" % (", ".join(p.name for p in todo), CACHE))
+        say("generating %s (once; cached in %s)" % (", ".join(p.name for p in todo), cache))
         t0 = time.monotonic()
         procs = []
         if not page.exists():
@@ -335,6 +336,9 @@ def main():
     ap.add_argument("--stat", choices=("min", "median"), default="min",
                     help="which run to report: the fastest (default; least disturbed by "
                          "other load on the machine) or the median")
+    ap.add_argument("--cache-dir", type=Path, default=CACHE,
+                    help="where the generated pages are kept between runs (build/bench; "
+                         "a new directory generates them afresh)")
     ap.add_argument("--keep", action="store_true", help="keep the PostgreSQL cluster")
     ap.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
     ap.add_argument("--loader-args", default="",
@@ -352,7 +356,7 @@ def main():
     if not shutil.which("unzip"):
         die("unzip is missing (scripts/install-deps.sh installs it)")
 
-    page, newer = pages(a.records)
+    page, newer = pages(a.records, a.cache_dir)
     work = Path(tempfile.mkdtemp(prefix="zcrm-bench-bulk."))
     os.chmod(work, 0o755)
     pg = Pg(work / "pg")
