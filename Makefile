@@ -245,6 +245,7 @@ BINDIR         ?= $(PREFIX)/bin
 DATADIR        ?= $(PREFIX)/share/zcrm-sync
 SYSCONFDIR     ?= /etc
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+TMPFILESDIR    ?= $(PREFIX)/lib/tmpfiles.d
 INSTALL        ?= install
 
 # build path : installed name
@@ -261,7 +262,7 @@ CRON_PATH      := $(if $(filter /usr/local/bin /usr/bin /bin,$(BINDIR)),/usr/loc
 install: all
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/sql $(DESTDIR)$(DATADIR)/nginx \
 	  $(DESTDIR)$(SYSCONFDIR)/zcrm-sync $(DESTDIR)$(SYSCONFDIR)/cron.d \
-	  $(DESTDIR)$(SYSTEMDUNITDIR)
+	  $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(TMPFILESDIR)
 	for p in $(INSTALL_PROGS); do \
 	  $(INSTALL) -m 755 "$${p%%:*}" "$(DESTDIR)$(BINDIR)/$${p##*:}" || exit 1; \
 	done
@@ -278,6 +279,7 @@ install: all
 	    "systemd/$$u" > "$(DESTDIR)$(SYSTEMDUNITDIR)/$$u" && \
 	  chmod 644 "$(DESTDIR)$(SYSTEMDUNITDIR)/$$u" || exit 1; \
 	done
+	$(INSTALL) -m 644 systemd/zcrm-sync.tmpfiles $(DESTDIR)$(TMPFILESDIR)/zcrm-sync.conf
 	@echo "installed; next steps (zcrm-sync user, config, nginx, systemd, cron): docs/operations.md"
 
 uninstall:
@@ -287,6 +289,8 @@ uninstall:
 	rm -f $(DESTDIR)$(SYSCONFDIR)/zcrm-sync/zcrm-sync.conf.example
 	rm -f $(DESTDIR)$(SYSCONFDIR)/cron.d/zcrm-sync
 	rm -f $(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(SYSTEMD_UNITS))
+	rm -f $(DESTDIR)$(TMPFILESDIR)/zcrm-sync.conf
+	rmdir $(DESTDIR)$(TMPFILESDIR) 2>/dev/null || true
 	rmdir $(DESTDIR)$(DATADIR)/sql $(DESTDIR)$(DATADIR)/nginx $(DESTDIR)$(DATADIR) 2>/dev/null || true
 	rmdir $(DESTDIR)$(SYSCONFDIR)/zcrm-sync 2>/dev/null || true
 

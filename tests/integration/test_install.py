@@ -6,6 +6,7 @@ uninstall removes exactly what install put."""
 import os
 import re
 import shlex
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -65,6 +66,7 @@ def expected_files(prefix):
               "%s/share/zcrm-sync/nginx/zcrm-sync-upstream.conf" % p,
               "%s/lib/systemd/system/zcrm-webhook.service" % p,
               "%s/lib/systemd/system/zcrm-webhook.socket" % p,
+              "%s/lib/tmpfiles.d/zcrm-sync.conf" % p,
               "etc/zcrm-sync/zcrm-sync.conf.example",
               "etc/cron.d/zcrm-sync"]
     return sorted(files)
@@ -128,6 +130,28 @@ def test_install_then_uninstall(prefix, zcrm_env):
                      (REPO / "nginx" / "zcrm-sync-upstream.conf").read_text(encoding="utf-8"), re.M)
     assert re.search(r"^\s*fastcgi_pass zcrm_webhook;$",
                      (REPO / "nginx" / "zcrm-sync.conf").read_text(encoding="utf-8"), re.M)
+
+    # tmpfiles.d: the socket's directory, which nothing else creates without
+    # zcrm-webhook.socket (spawn-fcgi: "bind failed"), owned by zcrm-sync.
+    tmpfiles = dest / prefix.strip("/") / "lib" / "tmpfiles.d" / "zcrm-sync.conf"
+    assert tmpfiles.read_text(encoding="utf-8") == \
+        (REPO / "systemd" / "zcrm-sync.tmpfiles").read_text(encoding="utf-8")
+    lines = [ln.split() for ln in tmpfiles.read_text(encoding="utf-8").splitlines()
+             if ln.strip() and not ln.startswith("#")]
+    assert lines == [["d", "/run/zcrm-sync", "0755", "zcrm-sync", "zcrm-sync", "-"]], lines
+    if os.geteuid() == 0 and shutil.which("systemd-tmpfiles"):
+        # Applied to a scratch root whose passwd has the user: the directory
+        # appears as the docs say.
+        img = zcrm_env.dir / "tmpfiles-root"
+        (img / "etc").mkdir(parents=True)
+        (img / "etc" / "passwd").write_text("zcrm-sync:x:4242:4243::/var/lib/zcrm-sync:/bin/false\n")
+        (img / "etc" / "group").write_text("zcrm-sync:x:4243:\n")
+        r = subprocess.run(["systemd-tmpfiles", "--create", "--root=%s" % img, str(tmpfiles)],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=harness.scaled(30))
+        assert r.returncode == 0, r.stdout
+        st = (img / "run" / "zcrm-sync").stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (4242, 4243, 0o755), st
 
     # A second install over the first is fine (upgrades).
     make("install", dest, prefix, zcrm_env)
