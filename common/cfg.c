@@ -32,7 +32,7 @@ struct cfg_key {
 static const char *valid_url(const char *v);
 static const char *valid_modules(const char *v);
 static const char *valid_digits(const char *v);
-static const char *valid_ident(const char *v);
+static const char *valid_schema(const char *v);
 static const char *valid_token(const char *v);
 
 #define O(f) offsetof(struct cfg, f)
@@ -65,7 +65,7 @@ static const struct cfg_key cfg_keys[] = {
 
 	{"database", "conninfo", CFG_STR, O(conninfo), "", 0, 0, 0, NULL,
 	 "libpq connection string (keep passwords in PGPASSFILE)"},
-	{"database", "schema", CFG_STR, O(schema), "zcrm", 0, 0, 0, valid_ident,
+	{"database", "schema", CFG_STR, O(schema), "zcrm", 0, 0, 0, valid_schema,
 	 "schema holding every zcrm-sync table"},
 
 	{"sync", "modules", CFG_STR, O(modules), "Leads", 0, 0, 0, valid_modules,
@@ -168,9 +168,24 @@ static const char *valid_digits(const char *v)
 	return NULL;
 }
 
-static const char *valid_ident(const char *v)
+/* The schema is quoted wherever it is used (PQescapeIdentifier), so Zcrm
+ * would be a schema of its own that plain SQL (zcrm.leads) cannot name:
+ * lower case only. At most 57 bytes, so that <schema>_stage still fits
+ * PostgreSQL's 63. */
+static const char *valid_schema(const char *v)
 {
-	return valid_module_name(v, strlen(v));
+	if (!*v)
+		return "empty schema name";
+	if (strlen(v) > 57)
+		return "schema name longer than 57 characters (<schema>_stage must fit 63)";
+	if (!(*v >= 'a' && *v <= 'z'))
+		return "schema names start with a lower-case letter";
+	for (; *v; v++) {
+		if (!(*v >= 'a' && *v <= 'z') && !(*v >= '0' && *v <= '9') && *v != '_')
+			return "schema names hold only lower-case letters, digits and '_' "
+			       "(the name is used quoted, exactly as written)";
+	}
+	return NULL;
 }
 
 static const char *valid_token(const char *v)

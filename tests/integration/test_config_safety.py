@@ -76,7 +76,9 @@ def test_bad_module_name_from_the_environment(db, config_factory, run_program):
     assert "ZCRM_SYNC_MODULES" in res.stderr
 
 
-@pytest.mark.parametrize("value", ['zcrm"; DROP TABLE x; --', "zcrm.public", "ZCRM SYNC", ""])
+# "Zcrm": used quoted, it would be a schema apart from zcrm (issue 14).
+@pytest.mark.parametrize("value", ['zcrm"; DROP TABLE x; --', "zcrm.public", "ZCRM SYNC", "",
+                                   "Zcrm"])
 def test_bad_schema_names_refused(db, config_factory, run_program, value):
     cfg = config_factory({"database": {"schema": value}})
     res = check_config(run_program, cfg)

@@ -127,6 +127,53 @@ static void test_bad_files(void **state)
 	}
 }
 
+/* The schema is used quoted, exactly as written: an upper-case letter
+ * would make a schema plain SQL cannot name, so it is refused (issue 14). */
+static void test_schema_is_lower_case(void **state)
+{
+	static const char *const bad[] = {"Zcrm", "ZCRM", "zcRm", "_zcrm", "1zcrm", "zcrm-x",
+					  "zcrm x"};
+	static const char *const good[] = {"zcrm", "z", "zcrm_2", "sync_mirror9"};
+	struct cfg *cfg = NULL;
+	char err[CFG_ERR_LEN], text[160];
+
+	clear_env();
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "[database]\nschema = %s\n", bad[i]);
+		if (cfg_load_string(text, "t.conf", false, &cfg, err) != RC_CONFIG)
+			fail_msg("schema = %s was accepted", bad[i]);
+		assert_null(cfg);
+		assert_non_null(strstr(err, "t.conf:2"));
+		assert_non_null(strstr(err, "schema"));
+	}
+	assert_int_equal(cfg_load_string("[database]\nschema = Zcrm\n", "t.conf", false, &cfg, err),
+			 RC_CONFIG);
+	assert_non_null(strstr(err, "lower-case"));
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		snprintf(text, sizeof(text), "[database]\nschema = %s\n", good[i]);
+		if (cfg_load_string(text, "t.conf", false, &cfg, err) != RC_OK)
+			fail_msg("schema = %s refused: %s", good[i], err);
+		assert_string_equal(cfg->schema, good[i]);
+		cfg_free(cfg);
+	}
+	/* 57 characters: <schema>_stage is PostgreSQL's longest name, 63. */
+	char name[60];
+	memset(name, 'a', 58);
+	name[58] = '\0';
+	snprintf(text, sizeof(text), "[database]\nschema = %s\n", name);
+	assert_int_equal(cfg_load_string(text, "t.conf", false, &cfg, err), RC_CONFIG);
+	name[57] = '\0';
+	snprintf(text, sizeof(text), "[database]\nschema = %s\n", name);
+	assert_int_equal(cfg_load_string(text, "t.conf", false, &cfg, err), RC_OK);
+	cfg_free(cfg);
+	/* The environment's override is checked the same way. */
+	setenv("ZCRM_DATABASE_SCHEMA", "Zcrm", 1);
+	assert_int_equal(cfg_load_string("", "t.conf", true, &cfg, err), RC_CONFIG);
+	assert_null(cfg);
+	assert_non_null(strstr(err, "ZCRM_DATABASE_SCHEMA"));
+	unsetenv("ZCRM_DATABASE_SCHEMA");
+}
+
 static void test_missing_file(void **state)
 {
 	struct cfg *cfg = NULL;
@@ -180,6 +227,7 @@ int main(void)
 		cmocka_unit_test(test_env_overrides),	 cmocka_unit_test(test_bad_files),
 		cmocka_unit_test(test_missing_file),	 cmocka_unit_test(test_dump_masks_secrets),
 		cmocka_unit_test(test_sample_round_trip),
+		cmocka_unit_test(test_schema_is_lower_case),
 	};
 	log_init("test_cfg", LOG_LVL_ERROR);
 	return cmocka_run_group_tests(tests, NULL, NULL);
