@@ -501,15 +501,6 @@ struct db *merge_stage_copy_db(const struct merge_stage *st)
 	return st->copy_db;
 }
 
-char *merge_sql(struct db *db, const struct module_schema *schema, const char *const *headers,
-		size_t nheaders, enum merge_rule rule, int64_t tie_before, const char *source)
-{
-	enum merge_form form =
-		rule == MERGE_BULK && db_server_version(db) >= 150000 ? FORM_MERGE : FORM_UPSERT;
-	return build_sql(db, schema, "zcrm_stage", headers, nheaders, rule, tie_before, source,
-			 form);
-}
-
 static char *form_sql(struct merge_stage *st)
 {
 	return build_sql(st->db, st->schema, st->table, (const char *const *)st->headers,

@@ -1,4 +1,6 @@
-/* merge.h — the freshness rule's SQL, in one place.
+/* merge.h — the freshness rule's SQL: every merge of records and every
+ * tombstone. (The one other writer of module rows is inbox.c's
+ * affected_values preview, an UPDATE with its own guard: issue #18.)
  *
  * Both sources of records (bulk CSV pages and records fetched by id) are
  * written as CSV text into a temporary all-text staging table whose columns
@@ -91,11 +93,6 @@ void merge_stage_free(struct merge_stage *st);
 enum rc merge_tombstones(struct db *db, const char *module, const int64_t *ids,
 			 const int64_t *deleted_ms, size_t n, const char *source,
 			 long *applied) ZCRM_MUSTCHECK;
-
-/* The SQL merge_apply runs first (tests, docs, EXPLAIN) over the staged
- * table zcrm_stage: one pass, for pages without repeated ids. Caller frees. */
-char *merge_sql(struct db *db, const struct module_schema *schema, const char *const *headers,
-		size_t nheaders, enum merge_rule rule, int64_t tie_before, const char *source);
 
 /* Append one CSV cell (RFC 4180: quoted when needed, quotes doubled) to a
  * growable buffer; NULL writes an empty unquoted cell (COPY's NULL). */
