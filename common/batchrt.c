@@ -4,6 +4,7 @@
 #include "log.h"
 #include "syncstate.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +23,8 @@ static void on_signal(int sig)
 
 static void usage(const struct batch_prog *p, FILE *f)
 {
-	fprintf(f, "Usage: %s [OPTION]...\n%s (zcrm-sync %s).\n\n%s\n\nOptions:\n", p->name,
-		p->summary, ZCRM_VERSION, p->description);
+	fprintf(f, "Usage: %s [OPTION]...\n%s (zcrm-sync %s).\n\n%s\n\nOptions:\n",
+		program_invocation_short_name, p->summary, ZCRM_VERSION, p->description);
 	fprintf(f, "  -c, --config PATH    configuration file (default $ZCRM_CONFIG, then\n"
 		   "                       " CFG_DEFAULT_PATH ")\n"
 		   "  -m, --module NAME    work on this module only (default: every module\n"
@@ -42,7 +43,7 @@ static void usage(const struct batch_prog *p, FILE *f)
 		   "64 usage, 65 bad data, 69 Zoho refused or module not initialised,\n"
 		   "70 internal error, 71 system error, 74 local file error, 75 temporary\n"
 		   "failure (database or network down, rate limited, interrupted, or another\n"
-		   "copy running), 77 authentication, 78 configuration.\n");
+		   "copy running), 77 authentication (Zoho or PostgreSQL), 78 configuration.\n");
 }
 
 int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, char **argv)
@@ -89,7 +90,7 @@ int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, 
 			usage(prog, stdout);
 			return EX_OK;
 		case 'V':
-			printf("%s %s\n", prog->name, ZCRM_VERSION);
+			printf("%s %s\n", program_invocation_short_name, ZCRM_VERSION);
 			return EX_OK;
 		default:
 			if (c >= 1000) {
@@ -102,13 +103,15 @@ int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, 
 					env->json = true;
 				break;
 			}
-			fprintf(stderr, "Try '%s --help'.\n", prog->name);
+			fprintf(stderr, "Try '%s --help'.\n", program_invocation_short_name);
 			return EX_USAGE;
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "%s: unexpected argument '%s'\nTry '%s --help'.\n", prog->name,
-			argv[optind], prog->name);
+		/* The name it was run by (zcrm-status once installed), not the
+		 * job's name in logs and locks. */
+		fprintf(stderr, "%s: unexpected argument '%s'\nTry '%s --help'.\n",
+			program_invocation_short_name, argv[optind], program_invocation_short_name);
 		return EX_USAGE;
 	}
 	log_init(prog->name, level);
@@ -134,9 +137,12 @@ int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, 
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (db_connect(env->cfg->conninfo, env->cfg->schema, &env->data) != RC_OK) {
+	/* Down or unreachable: 75, try again; refused (password, pg_hba.conf) or
+	 * a conninfo libpq cannot parse: 77 / 78, retrying cannot help. */
+	enum rc crc = db_connect(env->cfg->conninfo, env->cfg->schema, &env->data);
+	if (crc != RC_OK) {
 		log_error("cannot connect to PostgreSQL", "err=%s", log_q(db_error(env->data)));
-		return EX_TEMPFAIL;
+		return batch_exit(crc);
 	}
 	int applied = 0;
 	if (db_migrate(env->data, &applied) != RC_OK)
@@ -149,10 +155,11 @@ int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, 
 			log_error("cannot initialise libcurl", "");
 			return EX_OSERR;
 		}
-		if (db_connect(env->cfg->conninfo, env->cfg->schema, &env->tokdb) != RC_OK) {
+		crc = db_connect(env->cfg->conninfo, env->cfg->schema, &env->tokdb);
+		if (crc != RC_OK) {
 			log_error("cannot connect to PostgreSQL", "err=%s",
 				  log_q(db_error(env->tokdb)));
-			return EX_TEMPFAIL;
+			return batch_exit(crc);
 		}
 		enum rc rc = zoho_new(env->cfg, env->tokdb, &zo, &env->zoho);
 		if (rc) {
@@ -199,7 +206,8 @@ enum rc batch_lock(struct batch_env *env, const char *module)
 		return rc;
 	}
 	if (!got) {
-		log_error("already running: another copy holds the lock for this job and module",
+		/* Harmless (docs/errors.md): the next run goes ahead. */
+		log_warn("already running: another copy holds the lock for this job and module",
 			  "job=%s module=%s", env->prog->name, log_q(module));
 		return RC_LOCKED;
 	}
@@ -215,7 +223,7 @@ enum rc batch_lock(struct batch_env *env, const char *module)
 		if (waited == 0)
 			log_info("another export of this module is running; waiting", "");
 		if (env->stop || waited >= env->cfg->bulk_wait) {
-			log_error("another export of this module is still running", "waited_s=%ld",
+			log_warn("another export of this module is still running", "waited_s=%ld",
 				  waited);
 			rc = env->stop ? RC_INTERRUPTED : RC_LOCKED;
 			break;

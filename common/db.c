@@ -2,8 +2,10 @@
 #include "db.h"
 #include "log.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,21 +53,123 @@ static void notice_to_log(void *arg, const char *message)
 	log_debug("postgres notice", "text=%s", log_q(message));
 }
 
+/* Drop the LOCATION lines of verbose messages, and trailing blanks. */
+static void tidy_err(char *err)
+{
+	char *loc;
+
+	while ((loc = strstr(err, "\nLOCATION:")) != NULL) {
+		char *end = strchr(loc + 1, '\n');
+		if (!end) {
+			*loc = '\0';
+			break;
+		}
+		memmove(loc, end, strlen(end) + 1);
+	}
+	size_t n = strlen(err);
+	while (n && (err[n - 1] == '\n' || err[n - 1] == ' '))
+		err[--n] = '\0';
+}
+
+/* The server refused us: a wrong password (28P01), or no role, pg_hba.conf
+ * rule or permission that lets us in (28000). A verbose message carries the
+ * SQLSTATE after the severity ("FATAL:  28P01: password …") in any locale. */
+static const char *refusal_sqlstate(const char *msg)
+{
+	static const char *const states[] = {"28P01", "28000"};
+	char pat[16];
+
+	for (size_t i = 0; i < ARRAY_LEN(states); i++) {
+		snprintf(pat, sizeof(pat), ":  %s: ", states[i]);
+		if (strstr(msg, pat))
+			return states[i];
+	}
+	return NULL;
+}
+
+/* connect_timeout in seconds (0: wait forever), read as libpq reads it. */
+static int connect_timeout_s(PGconn *conn)
+{
+	PQconninfoOption *opts = PQconninfo(conn);
+	int t = 0;
+
+	for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+		if (!strcmp(o->keyword, "connect_timeout") && o->val && *o->val)
+			t = atoi(o->val);
+	}
+	PQconninfoFree(opts);
+	return t <= 0 ? 0 : t < 2 ? 2 : t;
+}
+
+/* PQconnectdb by hand, for one thing it cannot do: turn on verbose errors
+ * before the server answers, so that a refusal shows its SQLSTATE. Each
+ * wait for the server is bounded by connect_timeout. false: timed out. */
+static bool connect_verbose(PGconn *conn)
+{
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	int timeout_ms = connect_timeout_s(conn) * 1000;
+
+	PQsetErrorVerbosity(conn, PQERRORS_VERBOSE);
+	while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+		struct pollfd pfd = {.fd = PQsocket(conn),
+				     .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
+		int n = poll(&pfd, 1, timeout_ms ? timeout_ms : -1);
+		if (n < 0 && errno == EINTR)
+			continue; /* as PQconnectdb: a signal is seen once connected */
+		if (n == 0)
+			return false;
+		st = PQconnectPoll(conn);
+	}
+	return true;
+}
+
 static enum rc open_conn(struct db *db)
 {
 	PGresult *res = NULL;
 	const char *params[1];
+	char *perr = NULL;
 	enum rc rc = RC_DB;
 
 	if (db->conn)
 		PQfinish(db->conn);
+	db->conn = NULL;
 	forget_prepared(db);
 	db->in_copy = false;
-	db->conn = PQconnectdb(db->conninfo);
-	if (!db->conn || PQstatus(db->conn) != CONNECTION_OK) {
+	db->sqlstate[0] = '\0';
+	/* A conninfo libpq cannot parse fails the same way on every run. */
+	PQconninfoOption *opts = PQconninfoParse(db->conninfo, &perr);
+	if (!opts) {
+		snprintf(db->err, sizeof(db->err), "connect: [database] conninfo: %s",
+			 perr ? perr : "out of memory");
+		tidy_err(db->err);
+		rc = perr ? RC_CONFIG : RC_NOMEM;
+		PQfreemem(perr);
+		goto out;
+	}
+	PQconninfoFree(opts);
+	db->conn = PQconnectStart(db->conninfo);
+	if (!db->conn) {
+		rc = RC_NOMEM;
 		set_err(db, "connect");
 		goto out;
 	}
+	if (PQstatus(db->conn) != CONNECTION_BAD && !connect_verbose(db->conn)) {
+		snprintf(db->err, sizeof(db->err), "connect: timeout expired");
+		goto out;
+	}
+	if (PQstatus(db->conn) != CONNECTION_OK) {
+		set_err(db, "connect");
+		tidy_err(db->err);
+		const char *state = refusal_sqlstate(db->err);
+		if (state) {
+			snprintf(db->sqlstate, sizeof(db->sqlstate), "%s", state);
+			rc = RC_AUTH;
+		} else if (PQconnectionNeedsPassword(db->conn)) {
+			rc = RC_AUTH; /* asked for one; .pgpass or conninfo has none */
+		}
+		goto out;
+	}
+	PQsetErrorVerbosity(db->conn, PQERRORS_DEFAULT);
 	PQsetNoticeProcessor(db->conn, notice_to_log, NULL);
 	/* Our schema first, so that every statement names tables unqualified. */
 	char *q = PQescapeIdentifier(db->conn, db->schema, strlen(db->schema));

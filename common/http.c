@@ -27,7 +27,9 @@ struct http {
 	struct http_opts opts;
 	uint64_t rng;
 	char errbuf[CURL_ERROR_SIZE];
-	char err[HTTP_ERR_LEN];
+	char err[HTTP_ERR_LEN];    /* reason, then the shortened URL */
+	char reason[HTTP_ERR_LEN];
+	const char *err_url;       /* the request's URL, during http_do */
 };
 
 /* State of one transfer, shared by the libcurl callbacks. */
@@ -42,6 +44,53 @@ struct xfer {
 	size_t mem_cap;       /* allocated size of resp->body */
 };
 
+void http_format_error(char *dst, size_t cap, const char *reason, const char *url)
+{
+	static const char sep[] = "; url ", cut[] = "...";
+	size_t n = strlen(reason);
+
+	if (!cap)
+		return;
+	if (n >= cap) {
+		/* Only a reason longer than the whole buffer loses its end. */
+		n = cap > sizeof(cut) ? cap - sizeof(cut) : 0;
+		snprintf(dst, cap, "%.*s%s", (int)n, reason, cap > sizeof(cut) ? cut : "");
+		return;
+	}
+	memcpy(dst, reason, n + 1);
+	if (!url || !*url)
+		return;
+	if (n + 1 + sizeof(sep) - 1 + 24 > cap)
+		return; /* no room for a useful URL: the reason is what counts */
+	size_t room = cap - n - 1 - (sizeof(sep) - 1);
+	if (room > HTTP_ERR_URL_MAX)
+		room = HTTP_ERR_URL_MAX;
+	size_t ulen = strlen(url);
+	if (ulen <= room) {
+		snprintf(dst + n, cap - n, "%s%s", sep, url);
+		return;
+	}
+	/* Scheme, host, path and the start of the query; never half a %XX. */
+	size_t keep = room - (sizeof(cut) - 1);
+	for (size_t i = keep >= 2 ? keep - 2 : 0; i < keep; i++) {
+		if (url[i] == '%') {
+			keep = i;
+			break;
+		}
+	}
+	snprintf(dst + n, cap - n, "%s%.*s%s", sep, (int)keep, url, cut);
+}
+
+static void set_err_va(struct http *h, const char *url, const char *fmt, va_list ap)
+	ZCRM_PRINTF(3, 0);
+
+static void set_err_va(struct http *h, const char *url, const char *fmt, va_list ap)
+{
+	vsnprintf(h->reason, sizeof(h->reason), fmt, ap);
+	h->err_url = url;
+	http_format_error(h->err, sizeof(h->err), h->reason, h->err_url);
+}
+
 static void set_err(struct http *h, const char *fmt, ...) ZCRM_PRINTF(2, 3);
 
 static void set_err(struct http *h, const char *fmt, ...)
@@ -49,8 +98,42 @@ static void set_err(struct http *h, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(h->err, sizeof(h->err), fmt, ap);
+	set_err_va(h, NULL, fmt, ap);
 	va_end(ap);
+}
+
+/* The reason, with the URL it concerns after it (shortened, so that the
+ * reason is never what gets cut). */
+static void set_err_url(struct http *h, const char *url, const char *fmt, ...)
+	ZCRM_PRINTF(3, 4);
+
+static void set_err_url(struct http *h, const char *url, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	set_err_va(h, url, fmt, ap);
+	va_end(ap);
+}
+
+/* More of the reason (how the retries ended), still before the URL. */
+static void add_err(struct http *h, const char *fmt, ...) ZCRM_PRINTF(2, 3);
+
+static void add_err(struct http *h, const char *fmt, ...)
+{
+	size_t n = strlen(h->reason);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(h->reason + n, sizeof(h->reason) - n, fmt, ap);
+	va_end(ap);
+	http_format_error(h->err, sizeof(h->err), h->reason, h->err_url);
+}
+
+static void clear_err(struct http *h)
+{
+	h->err[0] = h->reason[0] = '\0';
+	h->err_url = NULL;
 }
 
 /* ---- process setup ---- */
@@ -525,16 +608,16 @@ static enum attempt attempt_once(struct http *h, const struct http_req *req,
 			set_err(h, "%s: interrupted", what);
 			*rc = RC_INTERRUPTED;
 		} else if (x.toobig || c == CURLE_FILESIZE_EXCEEDED) {
-			set_err(h, "%s: answer larger than the limit of %lld bytes (%s)", what,
-				(long long)x.cap, req->url);
+			set_err_url(h, req->url, "%s: answer larger than the limit of %lld bytes",
+				    what, (long long)x.cap);
 			*rc = RC_TOOBIG;
 		} else if (x.io_error) {
 			set_err(h, "%s: writing %s: %s", what, req->dest_path,
 				strerror(x.io_errno));
 			*rc = RC_IO;
 		} else {
-			set_err(h, "%s: %s: %s", what, req->url,
-				h->errbuf[0] ? h->errbuf : curl_easy_strerror(c));
+			set_err_url(h, req->url, "%s: %s", what,
+				    h->errbuf[0] ? h->errbuf : curl_easy_strerror(c));
 			*rc = RC_HTTP;
 			if (!curl_code_final(c))
 				out = ATT_RETRY;
@@ -542,13 +625,13 @@ static enum attempt attempt_once(struct http *h, const struct http_req *req,
 		goto out;
 	}
 	if (http_status_retryable(resp->status)) {
-		set_err(h, "%s: HTTP %ld from %s%s%.200s", what, resp->status, req->url,
-			resp->len ? ": " : "", resp->body ? resp->body : "");
+		set_err_url(h, req->url, "%s: HTTP %ld%s%.200s", what, resp->status,
+			    resp->len ? ": " : "", resp->body ? resp->body : "");
 		*rc = resp->status == 429 ? RC_RATELIMIT : RC_HTTP;
 		out = ATT_RETRY;
 		goto out;
 	}
-	h->err[0] = '\0';
+	clear_err(h);
 	*rc = RC_OK;
 	out = ATT_DONE;
 out:
@@ -573,7 +656,7 @@ enum rc http_do(struct http *h, const struct http_req *req, struct http_resp *re
 	memset(resp, 0, sizeof(*resp));
 	resp->retry_after = -1;
 	resp->credits_remaining = -1;
-	h->err[0] = '\0';
+	clear_err(h);
 	for (int retry = 0;; retry++) {
 		if (http_stopped(h)) {
 			set_err(h, "%s: interrupted", what);
@@ -584,9 +667,7 @@ enum rc http_do(struct http *h, const struct http_req *req, struct http_resp *re
 		if (a != ATT_RETRY)
 			break;
 		if (retry >= h->cfg->max_retries) {
-			size_t n = strlen(h->err);
-			snprintf(h->err + n, sizeof(h->err) - n, " (gave up after %d attempts)",
-				 resp->attempts);
+			add_err(h, " (gave up after %d attempts)", resp->attempts);
 			break;
 		}
 		long floor = resp->status == 429 ? req->min_429_wait_ms : 0;
@@ -595,11 +676,10 @@ enum rc http_do(struct http *h, const struct http_req *req, struct http_resp *re
 		int64_t left = budget - (mono_ms() - start);
 		if (wait > left) {
 			if (resp->retry_after >= 0 || floor > 0 || left <= 0) {
-				size_t n = strlen(h->err);
-				snprintf(h->err + n, sizeof(h->err) - n,
-					 " (gave up after %d attempts: waiting %ld ms more would "
-					 "exceed the retry budget of %ld s)",
-					 resp->attempts, wait, h->cfg->retry_budget);
+				add_err(h,
+					" (gave up after %d attempts: waiting %ld ms more would "
+					"exceed the retry budget of %ld s)",
+					resp->attempts, wait, h->cfg->retry_budget);
 				break;
 			}
 			wait = (long)left;

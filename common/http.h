@@ -20,6 +20,8 @@
 #include <stdint.h>
 
 #define HTTP_ERR_LEN 512
+/* The most of a request's URL an error message shows. */
+#define HTTP_ERR_URL_MAX 160
 
 struct http;
 
@@ -95,6 +97,11 @@ long http_backoff_ms(int retry, long base_ms, long cap_ms, long retry_after_s, l
 		     uint64_t rnd);
 /* Parse a Retry-After value in seconds ("120"); -1 if not a number. */
 long http_parse_retry_after(const char *value);
+/* "reason; url URL" into dst (cap bytes): the reason whole (only a reason
+ * longer than dst itself is cut, ending in "..."), then as much of the URL
+ * as fits in HTTP_ERR_URL_MAX and the room left (scheme, host, path, the
+ * start of the query, "..."); no URL if there is no room for one. */
+void http_format_error(char *dst, size_t cap, const char *reason, const char *url);
 /* Percent-encode everything but RFC 3986 unreserved characters; caller frees. */
 char *http_escape(const char *s);
 

@@ -180,15 +180,52 @@ static const char *level_name(enum log_level level)
 	return "info";
 }
 
+/* Whether the logfmt pairs in kv have this key (values may be quoted). */
+static bool has_key(const char *kv, const char *key)
+{
+	size_t klen = strlen(key);
+	const char *p = kv;
+
+	while (*p) {
+		while (*p == ' ')
+			p++;
+		const char *k = p;
+		while (*p && *p != '=' && *p != ' ')
+			p++;
+		if ((size_t)(p - k) == klen && *p == '=' && !strncmp(k, key, klen))
+			return true;
+		if (*p == '=')
+			p++;
+		if (*p == '"') {
+			for (p++; *p && *p != '"'; p++) {
+				if (*p == '\\' && p[1])
+					p++;
+			}
+			if (*p)
+				p++;
+		}
+		while (*p && *p != ' ')
+			p++;
+	}
+	return false;
+}
+
 void log_write(enum log_level level, const char *msg, const char *fmt, ...)
 {
 	char line[LOG_LINE_MAX];
+	char kv[LOG_LINE_MAX];
 	char qmsg[LOG_Q_SIZE];
 	struct timespec now;
 	struct tm tm;
 	size_t n;
 	va_list ap;
 
+	kv[0] = '\0';
+	if (fmt && *fmt) {
+		va_start(ap, fmt);
+		vsnprintf(kv, sizeof(kv), fmt, ap);
+		va_end(ap);
+	}
 	clock_gettime(CLOCK_REALTIME, &now);
 	gmtime_r(&now.tv_sec, &tm);
 	n = strftime(line, sizeof(line), "ts=%Y-%m-%dT%H:%M:%S", &tm);
@@ -196,17 +233,17 @@ void log_write(enum log_level level, const char *msg, const char *fmt, ...)
 	n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ level=%s prog=%s pid=%d",
 			      now.tv_nsec / 1000000L, level_name(level), log_settings.prog,
 			      (int)getpid());
-	if (tl_module[0] && n < sizeof(line))
+	/* A key the caller gives itself wins over the thread's context: one
+	 * module= per line, never two. */
+	if (tl_module[0] && !has_key(kv, "module") && n < sizeof(line))
 		n += (size_t)snprintf(line + n, sizeof(line) - n, " module=%s", tl_module);
-	if (tl_ctx_key[0] && n < sizeof(line))
+	if (tl_ctx_key[0] && !has_key(kv, tl_ctx_key) && n < sizeof(line))
 		n += (size_t)snprintf(line + n, sizeof(line) - n, " %s=%s", tl_ctx_key, tl_ctx_val);
 	if (n < sizeof(line))
 		n += (size_t)snprintf(line + n, sizeof(line) - n, " msg=%s", qmsg);
-	if (fmt && *fmt && n + 1 < sizeof(line)) {
+	if (kv[0] && n + 1 < sizeof(line)) {
 		line[n++] = ' ';
-		va_start(ap, fmt);
-		n += (size_t)vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-		va_end(ap);
+		n += (size_t)snprintf(line + n, sizeof(line) - n, "%s", kv);
 	}
 	if (n >= sizeof(line) - 1)
 		n = sizeof(line) - 2;

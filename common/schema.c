@@ -146,6 +146,23 @@ static bool name_ok(const char *s)
 	return true;
 }
 
+/* PostgreSQL's limit of columns per table (MaxHeapAttributeNumber). */
+#define PG_MAX_COLUMNS 1600
+
+/* Columns the module table would have: ours (id, modified_time,
+ * created_time and reserved_columns) and one per other usable field. */
+static size_t columns_needed(const struct zfield *fields, size_t nfields)
+{
+	size_t n = 3 + ARRAY_LEN(reserved_columns);
+
+	for (size_t i = 0; i < nfields; i++) {
+		if (fields[i].api_name && name_ok(fields[i].api_name) &&
+		    !system_column(fields[i].api_name))
+			n++;
+	}
+	return n;
+}
+
 enum rc schema_ensure_module(struct db *db, const char *module, const struct zfield *fields,
 			     size_t nfields)
 {
@@ -156,7 +173,16 @@ enum rc schema_ensure_module(struct db *db, const char *module, const struct zfi
 	char *sql = NULL;
 	enum rc rc;
 	int added = 0;
+	size_t ncols = columns_needed(fields, nfields);
 
+	/* Over the limit, every run would fail the same way: say so, once. */
+	if (ncols > PG_MAX_COLUMNS) {
+		log_error("the module has more fields than a PostgreSQL table can have columns",
+			  "module=%s fields=%zu columns=%zu max_columns=%d", log_q(module), nfields,
+			  ncols, PG_MAX_COLUMNS);
+		rc = RC_TOOBIG;
+		goto out;
+	}
 	rc = db_begin(db);
 	if (rc)
 		goto out;
@@ -290,8 +316,11 @@ enum rc schema_ensure_module(struct db *db, const char *module, const struct zfi
 		 log_q(module), log_q(table), nfields, added);
 	goto out;
 fail:
-	log_error("cannot create module table", "module=%s err=%s", log_q(module),
-		  log_q(db_error(db)));
+	/* 54011: columns kept for fields Zoho no longer lists count too. */
+	if (!strcmp(db_sqlstate(db), "54011"))
+		rc = RC_TOOBIG;
+	log_error("cannot create module table", "module=%s fields=%zu err=%s", log_q(module),
+		  nfields, log_q(db_error(db)));
 	db_rollback(db);
 out:
 	free(sql);

@@ -28,7 +28,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: zcrm_webhook [OPTION]...\n"
+		"Usage: %s [OPTION]...\n"
 		"FastCGI receiver for Zoho CRM notifications (zcrm-sync %s).\n"
 		"\n"
 		"Listens on the socket given by --listen, or on the socket inherited on\n"
@@ -51,7 +51,7 @@ static void usage(FILE *f)
 		"GET /healthz, GET /metrics.\n"
 		"Exit status: 0 after a clean shutdown, 64 usage, 78 configuration,\n"
 		"71 socket or thread errors, 73 spool directory cannot be created.\n",
-		ZCRM_VERSION);
+		program_invocation_short_name, ZCRM_VERSION);
 }
 
 static int listen_unix(const char *path)
@@ -299,7 +299,8 @@ int main(int argc, char **argv)
 		case 't':
 			threads = strtol(optarg, NULL, 10);
 			if (threads < 1 || threads > 256) {
-				fprintf(stderr, "zcrm_webhook: --threads must be 1..256\n");
+				fprintf(stderr, "%s: --threads must be 1..256\n",
+					program_invocation_short_name);
 				return EX_USAGE;
 			}
 			break;
@@ -321,7 +322,7 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return EX_OK;
 		case 'V':
-			printf("zcrm_webhook %s\n", ZCRM_VERSION);
+			printf("%s %s\n", program_invocation_short_name, ZCRM_VERSION);
 			return EX_OK;
 		default:
 			usage(stderr);
@@ -329,7 +330,8 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "zcrm_webhook: unexpected argument '%s'\n", argv[optind]);
+		fprintf(stderr, "%s: unexpected argument '%s'\n", program_invocation_short_name,
+			argv[optind]);
 		usage(stderr);
 		return EX_USAGE;
 	}

@@ -463,10 +463,102 @@ static void test_do_connection_refused(void **state)
 	http_resp_free(&r);
 }
 
+/* A 49-field Records URL, as fetch.c builds them: ~900 characters. */
+static char *long_url(int port)
+{
+	static const char *const names[] = {"Last_Name", "First_Name", "Email", "Phone",
+					    "Company", "Lead_Status", "Probability"};
+	size_t cap = 4096, n;
+	char *u = malloc(cap);
+
+	assert_non_null(u);
+	n = (size_t)snprintf(u, cap, "http://127.0.0.1:%d/crm/v6/Leads?ids=5725767000003000064"
+				     "%%2C5725767000003000065&fields=", port);
+	for (int i = 0; i < 49; i++)
+		n += (size_t)snprintf(u + n, cap - n, "%s%s_%02d", i ? "%2C" : "",
+				      names[i % 7], i);
+	return u;
+}
+
+static void test_do_long_url_keeps_reason(void **state)
+{
+	struct fixture *f = *state;
+	struct http_resp r;
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t alen = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+	close(fd);
+	char *url = long_url(ntohs(a.sin_port));
+	char start[64];
+	struct http_req req = {.url = url, .what = "fetching records"};
+	snprintf(start, sizeof(start), "http://127.0.0.1:%d/crm/v6/Leads?ids=", ntohs(a.sin_port));
+	assert_true(strlen(url) > HTTP_ERR_LEN);
+
+	assert_int_equal(http_do(f->http, &req, &r), RC_HTTP);
+	const char *e = http_error(f->http);
+	/* The reason first and whole, then how the retries ended, then where. */
+	assert_true(strncmp(e, "fetching records: ", 18) == 0);
+	const char *why = strstr(e, "Failed to connect to 127.0.0.1 port");
+	const char *where = strstr(e, start);
+	assert_non_null(why);
+	assert_non_null(strstr(e, "(gave up after 3 attempts)"));
+	assert_non_null(where);
+	assert_true(why < where);
+	assert_true(strlen(e) < HTTP_ERR_LEN - 1);
+	assert_string_equal(e + strlen(e) - 3, "...");
+	http_resp_free(&r);
+	free(url);
+}
+
+static void test_format_error(void **state)
+{
+	char buf[HTTP_ERR_LEN];
+	char small[40];
+	char reason[700];
+	(void)state;
+
+	/* A short URL is shown whole. */
+	http_format_error(buf, sizeof(buf), "x: HTTP 503", "http://h/p?a=1");
+	assert_string_equal(buf, "x: HTTP 503; url http://h/p?a=1");
+	/* No URL: the reason alone. */
+	http_format_error(buf, sizeof(buf), "x: interrupted", NULL);
+	assert_string_equal(buf, "x: interrupted");
+	/* A long URL is cut to HTTP_ERR_URL_MAX, never inside a %XX. */
+	char *url = long_url(8080);
+	http_format_error(buf, sizeof(buf), "r", url);
+	assert_int_equal(strncmp(buf, "r; url http://127.0.0.1:8080/crm/v6/Leads?ids=", 46), 0);
+	size_t shown = strlen(buf) - strlen("r; url ");
+	assert_true(shown <= HTTP_ERR_URL_MAX && shown >= HTTP_ERR_URL_MAX - 2);
+	assert_string_equal(buf + strlen(buf) - 3, "...");
+	assert_int_equal(strncmp(buf + 7, url, shown - 3), 0);
+	const char *pct = strrchr(buf, '%');
+	assert_true(pct && strlen(pct) >= 3 + 3); /* %2C then "..." */
+	for (size_t cap = 60; cap < 80; cap++) {
+		http_format_error(small, cap < sizeof(small) ? cap : sizeof(small), "r", url);
+		const char *p = strrchr(small, '%');
+		assert_true(!p || strlen(p) >= 6);
+	}
+	/* Too little room for a useful URL: none. */
+	http_format_error(small, sizeof(small), "fetching records: connection reset", url);
+	assert_string_equal(small, "fetching records: connection reset");
+	/* Only a reason longer than the buffer is cut, visibly. */
+	memset(reason, 'r', sizeof(reason) - 1);
+	reason[sizeof(reason) - 1] = '\0';
+	http_format_error(buf, sizeof(buf), reason, url);
+	assert_int_equal(strlen(buf), sizeof(buf) - 1);
+	assert_string_equal(buf + strlen(buf) - 3, "...");
+	assert_null(strstr(buf, "http"));
+	free(url);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_backoff_full_jitter),
+		cmocka_unit_test(test_format_error),
 		cmocka_unit_test(test_backoff_retry_after_and_floor),
 		cmocka_unit_test(test_retryable),
 		cmocka_unit_test(test_retry_after_parse),
@@ -480,6 +572,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_do_body_cap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_do_download, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_do_connection_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_do_long_url_keeps_reason, setup, teardown),
 	};
 	int rc;
 
