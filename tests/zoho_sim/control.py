@@ -12,14 +12,16 @@ CONFIG_KEYS = {
     "page_size": int, "bulk_polls": int, "bulk_step_ms": int, "download_limit_per_min": int,
     "token_mint_limit": int, "token_mint_window_s": int, "token_lifetime": int, "notify_enabled": bool,
     "zip_streamed": bool, "watch_max_expiry_s": int, "watch_default_expiry_s": int,
+    "credit_budget": int, "credit_window_s": int, "max_concurrency": int,
 }
 
 
 class Control:
-    def __init__(self, store, faults, notifier):
+    def __init__(self, store, faults, notifier, meter):
         self.s = store
         self.faults = faults
         self.notifier = notifier
+        self.meter = meter
 
     # ------------------------------------------------------------ records --
     def _body(self, req):
@@ -221,6 +223,8 @@ class Control:
                     raise SimError(400, "INVALID_DATA", "%s must be a boolean" % k)
                 if typ is int and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
                     raise SimError(400, "INVALID_DATA", "%s must be a non-negative integer" % k)
+                if k == "credit_window_s" and v < 1:
+                    raise SimError(400, "INVALID_DATA", "credit_window_s must be >= 1")
                 if k == "page_size" and v < 1:
                     raise SimError(400, "INVALID_DATA", "page_size must be >= 1")
                 self.s.cfg[k] = v
@@ -282,7 +286,16 @@ class Control:
             "notifications": {k: v for k, v in ns.items() if k.startswith("notify_")},
             "callbacks": {k: v for k, v in ns.items() if k.startswith("callback_")},
             "counters": st,
+            "credits": self.meter.snapshot(),
         })
+
+    # ------------------------------------------------------------ credits --
+    def credits_get(self, req):
+        return json_resp(200, self.meter.snapshot())
+
+    def credits_reset(self, req):
+        self.meter.reset()
+        return json_resp(200, self.meter.snapshot())
 
     def reset_logs(self, req):
         s = self.s

@@ -126,6 +126,9 @@ class Store:
             "zip_streamed": False,
             "watch_max_expiry_s": 86400,
             "watch_default_expiry_s": 3600,
+            "credit_budget": args.credit_budget,
+            "credit_window_s": 86400,
+            "max_concurrency": args.max_concurrency,
         }
         self.tmpdir = tempfile.mkdtemp(prefix="zoho_sim_")
         self.modules = {}

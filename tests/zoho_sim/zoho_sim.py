@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from api import Api, Resp, json_resp, error_resp  # noqa: E402
 from control import Control  # noqa: E402
+from credits import Meter, call_cost  # noqa: E402
 from faults import Faults, CODE_FOR_STATUS  # noqa: E402
 from notifier import Notifier  # noqa: E402
 from store import Store, SimError  # noqa: E402
@@ -59,6 +60,7 @@ CONTROL_ROUTES = [
     (r"/_sim/notifications", {"GET": "notifications"}),
     (r"/_sim/flush", {"POST": "flush"}),
     (r"/_sim/stats", {"GET": "stats"}),
+    (r"/_sim/credits", {"GET": "credits_get", "DELETE": "credits_reset"}),
     (r"/_sim/reset_logs", {"POST": "reset_logs"}),
     (r"/_sim/health", {"GET": "health"}),
 ]
@@ -102,7 +104,8 @@ class App:
         self.notifier = Notifier(self.faults)
         self.store = Store(args, self.notifier, self.faults)
         self.api = Api(self.store)
-        self.control = Control(self.store, self.faults, self.notifier)
+        self.meter = Meter(self.store.cfg)
+        self.control = Control(self.store, self.faults, self.notifier, self.meter)
         self.quiet = args.quiet
 
     def handle(self, req):
@@ -118,6 +121,22 @@ class App:
                 return getattr(self.control, name)(req, *groups), extra
             except SimError as e:
                 return error_resp(e), extra
+        # The accounts server is not the API: no credits, no concurrency slot.
+        metered = not path.startswith("/oauth/")
+        if metered and not self.meter.enter():
+            extra["credits_refused"] = "concurrency"
+            return error_resp(SimError(429, "TOO_MANY_REQUESTS")), extra
+        try:
+            resp = self._api(req, extra)
+        finally:
+            if metered:
+                self.meter.leave()
+        if metered:
+            resp.headers.update(self.meter.headers())
+        return resp, extra
+
+    def _api(self, req, extra):
+        path = req.path
         rule = self.faults.match(req.method, path)
         if rule is not None:
             extra["fault"] = {k: rule[k] for k in ("match", "status", "delay_ms", "close") if k in rule}
@@ -126,7 +145,7 @@ class App:
             if rule.get("close"):
                 r = Resp(0)
                 r.close = True
-                return r, extra
+                return r
             if "status" in rule:
                 st = int(rule["status"])
                 headers = {}
@@ -136,21 +155,29 @@ class App:
                     # Raw bytes (a crafted ZIP, broken JSON), sent as they are.
                     return Resp(st, base64.b64decode(rule["body_b64"]),
                                 ctype=rule.get("content_type", "application/octet-stream"),
-                                headers=headers), extra
+                                headers=headers)
                 if "body" in rule:
-                    return json_resp(st, rule["body"], headers=headers), extra
+                    return json_resp(st, rule["body"], headers=headers)
                 code = rule.get("code") or CODE_FOR_STATUS.get(st, "INTERNAL_ERROR")
                 e = SimError(st, code, rule.get("message"), {}, headers)
-                return error_resp(e), extra
+                return error_resp(e)
         try:
             name, groups = route(COMPILED_API, path, req.method)
             if name is None:
                 raise SimError(404, "INVALID_URL_PATTERN")
             if name != "token":
                 self.store.check_auth(req.headers.get("Authorization"))
-            return getattr(self.api, name)(req, *groups), extra
+                # Charged once authenticated, whatever the answer (a 304 or
+                # a validation error costs as much as a hit).
+                cost = call_cost(name, req.query)
+                if not self.meter.charge(name, cost):
+                    extra["credits_refused"] = "budget"
+                    raise SimError(429, "TOO_MANY_REQUESTS")
+                extra["credits"] = cost
+                extra["endpoint"] = name
+            return getattr(self.api, name)(req, *groups)
         except SimError as e:
-            return error_resp(e), extra
+            return error_resp(e)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -306,6 +333,12 @@ def build_parser():
                         "(default: now rounded down to the hour)")
     p.add_argument("--initial-deleted", type=int, default=0,
                    help="per module, entries already in the deleted list at start (default 0)")
+    p.add_argument("--credit-budget", type=int, default=0,
+                   help="API credits per rolling window; spent -> 429 TOO_MANY_REQUESTS "
+                        "(0 = unlimited; default 0; a 10-user Standard org has 52500)")
+    p.add_argument("--max-concurrency", type=int, default=0,
+                   help="API calls in flight at once; past it -> 429 (0 = unlimited; default 0; "
+                        "Standard edition 10)")
     p.add_argument("--log", help="append one JSON line per request to this file")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-request lines on stderr")
     return p
