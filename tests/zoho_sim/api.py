@@ -432,6 +432,7 @@ class Api:
                    "next_step_at": now + step if step > 0 else float("inf"),
                    "created": int(now), "created_by": datagen.USER_IDS[0], "query_echo": echo,
                    "snapshot": None, "count": 0, "more_records": False, "fail": s.faults.take_bulk_failure(),
+                   "csv_faults": s.faults.bulk_csv(),
                    "zip_path": None, "zip_lock": threading.Lock(), "completed_at": None,
                    "zip_streamed": s.cfg["zip_streamed"], "downloads": 0}
             s.jobs[jid] = job

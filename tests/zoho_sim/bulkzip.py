@@ -57,15 +57,31 @@ def resolve_columns(fdefs, fields, tz):
     return header, fns
 
 
-def write_csv(out, records, fdefs, fields, tz):
-    """Write header + one row per record (internal representation) to text stream `out`."""
+def write_csv(out, records, fdefs, fields, tz, csv_faults=None):
+    """Write header + one row per record (internal representation) to text stream `out`.
+
+    csv_faults (the bulk faults of the job): omit_columns are left out of the
+    file (a field hidden by field-level permission), extra_columns {name: value}
+    added (a field the metadata does not know), cells [{id, field, value}]
+    override one cell as written (a value of another type)."""
     header, fns = resolve_columns(fdefs, fields, tz)
+    f = csv_faults or {}
+    keep = [i for i, h in enumerate(header) if h not in set(f.get("omit_columns") or [])]
+    extra = f.get("extra_columns") or {}
+    cells = {}
+    for c in f.get("cells") or []:
+        if c["field"] in header:
+            cells[(str(c["id"]), header.index(c["field"]))] = c["value"]
     w = csv.writer(_RowSink(out), lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
-    w.writerow(header)
+    w.writerow([header[i] for i in keep] + list(extra))
     for rec in records:
         get = rec.get
-        w.writerow([fn(get(name)) for name, fn in fns])
-    return len(header)
+        row = [fn(get(name)) for name, fn in fns]
+        if cells:
+            rid = str(row[0])
+            row = [cells.get((rid, i), v) for i, v in enumerate(row)]
+        w.writerow([row[i] for i in keep] + list(extra.values()))
+    return len(keep) + len(extra)
 
 
 class _Unseekable:
@@ -91,20 +107,20 @@ class _Unseekable:
         self.f.flush()
 
 
-def write_zip(path, job_id, records, fdefs, fields, tz, streamed=False):
+def write_zip(path, job_id, records, fdefs, fields, tz, streamed=False, csv_faults=None):
     """Write a bulk-export ZIP (one deflated entry `<job_id>.csv`) to `path`."""
     with open(path, "wb") as f:
         target = _Unseekable(f) if streamed else f
         with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
-            _write_entry(zf, job_id, records, fdefs, fields, tz)
+            _write_entry(zf, job_id, records, fdefs, fields, tz, csv_faults)
 
 
-def _write_entry(zf, job_id, records, fdefs, fields, tz):
+def _write_entry(zf, job_id, records, fdefs, fields, tz, csv_faults=None):
     info = zipfile.ZipInfo("%s.csv" % job_id)
     info.compress_type = zipfile.ZIP_DEFLATED
     with zf.open(info, "w") as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
         text._CHUNK_SIZE = 1 << 16
-        write_csv(text, records, fdefs, fields, tz)
+        write_csv(text, records, fdefs, fields, tz, csv_faults)
         text.flush()
         text.detach()

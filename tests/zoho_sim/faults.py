@@ -21,7 +21,7 @@ CODE_FOR_STATUS = {
 RULE_KEYS = {"match", "method", "status", "count", "retry_after", "delay_ms", "code", "message",
              "close", "body", "body_b64", "content_type"}
 NOTIFY_KEYS = {"drop", "duplicate", "reorder", "delay_ms", "reorder_hold_ms"}
-BULK_KEYS = {"fail", "drop_callback"}
+BULK_KEYS = {"fail", "drop_callback", "omit_columns", "extra_columns", "cells"}
 
 
 class FaultError(ValueError):
@@ -40,7 +40,8 @@ class Faults:
             self.rules = []
             self.notify = {"drop": 0.0, "duplicate": 0.0, "reorder": 0.0, "delay_ms": [0, 0],
                            "reorder_hold_ms": 400}
-            self.bulk = {"fail": 0, "drop_callback": 0.0}
+            self.bulk = {"fail": 0, "drop_callback": 0.0, "omit_columns": [], "extra_columns": {},
+                         "cells": []}
 
     def configure(self, spec):
         """Validate and install a fault spec (replaces, or appends rules with "append": true)."""
@@ -85,7 +86,13 @@ class Faults:
             bad = set(b) - BULK_KEYS
             if bad:
                 raise FaultError("unknown bulk keys: %s" % sorted(bad))
-            bulk = {"fail": int(b.get("fail", 0)), "drop_callback": float(b.get("drop_callback", 0))}
+            bulk = {"fail": int(b.get("fail", 0)), "drop_callback": float(b.get("drop_callback", 0)),
+                    "omit_columns": list(b.get("omit_columns") or []),
+                    "extra_columns": dict(b.get("extra_columns") or {}),
+                    "cells": list(b.get("cells") or [])}
+            for c in bulk["cells"]:
+                if not isinstance(c, dict) or set(c) != {"id", "field", "value"}:
+                    raise FaultError("each bulk cell needs exactly id, field and value")
         with self.lock:
             if "seed" in spec:
                 self.rng = random.Random(spec["seed"])
@@ -95,7 +102,8 @@ class Faults:
                 self.rules = rules
                 self.notify = {"drop": 0.0, "duplicate": 0.0, "reorder": 0.0, "delay_ms": [0, 0],
                                "reorder_hold_ms": 400}
-                self.bulk = {"fail": 0, "drop_callback": 0.0}
+                self.bulk = {"fail": 0, "drop_callback": 0.0, "omit_columns": [], "extra_columns": {},
+                         "cells": []}
             if notify is not None:
                 self.notify = notify
             if bulk is not None:
@@ -150,6 +158,16 @@ class Faults:
                 if plan[k]:
                     self.stats["notify_" + k] += 1
             return plan
+
+    def bulk_csv(self):
+        """The CSV faults a job created now renders with (kept while configured)."""
+        with self.lock:
+            b = self.bulk
+            if not (b["omit_columns"] or b["extra_columns"] or b["cells"]):
+                return None
+            self.stats["bulk_csv"] += 1
+            return {"omit_columns": list(b["omit_columns"]),
+                    "extra_columns": dict(b["extra_columns"]), "cells": list(b["cells"])}
 
     def take_bulk_failure(self):
         with self.lock:

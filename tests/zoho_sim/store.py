@@ -516,7 +516,7 @@ class Store:
                 m = self.modules[job["module"]]
                 path = os.path.join(self.tmpdir, "%s.zip" % job["id"])
                 bulkzip.write_zip(path, job["id"], job["snapshot"], m.fdefs, job["fields"], self.tz,
-                                  streamed=job["zip_streamed"])
+                                  streamed=job["zip_streamed"], csv_faults=job.get("csv_faults"))
                 job["zip_path"] = path
             return job["zip_path"]
 
