@@ -104,6 +104,8 @@ static const struct cfg_key cfg_keys[] = {
 	 "most record ids accepted in one notification"},
 	{"webhook", "fetch", CFG_BOOL, O(fetch), "true", 0, 0, 0, NULL,
 	 "fetch full records of notified ids after replying"},
+	{"webhook", "instance", CFG_STR, O(instance), "", 0, 0, 0, NULL,
+	 "this webhook's name in /metrics (the webhook label); empty: host:listening socket"},
 };
 
 #undef O
