@@ -104,6 +104,9 @@ static const struct cfg_key cfg_keys[] = {
 	 "most record ids accepted in one notification"},
 	{"webhook", "fetch", CFG_BOOL, O(fetch), "true", 0, 0, 0, NULL,
 	 "fetch full records of notified ids after replying"},
+	{"webhook", "fetch_delay", CFG_INT, O(fetch_delay), "1500", 0, 60000, 0, NULL,
+	 "milliseconds a notified id waits so that ids notified close together share one"
+	 " Get Records call (1 credit for up to 100 ids); 0: fetch at once"},
 	{"webhook", "instance", CFG_STR, O(instance), "", 0, 0, 0, NULL,
 	 "this webhook's name in /metrics (the webhook label); empty: host:listening socket"},
 };

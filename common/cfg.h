@@ -53,6 +53,7 @@ struct cfg {
 	long max_body;         /* bytes */
 	long max_ids;          /* ids in one notification */
 	bool fetch;            /* fetch dirty records after replying */
+	long fetch_delay;      /* ms a queued id waits for others to share its call */
 	char *instance;        /* the webhook label of /metrics; empty: host:socket */
 
 	/* derived */

@@ -280,9 +280,9 @@ static void *housekeeper_main(void *arg)
 		}
 		backoff_ms = tick_ms;
 		wait_ms = 0;
-		/* Retry ids whose fetch failed, about once a second. */
-		if (++ticks % 4 == 0)
-			webhook_fetch_due(w);
+		/* Fetch queued ids once [webhook] fetch_delay has passed for the
+		 * oldest; retry ids whose fetch failed about once a second. */
+		webhook_fetch_due(w, ++ticks % 4 == 0);
 	}
 	/* Last chance before exit, so a clean stop leaves little behind. */
 	webhook_replay_spool(w);
