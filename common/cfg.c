@@ -62,6 +62,9 @@ static const struct cfg_key cfg_keys[] = {
 	 "seconds all retries of one call may take together"},
 	{"zoho", "max_response", CFG_INT, O(max_response), "67108864", 1024, LONG_MAX, 0, NULL,
 	 "bytes: largest JSON answer accepted"},
+	{"zoho", "max_concurrency", CFG_INT, O(max_concurrency), "5", 0, 100, 0, NULL,
+	 "most Zoho calls in flight at once from the processes sharing [sync] spool_dir"
+	 " (the org allows 10 on Standard, for all its integrations); 0: no cap"},
 
 	{"database", "conninfo", CFG_STR, O(conninfo), "", 0, 0, 0, NULL,
 	 "libpq connection string (keep passwords in PGPASSFILE)"},

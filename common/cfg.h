@@ -30,6 +30,7 @@ struct cfg {
 	long max_retries;
 	long retry_budget;     /* seconds, all retries of one call */
 	long max_response;     /* bytes, JSON answers */
+	long max_concurrency;  /* calls in flight from processes sharing spool_dir; 0: no cap */
 	/* [database] */
 	char *conninfo;
 	char *schema;

@@ -574,6 +574,33 @@ def test_notified_ids_share_get_records_calls(db, stack, zcrm_env):
     check_truth(st.sim, db, zcrm_env)
 
 
+@pytest.mark.parametrize("cap", [2, 0])
+def test_calls_in_flight_stay_under_max_concurrency(db, stack, zcrm_env, cap):
+    """Issue 15 item 3: Zoho answers 429 past a number of calls in flight per
+    org. The webhook's four threads, each fetching right after its reply
+    while Zoho takes 300 ms a call, keep at most [zoho] max_concurrency calls
+    in flight (cap 2); without a cap (0) they exceed it. The rows are the
+    truth either way."""
+    st = stack(300, cfg={"webhook": {"fetch": True, "threads": 4, "fetch_delay": 0},
+                         "zoho": {"max_concurrency": cap}})
+    ids = live_ids(truth_of(st.sim))[40:70]
+    st.sim.control("DELETE", "/credits")
+    st.sim.control("POST", "/faults", {"rules": [
+        {"match": "/crm/v6/%s" % MODULE, "method": "GET", "delay_ms": 300, "count": -1}]})
+    for rid in ids:
+        st.sim.control("PATCH", "/records/%s/%s" % (MODULE, rid),
+                       {"values": {"Description": "fetched while Zoho is slow"}})
+    settle(st.sim, db)
+    st.sim.control("POST", "/faults", {"rules": []})
+    meter = st.sim.control("GET", "/credits")
+    assert meter["calls_by_endpoint"].get("records", 0) >= 3, meter
+    if cap:
+        assert meter["max_in_flight"] <= cap, meter
+    else:
+        assert meter["max_in_flight"] > 2, meter
+    check_truth(st.sim, db, zcrm_env)
+
+
 def test_status_table_and_json(db, stack, zcrm_env, run_program):
     """status --json: watermark, channel expiry, dirty count, open gaps and
     last runs as stored; the table shows the same."""
