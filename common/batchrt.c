@@ -1,5 +1,6 @@
 /* batchrt.c — the shared frame of the batch programs (see batchrt.h). */
 #include "batchrt.h"
+#include "credits.h"
 #include "http.h"
 #include "log.h"
 #include "syncstate.h"
@@ -296,4 +297,6 @@ void batch_finish_run(struct batch_env *env, const char *module, int64_t run_id,
 		log_warn("cannot record the error", "err=%s", log_q(db_error(env->data)));
 	if (run_finish(env->data, run_id, outcome, counts, rc ? err : NULL, details))
 		log_warn("cannot record the run", "err=%s", log_q(db_error(env->data)));
+	if (credits_prune(env->data))
+		log_warn("cannot prune the credit counts", "err=%s", log_q(db_error(env->data)));
 }

@@ -65,6 +65,9 @@ static const struct cfg_key cfg_keys[] = {
 	{"zoho", "max_concurrency", CFG_INT, O(max_concurrency), "5", 0, 100, 0, NULL,
 	 "most Zoho calls in flight at once from the processes sharing [sync] spool_dir"
 	 " (the org allows 10 on Standard, for all its integrations); 0: no cap"},
+	{"zoho", "credit_floor", CFG_INT, O(credit_floor), "5000", 0, LONG_MAX, 0, NULL,
+	 "when Zoho says fewer API credits than this remain (X-API-CREDITS-REMAINING),"
+	 " reconcile and bulk exports of incremental_sync wait; fetches go on; 0: never"},
 
 	{"database", "conninfo", CFG_STR, O(conninfo), "", 0, 0, 0, NULL,
 	 "libpq connection string (keep passwords in PGPASSFILE)"},

@@ -31,6 +31,7 @@ struct cfg {
 	long retry_budget;     /* seconds, all retries of one call */
 	long max_response;     /* bytes, JSON answers */
 	long max_concurrency;  /* calls in flight from processes sharing spool_dir; 0: no cap */
+	long credit_floor;     /* below this many credits left, bulk work waits */
 	/* [database] */
 	char *conninfo;
 	char *schema;

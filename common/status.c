@@ -1,5 +1,6 @@
 /* status.c — operator status report (see status.h). */
 #include "status.h"
+#include "credits.h"
 #include "schema.h"
 #include "spool.h"
 
@@ -135,6 +136,58 @@ static void human_secs(long long s, char *buf, size_t cap)
 		snprintf(buf, cap, "%s%lldh%02lldm", sign, s / 3600, (s % 3600) / 60);
 }
 
+/* What this deployment spent of the org's API credits in the last 24 h,
+ * and what Zoho last said is left. */
+static enum rc credits_status(struct db *db, json_object **out)
+{
+	struct db_res *res = NULL;
+	long remaining = -1, total = 0;
+	char seen[40];
+	enum rc rc = credits_day(db, &res);
+
+	*out = NULL;
+	if (!rc)
+		rc = credits_last_seen(db, &remaining, seen, sizeof(seen));
+	if (rc)
+		goto out;
+	json_object *o = json_object_new_object(), *by = json_object_new_object();
+	for (int i = 0; i < db_res_rows(res); i++) {
+		long c = atol(db_res_get(res, i, 1));
+		total += c;
+		json_object_object_add(by, db_res_get(res, i, 0), json_object_new_int64(c));
+	}
+	json_object_object_add(o, "spent_24h", json_object_new_int64(total));
+	json_object_object_add(o, "by_endpoint", by);
+	json_object_object_add(o, "remaining",
+			       remaining >= 0 ? json_object_new_int64(remaining) : NULL);
+	json_object_object_add(o, "seen_at", seen[0] ? json_object_new_string(seen) : NULL);
+	*out = o;
+out:
+	db_res_free(res);
+	return rc;
+}
+
+static void print_credits(json_object *c, FILE *out)
+{
+	json_object *by, *v;
+	fprintf(out, "credits: %s spent in the last 24 h", s_of(c, "spent_24h", "0"));
+	if (json_object_object_get_ex(c, "by_endpoint", &by) && json_object_object_length(by)) {
+		const char *sep = " (";
+		json_object_object_foreach(by, ep, n)
+		{
+			fprintf(out, "%s%s %s", sep, ep, json_object_get_string(n));
+			sep = ", ";
+		}
+		fputc(')', out);
+	}
+	if (json_object_object_get_ex(c, "remaining", &v) && v)
+		fprintf(out, "; Zoho said %s left at %s\n", json_object_get_string(v),
+			s_of(c, "seen_at", "?"));
+	else
+		fprintf(out, "; more than half of the org's day left (Zoho sent no"
+			     " X-API-CREDITS-REMAINING)\n");
+}
+
 static void print_table(json_object *mods, long spool, FILE *out)
 {
 	fprintf(out, "%-12s %-21s %-8s %-10s %-9s %6s %6s %5s %9s %9s\n", "MODULE", "WATERMARK",
@@ -176,7 +229,7 @@ enum rc status_report(struct db *db, const struct cfg *cfg, const char *const *m
 		      bool json, FILE *out)
 {
 	json_object *root = json_object_new_object();
-	json_object *mods = json_object_new_array();
+	json_object *mods = json_object_new_array(), *credits = NULL;
 	long spool = spool_count(cfg->spool_dir);
 	enum rc rc = RC_OK;
 
@@ -187,15 +240,22 @@ enum rc status_report(struct db *db, const struct cfg *cfg, const char *const *m
 			goto out;
 		json_object_array_add(mods, m);
 	}
+	rc = credits_status(db, &credits);
+	if (rc)
+		goto out;
 	if (json) {
 		json_object_object_add(root, "modules", json_object_get(mods));
 		json_object_object_add(root, "spool_files", json_object_new_int64(spool < 0 ? 0 : spool));
+		json_object_object_add(root, "credits", json_object_get(credits));
 		fprintf(out, "%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
 								       JSON_C_TO_STRING_NOSLASHESCAPE));
 	} else {
 		print_table(mods, spool < 0 ? 0 : spool, out);
+		fputc('\n', out);
+		print_credits(credits, out);
 	}
 out:
+	json_object_put(credits);
 	json_object_put(mods);
 	json_object_put(root);
 	return rc;

@@ -416,6 +416,10 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	set_identity(app.metrics, cfg, app.listen_fd);
+	const char *endpoints[ZOHO_EP__COUNT];
+	for (size_t i = 0; i < ZOHO_EP__COUNT; i++)
+		endpoints[i] = zoho_endpoint_name((enum zoho_endpoint)i);
+	metrics_set_endpoints(app.metrics, endpoints, ZOHO_EP__COUNT);
 	app.conns = conns_new(&app, app.listen_fd);
 	if (!app.conns) {
 		status = EX_OSERR;
