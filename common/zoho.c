@@ -17,8 +17,6 @@
 /* Fields per Get Records call when joining: 49 plus Modified_Time. */
 #define ZOHO_JOIN_CHUNK (ZOHO_MAX_FIELDS - 1)
 #define ZOHO_JOIN_ROUNDS 3
-/* Channel expiry asked for is this much short of channel_lifetime. */
-#define ZOHO_CLOCK_SKEW_S 300
 
 struct zoho {
 	const struct cfg *cfg;
@@ -500,9 +498,7 @@ static enum rc watch_set(struct zoho *z, const char *method, const char *what,
 	}
 	/* A request past Zoho's maximum silently gets one hour: leave room
 	 * for our clock running ahead of Zoho's. */
-	long life = z->cfg->channel_lifetime;
-	if (life > 2 * ZOHO_CLOCK_SKEW_S)
-		life -= ZOHO_CLOCK_SKEW_S;
+	long life = cfg_channel_asked(z->cfg);
 	int64_t want = ztime_now() + life;
 	body = zoho_watch_body(module, channel_id, z->cfg->notify_url, z->cfg->token, want);
 	struct call c = {.what = what, .method = method, .path = "/crm/v6/actions/watch",
