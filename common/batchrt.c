@@ -1,5 +1,6 @@
 /* batchrt.c — the shared frame of the batch programs (see batchrt.h). */
 #include "batchrt.h"
+#include "credcheck.h"
 #include "http.h"
 #include "log.h"
 #include "syncstate.h"
@@ -28,7 +29,10 @@ static void usage(const struct batch_prog *p, FILE *f)
 	fprintf(f, "  -c, --config PATH    configuration file (default $ZCRM_CONFIG, then\n"
 		   "                       " CFG_DEFAULT_PATH ")\n"
 		   "  -m, --module NAME    work on this module only (default: every module\n"
-		   "                       in [sync] modules)\n");
+		   "                       in [sync] modules)\n"
+		   "      --check-credentials  refresh the shared Zoho token and make one\n"
+		   "                       cheap call with it (--module's, or the first\n"
+		   "                       module's record count); print ok or why not\n");
 	for (const struct batch_opt *o = p->opts; o && o->name; o++) {
 		char left[64];
 		snprintf(left, sizeof(left), "--%s%s%s", o->name, o->has_arg ? " " : "",
@@ -54,6 +58,7 @@ int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, 
 	enum log_level level = LOG_LVL_INFO;
 	char err[CFG_ERR_LEN];
 	int c;
+	bool check_creds = false;
 
 	memset(env, 0, sizeof(*env));
 	env->prog = prog;
@@ -63,6 +68,7 @@ int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, 
 	longopts[n++] = (struct option){"quiet", no_argument, NULL, 'q'};
 	longopts[n++] = (struct option){"help", no_argument, NULL, 'h'};
 	longopts[n++] = (struct option){"version", no_argument, NULL, 'V'};
+	longopts[n++] = (struct option){"check-credentials", no_argument, NULL, 'K'};
 	size_t first_extra = n;
 	for (const struct batch_opt *o = prog->opts; o && o->name && n < 46; o++) {
 		int index = (int)(n - first_extra);
@@ -92,6 +98,9 @@ int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, 
 		case 'V':
 			printf("%s %s\n", program_invocation_short_name, ZCRM_VERSION);
 			return EX_OK;
+		case 'K':
+			check_creds = true;
+			break;
 		default:
 			if (c >= 1000) {
 				const struct batch_opt *o = &prog->opts[c - 1000];
@@ -126,6 +135,8 @@ int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, 
 			  log_q(env->cfg->modules));
 		return EX_USAGE;
 	}
+	if (check_creds)
+		return batch_exit(credcheck_run(env->cfg, env->module, stdout));
 
 	stop_flag = &env->stop;
 	struct sigaction sa;

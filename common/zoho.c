@@ -101,6 +101,25 @@ enum rc zoho_token(struct zoho *z, char **token, char **api_domain)
 	return rc;
 }
 
+enum rc zoho_check_credentials(struct zoho *z, const char *module, int64_t *count,
+			       char **api_domain)
+{
+	char *token = NULL;
+	enum rc rc;
+
+	*count = 0;
+	*api_domain = NULL;
+	rc = oauth_refresh(z->oauth, z->db, &token, api_domain);
+	if (rc) {
+		set_err(z, "%s", oauth_error(z->oauth));
+		goto out;
+	}
+	rc = zoho_record_count(z, module, count);
+out:
+	free(token);
+	return rc;
+}
+
 /* ---- small helpers ---- */
 
 /* Module API names go into paths: letters, digits and '_' only. */
