@@ -153,11 +153,18 @@ int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, 
 	enum rc crc = db_connect(env->cfg->conninfo, env->cfg->schema, &env->data);
 	if (crc != RC_OK) {
 		log_error("cannot connect to PostgreSQL", "err=%s", log_q(db_error(env->data)));
-		return batch_exit(crc);
+		if (!prog->db_optional)
+			return batch_exit(crc);
+		goto without_db;
 	}
 	int applied = 0;
-	if (db_migrate(env->data, &applied) != RC_OK)
-		return EX_TEMPFAIL;
+	crc = db_migrate(env->data, &applied);
+	if (crc != RC_OK) {
+		if (!prog->db_optional)
+			return EX_TEMPFAIL;
+		crc = RC_DB; /* a migration that failed is temporary, as above */
+		goto without_db;
+	}
 	if (prog->needs_zoho) {
 		struct zoho_opts zo;
 		memset(&zo, 0, sizeof(zo));
@@ -178,6 +185,13 @@ int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, 
 			return batch_exit(rc);
 		}
 	}
+	return -1;
+
+without_db:
+	env->db_rc = crc;
+	snprintf(env->db_err, sizeof(env->db_err), "%s", db_error(env->data));
+	db_close(env->data);
+	env->data = NULL;
 	return -1;
 }
 
