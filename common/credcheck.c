@@ -60,8 +60,10 @@ enum rc credcheck_run(const struct cfg *cfg, const char *module, FILE *out)
 		fprintf(out, "credentials refused: %s\n", zoho_error(z));
 		break;
 	case RC_HTTP:
-	case RC_RATELIMIT:
 		fprintf(out, "Zoho unreachable: %s\n", zoho_error(z));
+		break;
+	case RC_RATELIMIT:
+		fprintf(out, "Zoho throttling: %s\n", zoho_error(z));
 		break;
 	default:
 		fprintf(out, "credentials check failed (%s): %s\n", rc_str(rc), zoho_error(z));

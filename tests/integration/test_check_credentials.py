@@ -103,3 +103,16 @@ def test_every_batch_program_offers_it(db, config_factory, run_program, sim_fact
     # Nothing else ran: no run was recorded, no table created.
     assert db.value("SELECT count(*) FROM zcrm.runs") == 0
     assert db.value("SELECT to_regclass('zcrm.leads')") is None
+
+
+def test_token_endpoint_throttling(db, config_factory, run_program, sim_factory):
+    """Zoho mints about ten tokens per ten minutes: a check past that says so
+    (temporary, 75), and does not count as refused credentials."""
+    sim = sim_factory("-q", "--modules", "Leads:2")
+    sim.control("POST", "/config", {"token_mint_limit": 1})
+    cfg = config_factory(sim=sim)
+    assert check(run_program, cfg).returncode == 0
+    res = check(run_program, cfg)
+    assert res.returncode == EX_TEMPFAIL, (res.returncode, res.stdout, res.stderr)
+    assert res.stdout.startswith("Zoho throttling: "), res.stdout
+    assert "too many requests" in res.stdout.lower(), res.stdout
