@@ -19,8 +19,6 @@
 /* Fields per Get Records call when joining: 49 plus Modified_Time. */
 #define ZOHO_JOIN_CHUNK (ZOHO_MAX_FIELDS - 1)
 #define ZOHO_JOIN_ROUNDS 3
-/* Channel expiry asked for is this much short of channel_lifetime. */
-#define ZOHO_CLOCK_SKEW_S 300
 
 struct zoho {
 	const struct cfg *cfg;
@@ -185,6 +183,25 @@ long zoho_credits_spent(const struct zoho *z, enum zoho_endpoint ep)
 	for (size_t i = 0; i < ZOHO_EP__COUNT; i++)
 		sum += z->spent[i];
 	return sum;
+}
+
+enum rc zoho_check_credentials(struct zoho *z, const char *module, int64_t *count,
+			       char **api_domain)
+{
+	char *token = NULL;
+	enum rc rc;
+
+	*count = 0;
+	*api_domain = NULL;
+	rc = oauth_refresh(z->oauth, z->db, &token, api_domain);
+	if (rc) {
+		set_err(z, "%s", oauth_error(z->oauth));
+		goto out;
+	}
+	rc = zoho_record_count(z, module, count);
+out:
+	free(token);
+	return rc;
 }
 
 /* ---- small helpers ---- */
@@ -603,9 +620,7 @@ static enum rc watch_set(struct zoho *z, const char *method, const char *what,
 	}
 	/* A request past Zoho's maximum silently gets one hour: leave room
 	 * for our clock running ahead of Zoho's. */
-	long life = z->cfg->channel_lifetime;
-	if (life > 2 * ZOHO_CLOCK_SKEW_S)
-		life -= ZOHO_CLOCK_SKEW_S;
+	long life = cfg_channel_asked(z->cfg);
 	int64_t want = ztime_now() + life;
 	body = zoho_watch_body(module, channel_id, z->cfg->notify_url, z->cfg->token, want);
 	struct call c = {.what = what, .method = method, .path = "/crm/v6/actions/watch",

@@ -77,6 +77,13 @@ struct http *zoho_http(struct zoho *z);
 /* The current access token (token verb of the test tool); caller frees. */
 enum rc zoho_token(struct zoho *z, char **token, char **api_domain) ZCRM_MUSTCHECK;
 
+/* Prove the credentials: refresh the shared token now (oauth_refresh: the
+ * refresh token, client id and secret), then one cheap call with it, the
+ * record count of module (1 credit). *api_domain (caller frees) is the
+ * token's. Fails as the calls do; zoho_error() says which step. */
+enum rc zoho_check_credentials(struct zoho *z, const char *module, int64_t *count,
+			       char **api_domain) ZCRM_MUSTCHECK;
+
 /* ---- notification channel (actions/watch) ---- */
 
 struct zoho_channel {

@@ -1,4 +1,4 @@
--- 007_credits.sql — what zcrm-sync spends of the org's Zoho API credits.
+-- 004_credits.sql — what zcrm-sync spends of the org's Zoho API credits.
 --
 -- Zoho meters every call in credits over a rolling 24 hours per org, shared
 -- by all the org's integrations (shared/zoho-api.md §8.1). Every call a
