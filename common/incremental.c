@@ -166,11 +166,13 @@ out:
 	return rc;
 }
 
-/* Mark dirty, in one transaction, the listed ids whose Modified_Time is
- * newer than our copy's (or than its tombstone); *marked how many. Each
- * gets its listed Modified_Time as server_time (what asked for it). */
-static enum rc mark_newer(struct db *data, const struct module_schema *schema,
-			  const struct listing *l, long *marked)
+/* The listed ids whose Modified_Time is newer than our copy's (or than its
+ * tombstone): *newer counts them, and with mark they are put in dirty (one
+ * statement), each with its listed Modified_Time as server_time (what
+ * asked for it), for fetch_dirty — or for the webhook's housekeeping, which
+ * may take them first. */
+static enum rc newer_ids(struct db *data, const struct module_schema *schema,
+			 const struct listing *l, bool mark, long *newer)
 {
 	char *qtable = db_quote_ident(data, schema->table);
 	char *ids = db_int64_array(l->ids, l->n);
@@ -183,14 +185,16 @@ static enum rc mark_newer(struct db *data, const struct module_schema *schema,
 		"  WHERE r.id IS NULL OR r.modified_time IS NULL OR r.modified_time < l.t"
 		"   OR r.deleted_at < l.t),"
 		" ins AS (INSERT INTO dirty AS d (module, id, server_time)"
-		"  SELECT $1, n.id, n.t FROM n ORDER BY n.id"
+		"  SELECT $1, n.id, n.t FROM n WHERE $4::bool ORDER BY n.id"
 		"  ON CONFLICT (module, id) DO UPDATE"
 		"  SET server_time = greatest(d.server_time, excluded.server_time) RETURNING 1)"
-		" SELECT count(*) FROM ins",
+		" SELECT (SELECT count(*) FROM n) + 0 * (SELECT count(*) FROM ins)",
 		qtable);
-	enum rc rc = db_query_value(data, sql, 3, (const char *[]){schema->module, ids, mts}, &v);
+	enum rc rc = db_query_value(data, sql, 4,
+				    (const char *[]){schema->module, ids, mts, mark ? "t" : "f"},
+				    &v);
 
-	*marked = (!rc && v) ? atol(v) : 0;
+	*newer = (!rc && v) ? atol(v) : 0;
 	free(v);
 	free(sql);
 	free(mts);
@@ -244,23 +248,25 @@ enum rc incremental_module(struct bulk_ctx *ctx, const char *module,
 	rc = list_changes(ctx, module, res->from, nfields, res, &listing, &bulk, &why, err, errlen);
 	if (rc)
 		goto out;
-	if (!bulk) {
-		rc = mark_newer(ctx->data, schema, &listing, &res->marked);
+	if (!bulk && listing.n) {
+		rc = newer_ids(ctx->data, schema, &listing, false, &res->marked);
 		if (rc)
 			goto dberr;
 		if (incremental_rest_cost(res->list_pages, (size_t)res->marked, nfields) >
 		    ctx->cfg->bulk_threshold) {
 			bulk = true;
 			why = "more changes than bulk_threshold credits fetch by REST";
+		} else if (res->marked) {
+			rc = newer_ids(ctx->data, schema, &listing, true, &res->marked);
+			if (rc)
+				goto dberr;
 		}
 	}
 	res->listed = (long)listing.n;
 	if (bulk) {
 		/* Modified_Time >= from, no upper bound: the job's creation time
 		 * (Zoho's clock) becomes the new watermark, and everything
-		 * modified before it is in the export. Ids marked above are
-		 * fetched too (they wait in dirty), which costs nothing extra
-		 * when the export already brought them (nothing is newer). */
+		 * modified before it is in the export. */
 		log_info("catching up with Bulk Read", "listed=%zu reason=%s", listing.n,
 			 log_q(why));
 		rc = bulk_export(ctx, module, schema, "incremental", res->from, 0, MERGE_BULK,
