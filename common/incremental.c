@@ -106,7 +106,7 @@ static enum rc list_changes(struct bulk_ctx *ctx, const char *module, int64_t fr
 {
 	struct zoho_listed *prev = NULL;
 	size_t nprev = 0;
-	int64_t cursor = from;
+	int64_t cursor = from - 1; /* If-Modified-Since is "after": >= from, as the bulk criteria */
 	enum rc rc = RC_OK;
 
 	*bulk = false;
