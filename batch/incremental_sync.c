@@ -44,7 +44,9 @@ static enum rc run_module(struct batch_env *env, const char *module)
 		goto out;
 	struct bulk_ctx ctx = batch_bulk_ctx(env, run_id);
 	rc = incremental_module(&ctx, module, &res, err, sizeof(err));
-	counts = (struct run_counts){res.bulk.pages, res.bulk.rows_seen,
+	/* rows seen: what the export read, or (REST path) what the listing did */
+	counts = (struct run_counts){res.bulk.pages,
+				     res.bulk.pages ? res.bulk.rows_seen : res.listed,
 				     res.bulk.rows_applied + res.fetched, res.tombstoned};
 	if (rc) {
 		log_error("incremental sync failed", "err=%s", log_q(err));
