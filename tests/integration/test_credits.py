@@ -226,3 +226,39 @@ def test_reconcile_reads_deleted_since_last_good_run(db, sim_factory, config_fac
     assert "missing=0 older=0 gone=0" in r.stdout, r.stdout
     assert spent(sim)["deleted"] == 1
     check_truth(sim, db)
+
+
+def test_silent_lapse_found_and_gap_closed_by_rest(db, sim_factory, config_factory,
+                                                   run_program):
+    """The channel lapses silently (Zoho drops it early). renew_channel
+    does not see it while the last confirmation is recent (0 credits); once
+    check_interval has passed it asks (1), finds it gone and re-enables it
+    with a coverage gap (+1). incremental_sync catches up the changes made
+    meanwhile by REST and closes the gap: 1 listing page, 1 fetch call, 1
+    deleted-records page."""
+    sim, c = start(sim_factory, config_factory, run_program, records=300)
+    sim.control("POST", "/channels/1000000068001/expire")
+    ids = live_ids(sim)[:7]
+    for rid in ids:
+        sim.control("PATCH", "/records/%s/%s" % (MODULE, rid),
+                    {"values": {"Description": "while lapsed"}, "silent": True})
+
+    reset(sim)
+    r = run_ok(run_program, "batch/renew_channel", c)
+    assert "live (confirmed" in r.stdout, r.stdout
+    assert spent(sim) == {}
+    db.execute("UPDATE zcrm.sync_state SET channel_checked = now() - interval '3601 seconds'")
+    r = run_ok(run_program, "batch/renew_channel", c)
+    assert "re-enabled" in r.stdout, r.stdout
+    assert spent(sim) == {"watch": 2}
+    assert db.value("SELECT count(*) FROM zcrm.coverage_gaps WHERE closed_at IS NULL") == 1
+
+    reset(sim)
+    r = run_ok(run_program, "batch/incremental_sync", c)
+    assert "7 changes listed in 1 page(s), 7 newer than ours" in r.stdout, r.stdout
+    assert "1 gap(s) closed" in r.stdout, r.stdout
+    assert spent(sim) == {"records": 2, "deleted": 1}
+    assert db.value("SELECT count(*) FROM zcrm.coverage_gaps WHERE closed_at IS NULL") == 0
+    assert db.value("SELECT count(*) FROM zcrm.leads WHERE description = 'while lapsed'"
+                    " AND source = 'fetch'") == 7
+    check_truth(sim, db)
