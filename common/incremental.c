@@ -93,6 +93,43 @@ long incremental_rest_cost(long pages, size_t nids, size_t nfields)
 	return pages + zoho_fetch_calls(nids, nfields);
 }
 
+/* The listed ids whose Modified_Time is newer than our copy's (or than its
+ * tombstone), of those from index off on: *newer counts them, and with mark they are put in dirty (one
+ * statement), each with its listed Modified_Time as server_time (what
+ * asked for it), for fetch_dirty — or for the webhook's housekeeping, which
+ * may take them first. */
+static enum rc newer_ids(struct db *data, const struct module_schema *schema,
+			 const struct listing *l, size_t off, bool mark, long *newer)
+{
+	char *qtable = db_quote_ident(data, schema->table);
+	char *ids = db_int64_array(l->ids + off, l->n - off);
+	char *mts = db_int64_array(l->modified + off, l->n - off);
+	char *v = NULL;
+	char *sql = xasprintf(
+		"WITH l AS (SELECT DISTINCT ON (id) id, to_timestamp(mt) AS t"
+		"  FROM unnest($2::bigint[], $3::bigint[]) AS l(id, mt) ORDER BY id, mt DESC),"
+		" n AS (SELECT l.id, l.t FROM l LEFT JOIN %s r ON r.id = l.id"
+		"  WHERE r.id IS NULL OR r.modified_time IS NULL OR r.modified_time < l.t"
+		"   OR r.deleted_at < l.t),"
+		" ins AS (INSERT INTO dirty AS d (module, id, server_time)"
+		"  SELECT $1, n.id, n.t FROM n WHERE $4::bool ORDER BY n.id"
+		"  ON CONFLICT (module, id) DO UPDATE"
+		"  SET server_time = greatest(d.server_time, excluded.server_time) RETURNING 1)"
+		" SELECT (SELECT count(*) FROM n) + 0 * (SELECT count(*) FROM ins)",
+		qtable);
+	enum rc rc = db_query_value(data, sql, 4,
+				    (const char *[]){schema->module, ids, mts, mark ? "t" : "f"},
+				    &v);
+
+	*newer = (!rc && v) ? atol(v) : 0;
+	free(v);
+	free(sql);
+	free(mts);
+	free(ids);
+	free(qtable);
+	return rc;
+}
+
 /* List what changed after from, oldest first, page by page: each page asks
  * again with If-Modified-Since moved to the last Modified_Time read less
  * one second (records tied on that second are read again and dropped), so
@@ -100,12 +137,15 @@ long incremental_rest_cost(long pages, size_t nids, size_t nfields)
  * every record modified up to the first answer's Date (*date, Zoho's clock)
  * is listed. *bulk is set (with the reason in *why) when the listing cannot
  * go on or the REST path would cost more than [sync] bulk_threshold. */
-static enum rc list_changes(struct bulk_ctx *ctx, const char *module, int64_t from,
-			    size_t nfields, struct incremental_result *res, struct listing *l,
-			    bool *bulk, const char **why, char *err, size_t errlen)
+static enum rc list_changes(struct bulk_ctx *ctx, const struct module_schema *schema,
+			    int64_t from, size_t nfields, struct incremental_result *res,
+			    struct listing *l, bool *bulk, const char **why, char *err,
+			    size_t errlen)
 {
+	const char *module = schema->module;
 	struct zoho_listed *prev = NULL;
 	size_t nprev = 0;
+	long newer = 0; /* of the ids listed so far, newer than our copy (about) */
 	int64_t cursor = from - 1; /* If-Modified-Since is "after": >= from, as the bulk criteria */
 	enum rc rc = RC_OK;
 
@@ -135,6 +175,7 @@ static enum rc list_changes(struct bulk_ctx *ctx, const char *module, int64_t fr
 				goto out;
 			}
 		}
+		size_t added = l->n;
 		for (size_t i = 0; i < n; i++) {
 			bool again = false;
 			/* the second the last page ended on is read again */
@@ -154,7 +195,16 @@ static enum rc list_changes(struct bulk_ctx *ctx, const char *module, int64_t fr
 			goto out;
 		}
 		cursor = items[n - 1].modified - 1;
-		if (incremental_rest_cost(res->list_pages + 1, l->n, nfields) >
+		/* Project the REST path's cost from the ids newer than ours (a
+		 * busy module's listing is mostly what the webhook fetched). */
+		long page_newer = 0;
+		rc = newer_ids(ctx->data, schema, l, added, false, &page_newer);
+		if (rc) {
+			snprintf(err, errlen, "%s", db_error(ctx->data));
+			goto out;
+		}
+		newer += page_newer;
+		if (incremental_rest_cost(res->list_pages + 1, (size_t)newer, nfields) >
 		    ctx->cfg->bulk_threshold) {
 			*bulk = true;
 			*why = "more changes than bulk_threshold credits fetch by REST";
@@ -163,43 +213,6 @@ static enum rc list_changes(struct bulk_ctx *ctx, const char *module, int64_t fr
 	}
 out:
 	free(prev);
-	return rc;
-}
-
-/* The listed ids whose Modified_Time is newer than our copy's (or than its
- * tombstone): *newer counts them, and with mark they are put in dirty (one
- * statement), each with its listed Modified_Time as server_time (what
- * asked for it), for fetch_dirty — or for the webhook's housekeeping, which
- * may take them first. */
-static enum rc newer_ids(struct db *data, const struct module_schema *schema,
-			 const struct listing *l, bool mark, long *newer)
-{
-	char *qtable = db_quote_ident(data, schema->table);
-	char *ids = db_int64_array(l->ids, l->n);
-	char *mts = db_int64_array(l->modified, l->n);
-	char *v = NULL;
-	char *sql = xasprintf(
-		"WITH l AS (SELECT DISTINCT ON (id) id, to_timestamp(mt) AS t"
-		"  FROM unnest($2::bigint[], $3::bigint[]) AS l(id, mt) ORDER BY id, mt DESC),"
-		" n AS (SELECT l.id, l.t FROM l LEFT JOIN %s r ON r.id = l.id"
-		"  WHERE r.id IS NULL OR r.modified_time IS NULL OR r.modified_time < l.t"
-		"   OR r.deleted_at < l.t),"
-		" ins AS (INSERT INTO dirty AS d (module, id, server_time)"
-		"  SELECT $1, n.id, n.t FROM n WHERE $4::bool ORDER BY n.id"
-		"  ON CONFLICT (module, id) DO UPDATE"
-		"  SET server_time = greatest(d.server_time, excluded.server_time) RETURNING 1)"
-		" SELECT (SELECT count(*) FROM n) + 0 * (SELECT count(*) FROM ins)",
-		qtable);
-	enum rc rc = db_query_value(data, sql, 4,
-				    (const char *[]){schema->module, ids, mts, mark ? "t" : "f"},
-				    &v);
-
-	*newer = (!rc && v) ? atol(v) : 0;
-	free(v);
-	free(sql);
-	free(mts);
-	free(ids);
-	free(qtable);
 	return rc;
 }
 
@@ -245,11 +258,11 @@ enum rc incremental_module(struct bulk_ctx *ctx, const char *module,
 	size_t nfields = schema->ncols ? schema->ncols - 1 : 0; /* id is not asked for */
 	bool bulk = false;
 	const char *why = NULL;
-	rc = list_changes(ctx, module, res->from, nfields, res, &listing, &bulk, &why, err, errlen);
+	rc = list_changes(ctx, schema, res->from, nfields, res, &listing, &bulk, &why, err, errlen);
 	if (rc)
 		goto out;
 	if (!bulk && listing.n) {
-		rc = newer_ids(ctx->data, schema, &listing, false, &res->marked);
+		rc = newer_ids(ctx->data, schema, &listing, 0, false, &res->marked);
 		if (rc)
 			goto dberr;
 		if (incremental_rest_cost(res->list_pages, (size_t)res->marked, nfields) >
@@ -257,7 +270,7 @@ enum rc incremental_module(struct bulk_ctx *ctx, const char *module,
 			bulk = true;
 			why = "more changes than bulk_threshold credits fetch by REST";
 		} else if (res->marked) {
-			rc = newer_ids(ctx->data, schema, &listing, true, &res->marked);
+			rc = newer_ids(ctx->data, schema, &listing, 0, true, &res->marked);
 			if (rc)
 				goto dberr;
 		}

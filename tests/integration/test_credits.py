@@ -262,3 +262,31 @@ def test_silent_lapse_found_and_gap_closed_by_rest(db, sim_factory, config_facto
     assert db.value("SELECT count(*) FROM zcrm.leads WHERE description = 'while lapsed'"
                     " AND source = 'fetch'") == 7
     check_truth(sim, db)
+
+
+def test_listing_of_changes_already_held_stays_rest(db, sim_factory, config_factory,
+                                                    run_program):
+    """What the cost projection counts is the ids newer than ours, not the
+    ids listed: a busy module's listing is mostly what the webhook already
+    fetched. With bulk_threshold 12 and 1,000 changes, the first run stops
+    listing after 4 pages (projected 5 pages + 8 fetch calls = 13) and
+    exports; listed again once held, the same 1,000 cost 6 pages and no
+    fetch."""
+    sim, c = start(sim_factory, config_factory, run_program, records=1500,
+                   **{"sync.bulk_threshold": 12})
+    wm = watermark(db)
+    db.execute("UPDATE zcrm.sync_state SET watermark = watermark - interval '3600 seconds'")
+    edit_at(sim, live_ids(sim)[:1000], [wm - 3590 + 3 * i for i in range(1000)])
+    reset(sim)
+    r = run_ok(run_program, "batch/incremental_sync", c)
+    m = spent(sim)
+    assert m["records"] == 4 and m["bulk_create"] == 50, m
+    assert "1000 changed records exported" in r.stdout, r.stdout
+
+    db.execute("UPDATE zcrm.sync_state SET watermark = to_timestamp(%s) - interval '3600 seconds'",
+               wm)
+    reset(sim)
+    r = run_ok(run_program, "batch/incremental_sync", c)
+    assert "1000 changes listed in 6 page(s), 0 newer than ours" in r.stdout, r.stdout
+    assert spent(sim) == {"records": 6, "deleted": 1}
+    check_truth(sim, db)
