@@ -62,6 +62,9 @@ static const struct cfg_key cfg_keys[] = {
 	 "seconds all retries of one call may take together"},
 	{"zoho", "max_response", CFG_INT, O(max_response), "67108864", 1024, LONG_MAX, 0, NULL,
 	 "bytes: largest JSON answer accepted"},
+	{"zoho", "max_concurrency", CFG_INT, O(max_concurrency), "5", 0, 100, 0, NULL,
+	 "most Zoho calls in flight at once from the processes sharing [sync] spool_dir"
+	 " (the org allows 10 on Standard, for all its integrations); 0: no cap"},
 
 	{"database", "conninfo", CFG_STR, O(conninfo), "", 0, 0, 0, NULL,
 	 "libpq connection string (keep passwords in PGPASSFILE)"},
@@ -108,6 +111,11 @@ static const struct cfg_key cfg_keys[] = {
 	 "most record ids accepted in one notification"},
 	{"webhook", "fetch", CFG_BOOL, O(fetch), "true", 0, 0, 0, NULL,
 	 "fetch full records of notified ids after replying"},
+	{"webhook", "fetch_delay", CFG_INT, O(fetch_delay), "1500", 0, 60000, 0, NULL,
+	 "milliseconds a notified id waits so that ids notified close together share one"
+	 " Get Records call (1 credit for up to 100 ids); 0: fetch at once"},
+	{"webhook", "instance", CFG_STR, O(instance), "", 0, 0, 0, NULL,
+	 "this webhook's name in /metrics (the webhook label); empty: host:listening socket"},
 };
 
 #undef O

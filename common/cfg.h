@@ -30,6 +30,7 @@ struct cfg {
 	long max_retries;
 	long retry_budget;     /* seconds, all retries of one call */
 	long max_response;     /* bytes, JSON answers */
+	long max_concurrency;  /* calls in flight from processes sharing spool_dir; 0: no cap */
 	/* [database] */
 	char *conninfo;
 	char *schema;
@@ -55,6 +56,8 @@ struct cfg {
 	long max_body;         /* bytes */
 	long max_ids;          /* ids in one notification */
 	bool fetch;            /* fetch dirty records after replying */
+	long fetch_delay;      /* ms a queued id waits for others to share its call */
+	char *instance;        /* the webhook label of /metrics; empty: host:socket */
 
 	/* derived */
 	size_t nmodules;

@@ -115,6 +115,35 @@ static int listen_tcp(const char *spec)
 	return fd;
 }
 
+/* The webhook label of /metrics when [webhook] instance is empty:
+ * host:socket, which tells apart two webhooks on one host and stays the
+ * same across restarts (a pid would not). */
+static void set_identity(struct metrics *m, const struct cfg *cfg, int listen_fd)
+{
+	char host[256] = "", where[256] = "?", *id = NULL;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (gethostname(host, sizeof(host) - 1))
+		snprintf(host, sizeof(host), "unknown");
+	if (getsockname(listen_fd, (struct sockaddr *)&ss, &len) == 0) {
+		if (ss.ss_family == AF_UNIX) {
+			const struct sockaddr_un *un = (const struct sockaddr_un *)&ss;
+			snprintf(where, sizeof(where), "%s", un->sun_path[0] ? un->sun_path : "?");
+		} else {
+			char h[NI_MAXHOST], p[NI_MAXSERV];
+			if (!getnameinfo((struct sockaddr *)&ss, len, h, sizeof(h), p, sizeof(p),
+					 NI_NUMERICHOST | NI_NUMERICSERV))
+				snprintf(where, sizeof(where), ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s",
+					 h, p);
+		}
+	}
+	id = cfg->instance[0] ? xstrdup(cfg->instance) : xasprintf("%s:%s", host, where);
+	metrics_set_identity(m, id, host);
+	log_info("metrics identity", "webhook=%s", log_q(id));
+	free(id);
+}
+
 static int open_listener(const char *spec)
 {
 	if (spec) {
@@ -251,9 +280,9 @@ static void *housekeeper_main(void *arg)
 		}
 		backoff_ms = tick_ms;
 		wait_ms = 0;
-		/* Retry ids whose fetch failed, about once a second. */
-		if (++ticks % 4 == 0)
-			webhook_fetch_due(w);
+		/* Fetch queued ids once [webhook] fetch_delay has passed for the
+		 * oldest; retry ids whose fetch failed about once a second. */
+		webhook_fetch_due(w, ++ticks % 4 == 0);
 	}
 	/* Last chance before exit, so a clean stop leaves little behind. */
 	webhook_replay_spool(w);
@@ -386,6 +415,7 @@ int main(int argc, char **argv)
 		status = EX_OSERR;
 		goto out;
 	}
+	set_identity(app.metrics, cfg, app.listen_fd);
 	app.conns = conns_new(&app, app.listen_fd);
 	if (!app.conns) {
 		status = EX_OSERR;

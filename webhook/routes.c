@@ -579,15 +579,16 @@ static bool ensure_zoho(struct worker *w)
 	return true;
 }
 
-static void fetch_module(struct worker *w, const char *module, size_t max_batches)
+static void fetch_module(struct worker *w, const char *module, bool retries)
 {
+	struct fetch_opts o = {10, w->app->cfg->fetch_delay, retries};
 	struct fetch_stats st;
 	char err[1024];
 
 	if (!webhook_db(w) || !ensure_zoho(w))
 		return;
 	log_set_module(module);
-	enum rc rc = fetch_dirty(w->db, w->zoho, module, max_batches, &st, err, sizeof(err));
+	enum rc rc = fetch_dirty_opts(w->db, w->zoho, module, &o, &st, err, sizeof(err));
 	if (st.returned)
 		atomic_fetch_add(&w->app->metrics->fetched_records, (unsigned long)st.returned);
 	if (rc && rc != RC_NOTFOUND) {
@@ -608,17 +609,19 @@ void webhook_after_reply(struct worker *w)
 		if (!w->fetch_wanted[i])
 			continue;
 		w->fetch_wanted[i] = false;
-		fetch_module(w, cfg->module_list[i], 10);
+		/* Fetches now only if the queue is due ([webhook] fetch_delay) or
+		 * holds a full call; else the housekeeper's next tick does. */
+		fetch_module(w, cfg->module_list[i], false);
 	}
 }
 
-void webhook_fetch_due(struct worker *w)
+void webhook_fetch_due(struct worker *w, bool retries)
 {
 	const struct cfg *cfg = w->app->cfg;
 	if (!cfg->fetch)
 		return;
 	for (size_t i = 0; i < cfg->nmodules && !w->app->stop; i++)
-		fetch_module(w, cfg->module_list[i], 10);
+		fetch_module(w, cfg->module_list[i], retries);
 }
 
 void webhook_worker_close(struct worker *w)

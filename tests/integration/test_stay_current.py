@@ -552,6 +552,55 @@ def test_queued_ids_fetched_once_deleted_ones_not_at_all(db, stack, zcrm_env, ru
     check_truth(st.sim, db, zcrm_env)
 
 
+def test_notified_ids_share_get_records_calls(db, stack, zcrm_env):
+    """Issue 15 item 3: ids notified close together wait [webhook]
+    fetch_delay for each other and share one Get Records call (1 credit for
+    up to 100 ids): ten single-record edits, notified one by one within the
+    delay, cost one call, not ten. The rows are the truth."""
+    st = stack(300, cfg={"webhook": {"fetch": True, "threads": 2, "fetch_delay": 5000}})
+    ids = live_ids(truth_of(st.sim))[20:30]
+    before = st.sim.control("GET", "/credits")
+    for rid in ids:
+        st.sim.control("PATCH", "/records/%s/%s" % (MODULE, rid),
+                       {"values": {"Description": "edited one by one"}})
+    settle(st.sim, db)
+    after = st.sim.control("GET", "/credits")
+    calls = (after["calls_by_endpoint"].get("records", 0)
+             - before["calls_by_endpoint"].get("records", 0))
+    assert calls == 1, (before, after)
+    assert after["spent_total"] - before["spent_total"] == 1, (before, after)
+    for rid in ids:
+        assert row(db, rid)[1] == "fetch", rid
+    check_truth(st.sim, db, zcrm_env)
+
+
+@pytest.mark.parametrize("cap", [2, 0])
+def test_calls_in_flight_stay_under_max_concurrency(db, stack, zcrm_env, cap):
+    """Issue 15 item 3: Zoho answers 429 past a number of calls in flight per
+    org. The webhook's four threads, each fetching right after its reply
+    while Zoho takes 300 ms a call, keep at most [zoho] max_concurrency calls
+    in flight (cap 2); without a cap (0) they exceed it. The rows are the
+    truth either way."""
+    st = stack(300, cfg={"webhook": {"fetch": True, "threads": 4, "fetch_delay": 0},
+                         "zoho": {"max_concurrency": cap}})
+    ids = live_ids(truth_of(st.sim))[40:70]
+    st.sim.control("DELETE", "/credits")
+    st.sim.control("POST", "/faults", {"rules": [
+        {"match": "/crm/v6/%s" % MODULE, "method": "GET", "delay_ms": 300, "count": -1}]})
+    for rid in ids:
+        st.sim.control("PATCH", "/records/%s/%s" % (MODULE, rid),
+                       {"values": {"Description": "fetched while Zoho is slow"}})
+    settle(st.sim, db)
+    st.sim.control("POST", "/faults", {"rules": []})
+    meter = st.sim.control("GET", "/credits")
+    assert meter["calls_by_endpoint"].get("records", 0) >= 3, meter
+    if cap:
+        assert meter["max_in_flight"] <= cap, meter
+    else:
+        assert meter["max_in_flight"] > 2, meter
+    check_truth(st.sim, db, zcrm_env)
+
+
 def test_status_table_and_json(db, stack, zcrm_env, run_program):
     """status --json: watermark, channel expiry, dirty count, open gaps and
     last runs as stored; the table shows the same."""
