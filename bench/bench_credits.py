@@ -15,8 +15,8 @@ and schema of one throwaway PostgreSQL:
                     runs of each (cron.d/zcrm-sync)
   single edits      --single records edited one at a time, --interval s
                     apart: one notification each, fetched by the webhook
-  100-id batches    1,000 records edited as ten notifications of 100 ids
-  outage            1,000 records edited while no notification is delivered
+  100-id batches    --changes (1,000) records edited as notifications of 100 ids
+  outage            --changes records edited while no notification is delivered
                     (an hour of webhook outage), caught up by one
                     incremental_sync run
   reconcile         batch/reconcile over the --records records
@@ -28,7 +28,7 @@ vary between runs of the same code; the time a scenario takes does.
     make bench-credits CREDITS_ARGS="--records 20000 --single 120"
 
 Options: --records N (200000), --single N (1000), --interval S (1.0),
---widths 41,120, --keep, --json.
+--changes N (1000), --widths 41,120, --keep, --json.
 """
 
 import argparse
@@ -215,26 +215,27 @@ def scenario_rows(st, args, runs_per_day):
          "every id within 2 s: ceil(%d / 2) calls x %d (%d with no bound on lag: ceil(%d/100) x %d)"
          % (k, cpf, math.ceil(k / IDS_PER_CALL) * cpf, k, cpf))
 
-    # Ten notifications of 100 ids.
+    # Notifications of 100 ids.
+    c = args.changes
     st.reset()
-    st.sim.control("POST", "/mutate", {"module": MODULE, "count": 1000, "seed": 21,
+    st.sim.control("POST", "/mutate", {"module": MODULE, "count": c, "seed": 21,
                                        "mix": {"update": 1}, "batch_max": 100,
                                        "batch_exact": True})
     st.settle()
-    line("1000 edits as 100-id notifications", st.spent(), 10 * cpf,
-         "10 calls of 100 ids x %d" % cpf)
+    line("%d edits as 100-id notifications" % c, st.spent(), math.ceil(c / 100) * cpf,
+         "%d calls of 100 ids x %d" % (math.ceil(c / 100), cpf))
 
     # An hour without notifications, then one incremental_sync.
-    st.sim.control("POST", "/mutate", {"module": MODULE, "count": 1000, "seed": 22,
+    st.sim.control("POST", "/mutate", {"module": MODULE, "count": c, "seed": 22,
                                        "mix": {"update": 1}, "silent": True})
     st.reset()
     st.run("incremental_sync")
-    least_rest = math.ceil(1000 / LIST_PAGE) + math.ceil(1000 / IDS_PER_CALL) * cpf + 1
+    listing = math.ceil(c / LIST_PAGE)
+    least_rest = listing + math.ceil(c / IDS_PER_CALL) * cpf + 1
     least_bulk = bulk_job + 1
-    line("outage: 1000 edits, caught up", st.spent(), min(least_rest, least_bulk),
+    line("outage: %d edits, caught up" % c, st.spent(), min(least_rest, least_bulk),
          "list %d pages + fetch %d x %d + deleted 1 = %d; by Bulk Read: job 52 + deleted 1 = %d"
-         % (math.ceil(1000 / LIST_PAGE), math.ceil(1000 / IDS_PER_CALL), cpf, least_rest,
-            least_bulk))
+         % (listing, math.ceil(c / IDS_PER_CALL), cpf, least_rest, least_bulk))
     return rows
 
 
@@ -243,6 +244,8 @@ def main():
     ap.add_argument("--records", type=int, default=200000)
     ap.add_argument("--single", type=int, default=1000, help="single-id edits")
     ap.add_argument("--interval", type=float, default=1.0, help="seconds between single edits")
+    ap.add_argument("--changes", type=int, default=1000,
+                    help="records edited in the 100-id and the outage scenarios")
     ap.add_argument("--widths", default="41,120")
     ap.add_argument("--keep", action="store_true", help="keep the temp directory")
     ap.add_argument("--json", action="store_true", help="also print the rows as JSON")

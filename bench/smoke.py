@@ -48,6 +48,12 @@ SMOKES = {
         r"^p99\s+\d+\.\d{3}\s",
         r"^arrived  10/10$",
     ]),
+    "bench-credits": ("CREDITS_ARGS", "--records 300 --single 3 --interval 0.2 --changes 100 --widths 41", [
+        r"^  initial load, 300 records\s+\d+\s+\d+\s",
+        r"^  idle day .*\s\d+\s+\d+\s",
+        r"^  outage: 100 edits, caught up\s+\d+\s+\d+\s",
+        r"^result   ok: every scenario ran$",
+    ]),
 }
 
 

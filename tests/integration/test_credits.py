@@ -110,10 +110,9 @@ def test_idle_runs_and_day(db, sim_factory, config_factory, run_program):
     r = run_ok(run_program, "batch/renew_channel", c)
     assert " live, expires " in r.stdout, r.stdout
     assert spent(sim) == {"watch": 1}
-    # Within renew_margin: GET and PUT.
+    # A renewal (here forced: the channel is a day from its end): GET and PUT.
     reset(sim)
-    near = conf(config_factory, sim, **{"notify.renew_margin": 86400})
-    r = run_ok(run_program, "batch/renew_channel", near)
+    r = run_ok(run_program, "batch/renew_channel", c, args=["--force"])
     assert " renewed, expires " in r.stdout, r.stdout
     assert spent(sim) == {"watch": 2}
     # A day of */10 runs (144): 0 credits each, but at most one check an
