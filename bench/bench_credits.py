@@ -55,6 +55,7 @@ BULK_PAGE = 200000       # records in a Bulk Read page
 IDS_PER_CALL = 100       # ids in a Get Records call
 FIELDS_PER_CALL = 49     # fields in one (50, one of them Modified_Time)
 LIST_PAGE = 200          # records in a page of a Get Records listing
+CHECK_INTERVAL = 3600    # [notify] check_interval, the shipped default
 
 
 def cron_runs_per_day():
@@ -115,6 +116,8 @@ class Stack:
         for key in ("connect_timeout", "request_timeout", "max_retries", "retry_budget"):
             cfg["zoho"].pop(key, None)
         cfg["webhook"].pop("threads", None)
+        cfg["sync"].pop("bulk_threshold", None)
+        cfg["notify"].pop("check_interval", None)
         self.conf = write_ini(self.work / "zcrm.conf", cfg)
         os.chmod(self.conf, 0o600)
         self.wh = Webhook(self.work, self.conf, sock, args=["-q"])
@@ -123,6 +126,9 @@ class Stack:
         import psycopg2
         self.db = psycopg2.connect(conninfo)
         self.db.autocommit = True
+
+    def execute(self, sql, *args):
+        self.db.cursor().execute(sql, args)
 
     def value(self, sql, *args):
         cur = self.db.cursor()
@@ -175,26 +181,44 @@ def scenario_rows(st, args, runs_per_day):
          "fields 1 + watch 1 + %d page(s) x (job 50 + poll 1 + download 1)" % pages)
 
     # Idle: one run of each cron program on a module where nothing changed.
+    # renew_channel's runs differ: most ask Zoho nothing, one an hour
+    # ([notify] check_interval) checks the channel is live, and a renewal
+    # (within renew_margin of the expiry) re-asks for a day: each priced.
     idle = {}
     for prog in ("incremental_sync", "renew_channel", "reconcile"):
         st.reset()
         st.run(prog)
         idle[prog] = st.spent()
+    st.execute("UPDATE %s.sync_state SET channel_checked = now() - interval '1 day'" % st.schema)
+    st.reset()
+    st.run("renew_channel")
+    check = st.spent()
+    st.reset()
+    run_program_in(st.work, "batch/renew_channel", args=["--force"], config=st.conf)
+    renewal = st.spent()
     inc, ren, rec = (runs_per_day.get("zcrm-" + p.replace("_", "-"), 0)
                      for p in ("incremental_sync", "renew_channel", "reconcile"))
-    day = inc * idle["incremental_sync"][0] + ren * idle["renew_channel"][0] + \
-        rec * idle["reconcile"][0]
+    checks = min(ren, 86400 // CHECK_INTERVAL)
+    # The channel lives a day less 5 minutes and is renewed 12 h before its
+    # end: a renewal at most every 42,900 s, 3 in a day counting both ends.
+    renewals = 3
+    renew_day = (ren - checks) * idle["renew_channel"][0] + (checks - renewals) * check[0] + \
+        renewals * renewal[0]
+    day = inc * idle["incremental_sync"][0] + renew_day + rec * idle["reconcile"][0]
     by = {}
-    for p, k in (("incremental_sync", inc), ("renew_channel", ren), ("reconcile", rec)):
-        for ep, c in idle[p][1].items():
+    for part, k in ((idle["incremental_sync"], inc), (idle["reconcile"], rec),
+                    (idle["renew_channel"], ren - checks), (check, checks - renewals),
+                    (renewal, renewals)):
+        for ep, c in part[1].items():
             by[ep] = by.get(ep, 0) + k * c
     least_rec = 1 + pages * bulk_job
-    line("idle day (%dx inc %d, %dx renew %d, %dx reconcile %d)"
-         % (inc, idle["incremental_sync"][0], ren, idle["renew_channel"][0], rec,
-            idle["reconcile"][0]),
-         (day, by), inc * 1 + 1 + rec * least_rec,
-         "%d x 1 (did anything change?) + 1 renewal a day + %d x reconcile %d"
-         % (inc, rec, least_rec))
+    line("idle day (%d inc x %d, renew %d, %d reconcile x %d)"
+         % (inc, idle["incremental_sync"][0], renew_day, rec, idle["reconcile"][0]),
+         (day, by), inc * 1 + 2 + rec * least_rec,
+         "%d x 1 (did anything change?) + a renewal 2 + %d x reconcile %d; renew: %d runs x %d,"
+         " %d checks x %d, %d renewals x %d" % (inc, rec, least_rec, ren - checks,
+                                               idle["renew_channel"][0], checks - renewals,
+                                               check[0], renewals, renewal[0]))
     line("reconcile, %d records" % n, idle["reconcile"], least_rec,
          "count 1 + %d page(s) x (id export 50 + poll 1 + download 1)" % pages)
 
