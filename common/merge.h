@@ -61,6 +61,14 @@ enum rc merge_apply_start(struct merge_stage *st, enum merge_rule rule, int64_t 
 			  const char *source, char *err, size_t errlen) ZCRM_MUSTCHECK;
 enum rc merge_apply_finish(struct merge_stage *st, long *applied, char *err,
 			   size_t errlen) ZCRM_MUSTCHECK;
+/* A value that does not cast to its column's type (SQLSTATE class 22:
+ * "lots" in a bigint column) costs that cell, not the page: the merge is
+ * rolled back to its savepoint, the staged cells that do not cast are
+ * recorded in cell_errors (module, id, field, value, error), logged, and
+ * set to NULL, and the same statement runs again. A row whose id or
+ * Modified_Time does not cast is skipped, as one without them. The
+ * statement of a merge without a bad cell is unchanged. */
+long merge_stage_cells_nulled(const struct merge_stage *st);
 /* True once merge_apply_finish would not wait for the server. */
 bool merge_apply_ready(struct merge_stage *st);
 /* Reconcile's use of the staged rows instead of a merge: (id,
