@@ -852,6 +852,53 @@ out:
 	return rc;
 }
 
+enum rc merge_defer(struct merge_stage *st, int64_t tie_before, const char *why, long *deferred,
+		    char *err, size_t errlen)
+{
+	struct db_res *res = NULL;
+	char *qtable = db_quote_ident(st->db, st->schema->table);
+	char *qid = NULL, *sql = NULL;
+	char tb[24];
+	enum rc rc;
+
+	*deferred = 0;
+	st->read = true;
+	for (size_t i = 0; i < st->nheaders && !qid; i++)
+		if (!strcasecmp(st->headers[i], "id"))
+			qid = db_quote_ident(st->db, st->headers[i]);
+	snprintf(tb, sizeof(tb), "%lld", (long long)tie_before);
+	/* The rows the bulk rule could apply: not held, or held older (or a
+	 * tie the rule re-checks); never over a newer tombstone. */
+	sql = xasprintf(
+		"INSERT INTO dirty AS d (module, id, server_time, attempts, next_try, last_error)"
+		" SELECT DISTINCT ON (n.id) $1, n.id, n.modified_time, 0, now(), $2"
+		" FROM (SELECT NULLIF(s.%s, '')::bigint AS id,"
+		"  NULLIF(s.\"Modified_Time\", '')::timestamptz AS modified_time FROM %s s) n"
+		" LEFT JOIN %s t ON t.id = n.id"
+		" WHERE n.id IS NOT NULL AND n.modified_time IS NOT NULL AND (t.id IS NULL"
+		"  OR ((t.modified_time IS NULL OR t.modified_time < n.modified_time"
+		"    OR (t.modified_time = n.modified_time AND t.synced_at < to_timestamp($3::bigint)))"
+		"   AND (t.deleted_at IS NULL OR t.deleted_at < n.modified_time"
+		"    OR t.deleted_at < to_timestamp($3::bigint))))"
+		" ORDER BY n.id, n.modified_time DESC"
+		" ON CONFLICT (module, id) DO UPDATE SET"
+		"  server_time = greatest(d.server_time, excluded.server_time),"
+		"  next_try = least(d.next_try, now()), last_error = excluded.last_error",
+		qid ? qid : "id", st->table, qtable);
+	rc = db_exec(st->db, sql, 3, (const char *[]){st->schema->module, why, tb}, &res);
+	if (!rc)
+		*deferred = db_res_affected(res);
+	db_res_free(res);
+	if (!rc)
+		rc = drop_chunk(st);
+	if (rc)
+		snprintf(err, errlen, "deferring rows to a fetch: %s", db_error(st->db));
+	free(sql);
+	free(qid);
+	free(qtable);
+	return rc;
+}
+
 void merge_stage_free(struct merge_stage *st)
 {
 	if (!st)

@@ -77,6 +77,14 @@ bool merge_apply_ready(struct merge_stage *st);
 enum rc merge_collect_ids(struct merge_stage *st, long *added, char *err,
 			  size_t errlen) ZCRM_MUSTCHECK;
 
+/* Instead of a merge, for a bulk page that lacks a known column: the ids
+ * of the staged rows the bulk rule could apply (tie_before as
+ * merge_apply) go to dirty (server_time = their Modified_Time, last_error
+ * why), to be fetched by id with every field. Nothing is merged, so no row
+ * takes a Modified_Time whose values it does not hold. */
+enum rc merge_defer(struct merge_stage *st, int64_t tie_before, const char *why, long *deferred,
+		    char *err, size_t errlen) ZCRM_MUSTCHECK;
+
 /* Chunks: a page staged piece by piece on a second connection (stager,
  * autocommit) into UNLOGGED tables <schema>_stage.c<pid>_<seq>, each merged
  * by db in the caller's transaction while the stager fills the next - two

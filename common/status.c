@@ -4,6 +4,7 @@
 #include "spool.h"
 
 #include <json-c/json.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -16,6 +17,41 @@ static json_object *jstr_or_null(const char *s)
 static json_object *jint_or_null(const char *s)
 {
 	return s ? json_object_new_int64(strtoll(s, NULL, 10)) : NULL;
+}
+
+/* The newest cells stored as NULL because they did not cast (merge.h),
+ * as "cell_errors_recent": [{id, field, value, error, seen}]. */
+#define CELL_ERRORS_SHOWN 5
+
+static enum rc cell_errors_recent(struct db *db, const char *module, json_object *o)
+{
+	struct db_res *res = NULL;
+	char lim[16];
+	enum rc rc;
+
+	snprintf(lim, sizeof(lim), "%d", CELL_ERRORS_SHOWN);
+	rc = db_prepared(db, "status_cells",
+			 "SELECT id::text, field, value, error,"
+			 " to_char(seen_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+			 " FROM cell_errors WHERE module = $1 ORDER BY seen_at DESC, id, field"
+			 " LIMIT $2::int",
+			 2, (const char *[]){module, lim}, &res);
+	if (rc)
+		goto out;
+	json_object *arr = json_object_new_array();
+	for (int i = 0; i < db_res_rows(res); i++) {
+		json_object *c = json_object_new_object();
+		json_object_object_add(c, "id", jint_or_null(db_res_get(res, i, 0)));
+		json_object_object_add(c, "field", jstr_or_null(db_res_get(res, i, 1)));
+		json_object_object_add(c, "value", jstr_or_null(db_res_get(res, i, 2)));
+		json_object_object_add(c, "error", jstr_or_null(db_res_get(res, i, 3)));
+		json_object_object_add(c, "seen", jstr_or_null(db_res_get(res, i, 4)));
+		json_object_array_add(arr, c);
+	}
+	json_object_object_add(o, "cell_errors_recent", arr);
+out:
+	db_res_free(res);
+	return rc;
 }
 
 /* One module's facts as a JSON object. */
@@ -38,7 +74,10 @@ static enum rc module_status(struct db *db, const char *module, json_object **ou
 			 " (SELECT count(*) FROM inbox i WHERE i.module = s.module AND processed_at IS NULL),"
 			 " (SELECT count(*) FROM coverage_gaps g WHERE g.module = s.module AND closed_at IS NULL),"
 			 " (SELECT to_char(min(gap_from) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-			 "  FROM coverage_gaps g WHERE g.module = s.module AND closed_at IS NULL)"
+			 "  FROM coverage_gaps g WHERE g.module = s.module AND closed_at IS NULL),"
+			 " (SELECT count(*) FROM cell_errors e WHERE e.module = s.module),"
+			 " export_missing, export_extra, export_deferred,"
+			 " to_char(export_checked AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 			 " FROM sync_state s WHERE module = $1",
 			 1, (const char *[]){module}, &res);
 	if (rc)
@@ -63,6 +102,12 @@ static enum rc module_status(struct db *db, const char *module, json_object **ou
 	json_object_object_add(o, "inbox_pending", jint_or_null(db_res_get(res, 0, 12)));
 	json_object_object_add(o, "open_gaps", jint_or_null(db_res_get(res, 0, 13)));
 	json_object_object_add(o, "oldest_gap_from", jstr_or_null(db_res_get(res, 0, 14)));
+	json_object_object_add(o, "cell_errors", jint_or_null(db_res_get(res, 0, 15)));
+	json_object_object_add(o, "export_missing_columns", jstr_or_null(db_res_get(res, 0, 16)));
+	json_object_object_add(o, "export_extra_columns", jstr_or_null(db_res_get(res, 0, 17)));
+	json_object_object_add(o, "export_rows_fetched_instead",
+			       jint_or_null(db_res_get(res, 0, 18)));
+	json_object_object_add(o, "export_columns_checked", jstr_or_null(db_res_get(res, 0, 19)));
 	const char *tr = db_res_get(res, 0, 9);
 	bool ready = tr && tr[0] == 't'; /* read before res is freed */
 	db_res_free(res);
@@ -105,6 +150,11 @@ static enum rc module_status(struct db *db, const char *module, json_object **ou
 		json_object_object_add(runs, db_res_get(res, i, 0), r);
 	}
 	json_object_object_add(o, "last_runs", runs);
+	db_res_free(res);
+	res = NULL;
+	rc = cell_errors_recent(db, module, o);
+	if (rc)
+		goto out;
 done:
 	*out = o;
 	o = NULL;
@@ -133,6 +183,38 @@ static void human_secs(long long s, char *buf, size_t cap)
 		snprintf(buf, cap, "%s%lldm", sign, s / 60);
 	else
 		snprintf(buf, cap, "%s%lldh%02lldm", sign, s / 3600, (s % 3600) / 60);
+}
+
+/* Cells stored as NULL, and what the last export lacked or had extra. */
+static void print_data_problems(json_object *m, FILE *out)
+{
+	json_object *v, *recent;
+	long long cells = 0;
+
+	if (json_object_object_get_ex(m, "cell_errors", &v) && v)
+		cells = json_object_get_int64(v);
+	if (cells > 0) {
+		fprintf(out, "  cells stored as NULL (they do not cast; zcrm.cell_errors): %lld\n",
+			cells);
+		if (json_object_object_get_ex(m, "cell_errors_recent", &recent)) {
+			for (size_t i = 0; i < json_object_array_length(recent); i++) {
+				json_object *c = json_object_array_get_idx(recent, i);
+				fprintf(out, "    id=%s field=%s value=\"%s\": %s\n", s_of(c, "id", "?"),
+					s_of(c, "field", "?"), s_of(c, "value", ""),
+					s_of(c, "error", ""));
+			}
+		}
+	}
+	const char *missing = s_of(m, "export_missing_columns", NULL);
+	const char *extra = s_of(m, "export_extra_columns", NULL);
+	if (missing)
+		fprintf(out,
+			"  last export lacked known columns: %s (%s of its rows fetched by id "
+			"instead)\n",
+			missing, s_of(m, "export_rows_fetched_instead", "0"));
+	if (extra)
+		fprintf(out, "  last export had columns the fields metadata does not know: %s\n",
+			extra);
 }
 
 static void print_table(json_object *mods, long spool, FILE *out)
@@ -169,6 +251,7 @@ static void print_table(json_object *mods, long spool, FILE *out)
 		const char *err = s_of(m, "last_error", NULL);
 		if (err)
 			fprintf(out, "  last error: %s\n", err);
+		print_data_problems(m, out);
 	}
 }
 

@@ -21,6 +21,8 @@ import json
 
 import pytest
 
+from truth import assert_matches_truth
+
 EX_OK = 0
 MODULE = "Leads"
 
@@ -138,3 +140,59 @@ def test_bad_cell_in_a_fetched_record(db, org, run_program):
     assert db.query("SELECT field, value, source FROM zcrm.cell_errors WHERE id = %s", rid) == \
         [("No_of_Employees", "lots", "fetch")]
     assert db.value("SELECT count(*) FROM zcrm.dirty") == 0
+
+
+# ------------------------------------------------------- missing columns
+
+def test_export_lacking_a_column_never_leaves_a_stale_value(db, org, run_program):
+    """An edit whose export lacks Email: the row does not take the new
+    Modified_Time with the old email; it is fetched by id and ends equal to
+    Zoho's. The missing and the unknown column are named in the log and in
+    zcrm-status."""
+    sim, conf = org(200)
+    r = run_program("batch/initial_sync", config=conf, timeout=180)
+    assert r.returncode == EX_OK, r.stderr[-3000:]
+    rid = truth_ids(sim)[7]
+    old_email = db.value("SELECT email FROM zcrm.leads WHERE id = %s", rid)
+    set_faults(sim, bulk={"omit_columns": ["Email"], "extra_columns": {"Mystery": "x"}})
+    edit(sim, rid, {"Email": "moved@example.org", "Phone": "555-0199"})
+
+    r = run_program("batch/incremental_sync", config=conf, timeout=180)
+    assert r.returncode == EX_OK, r.stderr[-3000:]
+    lacks = [ln for ln in r.stderr.splitlines() if "export lacks known columns" in ln]
+    assert lacks and "columns=Email" in lacks[0], r.stderr[-3000:]
+    extra = [ln for ln in r.stderr.splitlines() if "does not know" in ln]
+    assert extra and "columns=Mystery" in extra[0], r.stderr[-3000:]
+    assert old_email != "moved@example.org"
+    assert db.query("SELECT email, phone FROM zcrm.leads WHERE id = %s", rid) == \
+        [("moved@example.org", "555-0199")]
+    assert_matches_truth(db, sim.control("GET", "/truth/%s" % MODULE))
+    assert db.value("SELECT count(*) FROM zcrm.to_fetch") == 0
+
+    st = status_json(run_program, conf)
+    assert st["export_missing_columns"] == "Email", st
+    assert st["export_extra_columns"] == "Mystery", st
+    assert st["export_rows_fetched_instead"] >= 1, st
+    r = run_program("batch/status", config=conf)
+    assert "lacked known columns: Email" in r.stdout, r.stdout
+    assert "Mystery" in r.stdout, r.stdout
+
+    # Once the export carries every column again, status says so.
+    set_faults(sim)
+    r = run_program("batch/incremental_sync", config=conf, timeout=180)
+    assert r.returncode == EX_OK, r.stderr[-3000:]
+    st = status_json(run_program, conf)
+    assert st["export_missing_columns"] is None and st["export_extra_columns"] is None, st
+
+
+def test_initial_sync_lacking_a_column_fetches_the_rows(db, org, run_program):
+    """A first load whose CSV lacks Email inserts no row without it: every
+    row is fetched by id, and the table ends equal to Zoho's."""
+    sim, conf = org(120, faults=None)
+    set_faults(sim, bulk={"omit_columns": ["Email"]})
+    r = run_program("batch/initial_sync", config=conf, timeout=180)
+    assert r.returncode == EX_OK, r.stderr[-3000:]
+    assert "columns=Email" in r.stderr
+    assert db.value("SELECT count(*) FROM zcrm.leads WHERE email IS NOT NULL") > 0
+    assert_matches_truth(db, sim.control("GET", "/truth/%s" % MODULE))
+    assert db.value("SELECT count(*) FROM zcrm.to_fetch") == 0
