@@ -476,3 +476,15 @@ char *schema_cast_expr(enum field_kind kind, const char *expr)
 		return xasprintf("NULLIF(%s, '')::%s", expr, schema_kind_pg_type(kind));
 	}
 }
+
+char *schema_safe_cast_expr(enum field_kind kind, const char *expr)
+{
+	switch (kind) {
+	case FIELD_TEXT:
+	case FIELD_MULTI:
+		return schema_cast_expr(kind, expr);
+	default:
+		/* try_cast: 003_cells.sql */
+		return xasprintf("try_cast(NULLIF(%s, ''), NULL::%s)", expr, schema_kind_pg_type(kind));
+	}
+}

@@ -77,5 +77,8 @@ char *schema_json_cell(struct json_object *v, enum field_kind kind);
 /* SQL casting the text expression expr (a column or $n) to the kind's
  * type, empty text being NULL. Caller frees. */
 char *schema_cast_expr(enum field_kind kind, const char *expr);
+/* The same, but a value that does not cast gives NULL instead of an error
+ * (slower: for a few values, never for a page). Caller frees. */
+char *schema_safe_cast_expr(enum field_kind kind, const char *expr);
 
 #endif
