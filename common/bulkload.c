@@ -216,7 +216,10 @@ static void list_add(char *buf, const char *name)
 }
 
 /* Which of the module's columns the CSV lacks, and which CSV columns the
- * module does not know (stats->missing, stats->extra). */
+ * module does not know (stats->missing, stats->extra). Known: in the latest
+ * fields metadata (a field Zoho deleted is not expected), except
+ * Created_Time, which never changes once a record exists, so lacking it
+ * cannot leave a stale value. */
 static void check_columns(struct loader *L)
 {
 	const struct module_schema *sc = L->schema;
@@ -224,6 +227,8 @@ static void check_columns(struct loader *L)
 	for (size_t i = 0; i < sc->ncols; i++) {
 		const struct zcolumn *c = &sc->cols[i];
 		bool found = false;
+		if (!c->listed || !strcmp(c->column, "created_time"))
+			continue;
 		for (size_t h = 0; h < L->ncols && !found; h++)
 			found = !strcmp(L->names[h], c->api_name) ||
 				(!strcmp(c->column, "id") && !strcasecmp(L->names[h], "id"));

@@ -12,6 +12,7 @@
 #include "db.h"
 #include "rc.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* How a value is written as text for the typed cast (CSV and JSON alike). */
@@ -42,6 +43,8 @@ struct zcolumn {
 	char *data_type;
 	enum field_kind kind;
 	const char *pg_type;    /* static string */
+	bool listed;            /* in the latest fields metadata (a field Zoho
+				 * dropped keeps its column, unlisted) */
 };
 
 struct module_schema {
