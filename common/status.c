@@ -283,3 +283,79 @@ out:
 	json_object_put(root);
 	return rc;
 }
+
+/* A Prometheus label value: backslash, quote and newline escaped. */
+static void label_value(const char *v, char *buf, size_t cap)
+{
+	size_t n = 0;
+
+	for (; *v && n + 3 < cap; v++) {
+		if (*v == '\\' || *v == '"') {
+			buf[n++] = '\\';
+			buf[n++] = *v;
+		} else if (*v == '\n') {
+			buf[n++] = '\\';
+			buf[n++] = 'n';
+		} else {
+			buf[n++] = *v;
+		}
+	}
+	buf[n] = '\0';
+}
+
+enum rc status_metrics(struct db *db, char **out)
+{
+	static const struct {
+		const char *name, *help;
+	} gauges[] = {
+		{"zcrm_cell_errors",
+		 "Cells stored as NULL because their value did not cast to the column's type"
+		 " (zcrm.cell_errors)."},
+		{"zcrm_export_missing_columns",
+		 "Known columns the last merged Bulk Read page lacked (its rows were fetched by id)."},
+		{"zcrm_export_extra_columns",
+		 "Columns of the last merged Bulk Read page the fields metadata does not know."},
+	};
+	struct db_res *res = NULL;
+	size_t len = 0, cap = 1024;
+	char *buf = NULL;
+	enum rc rc;
+
+	*out = NULL;
+	rc = db_prepared(db, "status_metrics",
+			 "SELECT s.module, (SELECT count(*) FROM cell_errors e WHERE e.module = s.module),"
+			 " coalesce(cardinality(string_to_array(s.export_missing, ',')), 0),"
+			 " coalesce(cardinality(string_to_array(s.export_extra, ',')), 0)"
+			 " FROM sync_state s ORDER BY s.module",
+			 0, NULL, &res);
+	if (rc)
+		goto out;
+	buf = xmalloc(cap);
+	buf[0] = '\0';
+	for (size_t g = 0; g < ARRAY_LEN(gauges); g++) {
+		for (int i = -1; i < db_res_rows(res); i++) {
+			char line[1024], mod[256];
+			if (i < 0)
+				snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s gauge\n",
+					 gauges[g].name, gauges[g].help, gauges[g].name);
+			else {
+				label_value(db_res_get(res, i, 0), mod, sizeof(mod));
+				snprintf(line, sizeof(line), "%s{module=\"%s\"} %s\n", gauges[g].name,
+					 mod, db_res_get(res, i, (int)g + 1));
+			}
+			size_t n = strlen(line);
+			if (len + n + 1 > cap) {
+				cap = (len + n + 1) * 2;
+				buf = xrealloc(buf, cap);
+			}
+			memcpy(buf + len, line, n + 1);
+			len += n;
+		}
+	}
+	*out = buf;
+	buf = NULL;
+out:
+	free(buf);
+	db_res_free(res);
+	return rc;
+}

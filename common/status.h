@@ -15,4 +15,10 @@
 enum rc status_report(struct db *db, const struct cfg *cfg, const char *const *modules, size_t n,
 		      bool json, FILE *out) ZCRM_MUSTCHECK;
 
+/* The data problems PostgreSQL holds, per module, as Prometheus gauges
+ * (text exposition, appended to the webhook's /metrics): cells stored as
+ * NULL (cell_errors), and the columns the last merged bulk page lacked or
+ * had in excess. *out: heap string, caller frees; NULL on failure. */
+enum rc status_metrics(struct db *db, char **out) ZCRM_MUSTCHECK;
+
 #endif

@@ -21,6 +21,7 @@ import json
 
 import pytest
 
+from harness import http
 from truth import assert_matches_truth
 
 EX_OK = 0
@@ -196,3 +197,39 @@ def test_initial_sync_lacking_a_column_fetches_the_rows(db, org, run_program):
     assert_matches_truth(db, sim.control("GET", "/truth/%s" % MODULE))
     assert "columns=Email" in r.stderr
     assert db.value("SELECT count(*) FROM zcrm.to_fetch") == 0
+
+
+# ------------------------------------------------------------- metrics
+
+def test_data_problems_are_webhook_metrics(db, org, run_program, nginx_factory,
+                                           webhook_factory):
+    """The webhook's /metrics shows, per module, the cells stored as NULL
+    and the columns the last export lacked or had in excess (read from
+    PostgreSQL: a batch program found them)."""
+    sim, conf = org(60)
+    rid = truth_ids(sim)[3]
+    set_faults(sim, bulk={"cells": [{"id": rid, "field": "External_Ref", "value": "1e99x"}],
+                          "omit_columns": ["Email", "Phone"],
+                          "extra_columns": {"Mystery": "x"}})
+    r = run_program("batch/initial_sync", config=conf, timeout=180)
+    assert r.returncode == EX_OK, r.stderr[-3000:]
+    ng = nginx_factory()
+    webhook_factory(config=conf, nginx=ng)
+    status, _, raw = http("GET", ng.url + "/zcrm/metrics")
+    assert status == 200
+    text = raw.decode()
+    assert "# TYPE zcrm_cell_errors gauge" in text, text
+    # The page lacking columns was not merged: its rows were fetched by id
+    # (Get Records carries Email and Phone), where the bad cell does not
+    # exist; so no cell error, two missing columns, one extra.
+    assert 'zcrm_cell_errors{module="Leads"} 0' in text, text
+    assert 'zcrm_export_missing_columns{module="Leads"} 2' in text, text
+    assert 'zcrm_export_extra_columns{module="Leads"} 1' in text, text
+    set_faults(sim, bulk={"cells": [{"id": rid, "field": "External_Ref", "value": "1e99x"}]})
+    edit(sim, rid, {"Description": "again"})
+    r = run_program("batch/incremental_sync", config=conf, timeout=180)
+    assert r.returncode == EX_OK, r.stderr[-3000:]
+    status, _, raw = http("GET", ng.url + "/zcrm/metrics")
+    text = raw.decode()
+    assert 'zcrm_cell_errors{module="Leads"} 1' in text, text
+    assert 'zcrm_export_missing_columns{module="Leads"} 0' in text, text
