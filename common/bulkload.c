@@ -216,8 +216,10 @@ static void list_add(char *buf, const char *name)
 }
 
 /* Which of the module's columns the CSV lacks, and which CSV columns the
- * module does not know (stats->missing, stats->extra). Known: in the latest
- * fields metadata (a field Zoho deleted is not expected), except
+ * module does not know (stats->missing, stats->extra). Expected: the fields
+ * of the latest fields metadata (a field Zoho deleted keeps its column but
+ * is not expected), except those of types Bulk Read does not export
+ * (fileupload, multiselectlookup, subform: the JSON kind, schema.h) and
  * Created_Time, which never changes once a record exists, so lacking it
  * cannot leave a stale value. */
 static void check_columns(struct loader *L)
@@ -227,7 +229,7 @@ static void check_columns(struct loader *L)
 	for (size_t i = 0; i < sc->ncols; i++) {
 		const struct zcolumn *c = &sc->cols[i];
 		bool found = false;
-		if (!c->listed || !strcmp(c->column, "created_time"))
+		if (!c->listed || c->kind == FIELD_JSON || !strcmp(c->column, "created_time"))
 			continue;
 		for (size_t h = 0; h < L->ncols && !found; h++)
 			found = !strcmp(L->names[h], c->api_name) ||
