@@ -54,6 +54,9 @@ const char *metrics_route_name(enum metrics_route route);
 /* The webhook's identity: instance (the webhook label), its host name;
  * call before any thread reads m. */
 void metrics_set_identity(struct metrics *m, const char *instance, const char *host);
+/* src as a Prometheus label value (backslash, quote, newline escaped) into
+ * dst, cut to fit cap. */
+void metrics_label_value(char *dst, size_t cap, const char *src);
 /* Render the Prometheus text exposition into a fresh heap string.
  * spool_depth < 0 omits the gauge. */
 char *metrics_render(struct metrics *m, long spool_depth);

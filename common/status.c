@@ -1,5 +1,6 @@
 /* status.c — operator status report (see status.h). */
 #include "status.h"
+#include "metrics.h"
 #include "schema.h"
 #include "spool.h"
 
@@ -284,26 +285,7 @@ out:
 	return rc;
 }
 
-/* A Prometheus label value: backslash, quote and newline escaped. */
-static void label_value(const char *v, char *buf, size_t cap)
-{
-	size_t n = 0;
-
-	for (; *v && n + 3 < cap; v++) {
-		if (*v == '\\' || *v == '"') {
-			buf[n++] = '\\';
-			buf[n++] = *v;
-		} else if (*v == '\n') {
-			buf[n++] = '\\';
-			buf[n++] = 'n';
-		} else {
-			buf[n++] = *v;
-		}
-	}
-	buf[n] = '\0';
-}
-
-enum rc status_metrics(struct db *db, char **out)
+enum rc status_metrics(struct db *db, const char *labels, char **out)
 {
 	static const struct {
 		const char *name, *help;
@@ -334,14 +316,14 @@ enum rc status_metrics(struct db *db, char **out)
 	buf[0] = '\0';
 	for (size_t g = 0; g < ARRAY_LEN(gauges); g++) {
 		for (int i = -1; i < db_res_rows(res); i++) {
-			char line[1024], mod[256];
+			char line[2048], mod[256];
 			if (i < 0)
 				snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s gauge\n",
 					 gauges[g].name, gauges[g].help, gauges[g].name);
 			else {
-				label_value(db_res_get(res, i, 0), mod, sizeof(mod));
-				snprintf(line, sizeof(line), "%s{module=\"%s\"} %s\n", gauges[g].name,
-					 mod, db_res_get(res, i, (int)g + 1));
+				metrics_label_value(mod, sizeof(mod), db_res_get(res, i, 0));
+				snprintf(line, sizeof(line), "%s{%smodule=\"%s\"} %s\n", gauges[g].name,
+					 labels, mod, db_res_get(res, i, (int)g + 1));
 			}
 			size_t n = strlen(line);
 			if (len + n + 1 > cap) {

@@ -18,7 +18,9 @@ enum rc status_report(struct db *db, const struct cfg *cfg, const char *const *m
 /* The data problems PostgreSQL holds, per module, as Prometheus gauges
  * (text exposition, appended to the webhook's /metrics): cells stored as
  * NULL (cell_errors), and the columns the last merged bulk page lacked or
- * had in excess. *out: heap string, caller frees; NULL on failure. */
-enum rc status_metrics(struct db *db, char **out) ZCRM_MUSTCHECK;
+ * had in excess. labels: put before module= in every series (escaped
+ * `name="value",` pairs, or ""). *out: heap string, caller frees; NULL on
+ * failure. */
+enum rc status_metrics(struct db *db, const char *labels, char **out) ZCRM_MUSTCHECK;
 
 #endif

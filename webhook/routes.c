@@ -435,7 +435,8 @@ static void handle_metrics(struct worker *w, FCGX_Request *req, struct reply *r)
 	/* The data problems PostgreSQL holds (bad cells, columns an export
 	 * lacked), shared by every host; absent while it cannot be read. */
 	char *data = NULL;
-	if (webhook_db(w) && status_metrics(w->db, &data) == RC_OK) {
+	char *labels = xasprintf("webhook=\"%s\",", w->app->metrics->webhook);
+	if (webhook_db(w) && status_metrics(w->db, labels, &data) == RC_OK) {
 		char *both = xasprintf("%s%s", r->body, data);
 		free(r->body);
 		r->body = both;
@@ -443,6 +444,7 @@ static void handle_metrics(struct worker *w, FCGX_Request *req, struct reply *r)
 		log_debug("data metrics left out", "err=%s", log_q(w->db ? db_error(w->db) : ""));
 	}
 	free(data);
+	free(labels);
 }
 
 /* The log's req: nginx's $request_id when the snippet passes it
