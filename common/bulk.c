@@ -1,6 +1,7 @@
 /* bulk.c — paged Bulk Read export with checkpoints (see bulk.h). */
 #include "bulk.h"
 #include "bulkload.h"
+#include "credits.h"
 #include "fetch.h"
 #include "log.h"
 #include "syncstate.h"
@@ -238,6 +239,17 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 
 	memset(res, 0, sizeof(*res));
 	memset(&st, 0, sizeof(st));
+	/* A bulk job costs 50 credits, a reconcile one per 200,000 records:
+	 * when Zoho says the org is running out, sweeps wait and the credits
+	 * left go to fetching notified records. A first load runs by hand. */
+	if (strcmp(kind, "initial")) {
+		rc = credits_guard(ctx->data, ctx->cfg, zoho_credits_remaining(ctx->zoho), kind);
+		if (rc) {
+			snprintf(err, errlen,
+				 "%s export deferred: Zoho API credits below [zoho] credit_floor", kind);
+			return rc;
+		}
+	}
 	remove_stale_downloads(ctx->cfg->work_dir, module);
 	rc = sync_get(ctx->data, module, &row);
 	if (rc)

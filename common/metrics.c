@@ -38,8 +38,24 @@ struct metrics *metrics_new(void)
 {
 	struct metrics *m = xcalloc(1, sizeof(*m));
 	m->pid = (long)getpid();
+	atomic_init(&m->credits_remaining, -1);
 	m->start_time = (double)time(NULL);
 	return m;
+}
+
+void metrics_set_endpoints(struct metrics *m, const char *const *names, size_t n)
+{
+	m->nendpoints = n < METRICS_MAX_ENDPOINTS ? n : METRICS_MAX_ENDPOINTS;
+	for (size_t i = 0; i < m->nendpoints; i++)
+		m->endpoint_names[i] = names[i];
+}
+
+void metrics_spend(struct metrics *m, size_t i, int credits, long remaining)
+{
+	if (i < m->nendpoints && credits > 0)
+		atomic_fetch_add_explicit(&m->credits[i], (unsigned long)credits,
+					  memory_order_relaxed);
+	atomic_store_explicit(&m->credits_remaining, remaining, memory_order_relaxed);
 }
 
 void metrics_set_identity(struct metrics *m, const char *instance, const char *host)
@@ -174,6 +190,17 @@ char *metrics_render(struct metrics *m, long spool_depth)
 		    counters[i].name, counters[i].help, counters[i].name, counters[i].name, id,
 		    get(v));
 	}
+	put(&o, "# HELP zcrm_zoho_credits_spent_total Zoho API credits this process's calls cost,"
+		" by endpoint.\n# TYPE zcrm_zoho_credits_spent_total counter\n");
+	for (size_t i = 0; i < m->nendpoints; i++)
+		put(&o, "zcrm_zoho_credits_spent_total{webhook=\"%s\",endpoint=\"%s\"} %lu\n", id,
+		    m->endpoint_names[i], get(&m->credits[i]));
+	long left = atomic_load_explicit(&m->credits_remaining, memory_order_relaxed);
+	if (left >= 0)
+		put(&o, "# HELP zcrm_zoho_credits_remaining The org's credits left, as Zoho's last"
+			" answer said (sent once half the day's are used).\n"
+			"# TYPE zcrm_zoho_credits_remaining gauge\n"
+			"zcrm_zoho_credits_remaining{webhook=\"%s\"} %ld\n", id, left);
 	if (spool_depth >= 0)
 		put(&o, "# HELP zcrm_webhook_spool_depth Notifications waiting in the spool.\n"
 			"# TYPE zcrm_webhook_spool_depth gauge\n"

@@ -24,6 +24,7 @@ enum metrics_status { MS_200, MS_400, MS_403, MS_404, MS_405, MS_413, MS_415, MS
 
 #define METRICS_NBUCKETS 12
 #define METRICS_LABEL_MAX 512
+#define METRICS_MAX_ENDPOINTS 16
 
 struct metrics {
 	atomic_ulong requests[ROUTE__COUNT][MS__COUNT];
@@ -40,6 +41,12 @@ struct metrics {
 	atomic_ulong batched;       /* the notifications they recorded */
 	atomic_ulong latency_bucket[METRICS_NBUCKETS + 1]; /* last: +Inf */
 	atomic_ulong latency_sum_us;
+	/* Zoho API credits spent, by endpoint (names set before the threads
+	 * start), and the last X-API-CREDITS-REMAINING (-1: none yet) */
+	atomic_ulong credits[METRICS_MAX_ENDPOINTS];
+	atomic_long credits_remaining;
+	const char *endpoint_names[METRICS_MAX_ENDPOINTS];
+	size_t nendpoints;
 	/* identity: label values, escaped; written before the threads start */
 	char webhook[METRICS_LABEL_MAX];
 	char host[METRICS_LABEL_MAX];
@@ -57,6 +64,12 @@ void metrics_set_identity(struct metrics *m, const char *instance, const char *h
 /* src as a Prometheus label value (backslash, quote, newline escaped) into
  * dst, cut to fit cap. */
 void metrics_label_value(char *dst, size_t cap, const char *src);
+/* Name the endpoints credits are counted by (static strings, at most
+ * METRICS_MAX_ENDPOINTS); call before any thread reads m. */
+void metrics_set_endpoints(struct metrics *m, const char *const *names, size_t n);
+/* A Zoho call of endpoint i cost credits; remaining: the answer's
+ * X-API-CREDITS-REMAINING, -1 when it had none (more than half left). */
+void metrics_spend(struct metrics *m, size_t i, int credits, long remaining);
 /* Render the Prometheus text exposition into a fresh heap string.
  * spool_depth < 0 omits the gauge. */
 char *metrics_render(struct metrics *m, long spool_depth);

@@ -486,7 +486,7 @@ char *schema_safe_cast_expr(enum field_kind kind, const char *expr)
 	case FIELD_MULTI:
 		return schema_cast_expr(kind, expr);
 	default:
-		/* try_cast: 003_cells.sql */
+		/* try_cast: sql/005_cells.sql */
 		return xasprintf("try_cast(NULLIF(%s, ''), NULL::%s)", expr, schema_kind_pg_type(kind));
 	}
 }

@@ -7,6 +7,7 @@
  * them open (fastcgi_keep_conn) without pinning a thread each.
  * SIGTERM/SIGINT: stop accepting, let in-flight requests finish, exit 0. */
 #include "cfg.h"
+#include "credcheck.h"
 #include "http.h"
 #include "log.h"
 #include "spool.h"
@@ -40,6 +41,9 @@ static void usage(FILE *f)
 		"  -l, --listen SPEC    unix:/path/to.sock or host:port\n"
 		"  -t, --threads N      worker threads (default: [webhook] threads)\n"
 		"      --check-config   validate the configuration, print it, exit\n"
+		"      --check-credentials  refresh the shared Zoho token and make one\n"
+		"                       cheap call with it; print ok or why not, exit\n"
+		"                       0, 77 (refused) or 75 (Zoho unreachable)\n"
 		"      --sample-config  print a commented sample configuration (every key\n"
 		"                       with its default) and exit\n"
 		"  -v, --verbose        debug logging\n"
@@ -297,6 +301,7 @@ int main(int argc, char **argv)
 		{"listen", required_argument, NULL, 'l'},
 		{"threads", required_argument, NULL, 't'},
 		{"check-config", no_argument, NULL, 'C'},
+		{"check-credentials", no_argument, NULL, 'K'},
 		{"sample-config", no_argument, NULL, 'S'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"quiet", no_argument, NULL, 'q'},
@@ -306,7 +311,7 @@ int main(int argc, char **argv)
 	};
 	const char *config = NULL, *listen_spec = NULL;
 	long threads = 0;
-	bool check_only = false;
+	bool check_only = false, check_creds = false;
 	enum log_level level = LOG_LVL_INFO;
 	struct cfg *cfg = NULL;
 	struct app app;
@@ -335,6 +340,9 @@ int main(int argc, char **argv)
 			break;
 		case 'C':
 			check_only = true;
+			break;
+		case 'K':
+			check_creds = true;
 			break;
 		case 'S':
 			/* Needs no configuration: etc/zcrm-sync.conf.example is made
@@ -381,6 +389,12 @@ int main(int argc, char **argv)
 		cfg_free(cfg);
 		return EX_OK;
 	}
+	if (check_creds) {
+		enum rc crc = credcheck_run(cfg, NULL, stdout);
+		log_clear_secrets();
+		cfg_free(cfg);
+		return rc_exit_code(crc);
+	}
 	if (threads == 0)
 		threads = cfg->threads;
 	if (spool_init(cfg->spool_dir) != RC_OK) {
@@ -416,6 +430,10 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	set_identity(app.metrics, cfg, app.listen_fd);
+	const char *endpoints[ZOHO_EP__COUNT];
+	for (size_t i = 0; i < ZOHO_EP__COUNT; i++)
+		endpoints[i] = zoho_endpoint_name((enum zoho_endpoint)i);
+	metrics_set_endpoints(app.metrics, endpoints, ZOHO_EP__COUNT);
 	app.conns = conns_new(&app, app.listen_fd);
 	if (!app.conns) {
 		status = EX_OSERR;

@@ -571,6 +571,11 @@ void webhook_handle(struct worker *w, FCGX_Request *const *reqs, size_t n)
 	log_set_context(NULL, NULL);
 }
 
+static void count_spend(void *arg, enum zoho_endpoint ep, int credits, long remaining)
+{
+	metrics_spend(arg, (size_t)ep, credits, remaining);
+}
+
 static bool ensure_zoho(struct worker *w)
 {
 	const struct cfg *cfg = w->app->cfg;
@@ -586,6 +591,8 @@ static bool ensure_zoho(struct worker *w)
 	}
 	memset(&zo, 0, sizeof(zo));
 	zo.http.stop = &w->app->stop;
+	zo.on_spend = count_spend;
+	zo.spend_arg = w->app->metrics;
 	if (zoho_new(cfg, w->tokdb, &zo, &w->zoho) != RC_OK) {
 		log_warn("cannot set up the Zoho client", "");
 		return false;

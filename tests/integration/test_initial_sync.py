@@ -367,8 +367,8 @@ def test_kill_9_mid_export_resumes(db, stack, zcrm_env, run_program):
 
     first, second = runs(db)
     # killed -9: nobody could record the end; the next run, holding the
-    # lock, knows it is over and marks it interrupted
-    assert first["outcome"] == "interrupted"
+    # lock, knows it is over and marks it abandoned
+    assert first["outcome"] == "abandoned"
     assert second["outcome"] == "ok"
     assert second["pages"] == 7 - page_at_kill + 1
     assert second["rows_seen"] == 3200 - (page_at_kill - 1) * 500

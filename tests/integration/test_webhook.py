@@ -940,7 +940,7 @@ def test_healthz(stack, pg):
     assert headers.get("Content-Type") == "application/json"
     assert headers.get("Cache-Control") == "no-store"
     h = jbody(raw)
-    nmig = len(list((REPO / "sql").glob("[0-9]*.sql")))
+    nmig = max(int(p.name.split("_")[0]) for p in (REPO / "sql").glob("[0-9]*.sql"))
     assert h["status"] == "ok" and h["schema_version"] == nmig
     assert stack.db.value("SELECT max(version) FROM zcrm.schema_migrations") == nmig
     assert re.match(r"^\d+\.\d+\.\d+", h["version"])
@@ -965,7 +965,7 @@ def test_webhook_migrates_an_empty_database(db, nginx_factory, webhook_factory, 
     ng = nginx_factory()
     cfg = config_factory({"webhook": {"fetch": False}}, nginx=ng)
     webhook_factory(config=cfg, nginx=ng)
-    nmig = len(list((REPO / "sql").glob("[0-9]*.sql")))
+    nmig = max(int(p.name.split("_")[0]) for p in (REPO / "sql").glob("[0-9]*.sql"))
 
     def healthy():
         status, _, raw = http("GET", ng.url + "/zcrm/healthz")

@@ -1,4 +1,4 @@
--- 003_cells.sql — a bad cell costs that cell, not the module (issue 14,
+-- 005_cells.sql — a bad cell costs that cell, not the module (issue 14,
 -- item 3), and an export that lacks a known column says so (item 2).
 --
 -- A value Zoho sends that does not cast to its column's type ("lots" in a
