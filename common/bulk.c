@@ -2,6 +2,7 @@
 #include "bulk.h"
 #include "bulkload.h"
 #include "credits.h"
+#include "fetch.h"
 #include "log.h"
 #include "syncstate.h"
 
@@ -10,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,6 +138,23 @@ static enum rc wait_job(struct bulk_ctx *ctx, const char *module, int page, int6
 	}
 }
 
+/* The rows of pages that lacked a known column wait in dirty: fetch them
+ * now, with every field. A failure leaves them there (with backoff) for
+ * the webhook or the next run, and is only a warning. */
+static void fetch_deferred(struct bulk_ctx *ctx, const char *module, long deferred)
+{
+	struct fetch_stats fs;
+	char err[512];
+
+	log_info("fetching the rows the export could not give whole", "rows=%ld", deferred);
+	if (fetch_dirty(ctx->data, ctx->zoho, module, SIZE_MAX, &fs, err, sizeof(err)) != RC_OK)
+		log_warn("fetch of the rows the export could not give whole failed; they stay dirty",
+			 "err=%s", log_q(err));
+	else
+		log_info("fetched the rows the export could not give whole",
+			 "claimed=%ld returned=%ld missing=%ld", fs.claimed, fs.returned, fs.missing);
+}
+
 /* Merge the downloaded page and move the checkpoint, in one transaction. */
 static enum rc merge_page(struct bulk_ctx *ctx, const char *module,
 			  const struct module_schema *schema, const char *kind, const char *zip,
@@ -166,6 +185,24 @@ static enum rc merge_page(struct bulk_ctx *ctx, const char *module,
 			 page, ls->rows_staged, expected);
 		rc = RC_BADINPUT;
 		goto fail;
+	}
+	if (!ctx->ids_only) {
+		if (ls->missing[0])
+			log_warn("export lacks known columns; its rows are fetched by id instead",
+				 "page=%d columns=%s rows=%ld hint=%s", page, log_q(ls->missing),
+				 ls->rows_deferred,
+				 log_q("a field hidden from the API user by field-level permission, "
+				       "or renamed: check the user's profile; re-run initial_sync "
+				       "after a rename"));
+		if (ls->extra[0])
+			log_warn("export has columns the fields metadata does not know; ignored",
+				 "page=%d columns=%s hint=%s", page, log_q(ls->extra),
+				 log_q("a field added or renamed in Zoho: re-run initial_sync to add "
+				       "its column"));
+		rc = sync_set_export_columns(ctx->data, module, ls->missing, ls->extra,
+					     ls->rows_deferred);
+		if (rc)
+			goto dberr;
 	}
 	if (more)
 		rc = sync_set_bulk(ctx->data, module, kind, page + 1, 0, started, from, to);
@@ -321,6 +358,8 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 		res->last_page = page;
 		res->rows_seen += ls.rows_staged;
 		res->rows_applied += ls.rows_applied;
+		res->cells_nulled += ls.cells_nulled;
+		res->rows_deferred += ls.rows_deferred;
 		res->bytes += (uint64_t)bytes;
 		res->started = started;
 		progress_line(ctx, module, page, "merged", res, t0);
@@ -344,6 +383,8 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 		fputc('\n', stderr);
 	res->started = started;
 	rc = RC_OK;
+	if (res->rows_deferred > 0)
+		fetch_deferred(ctx, module, res->rows_deferred);
 	goto out;
 dberr:
 	snprintf(err, errlen, "%s", db_error(ctx->data));

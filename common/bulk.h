@@ -45,10 +45,16 @@ struct bulk_result {
 	long rows_applied;
 	uint64_t bytes;
 	int64_t started;        /* Zoho's creation time of the first job */
+	long cells_nulled;      /* cells that did not cast, stored as NULL */
+	long rows_deferred;     /* rows of pages lacking a known column: fetched by id */
 };
 
 /* kind: "initial" | "incremental" | "reconcile". from/to bound
- * Modified_Time ([from, to), 0 = unbounded). fields NULL: all fields. */
+ * Modified_Time ([from, to), 0 = unbounded). fields NULL: all fields.
+ * A page whose CSV lacks a known column is not merged: the ids of its rows
+ * that could apply go to dirty and are fetched by id (fetch.h) once the
+ * export is done; a fetch that fails leaves them in dirty for the next
+ * fetcher and is not an error of the export. */
 enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct module_schema *schema,
 		    const char *kind, int64_t from, int64_t to, enum merge_rule rule,
 		    struct bulk_result *res, char *err, size_t errlen) ZCRM_MUSTCHECK;

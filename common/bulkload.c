@@ -143,6 +143,7 @@ static enum rc advance(struct loader *L, bool wait, char *err, size_t errlen)
 		if (!wait && !merge_apply_ready(L->merging))
 			return RC_OK;
 		rc = merge_apply_finish(L->merging, &applied, err, errlen);
+		L->stats->cells_nulled += merge_stage_cells_nulled(L->merging);
 		merge_stage_free(L->merging);
 		L->merging = NULL;
 		L->stats->rows_applied += applied;
@@ -157,6 +158,15 @@ static enum rc advance(struct loader *L, bool wait, char *err, size_t errlen)
 		long added = 0;
 		rc = merge_collect_ids(st, &added, err, errlen);
 		L->stats->rows_applied += added;
+		merge_stage_free(st);
+		return rc;
+	}
+	if (L->stats->missing[0]) {
+		long deferred = 0;
+		char *why = xasprintf("bulk export lacked column(s) %s", L->stats->missing);
+		rc = merge_defer(st, L->opts->tie_before, why, &deferred, err, errlen);
+		L->stats->rows_deferred += deferred;
+		free(why);
 		merge_stage_free(st);
 		return rc;
 	}
@@ -193,6 +203,45 @@ static enum rc chunk_close(struct loader *L, char *err, size_t errlen)
 	return advance(L, false, err, errlen);
 }
 
+/* Append name to the comma-separated list buf (cut with "..."). */
+static void list_add(char *buf, const char *name)
+{
+	size_t len = strlen(buf), cap = BULKLOAD_COLUMNS_MAX;
+
+	if (len >= 3 && !strcmp(buf + len - 3, "..."))
+		return;
+	int n = snprintf(buf + len, cap - len, "%s%s", len ? "," : "", name);
+	if (n < 0 || (size_t)n >= cap - len)
+		snprintf(buf + (len < cap - 4 ? len : cap - 4), 4, "...");
+}
+
+/* Which of the module's columns the CSV lacks, and which CSV columns the
+ * module does not know (stats->missing, stats->extra). Expected: the fields
+ * of the latest fields metadata (a field Zoho deleted keeps its column but
+ * is not expected), except those of types Bulk Read does not export
+ * (fileupload, multiselectlookup, subform: the JSON kind, schema.h) and
+ * Created_Time, which never changes once a record exists, so lacking it
+ * cannot leave a stale value. */
+static void check_columns(struct loader *L)
+{
+	const struct module_schema *sc = L->schema;
+
+	for (size_t i = 0; i < sc->ncols; i++) {
+		const struct zcolumn *c = &sc->cols[i];
+		bool found = false;
+		if (!c->listed || c->kind == FIELD_JSON || !strcmp(c->column, "created_time"))
+			continue;
+		for (size_t h = 0; h < L->ncols && !found; h++)
+			found = !strcmp(L->names[h], c->api_name) ||
+				(!strcmp(c->column, "id") && !strcasecmp(L->names[h], "id"));
+		if (!found)
+			list_add(L->stats->missing, c->api_name);
+	}
+	for (size_t h = 0; h < L->ncols; h++)
+		if (strcasecmp(L->names[h], "id") != 0 && !schema_column(sc, L->names[h]))
+			list_add(L->stats->extra, L->names[h]);
+}
+
 /* Header parsed: the column names, and the first chunk. */
 static enum rc header_done(struct loader *L, struct csvhead *head, char *err, size_t errlen)
 {
@@ -204,6 +253,9 @@ static enum rc header_done(struct loader *L, struct csvhead *head, char *err, si
 	L->names = xcalloc(L->ncols, sizeof(*L->names));
 	for (size_t i = 0; i < L->ncols; i++)
 		L->names[i] = csvhead_col(head, i);
+	/* Reconcile asks for id and Modified_Time only. */
+	if (!L->opts->ids_only)
+		check_columns(L);
 	return chunk_open(L, 1, err, errlen);
 }
 

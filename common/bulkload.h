@@ -32,11 +32,23 @@
  * each; measured in docs/benchmarks.md. */
 #define BULKLOAD_CHUNK (8u << 20)
 
+/* Room for the column names a page lacked or had in excess, comma-
+ * separated (cut with "..." beyond it). */
+#define BULKLOAD_COLUMNS_MAX 512
+
 struct bulkload_stats {
 	long rows_staged;
 	long rows_applied;
 	uint64_t bytes_zip;
 	uint64_t bytes_csv;
+	long cells_nulled;      /* cells that did not cast, stored as NULL (merge.h) */
+	/* Against the module's columns (not with ids_only): known columns the
+	 * CSV lacks - then no row of the page is merged: the ids the bulk rule
+	 * could apply go to dirty (rows_deferred), to be fetched by id - and
+	 * CSV columns the fields metadata does not know (ignored). "" if none. */
+	char missing[BULKLOAD_COLUMNS_MAX];
+	char extra[BULKLOAD_COLUMNS_MAX];
+	long rows_deferred;
 };
 
 /* How the staged rows are used. */

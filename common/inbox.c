@@ -55,7 +55,9 @@ static enum rc apply_values(struct db *db, const struct module_schema *schema,
 		char ref[16];
 		snprintf(ref, sizeof(ref), "$%zu", n + 1);
 		char *qc = db_quote_ident(db, c->column);
-		char *cast = schema_cast_expr(c->kind, ref);
+		/* A value that does not cast is a preview's NULL; the fetch that
+		 * follows records it in cell_errors (merge.h). */
+		char *cast = schema_safe_cast_expr(c->kind, ref);
 		char *more = xasprintf("%s%s%s = %s", sets, *sets ? ", " : "", qc, cast);
 		free(sets);
 		sets = more;

@@ -31,6 +31,7 @@ struct merge_stage {
 	enum merge_rule rule;
 	int64_t tie_before;
 	char *source;
+	long cells_nulled;  /* bad cells stored as NULL by the retry (scrub) */
 };
 
 struct sb {
@@ -583,9 +584,149 @@ fail:
 	return rc;
 }
 
+/* The type a staged column is cast to by the merge, if that cast can
+ * fail: text, multi-select and JSON never do (cast_expr). */
+static const char *fallible_type(const struct zcolumn *c)
+{
+	if (!strcmp(c->column, "id"))
+		return "bigint";
+	switch (c->kind) {
+	case FIELD_INT:
+	case FIELD_LOOKUP:
+	case FIELD_NUMERIC:
+	case FIELD_BOOL:
+	case FIELD_DATE:
+	case FIELD_DATETIME:
+		return schema_kind_pg_type(c->kind);
+	default:
+		return NULL;
+	}
+}
+
+static bool data_exception(struct db *db)
+{
+	return !strncmp(db_sqlstate(db), "22", 2);
+}
+
+/* Does every staged cell of header qh cast to type? One cheap pass of the
+ * plain cast, under a savepoint of its own. */
+static enum rc probe_column(struct merge_stage *st, const char *qh, const char *type,
+			    bool *bad)
+{
+	char *sql = xasprintf("SELECT count(NULLIF(s.%s, '')::%s) FROM %s s", qh, type, st->table);
+	enum rc rc = db_exec(st->db, "SAVEPOINT zcrm_probe", 0, NULL, NULL);
+
+	*bad = false;
+	if (!rc) {
+		rc = db_exec(st->db, sql, 0, NULL, NULL);
+		if (rc && data_exception(st->db)) {
+			*bad = true;
+			rc = db_exec(st->db, "ROLLBACK TO SAVEPOINT zcrm_probe", 0, NULL, NULL);
+		} else if (!rc) {
+			rc = db_exec(st->db, "RELEASE SAVEPOINT zcrm_probe", 0, NULL, NULL);
+		}
+	}
+	free(sql);
+	return rc;
+}
+
+/* The cells of header h (column c, cast to type) that do not cast: into
+ * cell_errors (one row per record and field, kept up to date), and NULL in
+ * the staging table; *nulled counts them. The id column is scrubbed first,
+ * so the record ids read here cast. */
+static enum rc scrub_column(struct merge_stage *st, const char *header, const struct zcolumn *c,
+			    const char *type, const char *qid, long *nulled)
+{
+	struct db_res *res = NULL;
+	char *qh = db_quote_ident(st->db, header);
+	char *rid = !strcmp(c->column, "id") ? xstrdup("NULL::bigint") :
+					       xasprintf("NULLIF(s.%s, '')::bigint", qid);
+	char *sql = xasprintf(
+		"WITH bad AS (SELECT d.value, d.error FROM (SELECT v.value,"
+		"   cast_error(v.value, $3::regtype) AS error"
+		"   FROM (SELECT DISTINCT s.%s AS value FROM %s s WHERE s.%s <> '') v) d"
+		"  WHERE d.error IS NOT NULL),"
+		" rec AS (INSERT INTO cell_errors AS e (module, id, field, value, error, source)"
+		"  SELECT DISTINCT ON (r.id) $1, r.id, $2, r.value, r.error, $4"
+		"  FROM (SELECT %s AS id, b.value, b.error FROM %s s JOIN bad b ON s.%s = b.value) r"
+		"  ORDER BY r.id"
+		"  ON CONFLICT (module, id, field) DO UPDATE SET value = excluded.value,"
+		"   error = excluded.error, source = excluded.source, seen_at = now()"
+		"  RETURNING e.id, e.value, e.error),"
+		" upd AS (UPDATE %s s SET %s = NULL FROM bad b WHERE s.%s = b.value RETURNING 1)"
+		" SELECT (SELECT count(*) FROM upd), x.id::text, x.value, x.error"
+		" FROM (SELECT 1) one LEFT JOIN (SELECT * FROM rec ORDER BY id NULLS LAST LIMIT 1) x"
+		"  ON true",
+		qh, st->table, qh, rid, st->table, qh, st->table, qh, qh);
+	enum rc rc = db_exec(st->db, sql, 4,
+			     (const char *[]){st->schema->module, c->api_name, type, st->source},
+			     &res);
+
+	*nulled = 0;
+	if (!rc && db_res_rows(res) == 1) {
+		*nulled = strtol(db_res_get(res, 0, 0), NULL, 10);
+		const char *id = db_res_get(res, 0, 1);
+		if (*nulled > 0)
+			log_warn("cells that do not cast to their column's type stored as NULL",
+				 "field=%s column=%s type=%s cells=%ld id=%s value=%s err=%s",
+				 log_q(c->api_name), log_q(c->column), type, *nulled,
+				 id ? id : "none", log_q(db_res_get(res, 0, 2)),
+				 log_q(db_res_get(res, 0, 3)));
+	}
+	db_res_free(res);
+	free(sql);
+	free(rid);
+	free(qh);
+	return rc;
+}
+
+/* After a cast failed (SQLSTATE class 22) and the merge was rolled back to
+ * its savepoint: find the staged columns whose cells do not all cast, and
+ * scrub them (above). *nulled 0: no cell found to blame. The statement
+ * that failed is not touched: the fast path keeps its one plain cast. */
+static enum rc scrub_cells(struct merge_stage *st, long *nulled)
+{
+	const struct module_schema *sc = st->schema;
+	char *qid = NULL;
+	enum rc rc = RC_OK;
+
+	*nulled = 0;
+	for (size_t i = 0; i < st->nheaders && !qid; i++)
+		if (!strcasecmp(st->headers[i], "id"))
+			qid = db_quote_ident(st->db, st->headers[i]);
+	if (!qid)
+		return RC_INTERNAL; /* check_headers refused it */
+	/* Two passes: the id column first, then the others. */
+	for (int pass = 0; pass < 2 && !rc; pass++) {
+		for (size_t i = 0; i < sc->ncols && !rc; i++) {
+			const struct zcolumn *c = &sc->cols[i];
+			const char *type = fallible_type(c);
+			int h = header_of((const char *const *)st->headers, st->nheaders, c);
+			bool is_id = !strcmp(c->column, "id"), bad = false;
+			long n = 0;
+			if (!type || h < 0 || is_id != (pass == 0))
+				continue;
+			char *qh = db_quote_ident(st->db, st->headers[h]);
+			rc = probe_column(st, qh, type, &bad);
+			free(qh);
+			if (!rc && bad)
+				rc = scrub_column(st, st->headers[h], c, type, qid, &n);
+			*nulled += n;
+		}
+	}
+	free(qid);
+	return rc;
+}
+
+/* How many times a merge is retried after scrubbing bad cells: once is
+ * enough unless a scrub missed one (then the error stands). */
+#define SCRUBS_MAX 2
+
 enum rc merge_apply_finish(struct merge_stage *st, long *applied, char *err, size_t errlen)
 {
 	struct db_res *res = NULL;
+	char *cast_err = NULL;
+	int scrubs = 0;
 	enum rc rc;
 
 	*applied = 0;
@@ -593,35 +734,69 @@ enum rc merge_apply_finish(struct merge_stage *st, long *applied, char *err, siz
 		return RC_INTERNAL;
 	st->in_flight = false;
 	rc = db_wait(st->db, &res);
-	/* 21000: the page holds an id twice ("cannot affect row a second
-	 * time"); 23505, MERGE only: another writer inserted an id since our
-	 * snapshot. ON CONFLICT resolves the second, its dedup form the first. */
-	while (rc && st->form != FORM_DEDUP &&
-	       (!strcmp(db_sqlstate(st->db), "21000") ||
-		(st->form == FORM_MERGE && !strcmp(db_sqlstate(st->db), "23505")))) {
+	while (rc) {
+		/* 21000: the page holds an id twice ("cannot affect row a second
+		 * time"); 23505, MERGE only: another writer inserted an id since
+		 * our snapshot. ON CONFLICT resolves the second, its dedup form
+		 * the first. */
 		bool repeated = !strcmp(db_sqlstate(st->db), "21000");
-		log_info(repeated ? "page holds repeated ids; merging the newest of each" :
-				    "rows inserted meanwhile; merging with ON CONFLICT",
-			 "");
+		bool raced = st->form == FORM_MERGE && !strcmp(db_sqlstate(st->db), "23505");
+		/* Class 22 (a value that does not cast: "lots" in a bigint
+		 * column): the bad cells become NULL and are recorded, then the
+		 * same statement runs again. */
+		bool cast = data_exception(st->db) && scrubs < SCRUBS_MAX;
+		if (!cast && (st->form == FORM_DEDUP || (!repeated && !raced)))
+			break;
+		if (cast) {
+			free(cast_err);
+			cast_err = xstrdup(db_error(st->db));
+		} else {
+			log_info(repeated ? "page holds repeated ids; merging the newest of each" :
+					    "rows inserted meanwhile; merging with ON CONFLICT",
+				 "");
+		}
 		rc = db_exec(st->db, "ROLLBACK TO SAVEPOINT zcrm_merge", 0, NULL, NULL);
 		if (rc)
 			break;
-		st->form = repeated ? FORM_DEDUP : FORM_UPSERT;
+		if (cast) {
+			long n = 0;
+			scrubs++;
+			rc = scrub_cells(st, &n);
+			if (rc)
+				break;
+			if (n == 0) {
+				/* Nothing to blame: the error stands. */
+				snprintf(err, errlen, "merge: %s", cast_err);
+				rc = RC_DB;
+				goto out;
+			}
+			st->cells_nulled += n;
+		} else {
+			st->form = repeated ? FORM_DEDUP : FORM_UPSERT;
+		}
 		char *sql = form_sql(st);
+		db_res_free(res);
+		res = NULL;
 		rc = db_exec(st->db, sql, 0, NULL, &res);
 		free(sql);
 	}
 	if (!rc)
 		*applied = db_res_affected(res);
-	db_res_free(res);
 	if (!rc)
 		rc = db_exec(st->db, "RELEASE SAVEPOINT zcrm_merge", 0, NULL, NULL);
 	if (!rc)
 		rc = drop_chunk(st);
-	if (!rc)
-		return RC_OK;
-	snprintf(err, errlen, "merge: %s", db_error(st->db));
+	if (rc)
+		snprintf(err, errlen, "merge: %s", db_error(st->db));
+out:
+	db_res_free(res);
+	free(cast_err);
 	return rc;
+}
+
+long merge_stage_cells_nulled(const struct merge_stage *st)
+{
+	return st->cells_nulled;
 }
 
 bool merge_apply_ready(struct merge_stage *st)
@@ -674,6 +849,53 @@ out:
 	if (rc)
 		snprintf(err, errlen, "reconcile ids: %s", db_error(st->db));
 	free(sql);
+	return rc;
+}
+
+enum rc merge_defer(struct merge_stage *st, int64_t tie_before, const char *why, long *deferred,
+		    char *err, size_t errlen)
+{
+	struct db_res *res = NULL;
+	char *qtable = db_quote_ident(st->db, st->schema->table);
+	char *qid = NULL, *sql = NULL;
+	char tb[24];
+	enum rc rc;
+
+	*deferred = 0;
+	st->read = true;
+	for (size_t i = 0; i < st->nheaders && !qid; i++)
+		if (!strcasecmp(st->headers[i], "id"))
+			qid = db_quote_ident(st->db, st->headers[i]);
+	snprintf(tb, sizeof(tb), "%lld", (long long)tie_before);
+	/* The rows the bulk rule could apply: not held, or held older (or a
+	 * tie the rule re-checks); never over a newer tombstone. */
+	sql = xasprintf(
+		"INSERT INTO dirty AS d (module, id, server_time, attempts, next_try, last_error)"
+		" SELECT DISTINCT ON (n.id) $1, n.id, n.modified_time, 0, now(), $2"
+		" FROM (SELECT NULLIF(s.%s, '')::bigint AS id,"
+		"  NULLIF(s.\"Modified_Time\", '')::timestamptz AS modified_time FROM %s s) n"
+		" LEFT JOIN %s t ON t.id = n.id"
+		" WHERE n.id IS NOT NULL AND n.modified_time IS NOT NULL AND (t.id IS NULL"
+		"  OR ((t.modified_time IS NULL OR t.modified_time < n.modified_time"
+		"    OR (t.modified_time = n.modified_time AND t.synced_at < to_timestamp($3::bigint)))"
+		"   AND (t.deleted_at IS NULL OR t.deleted_at < n.modified_time"
+		"    OR t.deleted_at < to_timestamp($3::bigint))))"
+		" ORDER BY n.id, n.modified_time DESC"
+		" ON CONFLICT (module, id) DO UPDATE SET"
+		"  server_time = greatest(d.server_time, excluded.server_time),"
+		"  next_try = least(d.next_try, now()), last_error = excluded.last_error",
+		qid ? qid : "id", st->table, qtable);
+	rc = db_exec(st->db, sql, 3, (const char *[]){st->schema->module, why, tb}, &res);
+	if (!rc)
+		*deferred = db_res_affected(res);
+	db_res_free(res);
+	if (!rc)
+		rc = drop_chunk(st);
+	if (rc)
+		snprintf(err, errlen, "deferring rows to a fetch: %s", db_error(st->db));
+	free(sql);
+	free(qid);
+	free(qtable);
 	return rc;
 }
 

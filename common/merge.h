@@ -61,6 +61,14 @@ enum rc merge_apply_start(struct merge_stage *st, enum merge_rule rule, int64_t 
 			  const char *source, char *err, size_t errlen) ZCRM_MUSTCHECK;
 enum rc merge_apply_finish(struct merge_stage *st, long *applied, char *err,
 			   size_t errlen) ZCRM_MUSTCHECK;
+/* A value that does not cast to its column's type (SQLSTATE class 22:
+ * "lots" in a bigint column) costs that cell, not the page: the merge is
+ * rolled back to its savepoint, the staged cells that do not cast are
+ * recorded in cell_errors (module, id, field, value, error), logged, and
+ * set to NULL, and the same statement runs again. A row whose id or
+ * Modified_Time does not cast is skipped, as one without them. The
+ * statement of a merge without a bad cell is unchanged. */
+long merge_stage_cells_nulled(const struct merge_stage *st);
 /* True once merge_apply_finish would not wait for the server. */
 bool merge_apply_ready(struct merge_stage *st);
 /* Reconcile's use of the staged rows instead of a merge: (id,
@@ -68,6 +76,14 @@ bool merge_apply_ready(struct merge_stage *st);
  * (created if missing). */
 enum rc merge_collect_ids(struct merge_stage *st, long *added, char *err,
 			  size_t errlen) ZCRM_MUSTCHECK;
+
+/* Instead of a merge, for a bulk page that lacks a known column: the ids
+ * of the staged rows the bulk rule could apply (tie_before as
+ * merge_apply) go to dirty (server_time = their Modified_Time, last_error
+ * why), to be fetched by id with every field. Nothing is merged, so no row
+ * takes a Modified_Time whose values it does not hold. */
+enum rc merge_defer(struct merge_stage *st, int64_t tie_before, const char *why, long *deferred,
+		    char *err, size_t errlen) ZCRM_MUSTCHECK;
 
 /* Chunks: a page staged piece by piece on a second connection (stager,
  * autocommit) into UNLOGGED tables <schema>_stage.c<pid>_<seq>, each merged

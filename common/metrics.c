@@ -17,7 +17,7 @@ static const int status_codes[MS__COUNT] = {200, 400, 403, 404, 405, 413, 415, 5
 
 /* A label value as the text format wants it: \\, \" and \n escaped;
  * cut (never mid-escape) to fit. */
-static void label_value(char *dst, size_t cap, const char *src)
+void metrics_label_value(char *dst, size_t cap, const char *src)
 {
 	size_t n = 0;
 	for (const char *p = src; *p; p++) {
@@ -60,8 +60,8 @@ void metrics_spend(struct metrics *m, size_t i, int credits, long remaining)
 
 void metrics_set_identity(struct metrics *m, const char *instance, const char *host)
 {
-	label_value(m->webhook, sizeof(m->webhook), instance);
-	label_value(m->host, sizeof(m->host), host);
+	metrics_label_value(m->webhook, sizeof(m->webhook), instance);
+	metrics_label_value(m->host, sizeof(m->host), host);
 }
 
 void metrics_free(struct metrics *m)

@@ -61,6 +61,9 @@ const char *metrics_route_name(enum metrics_route route);
 /* The webhook's identity: instance (the webhook label), its host name;
  * call before any thread reads m. */
 void metrics_set_identity(struct metrics *m, const char *instance, const char *host);
+/* src as a Prometheus label value (backslash, quote, newline escaped) into
+ * dst, cut to fit cap. */
+void metrics_label_value(char *dst, size_t cap, const char *src);
 /* Name the endpoints credits are counted by (static strings, at most
  * METRICS_MAX_ENDPOINTS); call before any thread reads m. */
 void metrics_set_endpoints(struct metrics *m, const char *const *names, size_t n);

@@ -340,7 +340,8 @@ enum rc schema_load(struct db *db, const char *module, struct module_schema **ou
 
 	*out = NULL;
 	rc = db_prepared(db, "schema_load",
-			 "SELECT f.api_name, f.column_name, f.data_type, f.pg_type"
+			 "SELECT f.api_name, f.column_name, f.data_type, f.pg_type,"
+			 " f.last_seen >= max(f.last_seen) OVER ()"
 			 " FROM fields f JOIN sync_state s ON s.module = f.module AND s.table_ready"
 			 " WHERE f.module = $1 ORDER BY f.first_seen, f.api_name",
 			 1, p, &res);
@@ -362,6 +363,7 @@ enum rc schema_load(struct db *db, const char *module, struct module_schema **ou
 		c->data_type = xstrdup(db_res_get(res, i, 2));
 		c->kind = kind_from_pg_type(db_res_get(res, i, 3), c->data_type);
 		c->pg_type = schema_kind_pg_type(c->kind);
+		c->listed = db_res_get(res, i, 4)[0] == 't';
 	}
 	db_res_free(res);
 	*out = s;
@@ -474,5 +476,17 @@ char *schema_cast_expr(enum field_kind kind, const char *expr)
 		return xasprintf("NULLIF(%s, '')::jsonb", expr);
 	default:
 		return xasprintf("NULLIF(%s, '')::%s", expr, schema_kind_pg_type(kind));
+	}
+}
+
+char *schema_safe_cast_expr(enum field_kind kind, const char *expr)
+{
+	switch (kind) {
+	case FIELD_TEXT:
+	case FIELD_MULTI:
+		return schema_cast_expr(kind, expr);
+	default:
+		/* try_cast: sql/005_cells.sql */
+		return xasprintf("try_cast(NULLIF(%s, ''), NULL::%s)", expr, schema_kind_pg_type(kind));
 	}
 }

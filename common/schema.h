@@ -12,6 +12,7 @@
 #include "db.h"
 #include "rc.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* How a value is written as text for the typed cast (CSV and JSON alike). */
@@ -42,6 +43,8 @@ struct zcolumn {
 	char *data_type;
 	enum field_kind kind;
 	const char *pg_type;    /* static string */
+	bool listed;            /* in the latest fields metadata (a field Zoho
+				 * dropped keeps its column, unlisted) */
 };
 
 struct module_schema {
@@ -77,5 +80,8 @@ char *schema_json_cell(struct json_object *v, enum field_kind kind);
 /* SQL casting the text expression expr (a column or $n) to the kind's
  * type, empty text being NULL. Caller frees. */
 char *schema_cast_expr(enum field_kind kind, const char *expr);
+/* The same, but a value that does not cast gives NULL instead of an error
+ * (slower: for a few values, never for a page). Caller frees. */
+char *schema_safe_cast_expr(enum field_kind kind, const char *expr);
 
 #endif

@@ -1,10 +1,12 @@
 /* status.c — operator status report (see status.h). */
 #include "status.h"
 #include "credits.h"
+#include "metrics.h"
 #include "schema.h"
 #include "spool.h"
 
 #include <json-c/json.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -17,6 +19,41 @@ static json_object *jstr_or_null(const char *s)
 static json_object *jint_or_null(const char *s)
 {
 	return s ? json_object_new_int64(strtoll(s, NULL, 10)) : NULL;
+}
+
+/* The newest cells stored as NULL because they did not cast (merge.h),
+ * as "cell_errors_recent": [{id, field, value, error, seen}]. */
+#define CELL_ERRORS_SHOWN 5
+
+static enum rc cell_errors_recent(struct db *db, const char *module, json_object *o)
+{
+	struct db_res *res = NULL;
+	char lim[16];
+	enum rc rc;
+
+	snprintf(lim, sizeof(lim), "%d", CELL_ERRORS_SHOWN);
+	rc = db_prepared(db, "status_cells",
+			 "SELECT id::text, field, value, error,"
+			 " to_char(seen_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+			 " FROM cell_errors WHERE module = $1 ORDER BY seen_at DESC, id, field"
+			 " LIMIT $2::int",
+			 2, (const char *[]){module, lim}, &res);
+	if (rc)
+		goto out;
+	json_object *arr = json_object_new_array();
+	for (int i = 0; i < db_res_rows(res); i++) {
+		json_object *c = json_object_new_object();
+		json_object_object_add(c, "id", jint_or_null(db_res_get(res, i, 0)));
+		json_object_object_add(c, "field", jstr_or_null(db_res_get(res, i, 1)));
+		json_object_object_add(c, "value", jstr_or_null(db_res_get(res, i, 2)));
+		json_object_object_add(c, "error", jstr_or_null(db_res_get(res, i, 3)));
+		json_object_object_add(c, "seen", jstr_or_null(db_res_get(res, i, 4)));
+		json_object_array_add(arr, c);
+	}
+	json_object_object_add(o, "cell_errors_recent", arr);
+out:
+	db_res_free(res);
+	return rc;
 }
 
 /* What the runs' liveness is judged against: the server's clock before
@@ -72,7 +109,10 @@ static enum rc module_status(struct db *db, const struct liveness *lv, const cha
 			 " (SELECT count(*) FROM inbox i WHERE i.module = s.module AND processed_at IS NULL),"
 			 " (SELECT count(*) FROM coverage_gaps g WHERE g.module = s.module AND closed_at IS NULL),"
 			 " (SELECT to_char(min(gap_from) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-			 "  FROM coverage_gaps g WHERE g.module = s.module AND closed_at IS NULL)"
+			 "  FROM coverage_gaps g WHERE g.module = s.module AND closed_at IS NULL),"
+			 " (SELECT count(*) FROM cell_errors e WHERE e.module = s.module),"
+			 " export_missing, export_extra, export_deferred,"
+			 " to_char(export_checked AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 			 " FROM sync_state s WHERE module = $1",
 			 1, (const char *[]){module}, &res);
 	if (rc)
@@ -97,6 +137,12 @@ static enum rc module_status(struct db *db, const struct liveness *lv, const cha
 	json_object_object_add(o, "inbox_pending", jint_or_null(db_res_get(res, 0, 12)));
 	json_object_object_add(o, "open_gaps", jint_or_null(db_res_get(res, 0, 13)));
 	json_object_object_add(o, "oldest_gap_from", jstr_or_null(db_res_get(res, 0, 14)));
+	json_object_object_add(o, "cell_errors", jint_or_null(db_res_get(res, 0, 15)));
+	json_object_object_add(o, "export_missing_columns", jstr_or_null(db_res_get(res, 0, 16)));
+	json_object_object_add(o, "export_extra_columns", jstr_or_null(db_res_get(res, 0, 17)));
+	json_object_object_add(o, "export_rows_fetched_instead",
+			       jint_or_null(db_res_get(res, 0, 18)));
+	json_object_object_add(o, "export_columns_checked", jstr_or_null(db_res_get(res, 0, 19)));
 	const char *tr = db_res_get(res, 0, 9);
 	bool ready = tr && tr[0] == 't'; /* read before res is freed */
 	db_res_free(res);
@@ -142,6 +188,11 @@ static enum rc module_status(struct db *db, const struct liveness *lv, const cha
 		json_object_object_add(runs, db_res_get(res, i, 0), r);
 	}
 	json_object_object_add(o, "last_runs", runs);
+	db_res_free(res);
+	res = NULL;
+	rc = cell_errors_recent(db, module, o);
+	if (rc)
+		goto out;
 done:
 	*out = o;
 	o = NULL;
@@ -170,6 +221,38 @@ static void human_secs(long long s, char *buf, size_t cap)
 		snprintf(buf, cap, "%s%lldm", sign, s / 60);
 	else
 		snprintf(buf, cap, "%s%lldh%02lldm", sign, s / 3600, (s % 3600) / 60);
+}
+
+/* Cells stored as NULL, and what the last export lacked or had extra. */
+static void print_data_problems(json_object *m, FILE *out)
+{
+	json_object *v, *recent;
+	long long cells = 0;
+
+	if (json_object_object_get_ex(m, "cell_errors", &v) && v)
+		cells = json_object_get_int64(v);
+	if (cells > 0) {
+		fprintf(out, "  cells stored as NULL (they do not cast; zcrm.cell_errors): %lld\n",
+			cells);
+		if (json_object_object_get_ex(m, "cell_errors_recent", &recent)) {
+			for (size_t i = 0; i < json_object_array_length(recent); i++) {
+				json_object *c = json_object_array_get_idx(recent, i);
+				fprintf(out, "    id=%s field=%s value=\"%s\": %s\n", s_of(c, "id", "?"),
+					s_of(c, "field", "?"), s_of(c, "value", ""),
+					s_of(c, "error", ""));
+			}
+		}
+	}
+	const char *missing = s_of(m, "export_missing_columns", NULL);
+	const char *extra = s_of(m, "export_extra_columns", NULL);
+	if (missing)
+		fprintf(out,
+			"  last export lacked known columns: %s (%s of its rows fetched by id "
+			"instead)\n",
+			missing, s_of(m, "export_rows_fetched_instead", "0"));
+	if (extra)
+		fprintf(out, "  last export had columns the fields metadata does not know: %s\n",
+			extra);
 }
 
 /* What this deployment spent of the org's API credits in the last 24 h,
@@ -260,6 +343,7 @@ static void print_table(json_object *mods, long spool, FILE *out)
 		const char *err = s_of(m, "last_error", NULL);
 		if (err)
 			fprintf(out, "  last error: %s\n", err);
+		print_data_problems(m, out);
 	}
 }
 
@@ -337,5 +421,62 @@ out:
 	free(lv.holders);
 	json_object_put(mods);
 	json_object_put(root);
+	return rc;
+}
+
+enum rc status_metrics(struct db *db, const char *labels, char **out)
+{
+	static const struct {
+		const char *name, *help;
+	} gauges[] = {
+		{"zcrm_cell_errors",
+		 "Cells stored as NULL because their value did not cast to the column's type"
+		 " (zcrm.cell_errors)."},
+		{"zcrm_export_missing_columns",
+		 "Known columns the last merged Bulk Read page lacked (its rows were fetched by id)."},
+		{"zcrm_export_extra_columns",
+		 "Columns of the last merged Bulk Read page the fields metadata does not know."},
+	};
+	struct db_res *res = NULL;
+	size_t len = 0, cap = 1024;
+	char *buf = NULL;
+	enum rc rc;
+
+	*out = NULL;
+	rc = db_prepared(db, "status_metrics",
+			 "SELECT s.module, (SELECT count(*) FROM cell_errors e WHERE e.module = s.module),"
+			 " coalesce(cardinality(string_to_array(s.export_missing, ',')), 0),"
+			 " coalesce(cardinality(string_to_array(s.export_extra, ',')), 0)"
+			 " FROM sync_state s ORDER BY s.module",
+			 0, NULL, &res);
+	if (rc)
+		goto out;
+	buf = xmalloc(cap);
+	buf[0] = '\0';
+	for (size_t g = 0; g < ARRAY_LEN(gauges); g++) {
+		for (int i = -1; i < db_res_rows(res); i++) {
+			char line[2048], mod[256];
+			if (i < 0)
+				snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s gauge\n",
+					 gauges[g].name, gauges[g].help, gauges[g].name);
+			else {
+				metrics_label_value(mod, sizeof(mod), db_res_get(res, i, 0));
+				snprintf(line, sizeof(line), "%s{%smodule=\"%s\"} %s\n", gauges[g].name,
+					 labels, mod, db_res_get(res, i, (int)g + 1));
+			}
+			size_t n = strlen(line);
+			if (len + n + 1 > cap) {
+				cap = (len + n + 1) * 2;
+				buf = xrealloc(buf, cap);
+			}
+			memcpy(buf + len, line, n + 1);
+			len += n;
+		}
+	}
+	*out = buf;
+	buf = NULL;
+out:
+	free(buf);
+	db_res_free(res);
 	return rc;
 }

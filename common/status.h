@@ -20,4 +20,12 @@
 enum rc status_report(struct db *db, const char *db_err, const struct cfg *cfg,
 		      const char *const *modules, size_t n, bool json, FILE *out) ZCRM_MUSTCHECK;
 
+/* The data problems PostgreSQL holds, per module, as Prometheus gauges
+ * (text exposition, appended to the webhook's /metrics): cells stored as
+ * NULL (cell_errors), and the columns the last merged bulk page lacked or
+ * had in excess. labels: put before module= in every series (escaped
+ * `name="value",` pairs, or ""). *out: heap string, caller frees; NULL on
+ * failure. */
+enum rc status_metrics(struct db *db, const char *labels, char **out) ZCRM_MUSTCHECK;
+
 #endif

@@ -89,6 +89,22 @@ enum rc sync_set_bulk(struct db *db, const char *module, const char *kind, int p
 			   7, params, NULL);
 }
 
+enum rc sync_set_export_columns(struct db *db, const char *module, const char *missing,
+				const char *extra, long deferred)
+{
+	char d[24];
+	bool lacks = missing && *missing;
+
+	snprintf(d, sizeof(d), "%ld", deferred);
+	const char *params[4] = {module, lacks ? missing : NULL, extra && *extra ? extra : NULL,
+				 lacks ? d : NULL};
+	return db_prepared(db, "sync_set_export_columns",
+			   "UPDATE sync_state SET export_missing = $2, export_extra = $3,"
+			   " export_deferred = $4::bigint, export_checked = now(), updated_at = now()"
+			   " WHERE module = $1",
+			   4, params, NULL);
+}
+
 enum rc sync_clear_bulk(struct db *db, const char *module)
 {
 	return db_prepared(db, "sync_clear_bulk",

@@ -29,6 +29,11 @@ enum rc sync_get(struct db *db, const char *module, struct sync_row *row) ZCRM_M
 /* Record the export in progress: kind, page, job (0: none yet), started. */
 enum rc sync_set_bulk(struct db *db, const char *module, const char *kind, int page,
 		      int64_t job_id, int64_t started, int64_t from, int64_t to) ZCRM_MUSTCHECK;
+/* What the page just merged lacked (known columns) or had in excess
+ * (unknown columns), comma-separated ("" or NULL: none), and how many of
+ * its rows were sent to be fetched by id instead; for zcrm-status. */
+enum rc sync_set_export_columns(struct db *db, const char *module, const char *missing,
+				const char *extra, long deferred) ZCRM_MUSTCHECK;
 /* Forget the export in progress. */
 enum rc sync_clear_bulk(struct db *db, const char *module) ZCRM_MUSTCHECK;
 /* Move the watermark forward (never back). */

@@ -7,6 +7,7 @@
 #include "log.h"
 #include "notification.h"
 #include "spool.h"
+#include "status.h"
 #include "webhook.h"
 
 #include <json-c/json.h>
@@ -431,6 +432,19 @@ static void handle_metrics(struct worker *w, FCGX_Request *req, struct reply *r)
 	r->status = 200;
 	r->content_type = "text/plain; version=0.0.4";
 	r->body = metrics_render(w->app->metrics, spool_count(w->app->cfg->spool_dir));
+	/* The data problems PostgreSQL holds (bad cells, columns an export
+	 * lacked), shared by every host; absent while it cannot be read. */
+	char *data = NULL;
+	char *labels = xasprintf("webhook=\"%s\",", w->app->metrics->webhook);
+	if (webhook_db(w) && status_metrics(w->db, labels, &data) == RC_OK) {
+		char *both = xasprintf("%s%s", r->body, data);
+		free(r->body);
+		r->body = both;
+	} else {
+		log_debug("data metrics left out", "err=%s", log_q(w->db ? db_error(w->db) : ""));
+	}
+	free(data);
+	free(labels);
 }
 
 /* The log's req: nginx's $request_id when the snippet passes it

@@ -1723,3 +1723,22 @@ def test_affected_values_apply_at_once_to_live_rows(stack):
     assert stack.notify(upd(T0 + 3000, "Ghost Co", "6756839000000575499")) == \
         {"status": "applied"}
     assert stack.db.value("SELECT count(*) FROM zcrm.leads WHERE id = 6756839000000575499") == 0
+
+
+def test_affected_value_that_does_not_cast_is_null(stack):
+    # A value of another type in affected_values ("lots" for an integer
+    # field, after a field changed type in Zoho; issue 14 item 3) costs that
+    # cell, not the notification: it is applied as NULL with the others,
+    # and the fetch that follows decides (and records the cell).
+    stack.db.execute("INSERT INTO zcrm.leads (id, modified_time, company, no_of_employees,"
+                     " source) VALUES (6756839000000575406, to_timestamp(%s), 'Old Co', 12,"
+                     " 'bulk')", (T0 - 60_000) / 1000)
+    rid = "6756839000000575406"
+    body = notif("update", [rid], T0 + 1000, affected_values=[
+        {"record_id": rid, "values": {"Company": "Cell Co", "No_of_Employees": "lots",
+                                      "Expected_Close": "not a date"}}])
+    assert stack.notify(body) == {"status": "applied"}
+    assert stack.db.query("SELECT company, no_of_employees, expected_close FROM zcrm.leads"
+                          " WHERE id = %s", rid) == [("Cell Co", None, None)]
+    assert stack.db.value("SELECT count(*) FROM zcrm.fetch_queue WHERE %s = ANY(ids)",
+                          int(rid)) == 1
