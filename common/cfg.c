@@ -67,6 +67,8 @@ static const struct cfg_key cfg_keys[] = {
 	 "libpq connection string (keep passwords in PGPASSFILE)"},
 	{"database", "schema", CFG_STR, O(schema), "zcrm", 0, 0, 0, valid_schema,
 	 "schema holding every zcrm-sync table"},
+	{"database", "read_role", CFG_STR, O(read_role), "", 0, 0, 0, NULL,
+	 "role that may read the module tables and their _live views, and nothing else (empty: grant nothing)"},
 
 	{"sync", "modules", CFG_STR, O(modules), "Leads", 0, 0, 0, valid_modules,
 	 "comma-separated Zoho module API names to mirror"},
@@ -104,6 +106,8 @@ static const struct cfg_key cfg_keys[] = {
 	 "most record ids accepted in one notification"},
 	{"webhook", "fetch", CFG_BOOL, O(fetch), "true", 0, 0, 0, NULL,
 	 "fetch full records of notified ids after replying"},
+	{"webhook", "socket_group", CFG_STR, O(socket_group), "", 0, 0, 0, NULL,
+	 "group of the --listen unix: socket, mode 0660 (nginx's, e.g. www-data; never the config's group); empty: the process's group"},
 };
 
 #undef O

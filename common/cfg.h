@@ -33,6 +33,7 @@ struct cfg {
 	/* [database] */
 	char *conninfo;
 	char *schema;
+	char *read_role;       /* granted SELECT on module tables only; "" = none */
 	/* [sync] */
 	char *modules;         /* as written: "Leads, Contacts" */
 	long overlap;          /* seconds */
@@ -53,6 +54,7 @@ struct cfg {
 	long max_body;         /* bytes */
 	long max_ids;          /* ids in one notification */
 	bool fetch;            /* fetch dirty records after replying */
+	char *socket_group;    /* group of a --listen unix: socket; "" = ours */
 
 	/* derived */
 	size_t nmodules;

@@ -351,3 +351,147 @@ def test_forged_delete_is_undone_by_reconcile(db, sim_factory, nginx_factory, we
     assert res.returncode == 0, res.stderr[-2000:]
     assert db.value("SELECT count(*) FROM zcrm.leads_live WHERE id = %s", victim) == 1
     wh.stop()
+
+
+# ------------------------------- the documented read-only role (issue 14)
+
+def step3_sql():
+    """The SQL block of docs/operations.md step 3, as an operator runs it."""
+    text = (REPO / "docs" / "operations.md").read_text()
+    section = text[text.index("### 3. PostgreSQL"):text.index("### 4. ")]
+    blocks = re.findall(r"```sql\n(.*?)```", section, re.S)
+    assert blocks, "no SQL block in operations.md step 3"
+    return blocks[0]
+
+
+SYSTEM_SECRETS = ("oauth_token", "inbox", "bulk_callbacks")
+
+
+class DocRoles:
+    """Step 3 run as written, with the names made unique in the cluster
+    (roles are cluster-wide): the sync's role, the database, the
+    application's role. Dropped afterwards."""
+
+    def __init__(self, pg, tag):
+        self.pg = pg
+        self.sync_role = "zcrm-sync-%s" % tag
+        self.app_role = "legacy_app_%s" % tag.replace("-", "_")
+        self.dbname = "crm_%s" % tag.replace("-", "_")
+
+    def apply(self, sql):
+        sql = sql.replace('"zcrm-sync"', '"%s"' % self.sync_role)
+        sql = re.sub(r"\blegacy_app\b", self.app_role, sql)
+        sql = re.sub(r"\bcrm\b", self.dbname, sql)
+        psql = self.pg.bindir / "psql"
+        r = subprocess.run([str(psql if psql.exists() else "psql"), "-X", "-v", "ON_ERROR_STOP=1",
+                            "-d", self.pg.conninfo_for("postgres")], input=sql.encode(),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           env=harness.clean_env(), timeout=60)
+        assert r.returncode == 0, r.stdout.decode("utf-8", "replace")
+
+    def conninfo(self, role):
+        return "host=127.0.0.1 port=%d dbname=%s user=%s" % (self.pg.port, self.dbname, role)
+
+    def app_select(self, rel):
+        """SELECT as the application: None when allowed, else the error."""
+        import psycopg2
+        conn = psycopg2.connect(self.conninfo(self.app_role), connect_timeout=10)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT * FROM zcrm.%s LIMIT 1" % rel)
+                cur.fetchall()
+            return None
+        except psycopg2.Error as e:
+            return "%s %s" % (e.pgcode, e.pgerror)
+        finally:
+            conn.close()
+
+    def drop(self):
+        self.pg.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % self.dbname,
+                        dbname="postgres")
+        for role in (self.app_role, self.sync_role):
+            self.pg.execute('DROP ROLE IF EXISTS "%s"' % role, dbname="postgres")
+
+
+@pytest.fixture
+def doc_roles(pg, request):
+    import os
+    r = DocRoles(pg, "%d-%d" % (os.getpid(), abs(hash(request.node.name)) % 100000))
+    r.drop()
+    yield r
+    r.drop()
+
+
+def sync_as_doc_role(doc_roles, sim, ng, config_factory, webhook_factory, run_program, http):
+    """initial_sync, notifications and an incremental run, all as the
+    documented sync role with [database] read_role = the application."""
+    cfg = config_factory({"database": {"conninfo": doc_roles.conninfo(doc_roles.sync_role),
+                                       "read_role": doc_roles.app_role},
+                          "webhook": {"fetch": True}}, sim=sim, nginx=ng)
+    wh = webhook_factory(config=cfg, nginx=ng)
+    res = run_program("batch/initial_sync", [], config=cfg, timeout=180)
+    assert res.returncode == 0, res.stderr[-3000:]
+    sim.control("POST", "/mutate", {"module": "Leads", "count": 5, "seed": 3})
+    sim.control("POST", "/flush", {"timeout": 20})
+    res = run_program("batch/incremental_sync", [], config=cfg, timeout=180)
+    assert res.returncode == 0, res.stderr[-3000:]
+    wh.stop()
+    return cfg
+
+
+def assert_app_reads_only_records(doc_roles, pg):
+    assert doc_roles.app_select("leads") is None
+    assert doc_roles.app_select("leads_live") is None
+    rels = [r[0] for r in pg.query(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = 'zcrm' AND c.relkind IN ('r', 'v', 'p', 'm')", dbname=doc_roles.dbname)]
+    for must in SYSTEM_SECRETS + ("sync_state", "runs", "fields"):
+        assert must in rels, rels
+    # The secrets are there to be read.
+    assert pg.value("SELECT count(*) FROM zcrm.oauth_token", dbname=doc_roles.dbname) >= 1
+    assert pg.value("SELECT count(*) FROM zcrm.inbox", dbname=doc_roles.dbname) >= 1
+    readable = []
+    for rel in rels:
+        if rel in ("leads", "leads_live"):
+            continue
+        err = doc_roles.app_select(rel)
+        if err is None or not err.startswith("42501"):
+            readable.append((rel, err))
+    assert not readable, readable
+
+
+def test_documented_read_role_reads_records_not_secrets(pg, doc_roles, sim_factory,
+                                                        nginx_factory, config_factory,
+                                                        webhook_factory, run_program, http):
+    """docs/operations.md step 3 as written, then [database] read_role: the
+    application's role reads the module table and its view, and gets
+    permission denied on oauth_token, inbox and every other table of the
+    sync's own."""
+    doc_roles.apply(step3_sql())
+    sim = sim_factory("-q", "--modules", "Leads:40", "--bulk-polls", "0", "--bulk-step-ms", "0")
+    ng = nginx_factory()
+    sync_as_doc_role(doc_roles, sim, ng, config_factory, webhook_factory, run_program, http)
+    assert_app_reads_only_records(doc_roles, pg)
+
+
+def test_old_default_privileges_are_taken_back(pg, doc_roles, sim_factory, nginx_factory,
+                                               config_factory, webhook_factory, run_program,
+                                               http):
+    """A deployment made with the earlier step 3 (ALTER DEFAULT PRIVILEGES …
+    GRANT SELECT ON TABLES): the programs revoke what it gave the
+    application on the sync's own tables."""
+    doc_roles.apply(step3_sql())
+    pg.execute('ALTER DEFAULT PRIVILEGES FOR ROLE "%s" GRANT SELECT ON TABLES TO %s'
+               % (doc_roles.sync_role, doc_roles.app_role), dbname=doc_roles.dbname)
+    sim = sim_factory("-q", "--modules", "Leads:40", "--bulk-polls", "0", "--bulk-step-ms", "0")
+    ng = nginx_factory()
+    cfg = sync_as_doc_role(doc_roles, sim, ng, config_factory, webhook_factory, run_program,
+                           http)
+    assert_app_reads_only_records(doc_roles, pg)
+    # A grant made by hand later is taken back by the next program's start.
+    pg.execute('GRANT SELECT ON zcrm.oauth_token TO %s' % doc_roles.app_role,
+               dbname=doc_roles.dbname)
+    assert doc_roles.app_select("oauth_token") is None
+    res = run_program("batch/status", [], config=cfg, timeout=60)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert doc_roles.app_select("oauth_token").startswith("42501")
