@@ -394,46 +394,49 @@ static bool key_is_token(const char *s, size_t a, size_t b)
 
 char *notification_strip_token(const char *body, size_t len, size_t *outlen)
 {
-	char *out = NULL;
-	size_t o = 0, i = skip_ws(body, 0, len);
-	bool found = false, first = true;
+	char *out = NULL, *drop = NULL;
+	size_t o = 0, i = skip_ws(body, 0, len), prev_end = 0;
+	bool found = false, have_prev = false;
 
 	if (i >= len || body[i] != '{')
 		goto keep;
-	/* Rebuilt only when a token is found: '{', the other members joined
-	 * by ',', '}', and what followed the object. */
-	out = xmalloc(len + 1);
-	memcpy(out, body, i + 1);
-	o = i + 1;
+	/* Mark what goes: a token member with the comma after it, or, for the
+	 * last member, the comma before it; every other byte stays. */
+	drop = xcalloc(len ? len : 1, 1);
 	i = skip_ws(body, i + 1, len);
 	while (i < len && body[i] == '"') {
 		size_t kstart = i, kend = skip_string(body, i, len);
 		i = skip_ws(body, kend, len);
 		if (i >= len || body[i] != ':')
 			goto keep;
-		i = skip_value(body, skip_ws(body, i + 1, len), len);
-		if (key_is_token(body, kstart, kend)) {
-			found = true;
-		} else {
-			if (!first)
-				out[o++] = ',';
-			memcpy(out + o, body + kstart, i - kstart);
-			o += i - kstart;
-			first = false;
-		}
-		i = skip_ws(body, i, len);
-		if (i < len && body[i] == ',')
+		size_t vend = skip_value(body, skip_ws(body, i + 1, len), len);
+		bool token = key_is_token(body, kstart, kend);
+		i = skip_ws(body, vend, len);
+		bool comma = i < len && body[i] == ',';
+		if (comma)
 			i = skip_ws(body, i + 1, len);
+		if (token) {
+			size_t a = comma ? kstart : have_prev ? prev_end : kstart;
+			size_t b = comma ? i : vend;
+			memset(drop + a, 1, b - a);
+			found = true;
+		}
+		prev_end = vend;
+		have_prev = true;
 	}
 	if (!found || i >= len || body[i] != '}')
 		goto keep;
-	memcpy(out + o, body + i, len - i);
-	o += len - i;
+	out = xmalloc(len + 1);
+	for (size_t k = 0; k < len; k++) {
+		if (!drop[k])
+			out[o++] = body[k];
+	}
 	out[o] = '\0';
+	free(drop);
 	*outlen = o;
 	return out;
 keep:
-	free(out);
+	free(drop);
 	*outlen = len;
 	return xstrndup(body, len);
 }

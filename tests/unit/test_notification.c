@@ -274,11 +274,14 @@ static void check_strip(const char *in, const char *want)
 
 static void test_strip_token(void **state)
 {
-	/* Removed wherever it is among the members, escaped or not; nested
+	/* Removed wherever it is among the members, escaped or not, with one
+	 * comma, every other byte kept as it was; nested
 	 * "token" keys and string values mentioning it are not touched. */
 	check_strip("{\"a\":1,\"token\":\"s3cr\\\"et\",\"b\":[2,{\"token\":\"x\"}]}",
 		    "{\"a\":1,\"b\":[2,{\"token\":\"x\"}]}");
-	check_strip("{ \"token\" : \"s\" , \"ids\": [\"1\"] }", "{\"ids\": [\"1\"]}");
+	check_strip("{ \"token\" : \"s\" , \"ids\": [\"1\"] }", "{ \"ids\": [\"1\"] }");
+	check_strip("{\"a\": 1, \"token\": \"s\"}", "{\"a\": 1}");
+	check_strip("{\"a\": 1, \"token\": \"s\", \"b\": 2}", "{\"a\": 1, \"b\": 2}");
 	check_strip("{\"ids\":[\"1\"],\"token\":null}", "{\"ids\":[\"1\"]}");
 	check_strip("{\"tok\\u0065n\":\"s\",\"x\":\"token\"}", "{\"x\":\"token\"}");
 	check_strip("{\"token\":\"a\",\"token\":\"b\"}", "{}");
