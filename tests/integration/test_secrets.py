@@ -587,3 +587,64 @@ def test_no_channel_token_stored(db, pg, nginx_factory, config_factory, webhook_
     d = json.loads(live)
     del d["token"]
     assert db.value("SELECT raw FROM zcrm.inbox WHERE 80 = ANY(ids)") == json.dumps(d)
+
+
+# ------------------- the --listen unix: socket's group (issue 14, item 5)
+
+def _other_group():
+    import grp
+    import os
+    for name in ("www-data", "nginx", "nogroup", "daemon"):
+        try:
+            g = grp.getgrnam(name)
+        except KeyError:
+            continue
+        if g.gr_gid != os.getegid():
+            return g
+    return None
+
+
+def test_listen_unix_socket_gets_socket_group(db, webhook_factory, config_factory, zcrm_env):
+    """[webhook] socket_group gives the socket nginx's group, mode 0660, so
+    that nginx's user never needs the config's group; a group that may read
+    the config is refused, and so is one that does not exist."""
+    import os
+    import stat as st
+    g = _other_group()
+    if os.geteuid() != 0 or g is None:
+        pytest.skip("needs root (chown to another group) and a second group")
+    wh = webhook_factory({"webhook": {"socket_group": g.gr_name}})
+    s = os.stat(wh.sock)
+    assert st.S_ISSOCK(s.st_mode)
+    assert (s.st_gid, st.S_IMODE(s.st_mode)) == (g.gr_gid, 0o660), (s.st_gid, oct(s.st_mode))
+    assert wh.stop() == 0
+    # Without it: the process's group, 0660, as before.
+    wh = webhook_factory()
+    s = os.stat(wh.sock)
+    assert (s.st_gid, st.S_IMODE(s.st_mode)) == (os.getegid(), 0o660)
+    assert wh.stop() == 0
+
+    # The config's group, with read access to it: refused (78), no socket.
+    cfg = config_factory({"webhook": {"socket_group": g.gr_name}}, name="grp")
+    os.chown(cfg, -1, g.gr_gid)
+    os.chmod(cfg, 0o640)
+    sock = zcrm_env.dir / "refused.sock"
+    res = subprocess.run([str(WEBHOOK), "--config", str(cfg), "--listen", "unix:%s" % sock],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=harness.clean_env(),
+                         timeout=scaled(30))
+    assert res.returncode == 78, res.stderr
+    assert b"socket_group is the group that may read the config file" in res.stderr
+    assert not sock.exists()
+    # --check-config says so too.
+    res = subprocess.run([str(WEBHOOK), "--config", str(cfg), "--check-config"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=harness.clean_env(),
+                         timeout=scaled(30))
+    assert res.returncode == 78, res.stderr
+    # A group that does not exist.
+    cfg = config_factory({"webhook": {"socket_group": "no-such-group-zcrm"}}, name="nogrp")
+    res = subprocess.run([str(WEBHOOK), "--config", str(cfg), "--listen", "unix:%s" % sock],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=harness.clean_env(),
+                         timeout=scaled(30))
+    assert res.returncode == 78, res.stderr
+    assert b"no such group" in res.stderr
+    assert not sock.exists()
