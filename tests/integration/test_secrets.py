@@ -648,3 +648,98 @@ def test_listen_unix_socket_gets_socket_group(db, webhook_factory, config_factor
     assert res.returncode == 78, res.stderr
     assert b"no such group" in res.stderr
     assert not sock.exists()
+
+
+# --------------------------- the least Zoho scopes (issue 14, item 6)
+
+def step4_scopes():
+    """The scopes docs/operations.md step 4 asks for (the code block)."""
+    text = (REPO / "docs" / "operations.md").read_text()
+    section = text[text.index("### 4. A Zoho OAuth client"):text.index("### 5. ")]
+    m = re.search(r"```\n\s*(ZohoCRM\.[^\n]+)\n\s*```", section)
+    assert m, "no scope list in operations.md step 4"
+    return [x.strip() for x in m.group(1).split(",")]
+
+
+def test_documented_scopes_are_read_only():
+    scopes = step4_scopes()
+    assert not [s for s in scopes if s.startswith("ZohoCRM.modules.") and
+                not s.endswith(".READ")], scopes
+    assert "ZohoCRM.modules.ALL" not in scopes
+
+
+def test_least_scopes_run_everything(db, sim_factory, nginx_factory, webhook_factory,
+                                     config_factory, run_program):
+    """With exactly the scopes of operations.md step 4, every program works:
+    initial_sync, the webhook's fetches, incremental_sync, renew_channel
+    (a renewal and a re-enable), reconcile."""
+    scopes = ",".join(step4_scopes())
+    sim = sim_factory("-q", "--modules", "Leads:40", "--bulk-polls", "0", "--bulk-step-ms", "0",
+                      "--scopes", scopes)
+    ng = nginx_factory()
+    cfg = config_factory({"webhook": {"fetch": True}}, sim=sim, nginx=ng)
+    wh = webhook_factory(config=cfg, nginx=ng)
+
+    def run(prog, *args):
+        res = run_program(prog, list(args), config=cfg, timeout=180)
+        assert res.returncode == 0, (prog, res.stderr[-3000:])
+        assert "OAUTH_SCOPE_MISMATCH" not in res.stderr
+        return res
+
+    run("batch/initial_sync")
+    sim.control("POST", "/mutate", {"module": "Leads", "count": 6, "seed": 9,
+                                    "mix": {"create": 0.3, "update": 0.5, "delete": 0.2}})
+    sim.control("POST", "/flush", {"timeout": 20})
+    wait_until(lambda: db.value("SELECT count(*) FROM zcrm.inbox") >= 6
+               and db.value("SELECT count(*) FROM zcrm.to_fetch") == 0, scaled(30),
+               what="the webhook to fetch the notified records")
+    run("batch/incremental_sync")
+    run("batch/renew_channel", "--force")
+    sim.control("POST", "/channels/%s/expire" % harness.CHANNEL_ID)
+    run("batch/renew_channel")
+    run("batch/reconcile")
+    wh.stop()
+    assert "OAUTH_SCOPE_MISMATCH" not in wh.stderr_text()
+    assert sim.control("GET", "/stats")["scope_failures"] == 0
+    truth = sim.control("GET", "/truth/Leads")
+    assert db.value("SELECT count(*) FROM zcrm.leads_live") == len(truth["records"])
+
+
+# Without the scope, the program that first needs it, its arguments, and
+# whether initial_sync must have run first with every scope.
+MISSING_SCOPE = [
+    ("ZohoCRM.settings.fields.READ", "batch/initial_sync", (), False),
+    ("ZohoCRM.notifications.CREATE", "batch/initial_sync", (), False),
+    ("ZohoCRM.bulk.READ", "batch/initial_sync", ("--no-channel",), False),
+    ("ZohoCRM.modules.READ", "batch/initial_sync", ("--no-channel",), False),
+    ("ZohoCRM.notifications.READ", "batch/renew_channel", (), True),
+    ("ZohoCRM.notifications.UPDATE", "batch/renew_channel", ("--force",), True),
+    ("ZohoCRM.modules.READ", "batch/incremental_sync", (), True),
+    ("ZohoCRM.modules.READ", "batch/reconcile", (), True),
+]
+
+
+@pytest.mark.parametrize("scope,prog,args,loaded", MISSING_SCOPE,
+                         ids=["%s-%s" % (s.split(".", 1)[1], p.split("/")[1])
+                              for s, p, _, _ in MISSING_SCOPE])
+def test_each_scope_is_needed(db, sim_factory, config_factory, run_program, scope, prog, args,
+                              loaded):
+    """Without each scope of step 4, the program that needs it exits 77
+    (authentication, docs/errors.md) with a log naming
+    OAUTH_SCOPE_MISMATCH and the call."""
+    least = step4_scopes()
+    assert scope in least
+    sim = sim_factory("-q", "--modules", "Leads:20", "--bulk-polls", "0", "--bulk-step-ms", "0",
+                      "--scopes", ",".join(least))
+    cfg = config_factory({"notify": {"url": "http://127.0.0.1:9/zcrm/notify"}}, sim=sim)
+    if loaded:
+        res = run_program("batch/initial_sync", [], config=cfg, timeout=120)
+        assert res.returncode == 0, res.stderr[-2000:]
+    # A new refresh token, with one scope less; the old access token goes.
+    sim.control("POST", "/config", {"scopes": ",".join(s for s in least if s != scope)})
+    sim.control("POST", "/expire_tokens")
+    res = run_program(prog, list(args), config=cfg, timeout=120)
+    assert res.returncode == 77, (res.returncode, res.stderr[-3000:])
+    assert "OAUTH_SCOPE_MISMATCH" in res.stderr, res.stderr[-3000:]
+    assert "the refresh token lacks the scope this call needs" in res.stderr
+    assert sim.control("GET", "/stats")["scope_failures"] >= 1
