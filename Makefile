@@ -291,6 +291,7 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(SYSTEMD_UNITS))
 	rm -f $(DESTDIR)$(TMPFILESDIR)/zcrm-sync.conf
 	rmdir $(DESTDIR)$(TMPFILESDIR) 2>/dev/null || true
+	rmdir $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(dir $(SYSTEMDUNITDIR)) 2>/dev/null || true
 	rmdir $(DESTDIR)$(DATADIR)/sql $(DESTDIR)$(DATADIR)/nginx $(DESTDIR)$(DATADIR) 2>/dev/null || true
 	rmdir $(DESTDIR)$(SYSCONFDIR)/zcrm-sync 2>/dev/null || true
 

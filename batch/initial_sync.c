@@ -156,7 +156,7 @@ static enum rc sync_module(struct batch_env *env, const char *module)
 	struct bulk_result res;
 	struct run_counts counts = {0, 0, 0, 0};
 	int64_t run_id = 0;
-	char err[1024] = "";
+	char err[1024] = "", *details = NULL;
 	enum rc rc;
 
 	log_set_module(module);
@@ -190,17 +190,36 @@ static enum rc sync_module(struct batch_env *env, const char *module)
 		rc = sync_clear_bulk(env->data, module);
 	if (rc)
 		goto out;
-	if (res.pages > 1)
+	/* The check follows the export, not this run: a resumed run may merge
+	 * only the last page of an export whose earlier pages shifted. */
+	if (res.last_page > 1)
 		check_page_boundaries(env, &ctx, module);
 	char wm[32];
 	time_t t = (time_t)res.started;
 	strftime(wm, sizeof(wm), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
-	printf("%s: %ld records in %d page(s), %ld applied, %.1f MB; watermark %s\n", module,
-	       res.rows_seen, res.pages, res.rows_applied, (double)res.bytes / 1e6, wm);
-	log_info("initial sync done", "pages=%d rows=%ld applied=%ld watermark=%s", res.pages,
-		 res.rows_seen, res.rows_applied, wm);
+	if (res.first_page > 1) {
+		char merged[32];
+		if (res.pages > 1)
+			snprintf(merged, sizeof(merged), "pages %d-%d", res.first_page, res.last_page);
+		else
+			snprintf(merged, sizeof(merged), "page %d", res.first_page);
+		printf("%s: %d page(s) exported; this run merged %d (%s), %ld records, %ld applied,"
+		       " %.1f MB; watermark %s\n  resumed: pages 1-%d merged by an earlier run\n",
+		       module, res.last_page, res.pages, merged, res.rows_seen, res.rows_applied,
+		       (double)res.bytes / 1e6, wm, res.first_page - 1);
+	} else {
+		printf("%s: %ld records in %d page(s), %ld applied, %.1f MB; watermark %s\n",
+		       module, res.rows_seen, res.pages, res.rows_applied, (double)res.bytes / 1e6,
+		       wm);
+	}
+	log_info("initial sync done", "pages=%d export_pages=%d first_page=%d rows=%ld applied=%ld"
+		 " watermark=%s", res.pages, res.last_page, res.first_page, res.rows_seen,
+		 res.rows_applied, wm);
+	details = xasprintf("{\"export_pages\": %d, \"first_page\": %d}", res.last_page,
+			    res.first_page);
 out:
-	batch_finish_run(env, module, run_id, rc, &counts, err, sizeof(err), NULL, false);
+	batch_finish_run(env, module, run_id, rc, &counts, err, sizeof(err), details, false);
+	free(details);
 	if (rc != RC_LOCKED)
 		batch_unlock(env, module);
 	module_schema_free(schema);

@@ -19,10 +19,13 @@ static const struct batch_prog prog = {
 		"Prints per module: watermark and lag, notification channel status and time\n"
 		"to expiry, ids waiting to be fetched, notifications waiting for a table, open\n"
 		"coverage gaps, live and tombstoned rows, the spool depth of this host, and the\n"
-		"last run of each batch program with its outcome. Talks to PostgreSQL only\n"
-		"(applying pending migrations first, like every program), never to Zoho.",
+		"last run of each batch program with its outcome (a killed run: abandoned).\n"
+		"Talks to PostgreSQL only (applying pending migrations first, like every\n"
+		"program), never to Zoho. With PostgreSQL down it prints what it knows\n"
+		"without it (config, spool count, the error) and exits 75.",
 	.opts = opts,
 	.needs_zoho = false,
+	.db_optional = true,
 };
 
 int main(int argc, char **argv)
@@ -36,9 +39,11 @@ int main(int argc, char **argv)
 		return code;
 	}
 	size_t n = batch_modules(&env, mods, CFG_MAX_MODULES);
-	enum rc rc = status_report(env.data, env.cfg, mods, n, want_json, stdout);
+	enum rc rc = status_report(env.data, env.db_err, env.cfg, mods, n, want_json, stdout);
 	if (rc)
 		log_error("cannot read the status", "err=%s", log_q(db_error(env.data)));
+	else if (!env.data)
+		rc = env.db_rc; /* printed what it could; the exit says the rest */
 	batch_end(&env);
 	return batch_exit(rc);
 }

@@ -736,7 +736,7 @@ def main():
                 text = harness.http("GET", ng.url + "/zcrm/metrics")[2].decode()
 
                 def counter(name):
-                    m = re.search(r"^zcrm_webhook_%s_total (\d+)$" % name, text, re.M)
+                    m = re.search(r"^zcrm_webhook_%s_total(?:\{[^}]*\})? (\d+)$" % name, text, re.M)
                     return int(m.group(1)) if m else None
 
                 accepted.append(counter("connections_accepted"))

@@ -8,7 +8,9 @@ webhook behind it ([webhook] fetch = true), runs batch/initial_sync over
 --interval-ms apart, each on a different record. For each edit the clock
 starts when the simulator's PATCH returned (its Modified_Time is whole
 seconds, so it cannot be the start) and stops when a poller sees the new
-value in zcrm.leads. Prints p50/p95/p99/max beside the target (2 s).
+value in zcrm.leads. Prints p50/p95/p99/max beside the target (2 s), and
+the API credits the edits cost (the simulator's meter) beside the least
+they could (one Get Records call per 100 ids).
 
 Exit status: 0 when every edit arrived and p99 <= --target (with
 --no-target: whatever the lag), 1 otherwise, 2 on a setup failure.
@@ -19,6 +21,7 @@ Exit status: 0 when every edit arrived and p99 <= --target (with
 
 Options: --records N (2000), --edits N (200), --interval-ms MS (50),
 --target S (2.0), --no-target, --threads N (webhook threads, 4), --poll-ms MS (5),
+--fetch-delay MS ([webhook] fetch_delay; default: the product's default),
 --timeout S (per edit, 60), --keep (leave the temp directory), --json.
 """
 
@@ -106,6 +109,8 @@ def main():
     ap = argparse.ArgumentParser(description="notification-to-row lag through nginx + webhook")
     ap.add_argument("--records", type=int, default=2000)
     ap.add_argument("--edits", type=int, default=200)
+    ap.add_argument("--fetch-delay", type=int, default=None,
+                    help="[webhook] fetch_delay in ms (default: the product's)")
     ap.add_argument("--interval-ms", type=float, default=50)
     ap.add_argument("--target", type=float, default=2.0, help="seconds (p99 ceiling)")
     ap.add_argument("--no-target", action="store_true",
@@ -138,7 +143,10 @@ def main():
         procs.append(ng.proc)
         ng.start()
         cfg = base_config(conninfo, work, sim_url=sim.url, notify_url=ng.url + "/zcrm/notify")
-        cfg = merge_overrides(cfg, {"webhook": {"fetch": True, "threads": args.threads}})
+        wh_cfg = {"fetch": True, "threads": args.threads}
+        if args.fetch_delay is not None:
+            wh_cfg["fetch_delay"] = args.fetch_delay
+        cfg = merge_overrides(cfg, {"webhook": wh_cfg})
         conf = write_ini(work / "zcrm.conf", cfg)
         wh = Webhook(work, conf, sock, args=["-q"])
         procs.append(wh.proc)
@@ -159,6 +167,7 @@ def main():
         targets = ids[::step][:args.edits]
 
         notes_from = sim.control("GET", "/notifications?since=0")["next"]
+        credits0 = sim.control("GET", "/credits")
         poller = Poller(conninfo, args.poll_ms / 1000.0)
         poller.start()
         nonce = "%x" % int(time.time())
@@ -179,6 +188,10 @@ def main():
             pass
         poller.stop = True
         poller.join(5)
+        credits1 = sim.control("GET", "/credits")
+        calls = (credits1["calls_by_endpoint"].get("records", 0)
+                 - credits0["calls_by_endpoint"].get("records", 0))
+        spent = credits1["spent_total"] - credits0["spent_total"]
         lost = len(poller.pending)
         lags = sorted(poller.seen.values())
         p50, p95, p99 = (percentile(lags, p) for p in (50, 95, 99))
@@ -200,6 +213,8 @@ def main():
         print("%-8s %9s %9s   (%d notifications)" % ("", "sim queue", "POST->200", len(notes)))
         for name, p in (("p50", 50), ("p99", 99)):
             print("%-8s %9.3f %9.3f" % (name, percentile(qwait, p), percentile(rtt, p)))
+        print("credits  %d (%d Get Records calls for %d edits; at least %d: 100 ids a call)"
+              % (spent, calls, len(targets), (len(targets) + 99) // 100))
         print("arrived  %d/%d%s" % (len(lags), len(targets),
                                    "" if not lost else "  (%d never arrived)" % lost))
         ok = lost == 0 and (args.no_target or p99 <= args.target)
@@ -211,7 +226,8 @@ def main():
             print(json.dumps({"records": args.records, "edits": len(targets),
                               "interval_ms": args.interval_ms, "threads": args.threads,
                               "p50": p50, "p95": p95, "p99": p99, "max": mx, "mean": mean,
-                              "lost": lost, "target": args.target, "ok": ok}))
+                              "lost": lost, "target": args.target, "ok": ok,
+                              "credits": spent, "get_records_calls": calls}))
     except Exception as e:  # noqa: BLE001 — report and clean up
         print("bench-lag: %s" % e, file=sys.stderr)
         args.keep = True

@@ -1,5 +1,7 @@
 /* batchrt.c — the shared frame of the batch programs (see batchrt.h). */
 #include "batchrt.h"
+#include "credcheck.h"
+#include "credits.h"
 #include "http.h"
 #include "log.h"
 #include "schema.h"
@@ -29,7 +31,10 @@ static void usage(const struct batch_prog *p, FILE *f)
 	fprintf(f, "  -c, --config PATH    configuration file (default $ZCRM_CONFIG, then\n"
 		   "                       " CFG_DEFAULT_PATH ")\n"
 		   "  -m, --module NAME    work on this module only (default: every module\n"
-		   "                       in [sync] modules)\n");
+		   "                       in [sync] modules)\n"
+		   "      --check-credentials  refresh the shared Zoho token and make one\n"
+		   "                       cheap call with it (--module's, or the first\n"
+		   "                       module's record count); print ok or why not\n");
 	for (const struct batch_opt *o = p->opts; o && o->name; o++) {
 		char left[64];
 		snprintf(left, sizeof(left), "--%s%s%s", o->name, o->has_arg ? " " : "",
@@ -55,6 +60,7 @@ int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, 
 	enum log_level level = LOG_LVL_INFO;
 	char err[CFG_ERR_LEN];
 	int c;
+	bool check_creds = false;
 
 	memset(env, 0, sizeof(*env));
 	env->prog = prog;
@@ -64,6 +70,7 @@ int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, 
 	longopts[n++] = (struct option){"quiet", no_argument, NULL, 'q'};
 	longopts[n++] = (struct option){"help", no_argument, NULL, 'h'};
 	longopts[n++] = (struct option){"version", no_argument, NULL, 'V'};
+	longopts[n++] = (struct option){"check-credentials", no_argument, NULL, 'K'};
 	size_t first_extra = n;
 	for (const struct batch_opt *o = prog->opts; o && o->name && n < 46; o++) {
 		int index = (int)(n - first_extra);
@@ -93,6 +100,9 @@ int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, 
 		case 'V':
 			printf("%s %s\n", program_invocation_short_name, ZCRM_VERSION);
 			return EX_OK;
+		case 'K':
+			check_creds = true;
+			break;
 		default:
 			if (c >= 1000) {
 				const struct batch_opt *o = &prog->opts[c - 1000];
@@ -127,6 +137,8 @@ int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, 
 			  log_q(env->cfg->modules));
 		return EX_USAGE;
 	}
+	if (check_creds)
+		return batch_exit(credcheck_run(env->cfg, env->module, stdout));
 
 	stop_flag = &env->stop;
 	struct sigaction sa;
@@ -143,11 +155,18 @@ int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, 
 	enum rc crc = db_connect(env->cfg->conninfo, env->cfg->schema, &env->data);
 	if (crc != RC_OK) {
 		log_error("cannot connect to PostgreSQL", "err=%s", log_q(db_error(env->data)));
-		return batch_exit(crc);
+		if (!prog->db_optional)
+			return batch_exit(crc);
+		goto without_db;
 	}
 	int applied = 0;
-	if (db_migrate(env->data, &applied) != RC_OK)
-		return EX_TEMPFAIL;
+	crc = db_migrate(env->data, &applied);
+	if (crc != RC_OK) {
+		if (!prog->db_optional)
+			return EX_TEMPFAIL;
+		crc = RC_DB; /* a migration that failed is temporary, as above */
+		goto without_db;
+	}
 	/* [database] read_role reads the module tables and nothing else; a
 	 * failure is logged and does not stop the sync. */
 	if (schema_grant_read(env->data, env->cfg->read_role) != RC_OK)
@@ -172,6 +191,13 @@ int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, 
 			return batch_exit(rc);
 		}
 	}
+	return -1;
+
+without_db:
+	env->db_rc = crc;
+	snprintf(env->db_err, sizeof(env->db_err), "%s", db_error(env->data));
+	db_close(env->data);
+	env->data = NULL;
 	return -1;
 }
 
@@ -301,4 +327,6 @@ void batch_finish_run(struct batch_env *env, const char *module, int64_t run_id,
 		log_warn("cannot record the error", "err=%s", log_q(db_error(env->data)));
 	if (run_finish(env->data, run_id, outcome, counts, rc ? err : NULL, details))
 		log_warn("cannot record the run", "err=%s", log_q(db_error(env->data)));
+	if (credits_prune(env->data))
+		log_warn("cannot prune the credit counts", "err=%s", log_q(db_error(env->data)));
 }

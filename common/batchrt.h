@@ -37,6 +37,10 @@ struct batch_prog {
 	 * export lock, shared with the other exporting programs, because they
 	 * share the export checkpoint in sync_state. */
 	bool exports;
+	/* Goes on without PostgreSQL (status: what it can know without it):
+	 * when the connection or the migrations fail, data is NULL and
+	 * db_rc/db_err say why, instead of batch_start returning. */
+	bool db_optional;
 };
 
 struct batch_env {
@@ -49,6 +53,8 @@ struct batch_env {
 	bool json;              /* --json, where the program offers it */
 	bool tty;               /* stderr is a terminal */
 	volatile sig_atomic_t stop;
+	enum rc db_rc;          /* db_optional: why data is NULL */
+	char db_err[512];
 };
 
 /* Parse options and set everything up. Returns -1 to go on, or an exit

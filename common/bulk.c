@@ -1,14 +1,19 @@
 /* bulk.c — paged Bulk Read export with checkpoints (see bulk.h). */
 #include "bulk.h"
 #include "bulkload.h"
+#include "credits.h"
 #include "log.h"
 #include "syncstate.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -17,6 +22,52 @@ static double now_s(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Is name one of our downloads of module: zcrm-<module>-<job>-XXXXXX? */
+static bool is_download_of(const char *name, const char *module)
+{
+	size_t ml = strlen(module);
+	if (strncmp(name, "zcrm-", 5) || strncmp(name + 5, module, ml) || name[5 + ml] != '-')
+		return false;
+	const char *p = name + 5 + ml + 1;
+	if (!isdigit((unsigned char)*p))
+		return false;
+	while (isdigit((unsigned char)*p))
+		p++;
+	return *p == '-' && strlen(p + 1) == 6;
+}
+
+/* A process killed while it held a page leaves its ZIP behind (tens of MB
+ * a page). Each download is flock()ed while in use, so a file we can lock
+ * is nobody's: a run of another deployment sharing work_dir keeps its own. */
+static void remove_stale_downloads(const char *work_dir, const char *module)
+{
+	DIR *d = opendir(work_dir);
+	struct dirent *e;
+	long removed = 0;
+
+	if (!d)
+		return; /* the download itself reports a missing work_dir */
+	while ((e = readdir(d))) {
+		if (!is_download_of(e->d_name, module))
+			continue;
+		int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0)
+			continue;
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+			if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+				removed++;
+			else
+				log_warn("cannot remove a stale download", "file=%s err=%s",
+					 log_q(e->d_name), log_q(strerror(errno)));
+		}
+		close(fd);
+	}
+	closedir(d);
+	if (removed)
+		log_info("removed downloads left by a killed run", "count=%ld work_dir=%s", removed,
+			 log_q(work_dir));
 }
 
 /* Did the webhook receive Zoho's callback for job? A hint to poll now. */
@@ -146,10 +197,23 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 	double t0 = now_s();
 	int page = 1;
 	int64_t job = 0, started = 0;
+	int zip_fd = -1;
 	enum rc rc;
 
 	memset(res, 0, sizeof(*res));
 	memset(&st, 0, sizeof(st));
+	/* A bulk job costs 50 credits, a reconcile one per 200,000 records:
+	 * when Zoho says the org is running out, sweeps wait and the credits
+	 * left go to fetching notified records. A first load runs by hand. */
+	if (strcmp(kind, "initial")) {
+		rc = credits_guard(ctx->data, ctx->cfg, zoho_credits_remaining(ctx->zoho), kind);
+		if (rc) {
+			snprintf(err, errlen,
+				 "%s export deferred: Zoho API credits below [zoho] credit_floor", kind);
+			return rc;
+		}
+	}
+	remove_stale_downloads(ctx->cfg->work_dir, module);
 	rc = sync_get(ctx->data, module, &row);
 	if (rc)
 		goto dberr;
@@ -223,15 +287,18 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 		}
 		snprintf(zip, sizeof(zip), "%s/zcrm-%s-%" PRId64 "-XXXXXX", ctx->cfg->work_dir,
 			 module, job);
-		int fd = mkstemp(zip);
-		if (fd < 0) {
+		zip_fd = mkostemp(zip, O_CLOEXEC);
+		if (zip_fd < 0) {
 			snprintf(err, errlen, "cannot create a file in [sync] work_dir %s: %s",
 				 ctx->cfg->work_dir, strerror(errno));
 			zip[0] = '\0';
 			rc = RC_IO;
 			goto out;
 		}
-		close(fd);
+		/* Held until the file is gone: remove_stale_downloads skips it. */
+		if (flock(zip_fd, LOCK_EX) != 0)
+			log_warn("cannot lock the download", "file=%s err=%s", log_q(zip),
+				 log_q(strerror(errno)));
 		int64_t bytes = 0;
 		progress_line(ctx, module, page, "downloading", res, t0);
 		rc = zoho_bulk_download(ctx->zoho, st.download_url, zip, &bytes);
@@ -248,7 +315,10 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 		zip[0] = '\0';
 		if (rc)
 			goto out;
+		if (!res->pages)
+			res->first_page = page;
 		res->pages++;
+		res->last_page = page;
 		res->rows_seen += ls.rows_staged;
 		res->rows_applied += ls.rows_applied;
 		res->bytes += (uint64_t)bytes;
@@ -282,6 +352,8 @@ out:
 		fputc('\n', stderr);
 	if (zip[0])
 		unlink(zip);
+	if (zip_fd >= 0)
+		close(zip_fd);
 	zoho_bulk_status_free(&st);
 	return rc;
 }

@@ -38,7 +38,9 @@ struct bulk_ctx {
 };
 
 struct bulk_result {
-	int pages;
+	int pages;              /* pages merged by this call */
+	int first_page;         /* the first of them (> 1: a resumed export) */
+	int last_page;          /* the export's last page: its page count once done */
 	long rows_seen;
 	long rows_applied;
 	uint64_t bytes;

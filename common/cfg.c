@@ -30,6 +30,8 @@ struct cfg_key {
 };
 
 static const char *valid_url(const char *v);
+static const char *valid_opt_url(const char *v);
+static const char *valid_abs_path(const char *v);
 static const char *valid_modules(const char *v);
 static const char *valid_digits(const char *v);
 static const char *valid_schema(const char *v);
@@ -62,6 +64,12 @@ static const struct cfg_key cfg_keys[] = {
 	 "seconds all retries of one call may take together"},
 	{"zoho", "max_response", CFG_INT, O(max_response), "67108864", 1024, LONG_MAX, 0, NULL,
 	 "bytes: largest JSON answer accepted"},
+	{"zoho", "max_concurrency", CFG_INT, O(max_concurrency), "5", 0, 100, 0, NULL,
+	 "most Zoho calls in flight at once from the processes sharing [sync] spool_dir"
+	 " (the org allows 10 on Standard, for all its integrations); 0: no cap"},
+	{"zoho", "credit_floor", CFG_INT, O(credit_floor), "5000", 0, LONG_MAX, 0, NULL,
+	 "when Zoho says fewer API credits than this remain (X-API-CREDITS-REMAINING),"
+	 " reconcile and bulk exports of incremental_sync wait; fetches go on; 0: never"},
 
 	{"database", "conninfo", CFG_STR, O(conninfo), "", 0, 0, 0, NULL,
 	 "libpq connection string (keep passwords in PGPASSFILE)"},
@@ -74,10 +82,10 @@ static const struct cfg_key cfg_keys[] = {
 	 "comma-separated Zoho module API names to mirror"},
 	{"sync", "overlap", CFG_INT, O(overlap), "300", 0, 86400, 0, NULL,
 	 "seconds subtracted from the watermark by incremental sync"},
-	{"sync", "spool_dir", CFG_STR, O(spool_dir), "/var/spool/zcrm-sync", 0, 0, 0, NULL,
-	 "where the webhook spools notifications while PostgreSQL is down"},
-	{"sync", "work_dir", CFG_STR, O(work_dir), "/var/tmp", 0, 0, 0, NULL,
-	 "where bulk ZIP files are downloaded"},
+	{"sync", "spool_dir", CFG_STR, O(spool_dir), "/var/spool/zcrm-sync", 0, 0, 0,
+	 valid_abs_path, "where the webhook spools notifications while PostgreSQL is down (absolute)"},
+	{"sync", "work_dir", CFG_STR, O(work_dir), "/var/tmp", 0, 0, 0, valid_abs_path,
+	 "where bulk ZIP files are downloaded (absolute)"},
 	{"sync", "bulk_wait", CFG_INT, O(bulk_wait), "3600", 1, 7 * 86400, 0, NULL,
 	 "seconds to wait for one bulk read job to complete"},
 	{"sync", "max_unzipped", CFG_INT, O(max_unzipped), "4294967296", MB, LONG_MAX, 0, NULL,
@@ -85,16 +93,16 @@ static const struct cfg_key cfg_keys[] = {
 	{"sync", "max_ratio", CFG_INT, O(max_ratio), "200", 2, 100000, 0, NULL,
 	 "largest inflated/compressed ratio accepted (zip bomb guard)"},
 
-	{"notify", "url", CFG_STR, O(notify_url), "", 0, 0, 0, NULL,
+	{"notify", "url", CFG_STR, O(notify_url), "", 0, 0, 0, valid_opt_url,
 	 "public URL Zoho posts notifications to (nginx → /notify)"},
-	{"notify", "callback_url", CFG_STR, O(callback_url), "", 0, 0, 0, NULL,
+	{"notify", "callback_url", CFG_STR, O(callback_url), "", 0, 0, 0, valid_opt_url,
 	 "public URL for bulk job callbacks (empty: url with /notify replaced by /bulk-callback)"},
 	{"notify", "channel_id", CFG_STR, O(channel_id), "1000000068001", 0, 0, 0, valid_digits,
 	 "base channel id; the i-th module uses channel_id + i"},
 	{"notify", "token", CFG_STR, O(token), "", 0, 0, CFG_SECRET, valid_token,
 	 "shared token Zoho echoes in every notification (secret, at most 49 characters)"},
 	{"notify", "renew_margin", CFG_INT, O(renew_margin), "43200", 60, 86400, 0, NULL,
-	 "seconds before expiry at which renew_channel renews"},
+	 "seconds before expiry at which renew_channel renews (less than the lifetime asked for)"},
 	{"notify", "channel_lifetime", CFG_INT, O(channel_lifetime), "86400", 600, 86400, 0, NULL,
 	 "seconds of channel life asked for (Zoho v6: at most one day)"},
 
@@ -106,6 +114,11 @@ static const struct cfg_key cfg_keys[] = {
 	 "most record ids accepted in one notification"},
 	{"webhook", "fetch", CFG_BOOL, O(fetch), "true", 0, 0, 0, NULL,
 	 "fetch full records of notified ids after replying"},
+	{"webhook", "fetch_delay", CFG_INT, O(fetch_delay), "1500", 0, 60000, 0, NULL,
+	 "milliseconds a notified id waits so that ids notified close together share one"
+	 " Get Records call (1 credit for up to 100 ids); 0: fetch at once"},
+	{"webhook", "instance", CFG_STR, O(instance), "", 0, 0, 0, NULL,
+	 "this webhook's name in /metrics (the webhook label); empty: host:listening socket"},
 	{"webhook", "socket_group", CFG_STR, O(socket_group), "", 0, 0, 0, NULL,
 	 "group of the --listen unix: socket, mode 0660 (nginx's, e.g. www-data; never the config's group); empty: the process's group"},
 };
@@ -114,8 +127,36 @@ static const struct cfg_key cfg_keys[] = {
 
 static const char *valid_url(const char *v)
 {
-	if (strncmp(v, "https://", 8) != 0 && strncmp(v, "http://", 7) != 0)
+	size_t skip;
+
+	if (strncmp(v, "https://", 8) == 0)
+		skip = 8;
+	else if (strncmp(v, "http://", 7) == 0)
+		skip = 7;
+	else
 		return "must start with https:// (or http:// for a local simulator)";
+	if (strcspn(v + skip, "/?#") == 0)
+		return "has no host after the scheme";
+	for (const char *p = v; *p; p++) {
+		if ((unsigned char)*p <= ' ' || (unsigned char)*p == 0x7f)
+			return "holds a space or a control character";
+	}
+	return NULL;
+}
+
+/* The same for a URL that may be left empty ([notify] url: only the
+ * programs that enable channels need it, and they say so). */
+static const char *valid_opt_url(const char *v)
+{
+	return *v ? valid_url(v) : NULL;
+}
+
+/* Directories the webhook and the cron jobs share: a relative path would
+ * name a different place for each (their working directories differ). */
+static const char *valid_abs_path(const char *v)
+{
+	if (v[0] != '/')
+		return "must be an absolute path (starting with /)";
 	return NULL;
 }
 
@@ -208,15 +249,6 @@ static void set_err(char err[CFG_ERR_LEN], const char *fmt, ...)
 	va_end(ap);
 }
 
-static const struct cfg_key *find_key(const char *section, const char *key)
-{
-	for (size_t i = 0; i < ARRAY_LEN(cfg_keys); i++) {
-		if (strcmp(cfg_keys[i].section, section) == 0 && strcmp(cfg_keys[i].key, key) == 0)
-			return &cfg_keys[i];
-	}
-	return NULL;
-}
-
 static bool section_known(const char *section)
 {
 	for (size_t i = 0; i < ARRAY_LEN(cfg_keys); i++) {
@@ -298,12 +330,49 @@ static char *trim(char *s)
 	return s;
 }
 
+/* Where each key's value came from: 0 its default, > 0 that line of the
+ * file, -1 the environment. Messages about a key name this place. */
+struct origins {
+	int line[ARRAY_LEN(cfg_keys)];
+};
+
+static void env_name(const struct cfg_key *k, char *buf, size_t cap)
+{
+	size_t n = (size_t)snprintf(buf, cap, "ZCRM_%s_%s", k->section, k->key);
+	for (size_t j = 0; j < n && j < cap; j++)
+		buf[j] = (char)toupper((unsigned char)buf[j]);
+}
+
+static void where_of(const struct origins *o, size_t i, const char *name, char *buf,
+		     size_t cap)
+{
+	char env[128];
+
+	if (o->line[i] > 0) {
+		snprintf(buf, cap, "%s:%d", name, o->line[i]);
+	} else if (o->line[i] < 0) {
+		env_name(&cfg_keys[i], env, sizeof(env));
+		snprintf(buf, cap, "environment %s", env);
+	} else {
+		snprintf(buf, cap, "%s", name);
+	}
+}
+
+static size_t key_index(const char *section, const char *key)
+{
+	for (size_t i = 0; i < ARRAY_LEN(cfg_keys); i++) {
+		if (strcmp(cfg_keys[i].section, section) == 0 && strcmp(cfg_keys[i].key, key) == 0)
+			return i;
+	}
+	return ARRAY_LEN(cfg_keys);
+}
+
 static enum rc parse_text(struct cfg *cfg, const char *text, const char *name,
-			  char err[CFG_ERR_LEN])
+			  struct origins *orig, char err[CFG_ERR_LEN])
 {
 	char section[64] = "";
 	char *copy = xstrdup(text);
-	char *line;
+	char *raw = NULL;
 	int lineno = 0;
 	enum rc rc = RC_OK;
 	char where[512];
@@ -312,20 +381,18 @@ static enum rc parse_text(struct cfg *cfg, const char *text, const char *name,
 	while (p && *p) {
 		const char *nl = strchr(p, '\n');
 		size_t len = nl ? (size_t)(nl - p) : strlen(p);
-		char *raw = xstrndup(p, len);
+		free(raw);
+		raw = xstrndup(p, len);
 		lineno++;
 		p = nl ? nl + 1 : NULL;
-		line = trim(raw);
+		char *line = trim(raw);
 		snprintf(where, sizeof(where), "%s:%d", name, lineno);
-		if (!*line || *line == '#' || *line == ';') {
-			free(raw);
+		if (!*line || *line == '#' || *line == ';')
 			continue;
-		}
 		if (*line == '[') {
 			char *close = strchr(line, ']');
 			if (!close || close[1]) {
 				set_err(err, "%s: malformed section header '%s'", where, line);
-				free(raw);
 				rc = RC_CONFIG;
 				goto out;
 			}
@@ -333,61 +400,72 @@ static enum rc parse_text(struct cfg *cfg, const char *text, const char *name,
 			char *sec = trim(line + 1);
 			if (!section_known(sec)) {
 				set_err(err, "%s: unknown section [%s]", where, sec);
-				free(raw);
 				rc = RC_CONFIG;
 				goto out;
 			}
 			snprintf(section, sizeof(section), "%s", sec);
-			free(raw);
 			continue;
 		}
 		char *eq = strchr(line, '=');
 		if (!eq) {
 			set_err(err, "%s: expected 'key = value', got '%s'", where, line);
-			free(raw);
 			rc = RC_CONFIG;
 			goto out;
 		}
 		*eq = '\0';
 		char *key = trim(line);
 		char *value = trim(eq + 1);
-		/* Allow "quoted values" so that leading/trailing spaces survive. */
+		if (!section[0]) {
+			set_err(err, "%s: key '%s' outside any section", where, key);
+			rc = RC_CONFIG;
+			goto out;
+		}
+		size_t ki = key_index(section, key);
+		if (ki == ARRAY_LEN(cfg_keys)) {
+			set_err(err, "%s: unknown key '%s' in [%s]", where, key, section);
+			rc = RC_CONFIG;
+			goto out;
+		}
+		const struct cfg_key *k = &cfg_keys[ki];
+		/* The same key twice in one section (or in two [section] blocks of
+		 * the same name): which one was meant is anyone's guess. The same
+		 * key name in different sections is two keys. */
+		if (orig->line[ki] > 0) {
+			set_err(err, "%s: [%s] %s: set twice (first on line %d): keep one", where,
+				k->section, k->key, orig->line[ki]);
+			rc = RC_CONFIG;
+			goto out;
+		}
+		/* "quoted values" keep their leading/trailing spaces; a quote
+		 * that is opened and never closed is a mistake, not a value. */
 		size_t vlen = strlen(value);
-		if (vlen >= 2 && value[0] == '"' && value[vlen - 1] == '"') {
+		if (vlen >= 1 && value[0] == '"') {
+			if (vlen < 2 || value[vlen - 1] != '"') {
+				set_err(err, "%s: [%s] %s: unterminated quote (a quoted value ends with \")",
+					where, k->section, k->key);
+				rc = RC_CONFIG;
+				goto out;
+			}
 			value[vlen - 1] = '\0';
 			value++;
 		}
-		if (!section[0]) {
-			set_err(err, "%s: key '%s' outside any section", where, key);
-			free(raw);
-			rc = RC_CONFIG;
-			goto out;
-		}
-		const struct cfg_key *k = find_key(section, key);
-		if (!k) {
-			set_err(err, "%s: unknown key '%s' in [%s]", where, key, section);
-			free(raw);
-			rc = RC_CONFIG;
-			goto out;
-		}
 		rc = set_value(cfg, k, value, where, err);
-		free(raw);
 		if (rc)
 			goto out;
+		orig->line[ki] = lineno;
 	}
 out:
+	free(raw);
 	free(copy);
 	return rc;
 }
 
-static enum rc apply_env(struct cfg *cfg, char err[CFG_ERR_LEN])
+static enum rc apply_env(struct cfg *cfg, struct origins *orig, char err[CFG_ERR_LEN])
 {
 	for (size_t i = 0; i < ARRAY_LEN(cfg_keys); i++) {
 		const struct cfg_key *k = &cfg_keys[i];
 		char name[128];
-		size_t n = (size_t)snprintf(name, sizeof(name), "ZCRM_%s_%s", k->section, k->key);
-		for (size_t j = 0; j < n && j < sizeof(name); j++)
-			name[j] = (char)toupper((unsigned char)name[j]);
+		env_name(k, name, sizeof(name));
 		const char *v = getenv(name);
 		if (!v)
 			continue;
@@ -396,6 +474,7 @@ static enum rc apply_env(struct cfg *cfg, char err[CFG_ERR_LEN])
 		enum rc rc = set_value(cfg, k, v, where, err);
 		if (rc)
 			return rc;
+		orig->line[i] = -1;
 	}
 	return RC_OK;
 }
@@ -419,8 +498,17 @@ static void split_modules(struct cfg *cfg)
 	}
 }
 
-static enum rc finish(struct cfg *cfg, const char *name, char err[CFG_ERR_LEN])
+long cfg_channel_asked(const struct cfg *cfg)
 {
+	long life = cfg->channel_lifetime;
+	return life > 2 * CFG_CHANNEL_SKEW_S ? life - CFG_CHANNEL_SKEW_S : life;
+}
+
+static enum rc finish(struct cfg *cfg, const char *name, const struct origins *orig,
+		      char err[CFG_ERR_LEN])
+{
+	char where[512];
+
 	split_modules(cfg);
 	for (size_t i = 0; i < cfg->nmodules; i++) {
 		for (size_t j = 0; j < i; j++) {
@@ -430,6 +518,20 @@ static enum rc finish(struct cfg *cfg, const char *name, char err[CFG_ERR_LEN])
 				return RC_CONFIG;
 			}
 		}
+	}
+	/* A margin as long as the life asked for renews the channel at every
+	 * renew_channel run: a mistake, not a policy. */
+	if (cfg->renew_margin >= cfg_channel_asked(cfg)) {
+		size_t mi = key_index("notify", "renew_margin");
+		size_t li = key_index("notify", "channel_lifetime");
+		where_of(orig, orig->line[mi] ? mi : li, name, where, sizeof(where));
+		set_err(err,
+			"%s: [notify] renew_margin: %ld is not less than the %ld s of channel life "
+			"asked for ([notify] channel_lifetime %ld, less %d s for clock skew): every "
+			"renew_channel run would renew",
+			where, cfg->renew_margin, cfg_channel_asked(cfg), cfg->channel_lifetime,
+			CFG_CHANNEL_SKEW_S);
+		return RC_CONFIG;
 	}
 	cfg->channel_base = strtoull(cfg->channel_id, NULL, 10);
 	if (cfg->channel_base + cfg->nmodules < cfg->channel_base) {
@@ -465,22 +567,23 @@ static struct cfg *cfg_new_defaults(void)
 	return cfg;
 }
 
-enum rc cfg_load_string(const char *text, const char *name, bool use_env, struct cfg **out,
-			char err[CFG_ERR_LEN])
+static enum rc load_text(const char *text, const char *name, bool use_env,
+			struct origins *orig, struct cfg **out, char err[CFG_ERR_LEN])
 {
 	struct cfg *cfg = cfg_new_defaults();
 	enum rc rc;
 
 	err[0] = '\0';
-	rc = parse_text(cfg, text, name, err);
+	memset(orig, 0, sizeof(*orig));
+	rc = parse_text(cfg, text, name, orig, err);
 	if (rc)
 		goto fail;
 	if (use_env) {
-		rc = apply_env(cfg, err);
+		rc = apply_env(cfg, orig, err);
 		if (rc)
 			goto fail;
 	}
-	rc = finish(cfg, name, err);
+	rc = finish(cfg, name, orig, err);
 	if (rc)
 		goto fail;
 	*out = cfg;
@@ -489,6 +592,13 @@ fail:
 	cfg_free(cfg);
 	*out = NULL;
 	return rc;
+}
+
+enum rc cfg_load_string(const char *text, const char *name, bool use_env, struct cfg **out,
+			char err[CFG_ERR_LEN])
+{
+	struct origins orig;
+	return load_text(text, name, use_env, &orig, out, err);
 }
 
 /* Whether url is plain http:// to a host other than this machine (the
@@ -506,10 +616,44 @@ static bool cleartext_remote(const char *url)
 	return n > 0 || h[0] == '[';
 }
 
-static bool has_secret_values(const struct cfg *cfg)
+/* The first secret key the file itself sets to a non-empty value, or
+ * ARRAY_LEN(cfg_keys). Secrets from the environment do not count: they are
+ * not in the file. */
+static size_t file_secret(const struct cfg *cfg, const struct origins *orig)
 {
-	return (cfg->client_secret && cfg->client_secret[0]) ||
-	       (cfg->refresh_token && cfg->refresh_token[0]) || (cfg->token && cfg->token[0]);
+	for (size_t i = 0; i < ARRAY_LEN(cfg_keys); i++) {
+		if (!(cfg_keys[i].flags & CFG_SECRET) || orig->line[i] <= 0)
+			continue;
+		const char *v = *(char *const *)((const char *)cfg + cfg_keys[i].offset);
+		if (v && v[0])
+			return i;
+	}
+	return ARRAY_LEN(cfg_keys);
+}
+
+/* The rule (docs/config.md, docs/security.md): a config file writable by
+ * others is refused, whatever it holds (whoever can write it can send the
+ * secrets, or the data, elsewhere); one readable by others is refused when
+ * it holds a secret itself. Group bits are the operator's choice (0640
+ * root:zcrm-sync is the documented layout). */
+static enum rc check_mode(const struct cfg *cfg, const struct origins *orig, const char *path,
+			  mode_t mode, char err[CFG_ERR_LEN])
+{
+	static const char fix[] = "chmod 0640 (owner root, group zcrm-sync) or chmod 0600";
+	size_t si = file_secret(cfg, orig);
+
+	if (mode & S_IWOTH) {
+		set_err(err, "%s: writable by every user (mode %04o): anyone could redirect the "
+			"sync and its secrets; %s", path, (unsigned)(mode & 07777), fix);
+		return RC_CONFIG;
+	}
+	if ((mode & S_IROTH) && si < ARRAY_LEN(cfg_keys)) {
+		set_err(err, "%s:%d: [%s] %s: a secret in a file every user can read (mode %04o); %s",
+			path, orig->line[si], cfg_keys[si].section, cfg_keys[si].key,
+			(unsigned)(mode & 07777), fix);
+		return RC_CONFIG;
+	}
+	return RC_OK;
 }
 
 enum rc cfg_load(const char *path, struct cfg **out, char err[CFG_ERR_LEN])
@@ -519,6 +663,7 @@ enum rc cfg_load(const char *path, struct cfg **out, char err[CFG_ERR_LEN])
 	enum rc rc = RC_CONFIG;
 	bool explicit = true;
 	struct stat st;
+	struct origins orig;
 
 	*out = NULL;
 	err[0] = '\0';
@@ -539,7 +684,11 @@ enum rc cfg_load(const char *path, struct cfg **out, char err[CFG_ERR_LEN])
 		set_err(err, "%s: cannot open: %s", path, strerror(errno));
 		return RC_CONFIG;
 	}
-	if (fstat(fileno(f), &st) == 0 && st.st_size > 1024 * 1024) {
+	if (fstat(fileno(f), &st) != 0) {
+		set_err(err, "%s: cannot stat: %s", path, strerror(errno));
+		goto out;
+	}
+	if (st.st_size > 1024 * 1024) {
 		set_err(err, "%s: larger than 1 MiB; not a config file?", path);
 		goto out;
 	}
@@ -562,8 +711,14 @@ enum rc cfg_load(const char *path, struct cfg **out, char err[CFG_ERR_LEN])
 		set_err(err, "%s: contains a NUL byte; not a config file?", path);
 		goto out;
 	}
-	rc = cfg_load_string(text, path, true, out, err);
+	rc = load_text(text, path, true, &orig, out, err);
 	if (rc == RC_OK) {
+		rc = check_mode(*out, &orig, path, st.st_mode, err);
+		if (rc) {
+			cfg_free(*out);
+			*out = NULL;
+			goto out;
+		}
 		(*out)->path = xstrdup(path);
 		const char *urls[][2] = {{"accounts_url", (*out)->accounts_url},
 					 {"api_domain", (*out)->api_domain}};
@@ -572,11 +727,6 @@ enum rc cfg_load(const char *path, struct cfg **out, char err[CFG_ERR_LEN])
 				log_warn("Zoho URL without TLS: secrets would cross the network in clear",
 					 "file=%s key=%s url=%s", log_q(path), urls[i][0],
 					 log_q(urls[i][1]));
-		}
-		if ((st.st_mode & 0007) && has_secret_values(*out)) {
-			log_warn("config file holding secrets is readable by others",
-				 "file=%s mode=%04o hint=%s", log_q(path), (unsigned)(st.st_mode & 07777),
-				 log_q("chmod 600 (or 640 with a dedicated group)"));
 		}
 	}
 out:

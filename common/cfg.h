@@ -30,6 +30,8 @@ struct cfg {
 	long max_retries;
 	long retry_budget;     /* seconds, all retries of one call */
 	long max_response;     /* bytes, JSON answers */
+	long max_concurrency;  /* calls in flight from processes sharing spool_dir; 0: no cap */
+	long credit_floor;     /* below this many credits left, bulk work waits */
 	/* [database] */
 	char *conninfo;
 	char *schema;
@@ -54,6 +56,8 @@ struct cfg {
 	long max_body;         /* bytes */
 	long max_ids;          /* ids in one notification */
 	bool fetch;            /* fetch dirty records after replying */
+	long fetch_delay;      /* ms a queued id waits for others to share its call */
+	char *instance;        /* the webhook label of /metrics; empty: host:socket */
 	char *socket_group;    /* group of a --listen unix: socket; "" = ours */
 
 	/* derived */
@@ -79,6 +83,12 @@ void cfg_register_secrets(const struct cfg *cfg);
 int cfg_module_index(const struct cfg *cfg, const char *module);
 /* Channel id of module index i. */
 uint64_t cfg_channel_id(const struct cfg *cfg, size_t i);
+/* Seconds of channel life asked of Zoho: [notify] channel_lifetime less
+ * CFG_CHANNEL_SKEW_S (a request past Zoho's maximum silently gets one hour,
+ * so a clock ahead of Zoho's must not cross it), unless that would leave
+ * less than the skew itself. renew_margin must be below it. */
+#define CFG_CHANNEL_SKEW_S 300
+long cfg_channel_asked(const struct cfg *cfg);
 /* Print every key with its value (secrets masked) in INI form. */
 void cfg_dump(const struct cfg *cfg, void *file);
 /* Print the key table as a commented sample config (docs and tests). */

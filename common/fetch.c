@@ -197,21 +197,32 @@ static void claim_take(struct claim *c, struct db_res *res, int gone_col)
 
 /* Lease the oldest queued notifications of module, as many as add up to at
  * most FETCH_BATCH ids (at least one), for a minute per FETCH_BATCH ids. */
-static enum rc claim_queued(struct db *data, const struct module_schema *schema,
+/* Lease queued notifications adding up to about FETCH_BATCH ids - once the
+ * queue is due: its oldest notification was received delay_ms ago, or it
+ * holds a full call's worth of ids. Waiting lets the ids of notifications
+ * that arrive close together share one Get Records call (1 credit). */
+static enum rc claim_queued(struct db *data, const struct module_schema *schema, long delay_ms,
 			    struct claim *c)
 {
 	struct db_res *res = NULL;
 	char *qtable = db_quote_ident(data, schema->table);
 	char *name = xasprintf("fetch_claim_queued_%s", schema->table);
-	char lim[16];
+	char lim[16], delay[24];
 	enum rc rc;
 
 	snprintf(lim, sizeof(lim), "%d", FETCH_BATCH);
+	snprintf(delay, sizeof(delay), "%ld", delay_ms);
 	char *sql = xasprintf(
-		"WITH cand AS ("
+		"WITH due AS ("
+		"  SELECT coalesce(min(coalesce(i.received_at, '-infinity'))"
+		"   <= now() - $3::int * interval '1 millisecond', false)"
+		"   OR coalesce(sum(cardinality(q.ids)), 0) >= $2::int AS ok"
+		"  FROM fetch_queue q LEFT JOIN inbox i ON i.id = q.inbox_id"
+		"  WHERE q.module = $1 AND (q.lease_until IS NULL OR q.lease_until <= now())),"
+		" cand AS ("
 		"  SELECT inbox_id, sum(cardinality(ids)) OVER (ORDER BY inbox_id) AS upto"
 		"  FROM (SELECT inbox_id, ids FROM fetch_queue WHERE module = $1"
-		"   AND (lease_until IS NULL OR lease_until <= now())"
+		"   AND (lease_until IS NULL OR lease_until <= now()) AND (SELECT ok FROM due)"
 		"   ORDER BY inbox_id LIMIT $2::int FOR UPDATE SKIP LOCKED) f),"
 		" claimed AS ("
 		"  UPDATE fetch_queue q SET lease_until = now()"
@@ -224,7 +235,7 @@ static enum rc claim_queued(struct db *data, const struct module_schema *schema,
 		" FROM (SELECT x.id, max(c.server_time) AS t"
 		"  FROM claimed c, unnest(c.ids) AS x(id) GROUP BY x.id) w ORDER BY w.id",
 		qtable);
-	rc = db_prepared(data, name, sql, 2, (const char *[]){schema->module, lim}, &res);
+	rc = db_prepared(data, name, sql, 3, (const char *[]){schema->module, lim, delay}, &res);
 	if (!rc) {
 		claim_take(c, res, 3);
 		if (db_res_rows(res))
@@ -401,6 +412,14 @@ out:
 enum rc fetch_dirty(struct db *data, struct zoho *zoho, const char *module, size_t max_batches,
 		    struct fetch_stats *st, char *err, size_t errlen)
 {
+	struct fetch_opts o = {max_batches, 0, true};
+	return fetch_dirty_opts(data, zoho, module, &o, st, err, errlen);
+}
+
+enum rc fetch_dirty_opts(struct db *data, struct zoho *zoho, const char *module,
+			 const struct fetch_opts *o, struct fetch_stats *st, char *err,
+			 size_t errlen)
+{
 	struct module_schema *schema = NULL;
 	struct claim c = {0};
 	enum rc rc;
@@ -411,9 +430,9 @@ enum rc fetch_dirty(struct db *data, struct zoho *zoho, const char *module, size
 	if (rc)
 		return rc;
 	/* Queued notifications first (the newest changes), then due retries. */
-	for (size_t batch = 0; batch < max_batches; batch++) {
-		rc = claim_queued(data, schema, &c);
-		if (!rc && !c.queued)
+	for (size_t batch = 0; batch < o->max_batches; batch++) {
+		rc = claim_queued(data, schema, o->delay_ms, &c);
+		if (!rc && !c.queued && o->retries)
 			rc = claim_dirty(data, module, &c);
 		if (rc) {
 			snprintf(err, errlen, "%s", db_error(data));

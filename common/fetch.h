@@ -22,6 +22,7 @@
 #include "schema.h"
 #include "zoho.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,6 +39,20 @@ struct fetch_stats {
  * when the module table does not exist yet. */
 enum rc fetch_dirty(struct db *data, struct zoho *zoho, const char *module, size_t max_batches,
 		    struct fetch_stats *st, char *err, size_t errlen) ZCRM_MUSTCHECK;
+
+struct fetch_opts {
+	size_t max_batches;  /* claims (Get Records calls of up to 100 ids) at most */
+	long delay_ms;       /* queued notifications wait this long for company */
+	bool retries;        /* also take due ids of `dirty` */
+};
+
+/* fetch_dirty with options: queued ids are claimed only once the oldest
+ * waiting notification was received delay_ms ago or a full call's worth
+ * (100 ids) waits, so that notifications arriving close together share a
+ * call. fetch_dirty is {max_batches, 0, true}. */
+enum rc fetch_dirty_opts(struct db *data, struct zoho *zoho, const char *module,
+			 const struct fetch_opts *o, struct fetch_stats *st, char *err,
+			 size_t errlen) ZCRM_MUSTCHECK;
 
 /* Fetch these ids (any number) and merge them with the fetch rule, without
  * touching fetch_queue or dirty (reconcile). */

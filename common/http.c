@@ -1,6 +1,7 @@
 /* http.c — libcurl wrapper with the one retry policy (see http.h). */
 #include "http.h"
 #include "log.h"
+#include "slots.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -30,6 +31,7 @@ struct http {
 	char err[HTTP_ERR_LEN];    /* reason, then the shortened URL */
 	char reason[HTTP_ERR_LEN];
 	const char *err_url;       /* the request's URL, during http_do */
+	bool slots_warned;         /* "cannot cap calls in flight" said once */
 };
 
 /* State of one transfer, shared by the libcurl callbacks. */
@@ -549,6 +551,23 @@ nomem:
 
 #undef SETOPT
 
+/* One of [zoho] max_concurrency slots, shared by every process of this
+ * spool_dir (slots.h); -1 and a warning, once, when they cannot be used. */
+static int take_slot(struct http *h, bool *stopped)
+{
+	if (h->cfg->max_concurrency <= 0 || !h->cfg->spool_dir || !h->cfg->spool_dir[0])
+		return -1;
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s/.zoho-slots", h->cfg->spool_dir);
+	int fd = slot_take(dir, h->cfg->max_concurrency, h->opts.stop, stopped);
+	if (fd < 0 && !*stopped && !h->slots_warned) {
+		h->slots_warned = true;
+		log_warn("cannot cap Zoho calls in flight; going on without [zoho] max_concurrency",
+			 "dir=%s err=%s", log_q(dir), log_q(strerror(errno)));
+	}
+	return fd;
+}
+
 /* Outcome of one attempt, before the retry decision. */
 enum attempt { ATT_DONE, ATT_RETRY, ATT_FAIL };
 
@@ -582,9 +601,17 @@ static enum attempt attempt_once(struct http *h, const struct http_req *req,
 	*rc = prepare(h, req, &x, &hdrs);
 	if (*rc)
 		goto out;
+	bool stopped = false;
+	int slot = take_slot(h, &stopped);
+	if (stopped) {
+		set_err(h, "%s: interrupted", what);
+		*rc = RC_INTERRUPTED;
+		goto out;
+	}
 	int64_t t0 = mono_ms();
 	c = curl_easy_perform(h->curl);
 	int64_t took = mono_ms() - t0;
+	slot_give(slot);
 	if (x.fd >= 0) {
 		int fd = x.fd;
 		x.fd = -1;

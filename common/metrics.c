@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 static const double bucket_bounds[METRICS_NBUCKETS] = {
 	0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -13,10 +15,53 @@ static const double bucket_bounds[METRICS_NBUCKETS] = {
 
 static const int status_codes[MS__COUNT] = {200, 400, 403, 404, 405, 413, 415, 500, 503};
 
+/* A label value as the text format wants it: \\, \" and \n escaped;
+ * cut (never mid-escape) to fit. */
+static void label_value(char *dst, size_t cap, const char *src)
+{
+	size_t n = 0;
+	for (const char *p = src; *p; p++) {
+		const char *rep = *p == '\\' ? "\\\\" : *p == '"' ? "\\\"" : *p == '\n' ? "\\n" : NULL;
+		size_t len = rep ? 2 : 1;
+		if (n + len >= cap)
+			break;
+		if (rep)
+			memcpy(dst + n, rep, 2);
+		else
+			dst[n] = *p;
+		n += len;
+	}
+	dst[n] = '\0';
+}
+
 struct metrics *metrics_new(void)
 {
 	struct metrics *m = xcalloc(1, sizeof(*m));
+	m->pid = (long)getpid();
+	atomic_init(&m->credits_remaining, -1);
+	m->start_time = (double)time(NULL);
 	return m;
+}
+
+void metrics_set_endpoints(struct metrics *m, const char *const *names, size_t n)
+{
+	m->nendpoints = n < METRICS_MAX_ENDPOINTS ? n : METRICS_MAX_ENDPOINTS;
+	for (size_t i = 0; i < m->nendpoints; i++)
+		m->endpoint_names[i] = names[i];
+}
+
+void metrics_spend(struct metrics *m, size_t i, int credits, long remaining)
+{
+	if (i < m->nendpoints && credits > 0)
+		atomic_fetch_add_explicit(&m->credits[i], (unsigned long)credits,
+					  memory_order_relaxed);
+	atomic_store_explicit(&m->credits_remaining, remaining, memory_order_relaxed);
+}
+
+void metrics_set_identity(struct metrics *m, const char *instance, const char *host)
+{
+	label_value(m->webhook, sizeof(m->webhook), instance);
+	label_value(m->host, sizeof(m->host), host);
 }
 
 void metrics_free(struct metrics *m)
@@ -86,15 +131,27 @@ static unsigned long get(atomic_ulong *v)
 char *metrics_render(struct metrics *m, long spool_depth)
 {
 	struct out o = {xmalloc(8192), 0, 8192};
+	const char *id = m->webhook;
 
+	put(&o, "# HELP zcrm_webhook_info The webhook process: its identity (the webhook label"
+		" every series carries), host, pid and version.\n"
+		"# TYPE zcrm_webhook_info gauge\n"
+		"zcrm_webhook_info{webhook=\"%s\",host=\"%s\",pid=\"%ld\",version=\"%s\"} 1\n",
+	    id, m->host, m->pid, ZCRM_VERSION);
+	put(&o, "# HELP zcrm_webhook_start_time_seconds When the process started (Unix time).\n"
+		"# TYPE zcrm_webhook_start_time_seconds gauge\n"
+		"zcrm_webhook_start_time_seconds{webhook=\"%s\"} %.0f\n",
+	    id, m->start_time);
 	put(&o, "# HELP zcrm_webhook_requests_total Requests answered, by route and HTTP status.\n"
 		"# TYPE zcrm_webhook_requests_total counter\n");
 	for (size_t r = 0; r < ROUTE__COUNT; r++) {
 		for (size_t s = 0; s < MS__COUNT; s++) {
 			unsigned long v = get(&m->requests[r][s]);
 			if (v)
-				put(&o, "zcrm_webhook_requests_total{route=\"%s\",status=\"%d\"} %lu\n",
-				    metrics_route_name((enum metrics_route)r), status_codes[s], v);
+				put(&o,
+				    "zcrm_webhook_requests_total{webhook=\"%s\",route=\"%s\","
+				    "status=\"%d\"} %lu\n",
+				    id, metrics_route_name((enum metrics_route)r), status_codes[s], v);
 		}
 	}
 	static const struct {
@@ -129,25 +186,39 @@ char *metrics_render(struct metrics *m, long spool_depth)
 	};
 	for (size_t i = 0; i < ARRAY_LEN(counters); i++) {
 		atomic_ulong *v = (atomic_ulong *)((char *)m + counters[i].off);
-		put(&o, "# HELP %s %s\n# TYPE %s counter\n%s %lu\n", counters[i].name,
-		    counters[i].help, counters[i].name, counters[i].name, get(v));
+		put(&o, "# HELP %s %s\n# TYPE %s counter\n%s{webhook=\"%s\"} %lu\n",
+		    counters[i].name, counters[i].help, counters[i].name, counters[i].name, id,
+		    get(v));
 	}
+	put(&o, "# HELP zcrm_zoho_credits_spent_total Zoho API credits this process's calls cost,"
+		" by endpoint.\n# TYPE zcrm_zoho_credits_spent_total counter\n");
+	for (size_t i = 0; i < m->nendpoints; i++)
+		put(&o, "zcrm_zoho_credits_spent_total{webhook=\"%s\",endpoint=\"%s\"} %lu\n", id,
+		    m->endpoint_names[i], get(&m->credits[i]));
+	long left = atomic_load_explicit(&m->credits_remaining, memory_order_relaxed);
+	if (left >= 0)
+		put(&o, "# HELP zcrm_zoho_credits_remaining The org's credits left, as Zoho's last"
+			" answer said (sent once half the day's are used).\n"
+			"# TYPE zcrm_zoho_credits_remaining gauge\n"
+			"zcrm_zoho_credits_remaining{webhook=\"%s\"} %ld\n", id, left);
 	if (spool_depth >= 0)
 		put(&o, "# HELP zcrm_webhook_spool_depth Notifications waiting in the spool.\n"
-			"# TYPE zcrm_webhook_spool_depth gauge\nzcrm_webhook_spool_depth %ld\n",
-		    spool_depth);
+			"# TYPE zcrm_webhook_spool_depth gauge\n"
+			"zcrm_webhook_spool_depth{webhook=\"%s\"} %ld\n",
+		    id, spool_depth);
 	put(&o, "# HELP zcrm_webhook_request_duration_seconds Time from request to reply.\n"
 		"# TYPE zcrm_webhook_request_duration_seconds histogram\n");
 	unsigned long cum = 0;
 	for (size_t i = 0; i < METRICS_NBUCKETS; i++) {
 		cum += get(&m->latency_bucket[i]);
-		put(&o, "zcrm_webhook_request_duration_seconds_bucket{le=\"%g\"} %lu\n",
-		    bucket_bounds[i], cum);
+		put(&o, "zcrm_webhook_request_duration_seconds_bucket{webhook=\"%s\",le=\"%g\"} %lu\n",
+		    id, bucket_bounds[i], cum);
 	}
 	cum += get(&m->latency_bucket[METRICS_NBUCKETS]);
-	put(&o, "zcrm_webhook_request_duration_seconds_bucket{le=\"+Inf\"} %lu\n", cum);
-	put(&o, "zcrm_webhook_request_duration_seconds_sum %.6f\n",
+	put(&o, "zcrm_webhook_request_duration_seconds_bucket{webhook=\"%s\",le=\"+Inf\"} %lu\n",
+	    id, cum);
+	put(&o, "zcrm_webhook_request_duration_seconds_sum{webhook=\"%s\"} %.6f\n", id,
 	    (double)get(&m->latency_sum_us) / 1e6);
-	put(&o, "zcrm_webhook_request_duration_seconds_count %lu\n", cum);
+	put(&o, "zcrm_webhook_request_duration_seconds_count{webhook=\"%s\"} %lu\n", id, cum);
 	return o.buf;
 }

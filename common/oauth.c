@@ -337,7 +337,10 @@ static void hand_out(struct oauth *o, char **token, char **api_domain)
 	*api_domain = xstrndup(o->api_domain, n);
 }
 
-enum rc oauth_get(struct oauth *o, struct db *db, char **token, char **api_domain)
+/* oauth_get, or with force a refresh whatever the stored token's age (the
+ * refresh token is what is being checked). */
+static enum rc get_token(struct oauth *o, struct db *db, bool force, char **token,
+			 char **api_domain)
 {
 	const char *params[5];
 	struct db_res *res = NULL;
@@ -349,7 +352,7 @@ enum rc oauth_get(struct oauth *o, struct db *db, char **token, char **api_domai
 	*token = NULL;
 	*api_domain = NULL;
 	o->err[0] = '\0';
-	if (o->token && mono_ms() < o->usable_until_ms) {
+	if (!force && o->token && mono_ms() < o->usable_until_ms) {
 		hand_out(o, token, api_domain);
 		return RC_OK;
 	}
@@ -360,7 +363,7 @@ enum rc oauth_get(struct oauth *o, struct db *db, char **token, char **api_domai
 		set_err(o, "reading the shared token: %s", db_error(db));
 		goto out;
 	}
-	if (take_row(o, res)) {
+	if (!force && take_row(o, res)) {
 		hand_out(o, token, api_domain);
 		goto out;
 	}
@@ -390,7 +393,7 @@ enum rc oauth_get(struct oauth *o, struct db *db, char **token, char **api_domai
 		set_err(o, "locking the shared token: %s", db_error(db));
 		goto out;
 	}
-	if (take_row(o, res)) {
+	if (!force && take_row(o, res)) {
 		/* Someone refreshed while we waited for the lock. */
 		rc = db_commit(db);
 		in_tx = false;
@@ -441,6 +444,16 @@ out:
 	db_res_free(res);
 	oauth_grant_free(&g);
 	return rc;
+}
+
+enum rc oauth_get(struct oauth *o, struct db *db, char **token, char **api_domain)
+{
+	return get_token(o, db, false, token, api_domain);
+}
+
+enum rc oauth_refresh(struct oauth *o, struct db *db, char **token, char **api_domain)
+{
+	return get_token(o, db, true, token, api_domain);
 }
 
 enum rc oauth_invalidate(struct oauth *o, struct db *db, const char *token)

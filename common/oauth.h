@@ -44,6 +44,13 @@ void oauth_free(struct oauth *o);
  * token endpoint, RC_DB, RC_HTTP…; the reason is in oauth_error(). */
 enum rc oauth_get(struct oauth *o, struct db *db, char **token,
 		  char **api_domain) ZCRM_MUSTCHECK;
+/* The same, but always refreshing (under the row lock, storing the new
+ * token for every process, as oauth_get does): proves the refresh token,
+ * client id and secret work. Costs one of Zoho's ~10 tokens per 10
+ * minutes; for --check-credentials, not for routine calls. A refusal
+ * leaves the stored token as it was. */
+enum rc oauth_refresh(struct oauth *o, struct db *db, char **token,
+		      char **api_domain) ZCRM_MUSTCHECK;
 /* Zoho rejected token (401 INVALID_TOKEN): mark it expired, in memory and
  * in the table if it is still the stored one, so the next get refreshes. */
 enum rc oauth_invalidate(struct oauth *o, struct db *db, const char *token) ZCRM_MUSTCHECK;

@@ -1,5 +1,6 @@
 /* status.c — operator status report (see status.h). */
 #include "status.h"
+#include "credits.h"
 #include "schema.h"
 #include "spool.h"
 
@@ -18,8 +19,37 @@ static json_object *jint_or_null(const char *s)
 	return s ? json_object_new_int64(strtoll(s, NULL, 10)) : NULL;
 }
 
+/* What the runs' liveness is judged against: the server's clock before
+ * the locks were read, and the sessions holding an advisory lock in this
+ * database then. A run row still 'running' that started before t0 took its
+ * job lock before t0 and keeps it until after its row is closed; so if its
+ * session held no lock when they were read, its process is gone. Reading
+ * the locks before the rows (a statement apart) keeps a run that finishes
+ * meanwhile from looking dead. */
+struct liveness {
+	char *t0;      /* timestamptz text */
+	char *holders; /* int[] text: backend pids */
+};
+
+static enum rc read_liveness(struct db *db, struct liveness *lv)
+{
+	enum rc rc;
+
+	lv->t0 = lv->holders = NULL;
+	rc = db_query_value(db, "SELECT clock_timestamp()::text", 0, NULL, &lv->t0);
+	if (rc)
+		return rc;
+	return db_query_value(db,
+			      "SELECT coalesce(array_agg(DISTINCT pid), '{}')::text FROM pg_locks"
+			      " WHERE locktype = 'advisory' AND granted AND pid IS NOT NULL"
+			      " AND database = (SELECT oid FROM pg_database"
+			      "                 WHERE datname = current_database())",
+			      0, NULL, &lv->holders);
+}
+
 /* One module's facts as a JSON object. */
-static enum rc module_status(struct db *db, const char *module, json_object **out)
+static enum rc module_status(struct db *db, const struct liveness *lv, const char *module,
+			     json_object **out)
 {
 	struct db_res *res = NULL;
 	json_object *o = json_object_new_object();
@@ -31,7 +61,11 @@ static enum rc module_status(struct db *db, const char *module, json_object **ou
 			 " extract(epoch FROM now() - watermark)::bigint,"
 			 " channel_id::text, to_char(channel_expiry AT TIME ZONE 'UTC',"
 			 "  'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
-			 " extract(epoch FROM channel_expiry - now())::bigint, channel_status,"
+			 " extract(epoch FROM channel_expiry - now())::bigint,"
+			 /* what renew_channel last saw; past its expiry it is over,
+			  * whatever renew_channel has not yet seen */
+			 " CASE WHEN channel_status = 'active' AND channel_expiry <= now()"
+			 "  THEN 'expired' ELSE channel_status END,"
 			 " bulk_kind, bulk_page, last_error, table_ready,"
 			 " (SELECT count(*) FROM to_fetch d WHERE d.module = s.module),"
 			 " (SELECT count(*) FROM dirty d WHERE d.module = s.module AND d.attempts > 0),"
@@ -84,12 +118,15 @@ static enum rc module_status(struct db *db, const char *module, json_object **ou
 		res = NULL;
 	}
 	rc = db_prepared(db, "status_runs",
-			 "SELECT DISTINCT ON (kind) kind, outcome,"
+			 "SELECT DISTINCT ON (kind) kind,"
+			 " CASE WHEN outcome = 'running' AND backend_pid IS NOT NULL"
+			 "  AND started_at < $2::timestamptz AND backend_pid <> ALL($3::int[])"
+			 "  THEN 'abandoned' ELSE outcome END,"
 			 " to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
 			 " to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
 			 " rows_seen, rows_applied, rows_deleted, message"
 			 " FROM runs WHERE module = $1 ORDER BY kind, started_at DESC",
-			 1, (const char *[]){module}, &res);
+			 3, (const char *[]){module, lv->t0, lv->holders}, &res);
 	if (rc)
 		goto out;
 	json_object *runs = json_object_new_object();
@@ -135,6 +172,58 @@ static void human_secs(long long s, char *buf, size_t cap)
 		snprintf(buf, cap, "%s%lldh%02lldm", sign, s / 3600, (s % 3600) / 60);
 }
 
+/* What this deployment spent of the org's API credits in the last 24 h,
+ * and what Zoho last said is left. */
+static enum rc credits_status(struct db *db, json_object **out)
+{
+	struct db_res *res = NULL;
+	long remaining = -1, total = 0;
+	char seen[40];
+	enum rc rc = credits_day(db, &res);
+
+	*out = NULL;
+	if (!rc)
+		rc = credits_last_seen(db, &remaining, seen, sizeof(seen));
+	if (rc)
+		goto out;
+	json_object *o = json_object_new_object(), *by = json_object_new_object();
+	for (int i = 0; i < db_res_rows(res); i++) {
+		long c = atol(db_res_get(res, i, 1));
+		total += c;
+		json_object_object_add(by, db_res_get(res, i, 0), json_object_new_int64(c));
+	}
+	json_object_object_add(o, "spent_24h", json_object_new_int64(total));
+	json_object_object_add(o, "by_endpoint", by);
+	json_object_object_add(o, "remaining",
+			       remaining >= 0 ? json_object_new_int64(remaining) : NULL);
+	json_object_object_add(o, "seen_at", seen[0] ? json_object_new_string(seen) : NULL);
+	*out = o;
+out:
+	db_res_free(res);
+	return rc;
+}
+
+static void print_credits(json_object *c, FILE *out)
+{
+	json_object *by, *v;
+	fprintf(out, "credits: %s spent in the last 24 h", s_of(c, "spent_24h", "0"));
+	if (json_object_object_get_ex(c, "by_endpoint", &by) && json_object_object_length(by)) {
+		const char *sep = " (";
+		json_object_object_foreach(by, ep, n)
+		{
+			fprintf(out, "%s%s %s", sep, ep, json_object_get_string(n));
+			sep = ", ";
+		}
+		fputc(')', out);
+	}
+	if (json_object_object_get_ex(c, "remaining", &v) && v)
+		fprintf(out, "; Zoho said %s left at %s\n", json_object_get_string(v),
+			s_of(c, "seen_at", "?"));
+	else
+		fprintf(out, "; more than half of the org's day left (Zoho sent no"
+			     " X-API-CREDITS-REMAINING)\n");
+}
+
 static void print_table(json_object *mods, long spool, FILE *out)
 {
 	fprintf(out, "%-12s %-21s %-8s %-10s %-9s %6s %6s %5s %9s %9s\n", "MODULE", "WATERMARK",
@@ -161,7 +250,9 @@ static void print_table(json_object *mods, long spool, FILE *out)
 		json_object_object_foreach(runs, kind, r)
 		{
 			fprintf(out, "  %-12s %-11s %-21s seen=%s applied=%s deleted=%s%s%s\n", kind,
-				s_of(r, "outcome", "?"), s_of(r, "finished", "(running)"),
+				s_of(r, "outcome", "?"),
+				s_of(r, "finished", !strcmp(s_of(r, "outcome", ""), "running") ? "(running)"
+											       : "-"),
 				s_of(r, "rows_seen", "0"), s_of(r, "rows_applied", "0"),
 				s_of(r, "rows_deleted", "0"), s_of(r, "message", NULL) ? "  " : "",
 				s_of(r, "message", ""));
@@ -172,30 +263,78 @@ static void print_table(json_object *mods, long spool, FILE *out)
 	}
 }
 
-enum rc status_report(struct db *db, const struct cfg *cfg, const char *const *modules, size_t n,
-		      bool json, FILE *out)
+/* Without PostgreSQL: what is known all the same. */
+static void print_offline(const struct cfg *cfg, const char *db_err, long spool, FILE *out)
+{
+	fprintf(out, "config: %s (schema %s; modules %s)\n", cfg->path ? cfg->path : "(none)",
+		cfg->schema, cfg->modules);
+	fprintf(out, "database: UNAVAILABLE: %s\n", db_err);
+	fprintf(out, "  the modules' state is in PostgreSQL: unknown until it answers\n");
+	if (spool < 0)
+		fprintf(out, "\nspool: cannot read %s\n", cfg->spool_dir);
+	else
+		fprintf(out, "\nspool: %ld file(s) waiting in %s\n", spool, cfg->spool_dir);
+}
+
+enum rc status_report(struct db *db, const char *db_err, const struct cfg *cfg,
+		      const char *const *modules, size_t n, bool json, FILE *out)
 {
 	json_object *root = json_object_new_object();
-	json_object *mods = json_object_new_array();
+	json_object *mods = NULL, *credits = NULL;
+	struct liveness lv = {NULL, NULL};
 	long spool = spool_count(cfg->spool_dir);
 	enum rc rc = RC_OK;
 
-	for (size_t i = 0; i < n; i++) {
-		json_object *m = NULL;
-		rc = module_status(db, modules[i], &m);
+	json_object *dbo = json_object_new_object();
+	json_object_object_add(dbo, "ok", json_object_new_boolean(db != NULL));
+	if (!db)
+		json_object_object_add(dbo, "error", json_object_new_string(db_err ? db_err : ""));
+	json_object_object_add(root, "database", dbo);
+	json_object_object_add(root, "config", jstr_or_null(cfg->path));
+	json_object_object_add(root, "spool_dir", json_object_new_string(cfg->spool_dir));
+	if (db) {
+		mods = json_object_new_array();
+		rc = read_liveness(db, &lv);
 		if (rc)
 			goto out;
-		json_object_array_add(mods, m);
+		for (size_t i = 0; i < n; i++) {
+			json_object *m = NULL;
+			rc = module_status(db, &lv, modules[i], &m);
+			if (rc)
+				goto out;
+			json_object_array_add(mods, m);
+		}
+	} else {
+		json_object *names = json_object_new_array();
+		for (size_t i = 0; i < n; i++)
+			json_object_array_add(names, json_object_new_string(modules[i]));
+		json_object_object_add(root, "configured_modules", names);
+	}
+	if (db) {
+		rc = credits_status(db, &credits);
+		if (rc)
+			goto out;
 	}
 	if (json) {
+		/* null when unknown (no database) */
 		json_object_object_add(root, "modules", json_object_get(mods));
-		json_object_object_add(root, "spool_files", json_object_new_int64(spool < 0 ? 0 : spool));
+		json_object_object_add(root, "spool_files",
+				       spool < 0 ? NULL : json_object_new_int64(spool));
+		/* null when unknown (no database) */
+		json_object_object_add(root, "credits", json_object_get(credits));
 		fprintf(out, "%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
 								       JSON_C_TO_STRING_NOSLASHESCAPE));
-	} else {
+	} else if (db) {
 		print_table(mods, spool < 0 ? 0 : spool, out);
+		fputc('\n', out);
+		print_credits(credits, out);
+	} else {
+		print_offline(cfg, db_err ? db_err : "", spool, out);
 	}
 out:
+	json_object_put(credits);
+	free(lv.t0);
+	free(lv.holders);
 	json_object_put(mods);
 	json_object_put(root);
 	return rc;

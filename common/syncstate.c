@@ -145,15 +145,15 @@ enum rc run_start(struct db *db, const char *kind, const char *module, int64_t *
 	snprintf(pid, sizeof(pid), "%d", (int)getpid());
 	/* The caller holds the job lock: a run still "running" was killed. */
 	rc = db_exec(db,
-		     "UPDATE runs SET outcome = 'interrupted', finished_at = now(),"
+		     "UPDATE runs SET outcome = 'abandoned', finished_at = now(),"
 		     " message = coalesce(message, 'process ended without finishing (killed?)')"
 		     " WHERE kind = $1 AND module IS NOT DISTINCT FROM $2 AND outcome = 'running'",
 		     2, (const char *[]){kind, module}, NULL);
 	if (rc)
 		return rc;
 	rc = db_query_value(db,
-			    "INSERT INTO runs (kind, module, host, pid) VALUES ($1, $2, $3, $4::int)"
-			    " RETURNING id",
+			    "INSERT INTO runs (kind, module, host, pid, backend_pid)"
+			    " VALUES ($1, $2, $3, $4::int, pg_backend_pid()) RETURNING id",
 			    4, (const char *[]){kind, module, host, pid}, &v);
 	*run_id = rc ? 0 : to_i64(v);
 	free(v);

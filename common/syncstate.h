@@ -37,9 +37,10 @@ enum rc sync_set_channel(struct db *db, const char *module, uint64_t channel_id,
 			 int64_t expiry, const char *status) ZCRM_MUSTCHECK;
 enum rc sync_set_error(struct db *db, const char *module, const char *error) ZCRM_MUSTCHECK;
 
-/* runs: start one (the caller holds the job lock, so a run of the same
- * kind and module still marked running was killed: it is marked
- * interrupted) */
+/* runs: start one, on the connection that holds the job lock (the row
+ * records that session, pg_backend_pid(), for status to tell a live run
+ * from a dead one); a run of the same kind and module still marked running
+ * was killed: it is marked abandoned */
 enum rc run_start(struct db *db, const char *kind, const char *module, int64_t *run_id) ZCRM_MUSTCHECK;
 struct run_counts {
 	int pages;

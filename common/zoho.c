@@ -1,11 +1,13 @@
 /* zoho.c — typed Zoho CRM v6 calls (see zoho.h; paths and shapes follow
  * zoho-api.md). */
 #include "zoho.h"
+#include "credits.h"
 #include "json.h"
 #include "log.h"
 #include "oauth.h"
 #include "ztime.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,8 +19,6 @@
 /* Fields per Get Records call when joining: 49 plus Modified_Time. */
 #define ZOHO_JOIN_CHUNK (ZOHO_MAX_FIELDS - 1)
 #define ZOHO_JOIN_ROUNDS 3
-/* Channel expiry asked for is this much short of channel_lifetime. */
-#define ZOHO_CLOCK_SKEW_S 300
 
 struct zoho {
 	const struct cfg *cfg;
@@ -27,6 +27,7 @@ struct zoho {
 	struct oauth *oauth;
 	struct zoho_opts opts;
 	long credits;
+	long spent[ZOHO_EP__COUNT];
 	char err[ZOHO_ERR_LEN];
 };
 
@@ -100,6 +101,106 @@ enum rc zoho_token(struct zoho *z, char **token, char **api_domain)
 
 	if (rc)
 		set_err(z, "%s", oauth_error(z->oauth));
+	return rc;
+}
+
+/* ---- what a call costs ---- */
+
+static const char *const endpoint_names[ZOHO_EP__COUNT] = {
+	"bulk_create", "bulk_status", "bulk_result", "records", "record_by_id",
+	"deleted",     "fields",      "count",       "watch",   "other",
+};
+
+const char *zoho_endpoint_name(enum zoho_endpoint ep)
+{
+	return (unsigned)ep < ZOHO_EP__COUNT ? endpoint_names[ep] : "other";
+}
+
+enum zoho_endpoint zoho_call_endpoint(const char *method, const char *path, int *credits)
+{
+	const char *p = path, *q;
+	bool post = method && !strcmp(method, "POST");
+
+	*credits = 1;
+	/* A whole URL (bulk downloads): its path. */
+	if ((q = strstr(p, "://")) != NULL)
+		p = strchr(q + 3, '/') ? strchr(q + 3, '/') : "";
+	size_t len = strcspn(p, "?");
+	if (!strncmp(p, "/crm/bulk/", 10)) {
+		const char *read = strstr(p, "/read");
+		if (!read || read - p > (ptrdiff_t)len)
+			return ZOHO_EP_OTHER;
+		const char *rest = read + 5;
+		if (rest - p == (ptrdiff_t)len || *rest == '?') {
+			if (post)
+				*credits = 50;
+			return post ? ZOHO_EP_BULK_CREATE : ZOHO_EP_OTHER;
+		}
+		return strstr(rest, "/result") && strstr(rest, "/result") - p < (ptrdiff_t)len
+			       ? ZOHO_EP_BULK_RESULT
+			       : ZOHO_EP_BULK_STATUS;
+	}
+	if (strncmp(p, "/crm/v", 6))
+		return ZOHO_EP_OTHER;
+	/* /crm/vN/<a>[/<b>[/<c>]] */
+	const char *a = strchr(p + 6, '/');
+	if (!a || a - p >= (ptrdiff_t)len)
+		return ZOHO_EP_OTHER;
+	a++;
+	char seg[3][64] = {"", "", ""};
+	for (int i = 0; i < 3 && a - p < (ptrdiff_t)len; i++) {
+		size_t n = strcspn(a, "/?");
+		snprintf(seg[i], sizeof(seg[i]), "%.*s", (int)(n < 63 ? n : 63), a);
+		a += n;
+		if (*a != '/')
+			break;
+		a++;
+	}
+	if (!strcmp(seg[0], "actions") && !strcmp(seg[1], "watch"))
+		return ZOHO_EP_WATCH;
+	if (!strcmp(seg[0], "settings") && !strcmp(seg[1], "fields"))
+		return ZOHO_EP_FIELDS;
+	if (!strcmp(seg[1], "deleted"))
+		return ZOHO_EP_DELETED;
+	if (!strcmp(seg[1], "actions") && !strcmp(seg[2], "count"))
+		return ZOHO_EP_COUNT;
+	if (seg[1][0] && strspn(seg[1], "0123456789") == strlen(seg[1]))
+		return ZOHO_EP_RECORD_BY_ID;
+	if (seg[0][0] && !seg[1][0]) {
+		const char *query = path + (p - path) + len;
+		if (strstr(query, "cvid=") == query + 1 || strstr(query, "&cvid="))
+			*credits = 3;
+		return ZOHO_EP_RECORDS;
+	}
+	return ZOHO_EP_OTHER;
+}
+
+long zoho_credits_spent(const struct zoho *z, enum zoho_endpoint ep)
+{
+	long sum = 0;
+	if ((unsigned)ep < ZOHO_EP__COUNT)
+		return z->spent[ep];
+	for (size_t i = 0; i < ZOHO_EP__COUNT; i++)
+		sum += z->spent[i];
+	return sum;
+}
+
+enum rc zoho_check_credentials(struct zoho *z, const char *module, int64_t *count,
+			       char **api_domain)
+{
+	char *token = NULL;
+	enum rc rc;
+
+	*count = 0;
+	*api_domain = NULL;
+	rc = oauth_refresh(z->oauth, z->db, &token, api_domain);
+	if (rc) {
+		set_err(z, "%s", oauth_error(z->oauth));
+		goto out;
+	}
+	rc = zoho_record_count(z, module, count);
+out:
+	free(token);
 	return rc;
 }
 
@@ -232,6 +333,24 @@ struct call {
 	long min_429_wait_ms;
 };
 
+/* Count a call Zoho answered. Zoho charges a call it served, whatever it
+ * answered; not one refused for the token (401), the rate (429) or a
+ * failure of its own (5xx). */
+static void charge(struct zoho *z, const struct call *c, const struct http_resp *resp)
+{
+	if (!resp->status || resp->status == 401 || resp->status == 429 || resp->status >= 500)
+		return;
+	int credits = 1;
+	enum zoho_endpoint ep = zoho_call_endpoint(c->method, c->path, &credits);
+	z->spent[ep] += credits;
+	if (z->opts.on_spend)
+		z->opts.on_spend(z->opts.spend_arg, ep, credits, resp->credits_remaining);
+	if (z->db && credits_record(z->db, program_invocation_short_name, endpoint_names[ep],
+				    credits, resp->credits_remaining))
+		log_debug("cannot record the credits a call cost", "err=%s",
+			  log_q(db_error(z->db)));
+}
+
 /* Send c with a token; on 401 INVALID_TOKEN invalidate and try once more.
  * RC_OK only for a 2xx answer (resp holds it); otherwise z->err says why. */
 static enum rc zoho_send(struct zoho *z, const struct call *c, struct http_resp *resp)
@@ -289,6 +408,7 @@ static enum rc zoho_send(struct zoho *z, const struct call *c, struct http_resp 
 		url = NULL;
 		if (resp->credits_remaining >= 0)
 			z->credits = resp->credits_remaining;
+		charge(z, c, resp);
 		if (rc) {
 			detail[0] = '\0';
 			if (resp->status && resp->len &&
@@ -504,9 +624,7 @@ static enum rc watch_set(struct zoho *z, const char *method, const char *what,
 	}
 	/* A request past Zoho's maximum silently gets one hour: leave room
 	 * for our clock running ahead of Zoho's. */
-	long life = z->cfg->channel_lifetime;
-	if (life > 2 * ZOHO_CLOCK_SKEW_S)
-		life -= ZOHO_CLOCK_SKEW_S;
+	long life = cfg_channel_asked(z->cfg);
 	int64_t want = ztime_now() + life;
 	body = zoho_watch_body(module, channel_id, z->cfg->notify_url, z->cfg->token, want);
 	struct call c = {.what = what, .method = method, .path = "/crm/v6/actions/watch",

@@ -31,10 +31,36 @@
 
 struct zoho;
 
+/* The API's endpoints as Zoho prices them (shared/zoho-api.md §8.1); the
+ * names are the simulator's route names. */
+enum zoho_endpoint {
+	ZOHO_EP_BULK_CREATE,  /* 50 credits */
+	ZOHO_EP_BULK_STATUS,
+	ZOHO_EP_BULK_RESULT,
+	ZOHO_EP_RECORDS,      /* a page, or by ids; 3 with cvid */
+	ZOHO_EP_RECORD_BY_ID,
+	ZOHO_EP_DELETED,
+	ZOHO_EP_FIELDS,
+	ZOHO_EP_COUNT,
+	ZOHO_EP_WATCH,
+	ZOHO_EP_OTHER,
+	ZOHO_EP__COUNT
+};
+
 struct zoho_opts {
 	struct http_opts http;  /* stop flag, backoff scale */
 	long download_429_ms;   /* wait after a download 429 without Retry-After; 0: 60000 */
+	/* called after every call Zoho charged (any thread: must be safe) */
+	void (*on_spend)(void *arg, enum zoho_endpoint ep, int credits, long remaining);
+	void *spend_arg;
 };
+
+/* Which endpoint a request is, and what Zoho charges for it. path is the
+ * part after the API domain (or a whole URL under it). */
+enum zoho_endpoint zoho_call_endpoint(const char *method, const char *path, int *credits);
+const char *zoho_endpoint_name(enum zoho_endpoint ep);
+/* Credits this client's calls cost so far, by endpoint (all: ZOHO_EP__COUNT). */
+long zoho_credits_spent(const struct zoho *z, enum zoho_endpoint ep);
 
 /* lifecycle: cfg and db are borrowed (db is this thread's connection, and
  * no transaction may be open on it while a call runs: the token refresh
@@ -50,6 +76,13 @@ long zoho_credits_remaining(const struct zoho *z);
 struct http *zoho_http(struct zoho *z);
 /* The current access token (token verb of the test tool); caller frees. */
 enum rc zoho_token(struct zoho *z, char **token, char **api_domain) ZCRM_MUSTCHECK;
+
+/* Prove the credentials: refresh the shared token now (oauth_refresh: the
+ * refresh token, client id and secret), then one cheap call with it, the
+ * record count of module (1 credit). *api_domain (caller frees) is the
+ * token's. Fails as the calls do; zoho_error() says which step. */
+enum rc zoho_check_credentials(struct zoho *z, const char *module, int64_t *count,
+			       char **api_domain) ZCRM_MUSTCHECK;
 
 /* ---- notification channel (actions/watch) ---- */
 

@@ -7,6 +7,7 @@
  * them open (fastcgi_keep_conn) without pinning a thread each.
  * SIGTERM/SIGINT: stop accepting, let in-flight requests finish, exit 0. */
 #include "cfg.h"
+#include "credcheck.h"
 #include "http.h"
 #include "log.h"
 #include "spool.h"
@@ -41,6 +42,9 @@ static void usage(FILE *f)
 		"  -l, --listen SPEC    unix:/path/to.sock or host:port\n"
 		"  -t, --threads N      worker threads (default: [webhook] threads)\n"
 		"      --check-config   validate the configuration, print it, exit\n"
+		"      --check-credentials  refresh the shared Zoho token and make one\n"
+		"                       cheap call with it; print ok or why not, exit\n"
+		"                       0, 77 (refused) or 75 (Zoho unreachable)\n"
 		"      --sample-config  print a commented sample configuration (every key\n"
 		"                       with its default) and exit\n"
 		"  -v, --verbose        debug logging\n"
@@ -168,6 +172,35 @@ static int listen_tcp(const char *spec)
 	}
 	freeaddrinfo(ai);
 	return fd;
+}
+
+/* The webhook label of /metrics when [webhook] instance is empty:
+ * host:socket, which tells apart two webhooks on one host and stays the
+ * same across restarts (a pid would not). */
+static void set_identity(struct metrics *m, const struct cfg *cfg, int listen_fd)
+{
+	char host[256] = "", where[256] = "?", *id = NULL;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (gethostname(host, sizeof(host) - 1))
+		snprintf(host, sizeof(host), "unknown");
+	if (getsockname(listen_fd, (struct sockaddr *)&ss, &len) == 0) {
+		if (ss.ss_family == AF_UNIX) {
+			const struct sockaddr_un *un = (const struct sockaddr_un *)&ss;
+			snprintf(where, sizeof(where), "%s", un->sun_path[0] ? un->sun_path : "?");
+		} else {
+			char h[NI_MAXHOST], p[NI_MAXSERV];
+			if (!getnameinfo((struct sockaddr *)&ss, len, h, sizeof(h), p, sizeof(p),
+					 NI_NUMERICHOST | NI_NUMERICSERV))
+				snprintf(where, sizeof(where), ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s",
+					 h, p);
+		}
+	}
+	id = cfg->instance[0] ? xstrdup(cfg->instance) : xasprintf("%s:%s", host, where);
+	metrics_set_identity(m, id, host);
+	log_info("metrics identity", "webhook=%s", log_q(id));
+	free(id);
 }
 
 static int open_listener(const char *spec, gid_t gid)
@@ -306,9 +339,9 @@ static void *housekeeper_main(void *arg)
 		}
 		backoff_ms = tick_ms;
 		wait_ms = 0;
-		/* Retry ids whose fetch failed, about once a second. */
-		if (++ticks % 4 == 0)
-			webhook_fetch_due(w);
+		/* Fetch queued ids once [webhook] fetch_delay has passed for the
+		 * oldest; retry ids whose fetch failed about once a second. */
+		webhook_fetch_due(w, ++ticks % 4 == 0);
 	}
 	/* Last chance before exit, so a clean stop leaves little behind. */
 	webhook_replay_spool(w);
@@ -323,6 +356,7 @@ int main(int argc, char **argv)
 		{"listen", required_argument, NULL, 'l'},
 		{"threads", required_argument, NULL, 't'},
 		{"check-config", no_argument, NULL, 'C'},
+		{"check-credentials", no_argument, NULL, 'K'},
 		{"sample-config", no_argument, NULL, 'S'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"quiet", no_argument, NULL, 'q'},
@@ -332,7 +366,7 @@ int main(int argc, char **argv)
 	};
 	const char *config = NULL, *listen_spec = NULL;
 	long threads = 0;
-	bool check_only = false;
+	bool check_only = false, check_creds = false;
 	enum log_level level = LOG_LVL_INFO;
 	struct cfg *cfg = NULL;
 	struct app app;
@@ -361,6 +395,9 @@ int main(int argc, char **argv)
 			break;
 		case 'C':
 			check_only = true;
+			break;
+		case 'K':
+			check_creds = true;
 			break;
 		case 'S':
 			/* Needs no configuration: etc/zcrm-sync.conf.example is made
@@ -413,6 +450,12 @@ int main(int argc, char **argv)
 		cfg_free(cfg);
 		return EX_OK;
 	}
+	if (check_creds) {
+		enum rc crc = credcheck_run(cfg, NULL, stdout);
+		log_clear_secrets();
+		cfg_free(cfg);
+		return rc_exit_code(crc);
+	}
 	if (threads == 0)
 		threads = cfg->threads;
 	if (spool_init(cfg->spool_dir) != RC_OK) {
@@ -447,6 +490,11 @@ int main(int argc, char **argv)
 		status = EX_OSERR;
 		goto out;
 	}
+	set_identity(app.metrics, cfg, app.listen_fd);
+	const char *endpoints[ZOHO_EP__COUNT];
+	for (size_t i = 0; i < ZOHO_EP__COUNT; i++)
+		endpoints[i] = zoho_endpoint_name((enum zoho_endpoint)i);
+	metrics_set_endpoints(app.metrics, endpoints, ZOHO_EP__COUNT);
 	app.conns = conns_new(&app, app.listen_fd);
 	if (!app.conns) {
 		status = EX_OSERR;

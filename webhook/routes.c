@@ -564,6 +564,11 @@ void webhook_handle(struct worker *w, FCGX_Request *const *reqs, size_t n)
 	log_set_context(NULL, NULL);
 }
 
+static void count_spend(void *arg, enum zoho_endpoint ep, int credits, long remaining)
+{
+	metrics_spend(arg, (size_t)ep, credits, remaining);
+}
+
 static bool ensure_zoho(struct worker *w)
 {
 	const struct cfg *cfg = w->app->cfg;
@@ -579,6 +584,8 @@ static bool ensure_zoho(struct worker *w)
 	}
 	memset(&zo, 0, sizeof(zo));
 	zo.http.stop = &w->app->stop;
+	zo.on_spend = count_spend;
+	zo.spend_arg = w->app->metrics;
 	if (zoho_new(cfg, w->tokdb, &zo, &w->zoho) != RC_OK) {
 		log_warn("cannot set up the Zoho client", "");
 		return false;
@@ -586,15 +593,16 @@ static bool ensure_zoho(struct worker *w)
 	return true;
 }
 
-static void fetch_module(struct worker *w, const char *module, size_t max_batches)
+static void fetch_module(struct worker *w, const char *module, bool retries)
 {
+	struct fetch_opts o = {10, w->app->cfg->fetch_delay, retries};
 	struct fetch_stats st;
 	char err[1024];
 
 	if (!webhook_db(w) || !ensure_zoho(w))
 		return;
 	log_set_module(module);
-	enum rc rc = fetch_dirty(w->db, w->zoho, module, max_batches, &st, err, sizeof(err));
+	enum rc rc = fetch_dirty_opts(w->db, w->zoho, module, &o, &st, err, sizeof(err));
 	if (st.returned)
 		atomic_fetch_add(&w->app->metrics->fetched_records, (unsigned long)st.returned);
 	if (rc && rc != RC_NOTFOUND) {
@@ -615,17 +623,19 @@ void webhook_after_reply(struct worker *w)
 		if (!w->fetch_wanted[i])
 			continue;
 		w->fetch_wanted[i] = false;
-		fetch_module(w, cfg->module_list[i], 10);
+		/* Fetches now only if the queue is due ([webhook] fetch_delay) or
+		 * holds a full call; else the housekeeper's next tick does. */
+		fetch_module(w, cfg->module_list[i], false);
 	}
 }
 
-void webhook_fetch_due(struct worker *w)
+void webhook_fetch_due(struct worker *w, bool retries)
 {
 	const struct cfg *cfg = w->app->cfg;
 	if (!cfg->fetch)
 		return;
 	for (size_t i = 0; i < cfg->nmodules && !w->app->stop; i++)
-		fetch_module(w, cfg->module_list[i], 10);
+		fetch_module(w, cfg->module_list[i], retries);
 }
 
 void webhook_worker_close(struct worker *w)

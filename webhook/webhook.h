@@ -67,8 +67,9 @@ void webhook_handle(struct worker *w, FCGX_Request *const *reqs, size_t n);
 void webhook_after_reply(struct worker *w);
 /* Ensure w->db is connected; false (and logged) when PostgreSQL is down. */
 bool webhook_db(struct worker *w);
-/* Fetch due dirty ids of every module (housekeeping). */
-void webhook_fetch_due(struct worker *w);
+/* Housekeeping: fetch the queued ids that are due ([webhook] fetch_delay)
+ * and, with retries, the due ids of `dirty`, of every module. */
+void webhook_fetch_due(struct worker *w, bool retries);
 /* Release the worker's connections and client. */
 void webhook_worker_close(struct worker *w);
 /* One pass of spool replay: the number replayed, or -1 if PostgreSQL is

@@ -6,10 +6,16 @@
     the webhook (--check-config) and by every batch program — before any
     connection is made;
   - an empty value cannot slip past a key's validator ("modules =");
-  - a config file holding secrets that others can read draws a warning
-    naming the file and its mode; 0600/0640 files and files without
-    secrets do not.
-See docs/security.md.
+  - a config file writable by others is refused, and so is one readable
+    by others that holds a secret itself (issue 14: it used to be only a
+    warning), with exit 78 and a message naming the file (and the line and
+    key of the secret) and the fix; 0600/0640 files, and world-readable
+    files without secrets, are accepted;
+  - mistakes that used to pass (issue 14): a key set twice, an unterminated
+    quote, a [notify] url that is not a URL, a relative spool_dir, a
+    renew_margin as long as the channel's life: each an error naming file,
+    line and key.
+See docs/security.md and docs/config.md.
 """
 
 import os
@@ -102,42 +108,129 @@ def test_good_names_accepted(db, config_factory, run_program):
     assert "modules = Leads, Contacts ,Deals,Custom_Module_2" in res.stdout
 
 
-# ------------------------------------------------- file mode warning
+# ------------------------------------------------- file mode refusal
 
-def mode_warning(text):
-    return [ln for ln in text.splitlines()
-            if "level=warn" in ln and "readable by others" in ln]
-
-
-@pytest.mark.parametrize("mode", [0o644, 0o604, 0o666])
-def test_world_readable_config_with_secrets_warns(db, config_factory, run_program, mode):
+@pytest.mark.parametrize("mode", [0o644, 0o604])
+def test_world_readable_config_with_secrets_refused(db, config_factory, run_program, mode):
     cfg = config_factory()
     os.chmod(cfg, mode)
+    lines = cfg.read_text().splitlines()
+    secret_line = 1 + next(i for i, ln in enumerate(lines) if ln.startswith("client_secret"))
     for prog in (WEBHOOK, "batch/status"):
         args = ["--check-config"] if prog == WEBHOOK else []
         res = run_program(prog, args, config=cfg, timeout=30)
-        lines = mode_warning(res.stderr)
-        assert len(lines) == 1, (prog, res.stderr)
-        assert "file=%s" % cfg in lines[0] and "mode=%04o" % mode in lines[0], lines[0]
-        assert "chmod 600" in lines[0]
+        assert res.returncode == EX_CONFIG, (prog, res.returncode, res.stderr)
+        assert res.stdout == ""
+        assert "%s:%d: [zoho] client_secret" % (cfg, secret_line) in res.stderr, res.stderr
+        assert "mode %04o" % mode in res.stderr and "chmod 0640" in res.stderr, res.stderr
+    # Refused before the database is touched.
+    assert db.value("SELECT to_regnamespace('zcrm')") is None
+
+
+@pytest.mark.parametrize("with_secrets", [True, False])
+def test_world_writable_config_refused(db, config_factory, run_program, with_secrets):
+    drop = {} if with_secrets else {"zoho": {"client_secret": None, "refresh_token": None},
+                                    "notify": {"token": None}}
+    cfg = config_factory(drop)
+    os.chmod(cfg, 0o666)
+    res = run_program("batch/status", [], config=cfg, timeout=30)
+    assert res.returncode == EX_CONFIG, res.stderr
+    assert "%s: writable by every user (mode 0666)" % cfg in res.stderr, res.stderr
+    assert "chmod 0640" in res.stderr
 
 
 @pytest.mark.parametrize("mode", [0o600, 0o640, 0o400])
-def test_private_config_does_not_warn(db, config_factory, run_program, mode):
+def test_private_config_accepted(db, config_factory, run_program, mode):
     cfg = config_factory()
     os.chmod(cfg, mode)
     res = check_config(run_program, cfg)
     assert res.returncode == 0, res.stderr
-    assert not mode_warning(res.stderr), res.stderr
+    assert "level=warn" not in res.stderr, res.stderr
 
 
-def test_world_readable_config_without_secrets_does_not_warn(db, config_factory, run_program):
-    # The webhook needs the channel token; status needs none of the secrets.
+def test_world_readable_config_without_secrets_accepted(db, config_factory, run_program):
+    # The webhook needs the channel token; status needs none of the secrets,
+    # and a secret from the environment is not in the file.
     cfg = config_factory({"zoho": {"client_secret": None, "refresh_token": None},
                           "notify": {"token": None}})
     os.chmod(cfg, 0o644)
-    res = run_program("batch/status", [], config=cfg, timeout=30)
-    assert not mode_warning(res.stderr), res.stderr
+    res = run_program("batch/status", [], config=cfg, timeout=30,
+                      env={"ZCRM_ZOHO_CLIENT_SECRET": "from-the-environment"})
+    assert res.returncode == 0, res.stderr
+
+
+# ------------------------------------ mistakes that used to pass (issue 14)
+
+def with_extra_lines(cfg, section, extra):
+    """Append raw lines to [section] of a config written by config_factory;
+    returns the 1-based number of the first appended line."""
+    lines = cfg.read_text().splitlines()
+    at = lines.index("[%s]" % section) + 1
+    while at < len(lines) and lines[at].strip() and not lines[at].startswith("["):
+        at += 1
+    lines[at:at] = extra
+    cfg.write_text("\n".join(lines) + "\n")
+    os.chmod(cfg, 0o600)
+    return at + 1
+
+
+def test_key_set_twice_refused(db, config_factory, run_program):
+    cfg = config_factory({"webhook": {"threads": 2}})
+    first = 1 + cfg.read_text().splitlines().index("threads = 2")
+    line = with_extra_lines(cfg, "webhook", ["threads = 8"])
+    res = check_config(run_program, cfg)
+    assert res.returncode == EX_CONFIG, res.stderr
+    assert "%s:%d: [webhook] threads: set twice (first on line %d)" % (cfg, line, first) \
+        in res.stderr, res.stderr
+
+
+def test_key_set_again_in_a_repeated_section_refused(db, config_factory, run_program):
+    cfg = config_factory({"webhook": {"threads": 2}})
+    text = cfg.read_text() + "\n[webhook]\nthreads = 8\n"
+    cfg.write_text(text)
+    line = len(text.splitlines())
+    res = check_config(run_program, cfg)
+    assert res.returncode == EX_CONFIG, res.stderr
+    assert "%s:%d: [webhook] threads: set twice" % (cfg, line) in res.stderr, res.stderr
+
+
+def test_unterminated_quote_refused(db, config_factory, run_program):
+    cfg = config_factory({"notify": {"token": None}})
+    line = with_extra_lines(cfg, "notify", ['token = "test-token-0123456789'])
+    res = check_config(run_program, cfg)
+    assert res.returncode == EX_CONFIG, res.stderr
+    assert "%s:%d: [notify] token: unterminated quote" % (cfg, line) in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("section,key,value,why", [
+    ("notify", "url", "ftp://sync.example.com/zcrm/notify", "must start with https://"),
+    ("notify", "url", "not a url", "must start with https://"),
+    ("notify", "url", "https://", "no host"),
+    ("notify", "url", "https://sync.example.com/zcrm/notify now", "space"),
+    ("notify", "callback_url", "mailto:ops@example.com", "must start with https://"),
+    ("sync", "spool_dir", "spool", "absolute path"),
+    ("sync", "work_dir", "./work", "absolute path"),
+    ("notify", "renew_margin", "86400", "not less than the 86100 s of channel life"),
+])
+def test_bad_value_refused_with_file_line_key(db, config_factory, run_program, section, key,
+                                               value, why):
+    cfg = config_factory({"%s.%s" % (section, key): None})
+    line = with_extra_lines(cfg, section, ["%s = %s" % (key, value)])
+    res = check_config(run_program, cfg)
+    assert res.returncode == EX_CONFIG, (res.returncode, res.stderr)
+    assert "%s:%d: [%s] %s" % (cfg, line, section, key) in res.stderr, res.stderr
+    assert why in res.stderr, res.stderr
+    assert res.stdout == ""
+
+
+def test_channel_lifetime_shorter_than_the_margin_refused(db, config_factory, run_program):
+    # renew_margin keeps its default (43200): the lifetime's line is named.
+    cfg = config_factory()
+    line = with_extra_lines(cfg, "notify", ["channel_lifetime = 3600"])
+    res = check_config(run_program, cfg)
+    assert res.returncode == EX_CONFIG, res.stderr
+    assert "%s:%d: [notify] renew_margin: 43200 is not less than the 3300 s" % (cfg, line) \
+        in res.stderr, res.stderr
 
 
 # ------------------------------------------------ plain http to Zoho

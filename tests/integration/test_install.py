@@ -162,3 +162,8 @@ def test_install_then_uninstall(prefix, zcrm_env):
         "left behind by make uninstall: %s" % files_under(dest))
     assert own_config.read_text(encoding="utf-8") == MY_CONFIG
     assert not (share).exists(), "%s not removed" % share
+    # The directories install made for its files go with them when empty
+    # (issue 14 item 15: lib/systemd/system and lib/systemd were left).
+    lib = dest / prefix.strip("/") / "lib"
+    for d in ("systemd/system", "systemd", "tmpfiles.d"):
+        assert not (lib / d).exists(), "%s left behind by make uninstall" % (lib / d)

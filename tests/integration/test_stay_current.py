@@ -37,6 +37,7 @@ import urllib.parse
 import pytest
 
 from harness import CHANNEL_ID, Proc, clean_env, resolve_program, scaled, wait_until
+from harness import http as harness_http
 from truth import diff_table, dump_truth, format_diffs
 
 EX_TEMPFAIL = 75
@@ -550,6 +551,116 @@ def test_queued_ids_fetched_once_deleted_ones_not_at_all(db, stack, zcrm_env, ru
     for rid in doomed:
         assert row(db, rid)[0] is not None, rid
     check_truth(st.sim, db, zcrm_env)
+
+
+def test_notified_ids_share_get_records_calls(db, stack, zcrm_env):
+    """Issue 15 item 3: ids notified close together wait [webhook]
+    fetch_delay for each other and share one Get Records call (1 credit for
+    up to 100 ids): ten single-record edits, notified one by one within the
+    delay, cost one call, not ten. The rows are the truth."""
+    st = stack(300, cfg={"webhook": {"fetch": True, "threads": 2, "fetch_delay": 5000}})
+    ids = live_ids(truth_of(st.sim))[20:30]
+    before = st.sim.control("GET", "/credits")
+    for rid in ids:
+        st.sim.control("PATCH", "/records/%s/%s" % (MODULE, rid),
+                       {"values": {"Description": "edited one by one"}})
+    settle(st.sim, db)
+    after = st.sim.control("GET", "/credits")
+    calls = (after["calls_by_endpoint"].get("records", 0)
+             - before["calls_by_endpoint"].get("records", 0))
+    assert calls == 1, (before, after)
+    assert after["spent_total"] - before["spent_total"] == 1, (before, after)
+    for rid in ids:
+        assert row(db, rid)[1] == "fetch", rid
+    check_truth(st.sim, db, zcrm_env)
+
+
+@pytest.mark.parametrize("cap", [2, 0])
+def test_calls_in_flight_stay_under_max_concurrency(db, stack, zcrm_env, cap):
+    """Issue 15 item 3: Zoho answers 429 past a number of calls in flight per
+    org. The webhook's four threads, each fetching right after its reply
+    while Zoho takes 300 ms a call, keep at most [zoho] max_concurrency calls
+    in flight (cap 2); without a cap (0) they exceed it. The rows are the
+    truth either way."""
+    st = stack(300, cfg={"webhook": {"fetch": True, "threads": 4, "fetch_delay": 0},
+                         "zoho": {"max_concurrency": cap}})
+    ids = live_ids(truth_of(st.sim))[40:70]
+    st.sim.control("DELETE", "/credits")
+    st.sim.control("POST", "/faults", {"rules": [
+        {"match": "/crm/v6/%s" % MODULE, "method": "GET", "delay_ms": 300, "count": -1}]})
+    for rid in ids:
+        st.sim.control("PATCH", "/records/%s/%s" % (MODULE, rid),
+                       {"values": {"Description": "fetched while Zoho is slow"}})
+    settle(st.sim, db)
+    st.sim.control("POST", "/faults", {"rules": []})
+    meter = st.sim.control("GET", "/credits")
+    assert meter["calls_by_endpoint"].get("records", 0) >= 3, meter
+    if cap:
+        assert meter["max_in_flight"] <= cap, meter
+    else:
+        assert meter["max_in_flight"] > 2, meter
+    check_truth(st.sim, db, zcrm_env)
+
+
+def webhook_credit_metrics(st):
+    """{endpoint: credits} from the webhook's /zcrm/metrics."""
+    import re
+    status, _, raw = harness_http("GET", st.nginx.url + "/zcrm/metrics")
+    assert status == 200
+    out = {}
+    for m in re.finditer(r'^zcrm_zoho_credits_spent_total\{webhook="[^"]*",endpoint="(\w+)"\}'
+                         r' (\d+)$', raw.decode(), re.M):
+        out[m.group(1)] = int(m.group(2))
+    return out
+
+
+def test_credits_counted_shown_and_guarded(db, stack, zcrm_env, run_program):
+    """Issue 15 item 5: every call is counted by its price, as Zoho's meter
+    counts it (the simulator's, exactly): per endpoint in zcrm-status and in
+    the webhook's /zcrm/metrics. Once Zoho says fewer credits than
+    [zoho] credit_floor remain, reconcile defers its bulk export (exit 75, a
+    clear warning, no job created) while the webhook's fetches go on."""
+    st = stack(300, cfg={"webhook": {"fetch": True, "threads": 2, "fetch_delay": 0}})
+    # Everything so far (initial sync, the webhook's fetches) was counted.
+    meter = st.sim.control("GET", "/credits")
+    r = run_program("batch/status", args=["--json"], config=st.conf)
+    assert r.returncode == 0, r.stderr
+    credits = json.loads(r.stdout)["credits"]
+    assert credits["spent_24h"] == meter["spent_total"], (credits, meter)
+    assert credits["by_endpoint"] == {k: v for k, v in meter["by_endpoint"].items() if v}, \
+        (credits, meter)
+    assert credits["by_endpoint"]["bulk_create"] == 50
+    assert credits["remaining"] is None            # no budget: Zoho sends no figure
+
+    m0 = webhook_credit_metrics(st)
+    st.sim.control("DELETE", "/credits")
+    for rid in live_ids(truth_of(st.sim))[:3]:
+        st.sim.control("PATCH", "/records/%s/%s" % (MODULE, rid), {"values": {"City": "Oslo"}})
+    settle(st.sim, db)
+    meter = st.sim.control("GET", "/credits")
+    m1 = webhook_credit_metrics(st)
+    assert meter["by_endpoint"].get("records", 0) >= 1
+    assert m1["records"] - m0.get("records", 0) == meter["by_endpoint"]["records"], (m0, m1, meter)
+
+    # Half the budget used: Zoho says what is left, and it is below the floor.
+    st.sim.control("DELETE", "/credits")
+    st.sim.control("POST", "/config", {"credit_budget": 2})
+    r = run_program("batch/reconcile", config=st.conf, env={"ZCRM_ZOHO_CREDIT_FLOOR": "5"},
+                    timeout=120)
+    assert r.returncode == EX_TEMPFAIL, r.stderr[-3000:]
+    assert "credits below [zoho] credit_floor" in r.stderr, r.stderr[-3000:]
+    assert st.sim.control("GET", "/credits")["by_endpoint"].get("bulk_create", 0) == 0
+    r = run_program("batch/status", args=["--json"], config=st.conf)
+    assert json.loads(r.stdout)["credits"]["remaining"] == 1
+    text = run_program("batch/status", config=st.conf).stdout
+    assert "Zoho said 1 left at" in text, text
+    # Fetches go on.
+    st.sim.control("POST", "/config", {"credit_budget": 1000})
+    rid = live_ids(truth_of(st.sim))[5]
+    st.sim.control("PATCH", "/records/%s/%s" % (MODULE, rid), {"values": {"City": "Bergen"}})
+    settle(st.sim, db)
+    assert db.value("SELECT city FROM zcrm.leads WHERE id = %s", int(rid)) == "Bergen"
+    st.sim.control("POST", "/config", {"credit_budget": 0})
 
 
 def test_status_table_and_json(db, stack, zcrm_env, run_program):

@@ -165,15 +165,19 @@ def stack(stack_factory):
 
 
 def parse_metrics(text):
-    """{(name, frozenset(labels)): value} plus the raw lines under '_lines'."""
-    out = {"_lines": text.splitlines()}
+    """{(name, frozenset(labels)): value} plus the raw lines under '_lines'
+    and the webhook labels under '_webhook'. Every series must carry the
+    webhook label (the process's identity); it is left out of the keys."""
+    out = {"_lines": text.splitlines(), "_webhook": set()}
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
         m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})? (\S+)$', line)
         assert m, "not Prometheus text: %r" % line
-        labels = frozenset(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
-        out[(m.group(1), labels)] = float(m.group(3))
+        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        assert "webhook" in labels, "a series without the webhook label: %r" % line
+        out["_webhook"].add(labels.pop("webhook"))
+        out[(m.group(1), frozenset(labels.items()))] = float(m.group(3))
     return out
 
 
@@ -946,7 +950,7 @@ def test_healthz(stack, pg):
     assert headers.get("Content-Type") == "application/json"
     assert headers.get("Cache-Control") == "no-store"
     h = jbody(raw)
-    nmig = max(int(p.name[:3]) for p in (REPO / "sql").glob("[0-9]*.sql"))
+    nmig = max(int(p.name.split("_")[0]) for p in (REPO / "sql").glob("[0-9]*.sql"))
     assert h["status"] == "ok" and h["schema_version"] == nmig
     assert stack.db.value("SELECT max(version) FROM zcrm.schema_migrations") == nmig
     assert re.match(r"^\d+\.\d+\.\d+", h["version"])
@@ -971,7 +975,7 @@ def test_webhook_migrates_an_empty_database(db, nginx_factory, webhook_factory, 
     ng = nginx_factory()
     cfg = config_factory({"webhook": {"fetch": False}}, nginx=ng)
     webhook_factory(config=cfg, nginx=ng)
-    nmig = max(int(p.name[:3]) for p in (REPO / "sql").glob("[0-9]*.sql"))
+    nmig = max(int(p.name.split("_")[0]) for p in (REPO / "sql").glob("[0-9]*.sql"))
 
     def healthy():
         status, _, raw = http("GET", ng.url + "/zcrm/healthz")
@@ -1030,7 +1034,7 @@ def test_metrics(stack):
     assert metric(m0, "zcrm_webhook_spool_depth") == 0
     assert metric(m0, "zcrm_webhook_inbox_applied_total") == 0
     buckets = [(dict(k[1])["le"], v) for k, v in m0.items()
-               if k != "_lines" and k[0] == "zcrm_webhook_request_duration_seconds_bucket"]
+               if k[0] == "zcrm_webhook_request_duration_seconds_bucket"]
     assert ("+Inf", m0[("zcrm_webhook_request_duration_seconds_count", frozenset())]) in buckets
     assert ("zcrm_webhook_request_duration_seconds_sum", frozenset()) in m0
     count0 = m0[("zcrm_webhook_request_duration_seconds_count", frozenset())]
@@ -1059,15 +1063,38 @@ def test_metrics(stack):
     assert metric(m, "zcrm_webhook_spooled_total") == 0
     count = m[("zcrm_webhook_request_duration_seconds_count", frozenset())]
     assert count == count0 + 9
-    total = sum(v for k, v in m.items() if k != "_lines" and k[0] == "zcrm_webhook_requests_total")
+    total = sum(v for k, v in m.items() if k[0] == "zcrm_webhook_requests_total")
     assert total == count
     # Buckets are cumulative and non-decreasing.
-    vals = [v for k, v in m.items() if k != "_lines"
-            and k[0] == "zcrm_webhook_request_duration_seconds_bucket"]
+    vals = [v for k, v in m.items() if k[0] == "zcrm_webhook_request_duration_seconds_bucket"]
     assert vals == sorted(vals) and vals[-1] == count
     assert m[("zcrm_webhook_request_duration_seconds_sum", frozenset())] > 0
     # Metrics are read-only.
     assert stack.db.value("SELECT count(*) FROM zcrm.inbox") == 2
+
+
+def test_metrics_identity(stack_factory):
+    """Issue 14 item 7: two webhooks scraped through one upstream must be
+    told apart. Every series carries webhook="<identity>": [webhook]
+    instance, or host:listening-socket by default (stable across restarts,
+    distinct for two webhooks on one host); zcrm_webhook_info adds the
+    host, pid and version."""
+    a = stack_factory()
+    b = stack_factory({"webhook": {"instance": 'b "east"'}})
+    ma, mb = a.metrics(), b.metrics()
+    host = socket.gethostname()
+    (ida,) = ma["_webhook"]
+    (idb,) = mb["_webhook"]
+    assert ida == "%s:%s" % (host, a.wh.sock), ida
+    assert idb == 'b \\"east\\"', idb          # escaped as the text format wants
+    assert ida != idb
+    for m, wh in ((ma, a.wh), (mb, b.wh)):
+        info = [dict(k[1]) for k in m if k[0] == "zcrm_webhook_info"]
+        assert len(info) == 1 and m[("zcrm_webhook_info", frozenset(info[0].items()))] == 1
+        assert info[0]["host"] == host
+        assert info[0]["pid"] == str(wh.pid), (info, wh.pid)
+        assert re.match(r"^\d+\.\d+\.\d+", info[0]["version"])
+        assert abs(m[("zcrm_webhook_start_time_seconds", frozenset())] - time.time()) < 86400
 
 
 # ------------------------------------------------- bulk callbacks

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #ifndef TEST_DATA
 #define TEST_DATA "tests/data"
@@ -23,6 +25,32 @@ static void clear_env(void)
 	unsetenv("ZCRM_WEBHOOK_THREADS");
 	unsetenv("ZCRM_ZOHO_CLIENT_ID");
 	unsetenv("ZCRM_SYNC_MODULES");
+}
+
+/* A private copy of a test file (git checks files out 0644, and a file
+ * holding secrets that others can read is refused): path receives the
+ * name, which the caller unlinks. */
+static void private_copy(const char *src, const char *text_or_null, mode_t mode, char *path,
+			 size_t cap)
+{
+	snprintf(path, cap, "/tmp/test_cfg.XXXXXX");
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	FILE *out = fdopen(fd, "w");
+	assert_non_null(out);
+	if (src) {
+		FILE *in = fopen(src, "r");
+		char buf[4096];
+		size_t n;
+		assert_non_null(in);
+		while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+			assert_int_equal(fwrite(buf, 1, n, out), n);
+		fclose(in);
+	} else {
+		assert_true(fputs(text_or_null, out) >= 0);
+	}
+	assert_int_equal(fclose(out), 0);
+	assert_int_equal(chmod(path, mode), 0);
 }
 
 static void test_defaults(void **state)
@@ -45,10 +73,12 @@ static void test_defaults(void **state)
 static void test_good_file(void **state)
 {
 	struct cfg *cfg = NULL;
-	char err[CFG_ERR_LEN];
+	char err[CFG_ERR_LEN], good[64];
 
 	clear_env();
-	assert_int_equal(cfg_load(TEST_DATA "/cfg/good.conf", &cfg, err), RC_OK);
+	private_copy(TEST_DATA "/cfg/good.conf", NULL, 0600, good, sizeof(good));
+	assert_int_equal(cfg_load(good, &cfg, err), RC_OK);
+	unlink(good);
 	assert_string_equal(cfg->api_domain, "https://www.zohoapis.eu");
 	assert_int_equal(cfg->nmodules, 3);
 	assert_string_equal(cfg->module_list[1], "Contacts");
@@ -67,21 +97,23 @@ static void test_good_file(void **state)
 static void test_env_overrides(void **state)
 {
 	struct cfg *cfg = NULL;
-	char err[CFG_ERR_LEN];
+	char err[CFG_ERR_LEN], good[64];
 
 	clear_env();
+	private_copy(TEST_DATA "/cfg/good.conf", NULL, 0600, good, sizeof(good));
 	setenv("ZCRM_WEBHOOK_THREADS", "12", 1);
 	setenv("ZCRM_ZOHO_CLIENT_ID", "from-env", 1);
-	assert_int_equal(cfg_load(TEST_DATA "/cfg/good.conf", &cfg, err), RC_OK);
+	assert_int_equal(cfg_load(good, &cfg, err), RC_OK);
 	assert_int_equal(cfg->threads, 12);
 	assert_string_equal(cfg->client_id, "from-env");
 	cfg_free(cfg);
 
 	setenv("ZCRM_WEBHOOK_THREADS", "-1", 1);
-	assert_int_equal(cfg_load(TEST_DATA "/cfg/good.conf", &cfg, err), RC_CONFIG);
+	assert_int_equal(cfg_load(good, &cfg, err), RC_CONFIG);
 	assert_null(cfg);
 	assert_non_null(strstr(err, "ZCRM_WEBHOOK_THREADS"));
 	clear_env();
+	unlink(good);
 }
 
 struct bad_case {
@@ -108,6 +140,20 @@ static void test_bad_files(void **state)
 		/* found by fuzz_cfg: an empty value skipped the validator */
 		{"empty_modules.conf", {"empty_modules.conf:2", "modules", "empty"}},
 		{"empty_schema.conf", {"empty_schema.conf:2", "schema", "empty"}},
+		/* issue 14: mistakes that used to pass */
+		{"dup_key.conf", {"dup_key.conf:3", "[webhook] threads", "line 2"}},
+		{"dup_key_sections.conf", {"dup_key_sections.conf:8", "[webhook] threads", "line 2"}},
+		{"unterminated_quote.conf", {"unterminated_quote.conf:2", "[notify] token",
+					     "unterminated quote"}},
+		{"notify_url_ftp.conf", {"notify_url_ftp.conf:2", "[notify] url", "https://"}},
+		{"notify_url_words.conf", {"notify_url_words.conf:2", "[notify] url", "https://"}},
+		{"callback_url_nohost.conf", {"callback_url_nohost.conf:2", "[notify] callback_url",
+					      "no host"}},
+		{"relative_spool.conf", {"relative_spool.conf:2", "[sync] spool_dir", "absolute"}},
+		{"margin_too_long.conf", {"margin_too_long.conf:2", "[notify] renew_margin",
+					  "not less than"}},
+		{"lifetime_too_short.conf", {"lifetime_too_short.conf:3", "[notify] renew_margin",
+					     "channel_lifetime 3600"}},
 	};
 	clear_env();
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -174,6 +220,94 @@ static void test_schema_is_lower_case(void **state)
 	unsetenv("ZCRM_DATABASE_SCHEMA");
 }
 
+/* The same key in two different sections is two keys; a key set again in
+ * a repeated section header is a duplicate; a value quoted on both sides
+ * is fine and a lone quote inside a value is kept. */
+static void test_duplicates_and_quotes(void **state)
+{
+	struct cfg *cfg = NULL;
+	char err[CFG_ERR_LEN];
+
+	clear_env();
+	assert_int_equal(cfg_load_string("[webhook]\nthreads = 3\n[sync]\noverlap = 5\n"
+					 "[webhook]\nfetch = no\n",
+					 "t.conf", false, &cfg, err),
+			 RC_OK);
+	assert_int_equal(cfg->threads, 3);
+	assert_false(cfg->fetch);
+	cfg_free(cfg);
+	assert_int_equal(cfg_load_string("[notify]\ntoken = \"\"\n", "t.conf", false, &cfg, err),
+			 RC_OK);
+	assert_string_equal(cfg->token, "");
+	cfg_free(cfg);
+	assert_int_equal(cfg_load_string("[notify]\ntoken = ab\"c\n", "t.conf", false, &cfg, err),
+			 RC_OK);
+	assert_string_equal(cfg->token, "ab\"c");
+	cfg_free(cfg);
+	assert_int_equal(cfg_load_string("[notify]\ntoken = \"\n", "t.conf", false, &cfg, err),
+			 RC_CONFIG);
+	assert_non_null(strstr(err, "t.conf:2: [notify] token: unterminated quote"));
+	/* The environment is named when it makes the margin too long. */
+	setenv("ZCRM_NOTIFY_RENEW_MARGIN", "86100", 1);
+	assert_int_equal(cfg_load_string("", "t.conf", true, &cfg, err), RC_CONFIG);
+	assert_non_null(strstr(err, "environment ZCRM_NOTIFY_RENEW_MARGIN"));
+	setenv("ZCRM_NOTIFY_RENEW_MARGIN", "86099", 1);
+	assert_int_equal(cfg_load_string("", "t.conf", true, &cfg, err), RC_OK);
+	assert_int_equal(cfg_channel_asked(cfg), 86100);
+	cfg_free(cfg);
+	unsetenv("ZCRM_NOTIFY_RENEW_MARGIN");
+}
+
+/* The file-mode rule: writable by others is refused, readable by others
+ * is refused when the file itself holds a secret (issue 14). */
+static void test_file_mode(void **state)
+{
+	static const char with_secret[] = "[zoho]\nclient_id = x\nclient_secret = s3cret\n";
+	static const char without[] = "[zoho]\nclient_id = x\n";
+	static const struct {
+		const char *text;
+		mode_t mode;
+		enum rc want;
+		const char *expect;
+	} cases[] = {
+		{with_secret, 0600, RC_OK, NULL},
+		{with_secret, 0640, RC_OK, NULL},
+		{with_secret, 0660, RC_OK, NULL},
+		{with_secret, 0644, RC_CONFIG, ":3: [zoho] client_secret: a secret in a file every user can read (mode 0644); chmod 0640"},
+		{with_secret, 0604, RC_CONFIG, "(mode 0604)"},
+		{with_secret, 0666, RC_CONFIG, "writable by every user (mode 0666)"},
+		{without, 0644, RC_OK, NULL},
+		{without, 0602, RC_CONFIG, "writable by every user (mode 0602)"},
+	};
+	clear_env();
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct cfg *cfg = NULL;
+		char err[CFG_ERR_LEN] = "", path[64];
+		private_copy(NULL, cases[i].text, cases[i].mode, path, sizeof(path));
+		enum rc rc = cfg_load(path, &cfg, err);
+		unlink(path);
+		if (rc != cases[i].want)
+			fail_msg("case %zu (mode %04o): rc %d, err '%s'", i, (unsigned)cases[i].mode,
+				 rc, err);
+		if (cases[i].expect && (!strstr(err, cases[i].expect) || !strstr(err, path)))
+			fail_msg("case %zu: message '%s' lacks '%s' or the path", i, err,
+				 cases[i].expect);
+		if (rc == RC_OK)
+			cfg_free(cfg);
+		else
+			assert_null(cfg);
+	}
+	/* A secret from the environment is not in the file. */
+	setenv("ZCRM_ZOHO_CLIENT_SECRET", "from-env", 1);
+	struct cfg *cfg = NULL;
+	char err[CFG_ERR_LEN], path[64];
+	private_copy(NULL, without, 0644, path, sizeof(path));
+	assert_int_equal(cfg_load(path, &cfg, err), RC_OK);
+	unlink(path);
+	cfg_free(cfg);
+	unsetenv("ZCRM_ZOHO_CLIENT_SECRET");
+}
+
 static void test_missing_file(void **state)
 {
 	struct cfg *cfg = NULL;
@@ -188,12 +322,14 @@ static void test_missing_file(void **state)
 static void test_dump_masks_secrets(void **state)
 {
 	struct cfg *cfg = NULL;
-	char err[CFG_ERR_LEN];
+	char err[CFG_ERR_LEN], good[64];
 	char *text = NULL;
 	size_t len = 0;
 
 	clear_env();
-	assert_int_equal(cfg_load(TEST_DATA "/cfg/good.conf", &cfg, err), RC_OK);
+	private_copy(TEST_DATA "/cfg/good.conf", NULL, 0600, good, sizeof(good));
+	assert_int_equal(cfg_load(good, &cfg, err), RC_OK);
+	unlink(good);
 	FILE *f = open_memstream(&text, &len);
 	cfg_dump(cfg, f);
 	fclose(f);
@@ -228,6 +364,8 @@ int main(void)
 		cmocka_unit_test(test_missing_file),	 cmocka_unit_test(test_dump_masks_secrets),
 		cmocka_unit_test(test_sample_round_trip),
 		cmocka_unit_test(test_schema_is_lower_case),
+		cmocka_unit_test(test_duplicates_and_quotes),
+		cmocka_unit_test(test_file_mode),
 	};
 	log_init("test_cfg", LOG_LVL_ERROR);
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -215,9 +215,47 @@ static void test_grant_failures(void **state)
 			 RC_BADINPUT);
 }
 
+/* Every call the client makes, priced as Zoho prices it (zoho-api.md
+ * §8.1) under the simulator's route names. */
+static void test_call_endpoint(void **state)
+{
+	static const struct {
+		const char *method, *path, *name;
+		int credits;
+	} cases[] = {
+		{"POST", "/crm/bulk/v6/read", "bulk_create", 50},
+		{NULL, "/crm/bulk/v6/read/4150868000004716016", "bulk_status", 1},
+		{NULL, "https://www.zohoapis.com/crm/bulk/v6/read/4150868000004716016/result",
+		 "bulk_result", 1},
+		{NULL, "http://127.0.0.1:8080/crm/bulk/v6/read/41/result?x=1", "bulk_result", 1},
+		{NULL, "/crm/v6/Leads?ids=1,2&fields=Email&converted=both", "records", 1},
+		{NULL, "/crm/v6/Leads?fields=id,Modified_Time&sort_by=Modified_Time", "records", 1},
+		{NULL, "/crm/v6/Leads?cvid=5&fields=id", "records", 3},
+		{NULL, "/crm/v6/Leads/5725767000003000064", "record_by_id", 1},
+		{NULL, "/crm/v6/Leads/deleted?type=all&page=1&per_page=200", "deleted", 1},
+		{NULL, "/crm/v6/settings/fields?module=Leads", "fields", 1},
+		{NULL, "/crm/v6/Leads/actions/count", "count", 1},
+		{"POST", "/crm/v6/actions/watch", "watch", 1},
+		{"PUT", "/crm/v6/actions/watch", "watch", 1},
+		{NULL, "/crm/v6/actions/watch?channel_ids=1000000068001", "watch", 1},
+		{"DELETE", "/crm/v6/actions/watch?channel_ids=1", "watch", 1},
+		{NULL, "/crm/bulk/v6/write", "other", 1},
+		{NULL, "/somewhere/else", "other", 1},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int credits = -1;
+		enum zoho_endpoint ep = zoho_call_endpoint(cases[i].method, cases[i].path, &credits);
+		if (strcmp(zoho_endpoint_name(ep), cases[i].name) || credits != cases[i].credits)
+			fail_msg("%s %s: %s %d, expected %s %d", cases[i].method ? cases[i].method : "GET",
+				 cases[i].path, zoho_endpoint_name(ep), credits, cases[i].name,
+				 cases[i].credits);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_call_endpoint),
 		cmocka_unit_test(test_watch_body),    cmocka_unit_test(test_bulk_body),
 		cmocka_unit_test(test_bulk_states),   cmocka_unit_test(test_error_text),
 		cmocka_unit_test(test_grant_success), cmocka_unit_test(test_grant_failures),
