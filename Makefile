@@ -333,7 +333,14 @@ bench-lag: all
 .PHONY: bench-bulk
 bench-bulk: all
 	ZCRM_TOOLS=$(CURDIR)/build/normal/tools $(PYTHON) bench/bench_bulk.py $(BULK_ARGS)
-bench: bench-bulk bench-webhook bench-lag
+# Zoho API credits per piece of work against the simulator's meter, each
+# beside the least it could cost (bench/bench_credits.py; CREDITS_ARGS
+# passes options, e.g. CREDITS_ARGS="--records 20000 --single 120").
+.PHONY: bench-credits
+bench-credits: all
+	ZCRM_BIN_ROOT=$(CURDIR)/$(BINROOT) $(PYTHON) bench/bench_credits.py $(CREDITS_ARGS)
+
+bench: bench-bulk bench-webhook bench-lag bench-credits
 
 # Notifications/s through nginx -> webhook -> PostgreSQL with wrk, against
 # nginx alone and pgbench running the same SQL (bench/bench_webhook.py;

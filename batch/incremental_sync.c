@@ -44,7 +44,9 @@ static enum rc run_module(struct batch_env *env, const char *module)
 		goto out;
 	struct bulk_ctx ctx = batch_bulk_ctx(env, run_id);
 	rc = incremental_module(&ctx, module, &res, err, sizeof(err));
-	counts = (struct run_counts){res.bulk.pages, res.bulk.rows_seen,
+	/* rows seen: what the export read, or (REST path) what the listing did */
+	counts = (struct run_counts){res.bulk.pages,
+				     res.bulk.pages ? res.bulk.rows_seen : res.listed,
 				     res.bulk.rows_applied + res.fetched, res.tombstoned};
 	if (rc) {
 		log_error("incremental sync failed", "err=%s", log_q(err));
@@ -53,15 +55,17 @@ static enum rc run_module(struct batch_env *env, const char *module)
 	char wm[32];
 	time_t t = (time_t)res.watermark;
 	strftime(wm, sizeof(wm), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
-	printf("%s: %ld changed records exported, %ld applied, %ld fetched, %ld deletes seen "
-	       "(%ld tombstoned), %ld gap(s) closed; watermark %s\n",
-	       module, res.bulk.rows_seen, res.bulk.rows_applied, res.fetched, res.deleted_seen,
-	       res.tombstoned, res.gaps_closed, wm);
+	printf("%s: %ld changes listed in %ld page(s), %ld newer than ours; %ld changed records "
+	       "exported, %ld applied, %ld fetched, %ld deletes seen (%ld tombstoned), %ld gap(s) "
+	       "closed; watermark %s\n",
+	       module, res.listed, res.list_pages, res.marked, res.bulk.rows_seen,
+	       res.bulk.rows_applied, res.fetched, res.deleted_seen, res.tombstoned,
+	       res.gaps_closed, wm);
 	log_info("incremental sync done",
-		 "exported=%ld applied=%ld fetched=%ld deletes=%ld tombstoned=%ld gaps_closed=%ld"
-		 " watermark=%s",
-		 res.bulk.rows_seen, res.bulk.rows_applied, res.fetched, res.deleted_seen,
-		 res.tombstoned, res.gaps_closed, wm);
+		 "listed=%ld list_pages=%ld newer=%ld exported=%ld applied=%ld fetched=%ld"
+		 " deletes=%ld tombstoned=%ld gaps_closed=%ld watermark=%s",
+		 res.listed, res.list_pages, res.marked, res.bulk.rows_seen, res.bulk.rows_applied,
+		 res.fetched, res.deleted_seen, res.tombstoned, res.gaps_closed, wm);
 out:
 	batch_finish_run(env, module, run_id, rc, &counts, err, sizeof(err), NULL, false);
 	batch_unlock(env, module);

@@ -1,5 +1,7 @@
 /* renew_channel — cron, every 10 minutes: keep each module's notification
- * channel alive. Asks Zoho whether the channel is live; renews it when it
+ * channel alive. Asks Zoho only when the channel nears expiry or was last
+ * confirmed live [notify] check_interval ago (sync_channel_due), whether
+ * the channel is live; renews it when it
  * expires within [notify] renew_margin, asking for at most a day and
  * reading the granted expiry back; re-enables a channel found expired or
  * missing and records a coverage gap from when it lapsed, which
@@ -24,7 +26,9 @@ static const struct batch_prog prog = {
 	.name = "renew_channel",
 	.summary = "Renew Zoho notification channels before they expire",
 	.description =
-		"For each module: checks with Zoho that the channel is live; renews it when it\n"
+		"For each module whose channel expires within [notify] renew_margin or was last\n"
+		"confirmed live [notify] check_interval ago or longer (any module with --force):\n"
+		"checks with Zoho that the channel is live; renews it when it\n"
 		"expires within [notify] renew_margin (asking for [notify] channel_lifetime,\n"
 		"at most 24 h, and reading the granted expiry back, since Zoho silently grants\n"
 		"one hour when asked beyond its maximum); re-enables a channel found expired or\n"
@@ -73,6 +77,22 @@ static enum rc renew_module(struct batch_env *env, const char *module)
 		rc = RC_CONFIG;
 		goto out;
 	}
+	const char *due = force ? "--force"
+				: sync_channel_due(&row, channel, now, env->cfg->renew_margin,
+						   env->cfg->check_interval);
+	if (!due) {
+		/* Zoho confirmed it live lately and it is far from expiry: no
+		 * call (a channel that lapses silently meanwhile is found at the
+		 * next check, and incremental_sync catches up what it missed). */
+		fmt_time(row.channel_expiry, when, sizeof(when));
+		log_info("channel confirmed lately; Zoho not asked", "channel=%" PRIu64
+			 " checked_ago=%" PRId64 " expiry=%s", channel, now - row.channel_checked,
+			 when);
+		printf("%s: channel %" PRIu64 " live (confirmed %" PRId64 " s ago), expires %s\n",
+		       module, channel, now - row.channel_checked, when);
+		goto out;
+	}
+	log_info("asking Zoho about the channel", "reason=%s", log_q(due));
 	rc = zoho_watch_get(env->zoho, channel, &ch);
 	if (rc) {
 		log_error("cannot read the channel from Zoho", "err=%s", log_q(zoho_error(env->zoho)));

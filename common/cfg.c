@@ -92,6 +92,8 @@ static const struct cfg_key cfg_keys[] = {
 	 "bytes: largest inflated bulk CSV accepted (zip bomb guard)"},
 	{"sync", "max_ratio", CFG_INT, O(max_ratio), "200", 2, 100000, 0, NULL,
 	 "largest inflated/compressed ratio accepted (zip bomb guard)"},
+	{"sync", "bulk_threshold", CFG_INT, O(bulk_threshold), "50", 0, 1000000, 0, NULL,
+	 "credits: incremental sync uses a Bulk Read job when fetching the changes by REST would cost more"},
 
 	{"notify", "url", CFG_STR, O(notify_url), "", 0, 0, 0, valid_opt_url,
 	 "public URL Zoho posts notifications to (nginx → /notify)"},
@@ -105,6 +107,8 @@ static const struct cfg_key cfg_keys[] = {
 	 "seconds before expiry at which renew_channel renews (less than the lifetime asked for)"},
 	{"notify", "channel_lifetime", CFG_INT, O(channel_lifetime), "86400", 600, 86400, 0, NULL,
 	 "seconds of channel life asked for (Zoho v6: at most one day)"},
+	{"notify", "check_interval", CFG_INT, O(check_interval), "3600", 0, 86400, 0, NULL,
+	 "seconds: renew_channel asks Zoho whether a channel far from expiry is still live at most this often (0: every run)"},
 
 	{"webhook", "threads", CFG_INT, O(threads), "4", 1, 256, 0, NULL,
 	 "worker threads, each with one PostgreSQL connection"},

@@ -44,6 +44,7 @@ struct cfg {
 	long bulk_wait;        /* seconds to wait for one bulk job */
 	long max_unzipped;     /* bytes, one bulk page inflated */
 	long max_ratio;        /* inflated/compressed */
+	long bulk_threshold;   /* credits: a catch-up dearer by REST uses Bulk Read */
 	/* [notify] */
 	char *notify_url;
 	char *callback_url;
@@ -51,6 +52,7 @@ struct cfg {
 	char *token;
 	long renew_margin;     /* seconds */
 	long channel_lifetime; /* seconds, at most 86400 */
+	long check_interval;   /* seconds: renew_channel asks Zoho at least this often */
 	/* [webhook] */
 	long threads;
 	long max_body;         /* bytes */

@@ -357,6 +357,7 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *userdata)
 		x->resp->status = sp ? strtol(sp + 1, NULL, 10) : 0;
 		x->resp->retry_after = -1;
 		x->resp->credits_remaining = -1;
+		x->resp->date = 0;
 		x->resp->content_type[0] = '\0';
 		return len;
 	}
@@ -378,6 +379,10 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *userdata)
 	} else if (header_is(line, len, "X-API-CREDITS-REMAINING", &v, &vlen)) {
 		snprintf(tmp, sizeof(tmp), "%.*s", (int)(vlen < 100 ? vlen : 100), v);
 		x->resp->credits_remaining = http_parse_retry_after(tmp);
+	} else if (header_is(line, len, "Date", &v, &vlen)) {
+		snprintf(tmp, sizeof(tmp), "%.*s", (int)(vlen < 100 ? vlen : 100), v);
+		time_t when = curl_getdate(tmp, NULL);
+		x->resp->date = when > 0 ? (int64_t)when : 0;
 	}
 	return len;
 }

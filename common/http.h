@@ -55,6 +55,7 @@ struct http_resp {
 	int64_t bytes;          /* body bytes of the last answer (file bytes for downloads) */
 	long retry_after;       /* seconds from Retry-After, -1 if absent */
 	long credits_remaining; /* X-API-CREDITS-REMAINING, -1 if absent */
+	int64_t date;           /* the Date header (the server's clock), epoch seconds; 0 if absent */
 	char content_type[128];
 	int attempts;
 };

@@ -61,12 +61,168 @@ enum rc incremental_deletes(struct bulk_ctx *ctx, const char *module, int64_t si
 	return RC_OK;
 }
 
+/* The ids a change listing found, in listing order (an id may appear twice
+ * when it changed while being listed). */
+struct listing {
+	int64_t *ids;
+	int64_t *modified;
+	size_t n, cap;
+};
+
+static void listing_free(struct listing *l)
+{
+	free(l->ids);
+	free(l->modified);
+	memset(l, 0, sizeof(*l));
+}
+
+static void listing_add(struct listing *l, int64_t id, int64_t modified)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 256;
+		l->ids = xrealloc(l->ids, l->cap * sizeof(*l->ids));
+		l->modified = xrealloc(l->modified, l->cap * sizeof(*l->modified));
+	}
+	l->ids[l->n] = id;
+	l->modified[l->n] = modified;
+	l->n++;
+}
+
+long incremental_rest_cost(long pages, size_t nids, size_t nfields)
+{
+	return pages + zoho_fetch_calls(nids, nfields);
+}
+
+/* The listed ids whose Modified_Time is newer than our copy's (or than its
+ * tombstone), of those from index off on: *newer counts them, and with mark they are put in dirty (one
+ * statement), each with its listed Modified_Time as server_time (what
+ * asked for it), for fetch_dirty — or for the webhook's housekeeping, which
+ * may take them first. */
+static enum rc newer_ids(struct db *data, const struct module_schema *schema,
+			 const struct listing *l, size_t off, bool mark, long *newer)
+{
+	char *qtable = db_quote_ident(data, schema->table);
+	char *ids = db_int64_array(l->ids + off, l->n - off);
+	char *mts = db_int64_array(l->modified + off, l->n - off);
+	char *v = NULL;
+	char *sql = xasprintf(
+		"WITH l AS (SELECT DISTINCT ON (id) id, to_timestamp(mt) AS t"
+		"  FROM unnest($2::bigint[], $3::bigint[]) AS l(id, mt) ORDER BY id, mt DESC),"
+		" n AS (SELECT l.id, l.t FROM l LEFT JOIN %s r ON r.id = l.id"
+		"  WHERE r.id IS NULL OR r.modified_time IS NULL OR r.modified_time < l.t"
+		"   OR r.deleted_at < l.t),"
+		" ins AS (INSERT INTO dirty AS d (module, id, server_time)"
+		"  SELECT $1, n.id, n.t FROM n WHERE $4::bool ORDER BY n.id"
+		"  ON CONFLICT (module, id) DO UPDATE"
+		"  SET server_time = greatest(d.server_time, excluded.server_time) RETURNING 1)"
+		" SELECT (SELECT count(*) FROM n) + 0 * (SELECT count(*) FROM ins)",
+		qtable);
+	enum rc rc = db_query_value(data, sql, 4,
+				    (const char *[]){schema->module, ids, mts, mark ? "t" : "f"},
+				    &v);
+
+	*newer = (!rc && v) ? atol(v) : 0;
+	free(v);
+	free(sql);
+	free(mts);
+	free(ids);
+	free(qtable);
+	return rc;
+}
+
+/* List what changed after from, oldest first, page by page: each page asks
+ * again with If-Modified-Since moved to the last Modified_Time read less
+ * one second (records tied on that second are read again and dropped), so
+ * rows that move under the listing cannot make it skip any. Stops once
+ * every record modified up to the first answer's Date (*date, Zoho's clock)
+ * is listed. *bulk is set (with the reason in *why) when the listing cannot
+ * go on or the REST path would cost more than [sync] bulk_threshold. */
+static enum rc list_changes(struct bulk_ctx *ctx, const struct module_schema *schema,
+			    int64_t from, size_t nfields, struct incremental_result *res,
+			    struct listing *l, bool *bulk, const char **why, char *err,
+			    size_t errlen)
+{
+	const char *module = schema->module;
+	struct zoho_listed *prev = NULL;
+	size_t nprev = 0;
+	long newer = 0; /* of the ids listed so far, newer than our copy (about) */
+	int64_t cursor = from - 1; /* If-Modified-Since is "after": >= from, as the bulk criteria */
+	enum rc rc = RC_OK;
+
+	*bulk = false;
+	*why = NULL;
+	for (;;) {
+		struct zoho_listed *items = NULL;
+		size_t n = 0;
+		bool more = false;
+		int64_t date = 0;
+
+		if (ctx->stop && *ctx->stop) {
+			rc = RC_INTERRUPTED;
+			goto out;
+		}
+		rc = zoho_list_modified(ctx->zoho, module, cursor, &items, &n, &more, &date);
+		if (rc) {
+			snprintf(err, errlen, "%s", zoho_error(ctx->zoho));
+			goto out;
+		}
+		if (res->list_pages++ == 0) {
+			res->date = date;
+			if (!date) {
+				free(items);
+				*bulk = true;
+				*why = "Zoho's answer had no Date header";
+				goto out;
+			}
+		}
+		size_t added = l->n;
+		for (size_t i = 0; i < n; i++) {
+			bool again = false;
+			/* the second the last page ended on is read again */
+			for (size_t j = nprev; j-- > 0 && prev[j].modified == items[i].modified;)
+				again = again || prev[j].id == items[i].id;
+			if (!again)
+				listing_add(l, items[i].id, items[i].modified);
+		}
+		free(prev);
+		prev = items;
+		nprev = n;
+		if (!more || n < ZOHO_LIST_PAGE || items[n - 1].modified > res->date)
+			break;
+		if (items[0].modified == items[n - 1].modified || items[n - 1].modified - 1 <= cursor) {
+			*bulk = true;
+			*why = "a whole page of changes shares one second";
+			goto out;
+		}
+		cursor = items[n - 1].modified - 1;
+		/* Project the REST path's cost from the ids newer than ours (a
+		 * busy module's listing is mostly what the webhook fetched). */
+		long page_newer = 0;
+		rc = newer_ids(ctx->data, schema, l, added, false, &page_newer);
+		if (rc) {
+			snprintf(err, errlen, "%s", db_error(ctx->data));
+			goto out;
+		}
+		newer += page_newer;
+		if (incremental_rest_cost(res->list_pages + 1, (size_t)newer, nfields) >
+		    ctx->cfg->bulk_threshold) {
+			*bulk = true;
+			*why = "more changes than bulk_threshold credits fetch by REST";
+			goto out;
+		}
+	}
+out:
+	free(prev);
+	return rc;
+}
+
 enum rc incremental_module(struct bulk_ctx *ctx, const char *module,
 			   struct incremental_result *res, char *err, size_t errlen)
 {
 	struct module_schema *schema = NULL;
 	struct sync_row row;
 	struct fetch_stats fs;
+	struct listing listing = {0};
 	int64_t gap_from = 0;
 	enum rc rc;
 
@@ -98,18 +254,55 @@ enum rc incremental_module(struct bulk_ctx *ctx, const char *module,
 	res->from = row.watermark - ctx->cfg->overlap;
 	if (gap_from && gap_from - ctx->cfg->overlap < res->from)
 		res->from = gap_from - ctx->cfg->overlap;
-	/* Modified_Time >= from, no upper bound: the job's creation time (Zoho's
-	 * clock) becomes the new watermark, and everything modified before it
-	 * is in the export. */
-	rc = bulk_export(ctx, module, schema, "incremental", res->from, 0, MERGE_BULK, &res->bulk,
-			 err, errlen);
+	/* First ask cheaply what changed after from (304: nothing, 1 credit). */
+	size_t nfields = schema->ncols ? schema->ncols - 1 : 0; /* id is not asked for */
+	bool bulk = false;
+	const char *why = NULL;
+	rc = list_changes(ctx, schema, res->from, nfields, res, &listing, &bulk, &why, err, errlen);
 	if (rc)
 		goto out;
+	if (!bulk && listing.n) {
+		rc = newer_ids(ctx->data, schema, &listing, 0, false, &res->marked);
+		if (rc)
+			goto dberr;
+		if (incremental_rest_cost(res->list_pages, (size_t)res->marked, nfields) >
+		    ctx->cfg->bulk_threshold) {
+			bulk = true;
+			why = "more changes than bulk_threshold credits fetch by REST";
+		} else if (res->marked) {
+			rc = newer_ids(ctx->data, schema, &listing, 0, true, &res->marked);
+			if (rc)
+				goto dberr;
+		}
+	}
+	res->listed = (long)listing.n;
+	if (bulk) {
+		/* Modified_Time >= from, no upper bound: the job's creation time
+		 * (Zoho's clock) becomes the new watermark, and everything
+		 * modified before it is in the export. */
+		log_info("catching up with Bulk Read", "listed=%zu reason=%s", listing.n,
+			 log_q(why));
+		rc = bulk_export(ctx, module, schema, "incremental", res->from, 0, MERGE_BULK,
+				 &res->bulk, err, errlen);
+		if (rc)
+			goto out;
+		res->watermark = res->bulk.started;
+	} else {
+		/* Everything modified up to the first answer's Date is listed:
+		 * fetch what is newer than our copy (≤ 100 ids a call, fetch rule).
+		 * An id Zoho does not return stays in dirty with backoff. */
+		if (res->marked) {
+			rc = fetch_dirty(ctx->data, ctx->zoho, module, SIZE_MAX, &fs, err, errlen);
+			res->fetched += fs.returned;
+			if (rc)
+				goto out;
+		}
+		res->watermark = res->date;
+	}
 	rc = incremental_deletes(ctx, module, res->from, &res->deleted_seen, &res->tombstoned, err,
 				 errlen);
 	if (rc)
 		goto out;
-	res->watermark = res->bulk.started;
 	rc = db_begin(ctx->data);
 	if (!rc)
 		rc = sync_set_watermark(ctx->data, module, res->watermark);
@@ -127,6 +320,7 @@ dberr:
 	snprintf(err, errlen, "%s", db_error(ctx->data));
 	db_rollback(ctx->data);
 out:
+	listing_free(&listing);
 	module_schema_free(schema);
 	return rc;
 }

@@ -38,6 +38,21 @@ static long count_of(struct db *db, const char *sql)
 	return n;
 }
 
+/* Start (epoch seconds) of the module's last reconcile that ended ok; 0 if
+ * none. */
+static enum rc last_good_run(struct db *db, const char *module, int64_t *when)
+{
+	char *v = NULL;
+	enum rc rc = db_query_value(db,
+				    "SELECT floor(extract(epoch FROM max(started_at)))::bigint FROM runs"
+				    " WHERE kind = 'reconcile' AND module = $1 AND outcome = 'ok'",
+				    1, (const char *[]){module}, &v);
+
+	*when = (!rc && v) ? strtoll(v, NULL, 10) : 0;
+	free(v);
+	return rc;
+}
+
 char *reconcile_json(const struct reconcile_report *r)
 {
 	return xasprintf("{\"zoho_count\":%" PRId64 ",\"exported\":%ld,\"ours_live\":%ld,"
@@ -146,9 +161,18 @@ enum rc reconcile_module(struct bulk_ctx *ctx, const char *module, bool dry_run,
 	free(ids);
 	ids = NULL;
 
-	/* repair 2: what Zoho lists as deleted becomes a tombstone */
+	/* repair 2: what Zoho lists as deleted since the last good reconcile
+	 * (less the overlap; all of it when there was none) becomes a
+	 * tombstone: what it listed before was tombstoned then. */
 	long seen = 0;
-	rc = incremental_deletes(ctx, module, 0, &seen, &rep->tombstoned, err, errlen);
+	int64_t since = 0;
+	rc = last_good_run(ctx->data, module, &since);
+	if (rc)
+		goto dberr;
+	if (since)
+		since = since - ctx->cfg->overlap > 0 ? since - ctx->cfg->overlap : 0;
+	log_info("reading deleted records", "since=%" PRId64, since);
+	rc = incremental_deletes(ctx, module, since, &seen, &rep->tombstoned, err, errlen);
 	if (rc)
 		goto out;
 
@@ -170,6 +194,27 @@ enum rc reconcile_module(struct bulk_ctx *ctx, const char *module, bool dry_run,
 			goto out;
 		rep->fetched += fs.applied;
 		rep->unexplained = (long)n - fs.returned;
+		if (rep->unexplained > 0 && since > 0) {
+			/* Deleted before the last good run yet live here: read the
+			 * whole deleted list once more, and count what is left. */
+			long more = 0;
+			rc = incremental_deletes(ctx, module, 0, &seen, &more, err, errlen);
+			if (rc)
+				goto out;
+			rep->tombstoned += more;
+			sql = xasprintf("SELECT count(*) FROM %s t WHERE t.deleted_at IS NULL"
+					" AND NOT EXISTS (SELECT 1 FROM zcrm_reconcile z WHERE z.id = t.id)"
+					" AND coalesce(t.modified_time, '-infinity') < to_timestamp(%s)",
+					table, started);
+			long left = count_of(ctx->data, sql);
+			free(sql);
+			sql = NULL;
+			if (left < 0) {
+				rc = RC_DB;
+				goto dberr;
+			}
+			rep->unexplained = left < rep->unexplained ? left : rep->unexplained;
+		}
 		if (rep->unexplained > 0)
 			log_warn("rows live here that Zoho neither exports, returns nor lists as deleted",
 				 "count=%ld", rep->unexplained);

@@ -240,3 +240,19 @@ enum rc gap_close_covered(struct db *db, const char *module, int64_t covered_fro
 	db_res_free(res);
 	return rc;
 }
+
+const char *sync_channel_due(const struct sync_row *row, uint64_t channel_id, int64_t now,
+			     long renew_margin, long check_interval)
+{
+	if (row->channel_id != channel_id)
+		return "no channel recorded for this id";
+	if (strcmp(row->channel_status, "active") != 0)
+		return "channel not active";
+	if (!row->channel_expiry)
+		return "expiry unknown";
+	if (row->channel_expiry - now < renew_margin)
+		return "expires within renew_margin";
+	if (!row->channel_checked || now - row->channel_checked >= check_interval)
+		return "liveness not confirmed within check_interval";
+	return NULL;
+}

@@ -35,6 +35,12 @@ enum rc sync_clear_bulk(struct db *db, const char *module) ZCRM_MUSTCHECK;
 enum rc sync_set_watermark(struct db *db, const char *module, int64_t when) ZCRM_MUSTCHECK;
 enum rc sync_set_channel(struct db *db, const char *module, uint64_t channel_id,
 			 int64_t expiry, const char *status) ZCRM_MUSTCHECK;
+/* Why renew_channel must ask Zoho about the channel now, or NULL when it
+ * need not (pure): no channel recorded or another id, not active, no
+ * expiry, expiring within renew_margin, or last confirmed live
+ * check_interval seconds ago or longer (0: always). */
+const char *sync_channel_due(const struct sync_row *row, uint64_t channel_id, int64_t now,
+			     long renew_margin, long check_interval);
 enum rc sync_set_error(struct db *db, const char *module, const char *error) ZCRM_MUSTCHECK;
 
 /* runs: start one, on the connection that holds the job lock (the row

@@ -433,8 +433,10 @@ static enum rc zoho_send(struct zoho *z, const struct call *c, struct http_resp 
 		}
 		break;
 	}
-	if (resp->status >= 200 && resp->status <= 299) {
-		rc = RC_OK;
+	if ((resp->status >= 200 && resp->status <= 299) ||
+	    (resp->status == 304 && c->header &&
+	     strncasecmp(c->header, "If-Modified-Since:", 18) == 0)) {
+		rc = RC_OK; /* 304: nothing modified since (zoho-api.md §4.1) */
 		goto out;
 	}
 	if (!zoho_error_text(resp->body, resp->len, detail, sizeof(detail))) {
@@ -1014,6 +1016,13 @@ enum rc zoho_bulk_download(struct zoho *z, const char *download_url, const char 
 
 /* ---- records ---- */
 
+long zoho_fetch_calls(size_t n, size_t nfields)
+{
+	size_t chunks = nfields <= ZOHO_MAX_FIELDS ? 1
+						   : (nfields + ZOHO_JOIN_CHUNK - 1) / ZOHO_JOIN_CHUNK;
+	return (long)(((n + ZOHO_MAX_IDS - 1) / ZOHO_MAX_IDS) * chunks);
+}
+
 /* "a,b,c" of ids; caller frees. */
 static char *join_ids(const int64_t *ids, size_t n)
 {
@@ -1224,6 +1233,72 @@ enum rc zoho_get_records_all_fields(struct zoho *z, const char *module, const in
 	out = NULL;
 out:
 	json_object_put(out);
+	return rc;
+}
+
+enum rc zoho_list_modified(struct zoho *z, const char *module, int64_t since,
+			   struct zoho_listed **items, size_t *n, bool *more_records, int64_t *date)
+{
+	const char *what = "list changes";
+	struct http_resp resp = {0};
+	struct json_object *root = NULL, *data, *info;
+	struct zoho_listed *list = NULL;
+	char *path = NULL, header[80], when[ZTIME_LEN], jerr[JSON_ERR_LEN];
+	size_t count = 0;
+	enum rc rc;
+
+	*items = NULL;
+	*n = 0;
+	*more_records = false;
+	*date = 0;
+	if (!module_ok(z, what, module))
+		return RC_USAGE;
+	path = xasprintf("/crm/v6/%s?fields=id%%2CModified_Time&sort_by=Modified_Time"
+			 "&sort_order=asc&per_page=%d&converted=both", module, ZOHO_LIST_PAGE);
+	ztime_format(since, when);
+	snprintf(header, sizeof(header), "If-Modified-Since: %s", when);
+	struct call c = {.what = what, .path = path, .header = header};
+	rc = zoho_send(z, &c, &resp);
+	if (rc)
+		goto out;
+	*date = resp.date;
+	if (resp.status == 204 || resp.status == 304 || resp.len == 0)
+		goto out;
+	rc = parse_answer(z, what, &resp, &root);
+	if (rc)
+		goto out;
+	if (json_get_arr(root, "data", JSON_REQUIRED, &data, jerr) ||
+	    json_get_obj(root, "info", JSON_OPTIONAL, &info, jerr) ||
+	    (info && json_get_bool(info, "more_records", JSON_OPTIONAL, more_records, jerr))) {
+		rc = shape_err(z, what, jerr);
+		goto out;
+	}
+	size_t len = json_object_array_length(data);
+	list = xcalloc(len ? len : 1, sizeof(*list));
+	for (size_t i = 0; i < len; i++) {
+		struct json_object *r = json_object_array_get_idx(data, i);
+		const char *mt;
+		if (json_as_obj(r, "record", jerr) ||
+		    json_get_int64(r, "id", JSON_REQUIRED, &list[count].id, jerr) ||
+		    json_get_str(r, "Modified_Time", JSON_REQUIRED, &mt, jerr)) {
+			rc = shape_err(z, what, jerr);
+			goto out;
+		}
+		if (ztime_parse(mt, &list[count].modified) != RC_OK) {
+			set_err(z, "%s: bad Modified_Time '%.40s'", what, mt);
+			rc = RC_BADINPUT;
+			goto out;
+		}
+		count++;
+	}
+	*items = list;
+	*n = count;
+	list = NULL;
+out:
+	free(list);
+	free(path);
+	json_object_put(root);
+	http_resp_free(&resp);
 	return rc;
 }
 

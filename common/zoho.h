@@ -169,6 +169,24 @@ enum rc zoho_get_records_all_fields(struct zoho *z, const char *module, const in
 				    size_t nids, const char *const *fields, size_t nfields,
 				    struct json_object **records) ZCRM_MUSTCHECK;
 
+/* One record of a change listing: its id and Modified_Time. */
+struct zoho_listed {
+	int64_t id;
+	int64_t modified; /* epoch seconds */
+};
+
+#define ZOHO_LIST_PAGE 200 /* records in one listing page (Zoho's maximum) */
+
+/* One page of the records of module modified after since (epoch seconds,
+ * sent as If-Modified-Since), oldest first: Get Records with
+ * fields=id,Modified_Time, sort_by=Modified_Time, sort_order=asc,
+ * per_page=200, converted=both. 304 or 204 (nothing changed) give none.
+ * *date is the answer's Date header (Zoho's clock, epoch seconds; 0 if
+ * absent). The caller frees *items. */
+enum rc zoho_list_modified(struct zoho *z, const char *module, int64_t since,
+			   struct zoho_listed **items, size_t *n, bool *more_records,
+			   int64_t *date) ZCRM_MUSTCHECK;
+
 struct zoho_deleted {
 	int64_t id;
 	int64_t deleted_time; /* epoch seconds */
@@ -198,6 +216,12 @@ void zoho_fields_free(struct zoho_field *fields, size_t n);
 enum rc zoho_record_count(struct zoho *z, const char *module, int64_t *count) ZCRM_MUSTCHECK;
 
 /* ---- pure helpers (unit-tested) ---- */
+
+/* Get Records calls that fetch n ids with nfields fields (id not counted)
+ * through zoho_get_records_all_fields, when no record moves meanwhile:
+ * ceil(n / 100) calls per chunk of at most 50 fields (49 plus
+ * Modified_Time once there are more than 50). */
+long zoho_fetch_calls(size_t n, size_t nfields);
 
 /* The body of an enable/update request. Caller frees. */
 char *zoho_watch_body(const char *module, uint64_t channel_id, const char *notify_url,

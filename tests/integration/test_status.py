@@ -89,8 +89,12 @@ def test_killed_run_is_abandoned(db, config_factory, run_program, sim_factory, z
     sim.control("POST", "/faults", {"rules": [
         {"match": "/crm/bulk/v6/read", "method": "POST", "delay_ms": 120000, "count": 1}]})
     proc = start_program(zcrm_env, "batch/initial_sync", cfg, ["--no-channel"])
+    # Running, and as far as the hanging job creation: the module's
+    # sync_state row (which status reports runs under) exists by then.
     wait_until(lambda: db.value("SELECT to_regclass('zcrm.runs') IS NOT NULL") and
-               db.value("SELECT count(*) FROM zcrm.runs WHERE outcome = 'running'") == 1,
+               db.value("SELECT count(*) FROM zcrm.runs WHERE outcome = 'running'") == 1 and
+               db.value("SELECT count(*) FROM zcrm.sync_state"
+                        " WHERE module = 'Leads' AND bulk_page IS NOT NULL") == 1,
                scaled(60), interval=0.05, what="a running run", proc=proc)
     assert db.value("SELECT backend_pid IS NOT NULL FROM zcrm.runs") is True
     # Alive: running.

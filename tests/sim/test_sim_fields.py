@@ -43,3 +43,18 @@ def test_generic_module(make_sim):
     fields = s.api("GET", "/crm/v6/settings/fields", query={"module": "My_Custom"}).json["fields"]
     assert fields[0]["api_name"] == "id" and any(f["api_name"] == "Modified_Time" for f in fields)
     assert len(s.truth("My_Custom")["records"]) == 2
+
+
+def test_wide_module(make_sim):
+    """Leads:N:120 pads Leads with custom text fields to 120 fields; a record
+    carries them, and Get Records still caps a call at 50 fields."""
+    s = make_sim("--modules", "Leads:5:120")
+    fields = s.api("GET", "/crm/v6/settings/fields", query={"module": "Leads"}).json["fields"]
+    names = [f["api_name"] for f in fields]
+    assert len(fields) == 120 and len(set(names)) == 120
+    assert "Custom_Text_1" in names and "Last_Name" in names
+    custom = [f for f in fields if f["api_name"].startswith("Custom_Text_")]
+    assert all(f["data_type"] == "text" and f["custom_field"] for f in custom)
+    rid = s.truth()["records"][0]["id"]
+    r = s.api("GET", "/crm/v6/Leads", query={"ids": rid, "fields": ",".join(names[:51])})
+    assert r.status == 400, r.json

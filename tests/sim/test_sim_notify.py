@@ -118,6 +118,24 @@ def test_mutate_batches_and_log(s, receiver):
     assert deleted == {c["id"] for c in res["changes"] if c["op"] == "delete"}
 
 
+def test_mutate_batch_exact(make_sim, receiver):
+    """batch_exact: updates of distinct records come batch_max to a
+    notification (what a mass update in Zoho sends)."""
+    s = make_sim("--modules", "Leads:300")
+    subscribe(s, receiver.url + "/n")
+    res = s.ctl("POST", "/_sim/mutate", {"module": "Leads", "count": 20, "seed": 3,
+                                         "batch_max": 10, "batch_exact": True,
+                                         "mix": {"update": 1}})
+    assert res["count"] == 20
+    s.ctl("POST", "/_sim/flush")
+    bodies = receiver.bodies()
+    sizes = [len(b["ids"]) for b in bodies]
+    assert sum(sizes) == 20
+    # A record picked twice within a batch starts the next one early.
+    assert sizes[0] == 10 or len(set(bodies[0]["ids"] + bodies[1]["ids"])) < sizes[0] + sizes[1]
+    assert max(sizes) == 10 and len(bodies) <= 4
+
+
 def test_notify_disabled_and_failing_receiver(s, receiver):
     subscribe(s, receiver.url + "/n")
     s.ctl("POST", "/_sim/config", {"notify_enabled": False})

@@ -1,6 +1,7 @@
 """Records API: by ids, single record, listing, converted filter, count."""
 
 from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 
 import pytest
 
@@ -137,3 +138,29 @@ def test_control_create_update_shapes(s):
     assert upd["Annual_Revenue"] == 1234.5 and upd["$changed_fields"] == ["Annual_Revenue"]
     r = s.api("GET", "/crm/v6/Leads/%s" % rec["id"], query={"fields": "Annual_Revenue"})
     assert r.json["data"][0]["Annual_Revenue"] == 1234.5
+
+
+def test_change_listing_as_incremental_sync_asks(s):
+    """The listing incremental_sync sends (zoho-api.md §4.1): fields
+    id,Modified_Time, sorted by Modified_Time ascending, 200 a page,
+    converted=both, If-Modified-Since. Only those two keys come back, oldest
+    first, all modified after the header's time; 304 when nothing was; every
+    answer carries a Date header (Zoho's clock: the catch-up's watermark)."""
+    q = {"fields": "id,Modified_Time", "sort_by": "Modified_Time", "sort_order": "asc",
+         "per_page": 200, "converted": "both"}
+    truth = s.truth()
+    times = sorted(datetime.fromisoformat(r["Modified_Time"]) for r in truth["records"])
+    cut = times[len(times) // 2]
+    r = s.api("GET", "/crm/v6/Leads", query=q,
+              headers={"If-Modified-Since": cut.astimezone(timezone.utc).isoformat()})
+    assert r.status == 200
+    data = r.json["data"]
+    assert data and all(set(d) == {"id", "Modified_Time"} for d in data)
+    got = [datetime.fromisoformat(d["Modified_Time"]) for d in data]
+    assert got == sorted(got) and all(t > cut for t in got)
+    assert len(data) == sum(1 for t in times if t > cut)
+    assert parsedate_to_datetime(r.headers["Date"]).tzinfo is not None
+    r = s.api("GET", "/crm/v6/Leads", query=q,
+              headers={"If-Modified-Since": times[-1].astimezone(timezone.utc).isoformat()})
+    assert r.status == 304 and r.body == b""
+    assert parsedate_to_datetime(r.headers["Date"]).tzinfo is not None

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "incremental.h"
 #include "json.h"
 #include "oauth.h"
 #include "zoho.h"
@@ -252,6 +253,27 @@ static void test_call_endpoint(void **state)
 	}
 }
 
+/* Get Records calls per fetch: ≤ 100 ids a call, one call per chunk of at
+ * most 50 fields (49 + Modified_Time beyond 50); the catch-up's REST cost
+ * adds the listing pages. */
+static void test_fetch_calls(void **state)
+{
+	(void)state;
+	assert_int_equal(zoho_fetch_calls(0, 40), 0);
+	assert_int_equal(zoho_fetch_calls(1, 40), 1);
+	assert_int_equal(zoho_fetch_calls(100, 40), 1);
+	assert_int_equal(zoho_fetch_calls(101, 40), 2);
+	assert_int_equal(zoho_fetch_calls(1000, 40), 10);
+	assert_int_equal(zoho_fetch_calls(1000, 50), 10);
+	assert_int_equal(zoho_fetch_calls(1000, 51), 20);
+	assert_int_equal(zoho_fetch_calls(1000, 98), 20);
+	assert_int_equal(zoho_fetch_calls(1000, 99), 30);
+	assert_int_equal(zoho_fetch_calls(2000, 119), 60);
+	/* the outage of issue 15: 6 listing pages + 10 calls */
+	assert_int_equal(incremental_rest_cost(6, 1000, 40), 16);
+	assert_int_equal(incremental_rest_cost(1, 0, 40), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -259,6 +281,7 @@ int main(void)
 		cmocka_unit_test(test_watch_body),    cmocka_unit_test(test_bulk_body),
 		cmocka_unit_test(test_bulk_states),   cmocka_unit_test(test_error_text),
 		cmocka_unit_test(test_grant_success), cmocka_unit_test(test_grant_failures),
+		cmocka_unit_test(test_fetch_calls),
 	};
 	return cmocka_run_group_tests_name("zoho", tests, NULL, NULL);
 }

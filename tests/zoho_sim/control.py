@@ -89,6 +89,7 @@ class Control:
             raise SimError(400, "INVALID_DATA", "mix must weight create/update/delete/convert")
         weights = [float(mix[k]) for k in ops]
         batch_max = max(1, int(b.get("batch_max", 4)))
+        batch_exact = bool(b.get("batch_exact"))   # every notification batch_max ids
         silent = bool(b.get("silent"))
         done = []
         pending = []          # (op, entries) grouped for notification
@@ -105,7 +106,8 @@ class Control:
                     and entry[0] not in {e[0] for e in pending[-1][1]}:
                 pending[-1][1].append(entry)
             else:
-                size = 1 if rng.random() < 0.6 else rng.randint(1, batch_max)
+                size = batch_max if batch_exact else \
+                    1 if rng.random() < 0.6 else rng.randint(1, batch_max)
                 pending.append((op, [entry], size))
 
         with s.lock:

@@ -276,14 +276,20 @@ class FieldDef:
         self.length = length
 
 
-def build_fields(module):
-    """Return (metadata list, FieldDef list) for a module."""
+def build_fields(module, width=None):
+    """Return (metadata list, FieldDef list) for a module. width: pad the
+    module's own fields with custom text fields (Custom_Text_1, …) up to
+    that many fields in all (a wide module: Get Records then needs several
+    calls of at most 50 fields)."""
     if module == "Leads":
         table = _leads_table()
     elif module == "Contacts":
         table = _contacts_table()
     else:
         table = _generic_table(module)
+    if width and width > len(table):
+        table = table + [("Custom_Text_%d" % k, "Custom Text %d" % k, "text", 255, "co",
+                          "company", None) for k in range(1, width - len(table) + 1)]
     mnum = module_num(module)
     metas, defs = [], []
     for i, (api, label, dtype, length, flags, gen, extra) in enumerate(table):

@@ -88,11 +88,11 @@ def parse_http_date_or_iso(s):
 
 
 class ModuleState:
-    def __init__(self, name):
+    def __init__(self, name, width=None):
         self.name = name
         self.num = datagen.module_num(name)
         self.id = datagen.module_id(name)
-        self.metas, self.fdefs = datagen.build_fields(name)
+        self.metas, self.fdefs = datagen.build_fields(name, width)
         self.byname = {fd.api_name: fd for fd in self.fdefs}
         self.records = {}          # id -> internal record dict
         self.deleted = {}          # id -> entry (internal: times as epoch)
@@ -184,8 +184,8 @@ class Store:
         }
         self.tmpdir = tempfile.mkdtemp(prefix="zoho_sim_")
         self.modules = {}
-        for name, count in args.modules:
-            m = ModuleState(name)
+        for name, count, width in args.modules:
+            m = ModuleState(name, width)
             for i in range(count):
                 m.records[datagen.record_id(name, i)] = datagen.generate_record(
                     self.seed, name, i, m.fdefs, self.anchor)

@@ -295,10 +295,11 @@ def parse_modules(spec):
         part = part.strip()
         if not part:
             continue
-        name, _, n = part.partition(":")
+        name, _, rest = part.partition(":")
+        n, _, width = rest.partition(":")
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
             raise argparse.ArgumentTypeError("bad module name %r" % name)
-        out.append((name, int(n) if n else 0))
+        out.append((name, int(n) if n else 0, int(width) if width else None))
     if not out:
         raise argparse.ArgumentTypeError("no modules")
     return out
@@ -320,7 +321,8 @@ def build_parser():
     p.add_argument("--port-file", help="write the chosen port to this file (atomically) once listening")
     p.add_argument("--seed", type=int, default=1, help="data generator seed (default 1)")
     p.add_argument("--modules", type=parse_modules, default=parse_modules("Leads:1000"),
-                   help="Module:initial_count,... (default Leads:1000)")
+                   help="Module:initial_count[:fields],... (default Leads:1000; fields: pad with"
+                        " custom text fields to that many)")
     p.add_argument("--page-size", type=int, default=200000, help="bulk records per page (default 200000)")
     p.add_argument("--client-id", default="sim-client-id")
     p.add_argument("--client-secret", default="sim-client-secret")
@@ -407,7 +409,7 @@ def main(argv=None):
     print("zoho_sim listening on %s" % app.store.base_url, flush=True)
     if not args.quiet:
         sys.stderr.write("modules: %s; seed %d; client_id %s; refresh_token %s\n" % (
-            ", ".join("%s=%d" % (n, len(app.store.modules[n].records)) for n, _ in args.modules),
+            ", ".join("%s=%d" % (n, len(app.store.modules[n].records)) for n, _, _ in args.modules),
             args.seed, args.client_id, args.refresh_token))
     while not stop.wait(0.5):
         pass
