@@ -70,6 +70,10 @@ static enum rc ensure_table(struct batch_env *env, const char *module)
 	zoho_fields_free(zf, n);
 	if (rc)
 		return rc;
+	/* The new table and view, readable by [database] read_role. A failure
+	 * is logged; the sync goes on (the next program's start retries). */
+	if (schema_grant_read(env->data, env->cfg->read_role) != RC_OK)
+		log_warn("read_role cannot read the module table yet", "");
 	long applied = 0;
 	rc = inbox_apply_pending(env->data, module, &applied);
 	if (!rc && applied)

@@ -75,6 +75,8 @@ static const struct cfg_key cfg_keys[] = {
 	 "libpq connection string (keep passwords in PGPASSFILE)"},
 	{"database", "schema", CFG_STR, O(schema), "zcrm", 0, 0, 0, valid_schema,
 	 "schema holding every zcrm-sync table"},
+	{"database", "read_role", CFG_STR, O(read_role), "", 0, 0, 0, NULL,
+	 "role that may read the module tables and their _live views, and nothing else (empty: grant nothing)"},
 
 	{"sync", "modules", CFG_STR, O(modules), "Leads", 0, 0, 0, valid_modules,
 	 "comma-separated Zoho module API names to mirror"},
@@ -121,6 +123,8 @@ static const struct cfg_key cfg_keys[] = {
 	 " Get Records call (1 credit for up to 100 ids); 0: fetch at once"},
 	{"webhook", "instance", CFG_STR, O(instance), "", 0, 0, 0, NULL,
 	 "this webhook's name in /metrics (the webhook label); empty: host:listening socket"},
+	{"webhook", "socket_group", CFG_STR, O(socket_group), "", 0, 0, 0, NULL,
+	 "group of the --listen unix: socket, mode 0660 (nginx's, e.g. www-data; never the config's group); empty: the process's group"},
 };
 
 #undef O

@@ -35,6 +35,7 @@ struct cfg {
 	/* [database] */
 	char *conninfo;
 	char *schema;
+	char *read_role;       /* granted SELECT on module tables only; "" = none */
 	/* [sync] */
 	char *modules;         /* as written: "Leads, Contacts" */
 	long overlap;          /* seconds */
@@ -59,6 +60,7 @@ struct cfg {
 	bool fetch;            /* fetch dirty records after replying */
 	long fetch_delay;      /* ms a queued id waits for others to share its call */
 	char *instance;        /* the webhook label of /metrics; empty: host:socket */
+	char *socket_group;    /* group of a --listen unix: socket; "" = ours */
 
 	/* derived */
 	size_t nmodules;

@@ -485,27 +485,32 @@ static enum rc replay_one(void *vctx, const char *body, size_t len, const char *
 	struct replay_ctx *ctx = vctx;
 	struct notification *n = NULL;
 	enum inbox_outcome outcome;
-	char err[256];
-	enum rc rc;
+	char err[256], *clean = NULL;
+	size_t clen = 0;
+	enum rc rc = RC_OK;
 
 	if (notification_parse(body, len, SIZE_MAX, &n, err, sizeof(err)) != RC_OK) {
 		/* It was validated before it was spooled: the file is damaged. */
 		log_error("dropping unreadable spool file", "file=%s err=%s", log_q(name),
 			  log_q(err));
-		return RC_OK;
+		goto out;
 	}
-	rc = inbox_record(ctx->db, n, body, len, "spool", &outcome);
-	notification_free(n);
+	/* Spooled by a webhook that kept the channel token: never store it. */
+	clean = notification_strip_token(body, len, &clen);
+	rc = inbox_record(ctx->db, n, clean, clen, "spool", &outcome);
 	if (rc && !db_transient(ctx->db)) {
 		/* It would fail the same way forever and hold up the rest. */
 		log_error("spooled notification cannot be applied; kept in failed/", "file=%s err=%s",
 			  log_q(name), log_q(db_error(ctx->db)));
-		return spool_write_failed(ctx->dir, body, len);
+		rc = spool_write_failed(ctx->dir, clean, clen);
+		goto out;
 	}
-	if (rc)
-		return rc;
-	ctx->replayed++;
-	return RC_OK;
+	if (!rc)
+		ctx->replayed++;
+out:
+	notification_free(n);
+	free(clean);
+	return rc;
 }
 
 enum rc inbox_replay_spool(struct db *db, const char *dir, long *replayed)

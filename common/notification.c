@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <json-c/json.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -329,4 +330,113 @@ void notification_free(struct notification *n)
 	free(n->ids);
 	free(n->token);
 	free(n);
+}
+
+/* JSON scanning over a body the parser accepted: each returns the offset
+ * just past what it skipped (len when the text ends early). */
+static size_t skip_ws(const char *s, size_t i, size_t len)
+{
+	while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
+		i++;
+	return i;
+}
+
+static size_t skip_string(const char *s, size_t i, size_t len)
+{
+	for (i++; i < len; i++) {
+		if (s[i] == '\\')
+			i++;
+		else if (s[i] == '"')
+			return i + 1;
+	}
+	return len;
+}
+
+static size_t skip_value(const char *s, size_t i, size_t len)
+{
+	if (i < len && s[i] == '"')
+		return skip_string(s, i, len);
+	if (i < len && (s[i] == '{' || s[i] == '[')) {
+		int depth = 0;
+		while (i < len) {
+			if (s[i] == '"') {
+				i = skip_string(s, i, len);
+				continue;
+			}
+			if (s[i] == '{' || s[i] == '[')
+				depth++;
+			else if (s[i] == '}' || s[i] == ']')
+				depth--;
+			i++;
+			if (depth == 0)
+				return i;
+		}
+		return len;
+	}
+	while (i < len && !strchr(",}] \t\r\n", s[i]))
+		i++;
+	return i;
+}
+
+/* Is the JSON string literal s[a..b) the key "token" (escapes decoded)? */
+static bool key_is_token(const char *s, size_t a, size_t b)
+{
+	if (!memchr(s + a, '\\', b - a))
+		return b - a == 7 && !memcmp(s + a, "\"token\"", 7);
+	char *lit = xstrndup(s + a, b - a);
+	json_object *o = json_tokener_parse(lit);
+	bool is = o && json_object_is_type(o, json_type_string) &&
+		  json_object_get_string_len(o) == 5 && !memcmp(json_object_get_string(o), "token", 5);
+	json_object_put(o);
+	free(lit);
+	return is;
+}
+
+char *notification_strip_token(const char *body, size_t len, size_t *outlen)
+{
+	char *out = NULL, *drop = NULL;
+	size_t o = 0, i = skip_ws(body, 0, len), prev_end = 0;
+	bool found = false, have_prev = false;
+
+	if (i >= len || body[i] != '{')
+		goto keep;
+	/* Mark what goes: a token member with the comma after it, or, for the
+	 * last member, the comma before it; every other byte stays. */
+	drop = xcalloc(len ? len : 1, 1);
+	i = skip_ws(body, i + 1, len);
+	while (i < len && body[i] == '"') {
+		size_t kstart = i, kend = skip_string(body, i, len);
+		i = skip_ws(body, kend, len);
+		if (i >= len || body[i] != ':')
+			goto keep;
+		size_t vend = skip_value(body, skip_ws(body, i + 1, len), len);
+		bool token = key_is_token(body, kstart, kend);
+		i = skip_ws(body, vend, len);
+		bool comma = i < len && body[i] == ',';
+		if (comma)
+			i = skip_ws(body, i + 1, len);
+		if (token) {
+			size_t a = comma ? kstart : have_prev ? prev_end : kstart;
+			size_t b = comma ? i : vend;
+			memset(drop + a, 1, b - a);
+			found = true;
+		}
+		prev_end = vend;
+		have_prev = true;
+	}
+	if (!found || i >= len || body[i] != '}')
+		goto keep;
+	out = xmalloc(len + 1);
+	for (size_t k = 0; k < len; k++) {
+		if (!drop[k])
+			out[o++] = body[k];
+	}
+	out[o] = '\0';
+	free(drop);
+	*outlen = o;
+	return out;
+keep:
+	free(drop);
+	*outlen = len;
+	return xstrndup(body, len);
 }

@@ -36,6 +36,15 @@ enum rc notification_parse(const char *body, size_t len, size_t max_ids,
 			   struct notification **out, char *err, size_t errlen) ZCRM_MUSTCHECK;
 void notification_free(struct notification *n);
 
+/* The body without its top-level "token" member(s) — what is stored (inbox
+ * raw, spool files): the channel token is a secret, and whoever reads a
+ * stored body must not be able to forge notifications with it. body must be
+ * a JSON object that notification_parse accepted. Everything else is kept
+ * byte for byte when there is no token, so the same body always gives the
+ * same result (the inbox deduplicates on md5(raw)). Returns a new
+ * NUL-terminated string (caller frees) and its length in *outlen. */
+char *notification_strip_token(const char *body, size_t len, size_t *outlen);
+
 const char *notif_op_str(enum notif_op op);
 /* Digits only, 1..19 of them, fitting a PostgreSQL bigint. */
 int notification_parse_id(const char *s, int64_t *out);

@@ -490,3 +490,129 @@ char *schema_safe_cast_expr(enum field_kind kind, const char *expr)
 		return xasprintf("try_cast(NULLIF(%s, ''), NULL::%s)", expr, schema_kind_pg_type(kind));
 	}
 }
+
+/* GRANT SELECT on, or REVOKE ALL from, one relation of the schema. */
+static enum rc grant_one(struct db *db, bool grant, const char *rel, const char *qrole)
+{
+	char *qrel = db_quote_ident(db, rel);
+	char *sql = grant ? xasprintf("GRANT SELECT ON TABLE %s TO %s", qrel, qrole)
+			  : xasprintf("REVOKE ALL ON TABLE %s FROM %s", qrel, qrole);
+	enum rc rc = db_exec(db, sql, 0, NULL, NULL);
+
+	free(sql);
+	free(qrel);
+	return rc;
+}
+
+enum rc schema_grant_read(struct db *db, const char *role)
+{
+	struct db_res *res = NULL;
+	char *exists = NULL, *qrole = NULL, *qschema = NULL, *sql = NULL;
+	const char *schema = db_schema(db);
+	enum rc rc = RC_OK;
+	int granted = 0, revoked = 0;
+
+	if (!role || !*role)
+		return RC_OK;
+	rc = db_query_value(db, "SELECT 1 FROM pg_roles WHERE rolname = $1", 1,
+			    (const char *[]){role}, &exists);
+	if (rc)
+		goto out;
+	if (!exists) {
+		log_warn("[database] read_role does not exist: nothing granted to it",
+			 "role=%s hint=%s", log_q(role),
+			 log_q("CREATE ROLE it (docs/operations.md step 3), or empty the key"));
+		goto out;
+	}
+	qrole = db_quote_ident(db, role);
+	qschema = db_quote_ident(db, schema);
+	rc = db_begin(db);
+	if (rc)
+		goto out;
+	rc = db_exec(db, "SELECT pg_advisory_xact_lock(hashtext('zcrm-sync:grants'))", 0, NULL,
+		     NULL);
+	if (rc)
+		goto fail;
+	/* One row per table or view: is it a module's (table or _live view),
+	 * may role read it (directly or through PUBLIC or a group), and does
+	 * its ACL name role itself (what REVOKE can take back). */
+	rc = db_exec(db,
+		     "WITH mod AS (SELECT lower(module) AS t FROM sync_state WHERE table_ready"
+		     "  UNION ALL SELECT lower(module) || '_live' FROM sync_state WHERE table_ready)"
+		     " SELECT c.relname, c.relname IN (SELECT t FROM mod),"
+		     "  has_table_privilege(r.oid, c.oid, 'SELECT'),"
+		     "  EXISTS (SELECT 1 FROM aclexplode(c.relacl) a WHERE a.grantee = r.oid)"
+		     " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,"
+		     "  pg_roles r"
+		     " WHERE n.nspname = $1 AND r.rolname = $2"
+		     "  AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
+		     " ORDER BY c.relname",
+		     2, (const char *[]){schema, role}, &res);
+	if (rc)
+		goto fail;
+	for (int i = 0; i < db_res_rows(res); i++) {
+		const char *rel = db_res_get(res, i, 0);
+		bool module = !strcmp(db_res_get(res, i, 1), "t");
+		bool can_read = !strcmp(db_res_get(res, i, 2), "t");
+		bool named = !strcmp(db_res_get(res, i, 3), "t");
+		if (module && !can_read) {
+			rc = grant_one(db, true, rel, qrole);
+			granted++;
+		} else if (!module && named) {
+			rc = grant_one(db, false, rel, qrole);
+			revoked++;
+		}
+		if (rc)
+			goto fail;
+	}
+	db_res_free(res);
+	res = NULL;
+	free(exists);
+	exists = NULL;
+	rc = db_query_value(db, "SELECT 1 WHERE NOT has_schema_privilege($1, $2, 'USAGE')", 2,
+			    (const char *[]){role, schema}, &exists);
+	if (rc)
+		goto fail;
+	if (exists) {
+		sql = xasprintf("GRANT USAGE ON SCHEMA %s TO %s", qschema, qrole);
+		rc = db_exec(db, sql, 0, NULL, NULL);
+		if (rc)
+			goto fail;
+	}
+	/* Still readable after the revokes: through PUBLIC or a group role,
+	 * which are not ours to change. */
+	rc = db_exec(db,
+		     "SELECT string_agg(c.relname, ',' ORDER BY c.relname)"
+		     " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+		     " WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
+		     "  AND has_table_privilege($2, c.oid, 'SELECT')"
+		     "  AND c.relname NOT IN (SELECT lower(module) FROM sync_state WHERE table_ready"
+		     "   UNION ALL SELECT lower(module) || '_live' FROM sync_state WHERE table_ready)",
+		     2, (const char *[]){schema, role}, &res);
+	if (rc)
+		goto fail;
+	rc = db_commit(db);
+	if (rc)
+		goto fail;
+	if (!db_res_isnull(res, 0, 0))
+		log_error("[database] read_role can still read system tables (granted to PUBLIC or"
+			  " to a role it belongs to)",
+			  "role=%s tables=%s hint=%s", log_q(role), log_q(db_res_get(res, 0, 0)),
+			  log_q("REVOKE those grants: the tables hold the access token and"
+				" notifications"));
+	if (granted || revoked)
+		log_info("read_role privileges set", "role=%s granted=%d revoked=%d",
+			 log_q(role), granted, revoked);
+	goto out;
+fail:
+	log_error("cannot set the privileges of [database] read_role", "role=%s err=%s",
+		  log_q(role), log_q(db_error(db)));
+	db_rollback(db);
+out:
+	db_res_free(res);
+	free(exists);
+	free(qrole);
+	free(qschema);
+	free(sql);
+	return rc;
+}

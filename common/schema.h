@@ -66,6 +66,16 @@ enum rc schema_ensure_module(struct db *db, const char *module, const struct zfi
 			     size_t nfields) ZCRM_MUSTCHECK;
 /* Read the column map recorded by schema_ensure_module; RC_NOTFOUND if the
  * module has no table yet. Caller frees with module_schema_free(). */
+/* Let role (the legacy application's, [database] read_role) read the module
+ * tables and their _live views and nothing else of the schema: grants USAGE
+ * on the schema and SELECT on every module table (sync_state.table_ready)
+ * and view that lacks it, and revokes whatever was granted to role on any
+ * other relation of the schema (oauth_token, inbox …: secrets). Only
+ * changes what is wrong, under an advisory lock (concurrent GRANTs on one
+ * object fail). A NULL or empty role, or one that does not exist (logged),
+ * does nothing. */
+enum rc schema_grant_read(struct db *db, const char *role) ZCRM_MUSTCHECK;
+
 enum rc schema_load(struct db *db, const char *module, struct module_schema **out) ZCRM_MUSTCHECK;
 void module_schema_free(struct module_schema *s);
 /* The column of an API name (case-sensitive), or NULL. */

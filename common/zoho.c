@@ -445,7 +445,11 @@ static enum rc zoho_send(struct zoho *z, const struct call *c, struct http_resp 
 		snprintf(detail, sizeof(detail), "%s%s", resp->len ? "body: " : "empty body",
 			 snippet);
 	}
-	set_err(z, "%s: HTTP %ld %s", c->what, resp->status, detail);
+	if (resp->status == 401 && is_code(resp->body, resp->len, "OAUTH_SCOPE_MISMATCH"))
+		set_err(z, "%s: HTTP %ld %s (the refresh token lacks the scope this call needs:"
+			" docs/operations.md step 4)", c->what, resp->status, detail);
+	else
+		set_err(z, "%s: HTTP %ld %s", c->what, resp->status, detail);
 	if (resp->status == 401 || resp->status == 403)
 		rc = RC_AUTH;
 	else if (resp->status == 404)

@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,7 +59,53 @@ static void usage(FILE *f)
 		program_invocation_short_name, ZCRM_VERSION);
 }
 
-static int listen_unix(const char *path)
+/* The gid of [webhook] socket_group in *gid ((gid_t)-1 when empty).
+ * Returns 0, or EX_CONFIG (logged) for a group that does not exist or that
+ * may read the config file: nginx's user in that group would read the
+ * client secret and refresh token. */
+static int socket_gid(const struct cfg *cfg, gid_t *gid)
+{
+	struct group gr, *found = NULL;
+	struct stat st;
+	size_t cap = 1024;
+	char *buf = NULL;
+	int err, status = 0;
+
+	*gid = (gid_t)-1;
+	if (!cfg->socket_group[0])
+		return 0;
+	for (;;) {
+		buf = xrealloc(buf, cap);
+		err = getgrnam_r(cfg->socket_group, &gr, buf, cap, &found);
+		if (err != ERANGE || cap >= 1024 * 1024)
+			break;
+		cap *= 4;
+	}
+	if (!found) {
+		log_error("configuration error", "err=%s group=%s",
+			  log_q(err ? strerror(err) : "[webhook] socket_group: no such group"),
+			  log_q(cfg->socket_group));
+		status = EX_CONFIG;
+		goto out;
+	}
+	if (cfg->path && stat(cfg->path, &st) == 0 && st.st_gid == found->gr_gid &&
+	    (st.st_mode & S_IRGRP)) {
+		log_error("configuration error", "err=%s group=%s file=%s",
+			  log_q("[webhook] socket_group is the group that may read the config file:"
+				" nginx's user would read the secrets; use nginx's own group"),
+			  log_q(cfg->socket_group), log_q(cfg->path));
+		status = EX_CONFIG;
+		goto out;
+	}
+	*gid = found->gr_gid;
+out:
+	free(buf);
+	return status;
+}
+
+/* A listening Unix socket at path, mode 0660 for nginx (often another
+ * user): group gid, or the process's own when gid is (gid_t)-1. */
+static int listen_unix(const char *path, gid_t gid)
 {
 	struct sockaddr_un sa;
 	int fd;
@@ -74,13 +121,21 @@ static int listen_unix(const char *path)
 	sa.sun_family = AF_UNIX;
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 	unlink(path);
-	/* nginx (often another user) must be able to connect. */
-	mode_t old = umask(0117);
+	/* Owner only until it has its group: no one else connects before. */
+	mode_t old = umask(gid == (gid_t)-1 ? 0117 : 0177);
 	int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
 	if (rc || listen(fd, 1024)) {
 		log_error("cannot listen", "path=%s err=%s", log_q(path), log_q(strerror(errno)));
 		close(fd);
+		return -1;
+	}
+	if (gid != (gid_t)-1 && (chown(path, (uid_t)-1, gid) || chmod(path, 0660))) {
+		log_error("cannot give the socket its group", "path=%s gid=%ld err=%s hint=%s",
+			  log_q(path), (long)gid, log_q(strerror(errno)),
+			  log_q("run as root, or as a member of [webhook] socket_group"));
+		close(fd);
+		unlink(path);
 		return -1;
 	}
 	return fd;
@@ -148,11 +203,11 @@ static void set_identity(struct metrics *m, const struct cfg *cfg, int listen_fd
 	free(id);
 }
 
-static int open_listener(const char *spec)
+static int open_listener(const char *spec, gid_t gid)
 {
 	if (spec) {
 		if (!strncmp(spec, "unix:", 5))
-			return listen_unix(spec + 5);
+			return listen_unix(spec + 5, gid);
 		return listen_tcp(spec);
 	}
 	const char *fds = getenv("LISTEN_FDS");
@@ -384,6 +439,12 @@ int main(int argc, char **argv)
 		cfg_free(cfg);
 		return EX_CONFIG;
 	}
+	gid_t sgid;
+	int gstatus = socket_gid(cfg, &sgid);
+	if (gstatus) {
+		cfg_free(cfg);
+		return gstatus;
+	}
 	if (check_only) {
 		cfg_dump(cfg, stdout);
 		cfg_free(cfg);
@@ -424,7 +485,7 @@ int main(int argc, char **argv)
 		status = EX_OSERR;
 		goto out;
 	}
-	app.listen_fd = open_listener(listen_spec);
+	app.listen_fd = open_listener(listen_spec, sgid);
 	if (app.listen_fd < 0) {
 		status = EX_OSERR;
 		goto out;

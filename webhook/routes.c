@@ -249,6 +249,13 @@ static struct notification *notify_check(struct worker *w, FCGX_Request *req, st
 		reply_error(r, 400, "bad_request", "server_time is more than a day in the future");
 		goto refused;
 	}
+	/* From here on the body is stored (inbox, spool): without the token,
+	 * which would let its readers forge notifications. */
+	size_t clen = 0;
+	char *clean = notification_strip_token(*body, *len, &clen);
+	free(*body);
+	*body = clean;
+	*len = clen;
 	return n;
 refused:
 	notification_free(n);

@@ -351,3 +351,395 @@ def test_forged_delete_is_undone_by_reconcile(db, sim_factory, nginx_factory, we
     assert res.returncode == 0, res.stderr[-2000:]
     assert db.value("SELECT count(*) FROM zcrm.leads_live WHERE id = %s", victim) == 1
     wh.stop()
+
+
+# ------------------------------- the documented read-only role (issue 14)
+
+def step3_sql():
+    """The SQL block of docs/operations.md step 3, as an operator runs it."""
+    text = (REPO / "docs" / "operations.md").read_text()
+    section = text[text.index("### 3. PostgreSQL"):text.index("### 4. ")]
+    blocks = re.findall(r"```sql\n(.*?)```", section, re.S)
+    assert blocks, "no SQL block in operations.md step 3"
+    return blocks[0]
+
+
+SYSTEM_SECRETS = ("oauth_token", "inbox", "bulk_callbacks")
+
+
+class DocRoles:
+    """Step 3 run as written, with the names made unique in the cluster
+    (roles are cluster-wide): the sync's role, the database, the
+    application's role. Dropped afterwards."""
+
+    def __init__(self, pg, tag):
+        self.pg = pg
+        self.sync_role = "zcrm-sync-%s" % tag
+        self.app_role = "legacy_app_%s" % tag.replace("-", "_")
+        self.dbname = "crm_%s" % tag.replace("-", "_")
+
+    def apply(self, sql):
+        sql = sql.replace('"zcrm-sync"', '"%s"' % self.sync_role)
+        sql = re.sub(r"\blegacy_app\b", self.app_role, sql)
+        sql = re.sub(r"\bcrm\b", self.dbname, sql)
+        psql = self.pg.bindir / "psql"
+        r = subprocess.run([str(psql if psql.exists() else "psql"), "-X", "-v", "ON_ERROR_STOP=1",
+                            "-d", self.pg.conninfo_for("postgres")], input=sql.encode(),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           env=harness.clean_env(), timeout=60)
+        assert r.returncode == 0, r.stdout.decode("utf-8", "replace")
+
+    def conninfo(self, role):
+        return "host=127.0.0.1 port=%d dbname=%s user=%s" % (self.pg.port, self.dbname, role)
+
+    def app_select(self, rel):
+        """SELECT as the application: None when allowed, else the error."""
+        import psycopg2
+        conn = psycopg2.connect(self.conninfo(self.app_role), connect_timeout=10)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT * FROM zcrm.%s LIMIT 1" % rel)
+                cur.fetchall()
+            return None
+        except psycopg2.Error as e:
+            return "%s %s" % (e.pgcode, e.pgerror)
+        finally:
+            conn.close()
+
+    def drop(self):
+        self.pg.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % self.dbname,
+                        dbname="postgres")
+        for role in (self.app_role, self.sync_role):
+            self.pg.execute('DROP ROLE IF EXISTS "%s"' % role, dbname="postgres")
+
+
+@pytest.fixture
+def doc_roles(pg, request):
+    import os
+    r = DocRoles(pg, "%d-%d" % (os.getpid(), abs(hash(request.node.name)) % 100000))
+    r.drop()
+    yield r
+    r.drop()
+
+
+def sync_as_doc_role(doc_roles, sim, ng, config_factory, webhook_factory, run_program, http):
+    """initial_sync, notifications and an incremental run, all as the
+    documented sync role with [database] read_role = the application."""
+    cfg = config_factory({"database": {"conninfo": doc_roles.conninfo(doc_roles.sync_role),
+                                       "read_role": doc_roles.app_role},
+                          "webhook": {"fetch": True}}, sim=sim, nginx=ng)
+    wh = webhook_factory(config=cfg, nginx=ng)
+    res = run_program("batch/initial_sync", [], config=cfg, timeout=180)
+    assert res.returncode == 0, res.stderr[-3000:]
+    sim.control("POST", "/mutate", {"module": "Leads", "count": 5, "seed": 3})
+    sim.control("POST", "/flush", {"timeout": 20})
+    res = run_program("batch/incremental_sync", [], config=cfg, timeout=180)
+    assert res.returncode == 0, res.stderr[-3000:]
+    wh.stop()
+    return cfg
+
+
+def assert_app_reads_only_records(doc_roles, pg):
+    assert doc_roles.app_select("leads") is None
+    assert doc_roles.app_select("leads_live") is None
+    rels = [r[0] for r in pg.query(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = 'zcrm' AND c.relkind IN ('r', 'v', 'p', 'm')", dbname=doc_roles.dbname)]
+    for must in SYSTEM_SECRETS + ("sync_state", "runs", "fields"):
+        assert must in rels, rels
+    # The secrets are there to be read.
+    assert pg.value("SELECT count(*) FROM zcrm.oauth_token", dbname=doc_roles.dbname) >= 1
+    assert pg.value("SELECT count(*) FROM zcrm.inbox", dbname=doc_roles.dbname) >= 1
+    readable = []
+    for rel in rels:
+        if rel in ("leads", "leads_live"):
+            continue
+        err = doc_roles.app_select(rel)
+        if err is None or not err.startswith("42501"):
+            readable.append((rel, err))
+    assert not readable, readable
+
+
+def test_documented_read_role_reads_records_not_secrets(pg, doc_roles, sim_factory,
+                                                        nginx_factory, config_factory,
+                                                        webhook_factory, run_program, http):
+    """docs/operations.md step 3 as written, then [database] read_role: the
+    application's role reads the module table and its view, and gets
+    permission denied on oauth_token, inbox and every other table of the
+    sync's own."""
+    doc_roles.apply(step3_sql())
+    sim = sim_factory("-q", "--modules", "Leads:40", "--bulk-polls", "0", "--bulk-step-ms", "0")
+    ng = nginx_factory()
+    sync_as_doc_role(doc_roles, sim, ng, config_factory, webhook_factory, run_program, http)
+    assert_app_reads_only_records(doc_roles, pg)
+
+
+def test_old_default_privileges_are_taken_back(pg, doc_roles, sim_factory, nginx_factory,
+                                               config_factory, webhook_factory, run_program,
+                                               http):
+    """A deployment made with the earlier step 3 (ALTER DEFAULT PRIVILEGES …
+    GRANT SELECT ON TABLES): the programs revoke what it gave the
+    application on the sync's own tables."""
+    doc_roles.apply(step3_sql())
+    pg.execute('ALTER DEFAULT PRIVILEGES FOR ROLE "%s" GRANT SELECT ON TABLES TO %s'
+               % (doc_roles.sync_role, doc_roles.app_role), dbname=doc_roles.dbname)
+    sim = sim_factory("-q", "--modules", "Leads:40", "--bulk-polls", "0", "--bulk-step-ms", "0")
+    ng = nginx_factory()
+    cfg = sync_as_doc_role(doc_roles, sim, ng, config_factory, webhook_factory, run_program,
+                           http)
+    assert_app_reads_only_records(doc_roles, pg)
+    # A grant made by hand later is taken back by the next program's start.
+    pg.execute('GRANT SELECT ON zcrm.oauth_token TO %s' % doc_roles.app_role,
+               dbname=doc_roles.dbname)
+    assert doc_roles.app_select("oauth_token") is None
+    res = run_program("batch/status", [], config=cfg, timeout=60)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert doc_roles.app_select("oauth_token").startswith("42501")
+
+
+# ----------------------------- no channel token stored (issue 14, item 4)
+
+def token_body(op, ids, server_time, token=harness.TOKEN):
+    return json.dumps({"server_time": server_time, "query_params": {}, "module": "Leads",
+                       "resource_uri": "https://www.zohoapis.com/crm/v2/Leads",
+                       "ids": [str(i) for i in ids], "affected_fields": [], "operation": op,
+                       "channel_id": harness.CHANNEL_ID, "token": token}).encode()
+
+
+def spooled(directory):
+    return sorted(p for p in Path(directory).iterdir() if p.name.endswith(".json")
+                  and not p.name.startswith("."))
+
+
+def test_no_channel_token_stored(db, pg, nginx_factory, config_factory, webhook_factory,
+                                 run_program, http, zcrm_env):
+    """The channel token is in every body Zoho sends; none of the places a
+    body is kept holds it: the inbox (live, spooled and replayed, and rows
+    stored by an older version, scrubbed by the migration) and the spool
+    files."""
+    import time
+    token = harness.TOKEN
+    t0 = int(time.time() * 1000) - 60000
+    ng = nginx_factory()
+    cfg = config_factory({"webhook": {"fetch": False}}, nginx=ng)
+    res = run_program("tools/load_fields", ["--module", "Leads", "--fields",
+                                            REPO / "tests" / "data" / "fields" / "leads.json"],
+                      config=cfg)
+    assert res.returncode == 0, res.stderr
+    # Rows an older version stored, token and all; two differ only by the
+    # token (the same notification before and after a token change).
+    old = [token_body("update", [70], t0), token_body("update", [71], t0 + 1),
+           token_body("update", [71], t0 + 1, token="an-older-token-987654")]
+    for raw in old:
+        db.execute("INSERT INTO zcrm.inbox (channel_id, module, operation, ids, server_time,"
+                   " raw, processed_at) VALUES (%s, 'Leads', 'update', %s,"
+                   " to_timestamp(%s / 1000.0), %s, now())",
+                   int(harness.CHANNEL_ID), [int(json.loads(raw)["ids"][0])],
+                   json.loads(raw)["server_time"], raw.decode())
+    version = db.value("SELECT max(version) FROM zcrm.schema_migrations")
+    db.execute("DELETE FROM zcrm.schema_migrations WHERE version = %s", version)
+    res = run_program("tools/load_fields", ["--migrate-only"], config=cfg)
+    assert res.returncode == 0, res.stderr
+    assert db.value("SELECT count(*) FROM zcrm.inbox") == 2
+    assert sorted(json.loads(r[0])["ids"][0] for r in db.query("SELECT raw FROM zcrm.inbox")) \
+        == ["70", "71"]
+
+    wh = webhook_factory(config=cfg, nginx=ng)
+    spool = zcrm_env.dir / "spool"
+    # Live.
+    live = token_body("update", [80], t0 + 10)
+    status, _, raw = http("POST", ng.url + "/zcrm/notify", live)
+    assert status == 200 and json.loads(raw)["status"] == "applied", raw
+    # A redelivery of the same bytes is still a duplicate.
+    status, _, raw = http("POST", ng.url + "/zcrm/notify", live)
+    assert status == 200 and json.loads(raw)["status"] == "duplicate", raw
+    # Spooled while PostgreSQL is down, then replayed by the webhook.
+    pg.stop()
+    try:
+        for i, op in enumerate(("update", "delete")):
+            status, _, raw = http("POST", ng.url + "/zcrm/notify",
+                                  token_body(op, [81 + i], t0 + 20 + i))
+            assert status == 200 and json.loads(raw)["status"] == "spooled", raw
+        files = spooled(spool)
+        assert len(files) == 2
+        for f in files:
+            assert token.encode() not in f.read_bytes(), f
+            assert b'"token"' not in f.read_bytes(), f
+    finally:
+        pg.start()
+    wait_until(lambda: spooled(spool) == [], scaled(30), what="spool replay")
+    # A file an older webhook spooled, token and all: replayed without it
+    # by incremental_sync's replay as by the webhook's.
+    wh.stop()
+    (spool / "0000000001.000000000-old.json").write_bytes(token_body("update", [90], t0 + 30))
+    wh.start()
+    wait_until(lambda: spooled(spool) == [], scaled(30), what="spool replay of an old file")
+    wh.stop()
+
+    rows = db.query("SELECT raw, via FROM zcrm.inbox ORDER BY id")
+    assert sorted(json.loads(r[0])["ids"][0] for r in rows) == ["70", "71", "80", "81", "82",
+                                                               "90"]
+    assert [r[1] for r in rows].count("spool") == 3
+    leaked = [r[0] for r in rows if token in r[0] or "older-token" in r[0]
+              or "token" in json.loads(r[0])]
+    assert not leaked, leaked
+    # The rest of a live body is kept byte for byte (minus the token).
+    d = json.loads(live)
+    del d["token"]
+    assert db.value("SELECT raw FROM zcrm.inbox WHERE 80 = ANY(ids)") == json.dumps(d)
+
+
+# ------------------- the --listen unix: socket's group (issue 14, item 5)
+
+def _other_group():
+    import grp
+    import os
+    for name in ("www-data", "nginx", "nogroup", "daemon"):
+        try:
+            g = grp.getgrnam(name)
+        except KeyError:
+            continue
+        if g.gr_gid != os.getegid():
+            return g
+    return None
+
+
+def test_listen_unix_socket_gets_socket_group(db, webhook_factory, config_factory, zcrm_env):
+    """[webhook] socket_group gives the socket nginx's group, mode 0660, so
+    that nginx's user never needs the config's group; a group that may read
+    the config is refused, and so is one that does not exist."""
+    import os
+    import stat as st
+    g = _other_group()
+    if os.geteuid() != 0 or g is None:
+        pytest.skip("needs root (chown to another group) and a second group")
+    wh = webhook_factory({"webhook": {"socket_group": g.gr_name}})
+    s = os.stat(wh.sock)
+    assert st.S_ISSOCK(s.st_mode)
+    assert (s.st_gid, st.S_IMODE(s.st_mode)) == (g.gr_gid, 0o660), (s.st_gid, oct(s.st_mode))
+    assert wh.stop() == 0
+    # Without it: the process's group, 0660, as before.
+    wh = webhook_factory()
+    s = os.stat(wh.sock)
+    assert (s.st_gid, st.S_IMODE(s.st_mode)) == (os.getegid(), 0o660)
+    assert wh.stop() == 0
+
+    # The config's group, with read access to it: refused (78), no socket.
+    cfg = config_factory({"webhook": {"socket_group": g.gr_name}}, name="grp")
+    os.chown(cfg, -1, g.gr_gid)
+    os.chmod(cfg, 0o640)
+    sock = zcrm_env.dir / "refused.sock"
+    res = subprocess.run([str(WEBHOOK), "--config", str(cfg), "--listen", "unix:%s" % sock],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=harness.clean_env(),
+                         timeout=scaled(30))
+    assert res.returncode == 78, res.stderr
+    assert b"socket_group is the group that may read the config file" in res.stderr
+    assert not sock.exists()
+    # --check-config says so too.
+    res = subprocess.run([str(WEBHOOK), "--config", str(cfg), "--check-config"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=harness.clean_env(),
+                         timeout=scaled(30))
+    assert res.returncode == 78, res.stderr
+    # A group that does not exist.
+    cfg = config_factory({"webhook": {"socket_group": "no-such-group-zcrm"}}, name="nogrp")
+    res = subprocess.run([str(WEBHOOK), "--config", str(cfg), "--listen", "unix:%s" % sock],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=harness.clean_env(),
+                         timeout=scaled(30))
+    assert res.returncode == 78, res.stderr
+    assert b"no such group" in res.stderr
+    assert not sock.exists()
+
+
+# --------------------------- the least Zoho scopes (issue 14, item 6)
+
+def step4_scopes():
+    """The scopes docs/operations.md step 4 asks for (the code block)."""
+    text = (REPO / "docs" / "operations.md").read_text()
+    section = text[text.index("### 4. A Zoho OAuth client"):text.index("### 5. ")]
+    m = re.search(r"```\n\s*(ZohoCRM\.[^\n]+)\n\s*```", section)
+    assert m, "no scope list in operations.md step 4"
+    return [x.strip() for x in m.group(1).split(",")]
+
+
+def test_documented_scopes_are_read_only():
+    scopes = step4_scopes()
+    assert not [s for s in scopes if s.startswith("ZohoCRM.modules.") and
+                not s.endswith(".READ")], scopes
+    assert "ZohoCRM.modules.ALL" not in scopes
+
+
+def test_least_scopes_run_everything(db, sim_factory, nginx_factory, webhook_factory,
+                                     config_factory, run_program):
+    """With exactly the scopes of operations.md step 4, every program works:
+    initial_sync, the webhook's fetches, incremental_sync, renew_channel
+    (a renewal and a re-enable), reconcile."""
+    scopes = ",".join(step4_scopes())
+    sim = sim_factory("-q", "--modules", "Leads:40", "--bulk-polls", "0", "--bulk-step-ms", "0",
+                      "--scopes", scopes)
+    ng = nginx_factory()
+    cfg = config_factory({"webhook": {"fetch": True}}, sim=sim, nginx=ng)
+    wh = webhook_factory(config=cfg, nginx=ng)
+
+    def run(prog, *args):
+        res = run_program(prog, list(args), config=cfg, timeout=180)
+        assert res.returncode == 0, (prog, res.stderr[-3000:])
+        assert "OAUTH_SCOPE_MISMATCH" not in res.stderr
+        return res
+
+    run("batch/initial_sync")
+    sim.control("POST", "/mutate", {"module": "Leads", "count": 6, "seed": 9,
+                                    "mix": {"create": 0.3, "update": 0.5, "delete": 0.2}})
+    sim.control("POST", "/flush", {"timeout": 20})
+    wait_until(lambda: db.value("SELECT count(*) FROM zcrm.inbox") >= 6
+               and db.value("SELECT count(*) FROM zcrm.to_fetch") == 0, scaled(30),
+               what="the webhook to fetch the notified records")
+    run("batch/incremental_sync")
+    run("batch/renew_channel", "--force")
+    sim.control("POST", "/channels/%s/expire" % harness.CHANNEL_ID)
+    run("batch/renew_channel")
+    run("batch/reconcile")
+    wh.stop()
+    assert "OAUTH_SCOPE_MISMATCH" not in wh.stderr_text()
+    assert sim.control("GET", "/stats")["scope_failures"] == 0
+    truth = sim.control("GET", "/truth/Leads")
+    assert db.value("SELECT count(*) FROM zcrm.leads_live") == len(truth["records"])
+
+
+# Without the scope, the program that first needs it, its arguments, and
+# whether initial_sync must have run first with every scope.
+MISSING_SCOPE = [
+    ("ZohoCRM.settings.fields.READ", "batch/initial_sync", (), False),
+    ("ZohoCRM.notifications.CREATE", "batch/initial_sync", (), False),
+    ("ZohoCRM.bulk.READ", "batch/initial_sync", ("--no-channel",), False),
+    ("ZohoCRM.modules.READ", "batch/initial_sync", ("--no-channel",), False),
+    ("ZohoCRM.notifications.READ", "batch/renew_channel", (), True),
+    ("ZohoCRM.notifications.UPDATE", "batch/renew_channel", ("--force",), True),
+    ("ZohoCRM.modules.READ", "batch/incremental_sync", (), True),
+    ("ZohoCRM.modules.READ", "batch/reconcile", (), True),
+]
+
+
+@pytest.mark.parametrize("scope,prog,args,loaded", MISSING_SCOPE,
+                         ids=["%s-%s" % (s.split(".", 1)[1], p.split("/")[1])
+                              for s, p, _, _ in MISSING_SCOPE])
+def test_each_scope_is_needed(db, sim_factory, config_factory, run_program, scope, prog, args,
+                              loaded):
+    """Without each scope of step 4, the program that needs it exits 77
+    (authentication, docs/errors.md) with a log naming
+    OAUTH_SCOPE_MISMATCH and the call."""
+    least = step4_scopes()
+    assert scope in least
+    sim = sim_factory("-q", "--modules", "Leads:20", "--bulk-polls", "0", "--bulk-step-ms", "0",
+                      "--scopes", ",".join(least))
+    cfg = config_factory({"notify": {"url": "http://127.0.0.1:9/zcrm/notify"}}, sim=sim)
+    if loaded:
+        res = run_program("batch/initial_sync", [], config=cfg, timeout=120)
+        assert res.returncode == 0, res.stderr[-2000:]
+    # A new refresh token, with one scope less; the old access token goes.
+    sim.control("POST", "/config", {"scopes": ",".join(s for s in least if s != scope)})
+    sim.control("POST", "/expire_tokens")
+    res = run_program(prog, list(args), config=cfg, timeout=120)
+    assert res.returncode == 77, (res.returncode, res.stderr[-3000:])
+    assert "OAUTH_SCOPE_MISMATCH" in res.stderr, res.stderr[-3000:]
+    assert "the refresh token lacks the scope this call needs" in res.stderr
+    assert sim.control("GET", "/stats")["scope_failures"] >= 1

@@ -81,3 +81,40 @@ def test_token_lifetime(make_sim):
     assert s.api("GET", "/crm/v6/Leads/actions/count", token=tok).status == 200
     time.sleep(1.2)
     assert s.api("GET", "/crm/v6/Leads/actions/count", token=tok).status == 401
+
+
+SCOPE_MISMATCH = {"code": "OAUTH_SCOPE_MISMATCH", "details": {},
+                  "message": "invalid oauth scope to access this URL", "status": "error"}
+
+
+def test_scopes_of_the_grant(make_sim):
+    """A token carries the scopes of its refresh token (--scopes, or
+    /_sim/config for tokens minted later); a call they do not cover is 401
+    OAUTH_SCOPE_MISMATCH (zoho-api.md §1.5, §1.7, §8.4)."""
+    s = make_sim("--modules", "Leads:3,Contacts:2", "--scopes",
+                 "ZohoCRM.modules.leads.READ,ZohoCRM.notifications.READ")
+    r = s.mint()
+    assert r.json["scope"] == "ZohoCRM.modules.leads.READ ZohoCRM.notifications.READ"
+    tok = r.json["access_token"]
+    assert s.api("GET", "/crm/v6/Leads/actions/count", token=tok).json == {"count": 3}
+    for path in ("/crm/v6/Contacts/actions/count", "/crm/v6/settings/fields?module=Leads"):
+        r = s.api("GET", path, token=tok)
+        assert (r.status, r.json) == (401, SCOPE_MISMATCH), path
+    assert s.api("GET", "/crm/v6/actions/watch", token=tok).status != 401
+    watch = {"watch": [{"channel_id": "1000000068001", "events": ["Leads.all"],
+                        "notify_url": "http://127.0.0.1:9/n", "token": "t"}]}
+    r = s.api("POST", "/crm/v6/actions/watch", watch, token=tok)
+    assert (r.status, r.json) == (401, SCOPE_MISMATCH)
+    bulk = {"query": {"module": {"api_name": "Leads"}}}
+    r = s.api("POST", "/crm/bulk/v6/read", bulk, token=tok)
+    assert (r.status, r.json) == (401, SCOPE_MISMATCH)     # a modules scope is not enough
+    assert s.ctl("GET", "/_sim/stats")["scope_failures"] == 4
+    # Bulk Read needs both: bulk.READ and the module's.
+    s.ctl("POST", "/_sim/config", {"scopes": "ZohoCRM.bulk.READ,ZohoCRM.modules.READ,"
+                                             "ZohoCRM.notifications.CREATE"})
+    assert s.api("GET", "/crm/v6/settings/fields?module=Leads", token=tok).status == 401
+    tok = s.mint().json["access_token"]
+    assert s.api("POST", "/crm/bulk/v6/read", bulk, token=tok).status == 201
+    assert s.api("POST", "/crm/v6/actions/watch", watch, token=tok).status == 200
+    assert s.api("PUT", "/crm/v6/actions/watch", watch, token=tok).status == 401
+    assert s.api("GET", "/crm/v6/Contacts/actions/count", token=tok).status == 200

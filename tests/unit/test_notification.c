@@ -263,6 +263,34 @@ static void test_parse_id(void **state)
 	assert_int_equal(notification_parse_id(" 1", &v), -1);
 }
 
+static void check_strip(const char *in, const char *want)
+{
+	size_t n = 0;
+	char *out = notification_strip_token(in, strlen(in), &n);
+	assert_string_equal(out, want);
+	assert_int_equal(n, strlen(want));
+	free(out);
+}
+
+static void test_strip_token(void **state)
+{
+	/* Removed wherever it is among the members, escaped or not, with one
+	 * comma, every other byte kept as it was; nested
+	 * "token" keys and string values mentioning it are not touched. */
+	check_strip("{\"a\":1,\"token\":\"s3cr\\\"et\",\"b\":[2,{\"token\":\"x\"}]}",
+		    "{\"a\":1,\"b\":[2,{\"token\":\"x\"}]}");
+	check_strip("{ \"token\" : \"s\" , \"ids\": [\"1\"] }", "{ \"ids\": [\"1\"] }");
+	check_strip("{\"a\": 1, \"token\": \"s\"}", "{\"a\": 1}");
+	check_strip("{\"a\": 1, \"token\": \"s\", \"b\": 2}", "{\"a\": 1, \"b\": 2}");
+	check_strip("{\"ids\":[\"1\"],\"token\":null}", "{\"ids\":[\"1\"]}");
+	check_strip("{\"tok\\u0065n\":\"s\",\"x\":\"token\"}", "{\"x\":\"token\"}");
+	check_strip("{\"token\":\"a\",\"token\":\"b\"}", "{}");
+	check_strip("{\"token\":\"a\"}\n", "{}\n");
+	/* Without a token: byte for byte. */
+	check_strip("{ \"a\" : 1 ,\n \"tokens\":\"t\" }", "{ \"a\" : 1 ,\n \"tokens\":\"t\" }");
+	check_strip("{}", "{}");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -277,6 +305,7 @@ int main(void)
 		cmocka_unit_test(test_deep_nesting),
 		cmocka_unit_test(test_huge_id_lists),
 		cmocka_unit_test(test_parse_id),
+		cmocka_unit_test(test_strip_token),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,7 +12,7 @@ CONFIG_KEYS = {
     "page_size": int, "bulk_polls": int, "bulk_step_ms": int, "download_limit_per_min": int,
     "token_mint_limit": int, "token_mint_window_s": int, "token_lifetime": int, "notify_enabled": bool,
     "zip_streamed": bool, "watch_max_expiry_s": int, "watch_default_expiry_s": int,
-    "credit_budget": int, "credit_window_s": int, "max_concurrency": int,
+    "credit_budget": int, "credit_window_s": int, "max_concurrency": int, "scopes": str,
 }
 
 
@@ -223,6 +223,8 @@ class Control:
                 typ = CONFIG_KEYS[k]
                 if typ is bool and not isinstance(v, bool):
                     raise SimError(400, "INVALID_DATA", "%s must be a boolean" % k)
+                if typ is str and not isinstance(v, str):
+                    raise SimError(400, "INVALID_DATA", "%s must be a string" % k)
                 if typ is int and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
                     raise SimError(400, "INVALID_DATA", "%s must be a non-negative integer" % k)
                 if k == "credit_window_s" and v < 1:
@@ -276,6 +278,7 @@ class Control:
             "token_throttled": st.get("token_throttled", 0),
             "token_refused": st.get("token_refused", 0),
             "auth_failures": st.get("auth_failures", 0),
+            "scope_failures": st.get("scope_failures", 0),
             "requests": st.get("requests", 0),
             "jobs": jobs,
             "jobs_created": st.get("jobs_created", 0),

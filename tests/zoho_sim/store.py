@@ -7,6 +7,7 @@ snapshot is just a list of references.
 """
 
 import collections
+import json
 import os
 import random
 import re
@@ -37,6 +38,7 @@ class SimError(Exception):
 
 DEFAULT_MESSAGES = {
     "INVALID_TOKEN": "invalid oauth token",
+    "OAUTH_SCOPE_MISMATCH": "invalid oauth scope to access this URL",
     "INVALID_URL_PATTERN": "Please check if the URL trying to access is a correct one",
     "INVALID_REQUEST_METHOD": "The http request method type is not a valid one",
     "INVALID_MODULE": "the module name given seems to be invalid",
@@ -101,6 +103,53 @@ class ModuleState:
         return sorted(self.records.values(), key=lambda r: int(r["id"]))
 
 
+def parse_scopes(text):
+    """'A,B C' -> ['A', 'B', 'C'] (Zoho's consent takes commas; its token
+    answers list scopes with spaces)."""
+    return [x for x in re.split(r"[,\s]+", text or "") if x]
+
+
+def _module_scopes(module):
+    m = (module or "").lower()
+    out = ["ZohoCRM.modules.ALL", "ZohoCRM.modules.READ"]
+    if m:
+        out += ["ZohoCRM.modules.%s.ALL" % m, "ZohoCRM.modules.%s.READ" % m]
+    return out
+
+
+WATCH_OPS = {"GET": "READ", "POST": "CREATE", "PUT": "UPDATE", "PATCH": "UPDATE",
+             "DELETE": "DELETE"}
+
+
+def scopes_needed(endpoint, req, groups):
+    """What a call needs: a list of (any_of, also_all_of) pairs, one of
+    which the token must satisfy — any scope of any_of, plus one of each
+    list in also_all_of. None: no scope needed."""
+    if endpoint in ("deleted", "count", "record_by_id", "records"):
+        return [(_module_scopes(groups[0] if groups else None), [])]
+    if endpoint in ("bulk_status", "bulk_result"):
+        return [(["ZohoCRM.bulk.READ", "ZohoCRM.bulk.ALL"], [])]
+    if endpoint == "bulk_create":
+        # Bulk Read needs a modules scope for the module too (§1.7).
+        module = None
+        try:
+            q = json.loads(req.body or b"{}").get("query") or {}
+            module = (q.get("module") or {}).get("api_name")
+        except (ValueError, AttributeError):
+            pass
+        return [(["ZohoCRM.bulk.READ", "ZohoCRM.bulk.ALL"], [_module_scopes(module)])]
+    if endpoint == "fields":
+        return [(["ZohoCRM.settings.fields.READ", "ZohoCRM.settings.fields.ALL",
+                  "ZohoCRM.settings.ALL", "ZohoCRM.settings.READ"], [])]
+    if endpoint == "watch":
+        op = WATCH_OPS.get(req.method, "ALL")
+        alts = ["ZohoCRM.notifications.ALL", "ZohoCRM.notifications.%s" % op]
+        if op in ("CREATE", "UPDATE"):
+            alts.append("ZohoCRM.notifications.WRITE")
+        return [(alts, [])]
+    return None
+
+
 class Store:
     def __init__(self, args, notifier, faults):
         self.lock = threading.RLock()
@@ -129,6 +178,9 @@ class Store:
             "credit_budget": args.credit_budget,
             "credit_window_s": 86400,
             "max_concurrency": args.max_concurrency,
+            # The scopes a refresh token was generated with: every access
+            # token minted from it carries them (zoho-api.md §1.7).
+            "scopes": args.scopes,
         }
         self.tmpdir = tempfile.mkdtemp(prefix="zoho_sim_")
         self.modules = {}
@@ -151,6 +203,7 @@ class Store:
                 }
             self.modules[name] = m
         self.tokens = {}                            # access token -> expiry epoch
+        self.token_scopes = {}                      # access token -> {scope, lower case}
         self.mints = collections.defaultdict(collections.deque)
         self.channels = {}                          # channel_id -> dict
         self.jobs = {}                              # job_id -> dict
@@ -212,10 +265,10 @@ class Store:
             tok = "1000.%s.%s" % (secrets.token_hex(16), secrets.token_hex(16))
             lifetime = int(self.cfg["token_lifetime"])
             self.tokens[tok] = now + lifetime
+            scopes = parse_scopes(self.cfg["scopes"])
+            self.token_scopes[tok] = {x.lower() for x in scopes}
             self.stats["tokens_minted"] += 1
-            return 200, {"access_token": tok,
-                         "scope": "ZohoCRM.modules.ALL ZohoCRM.bulk.READ ZohoCRM.notifications.ALL "
-                                  "ZohoCRM.settings.fields.READ",
+            return 200, {"access_token": tok, "scope": " ".join(scopes),
                          "api_domain": self.base_url, "token_type": "Bearer", "expires_in": lifetime}
 
     def check_auth(self, header):
@@ -228,6 +281,20 @@ class Store:
             if exp is None or exp <= time.time():
                 self.stats["auth_failures"] += 1
                 raise SimError(401, "INVALID_TOKEN")
+        return tok
+
+    def check_scope(self, tok, endpoint, req, groups):
+        """401 OAUTH_SCOPE_MISMATCH, as Zoho answers, when the token's
+        scopes do not cover the call (after check_auth)."""
+        with self.lock:
+            have = self.token_scopes.get(tok, set())
+        need = scopes_needed(endpoint, req, groups)
+        if need and not any(any(x.lower() in have for x in alt) and
+                            all(any(y.lower() in have for y in part) for part in alt_all)
+                            for alt, alt_all in need):
+            with self.lock:
+                self.stats["scope_failures"] += 1
+            raise SimError(401, "OAUTH_SCOPE_MISMATCH")
 
     def expire_tokens(self):
         with self.lock:
