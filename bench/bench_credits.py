@@ -48,8 +48,8 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 import harness  # noqa: E402  (the integration tests' process helpers)
 from harness import (Nginx, Sim, Webhook, base_config, merge_overrides,  # noqa: E402
                      run_program_in, wait_until, write_ini)
+from lag import pg_start, pg_stop  # noqa: E402  (bench/ is on sys.path: this script's folder)
 
-PG_TEMP = REPO / "scripts" / "pg-temp"
 MODULE = "Leads"
 BULK_PAGE = 200000       # records in a Bulk Read page
 IDS_PER_CALL = 100       # ids in a Get Records call
@@ -75,19 +75,6 @@ def cron_runs_per_day():
             return len(field.split(","))
         out[prog] = count(minute, 60) * count(hour, 24)   # runs an hour x hours a day
     return out
-
-
-def pg_start(directory):
-    r = subprocess.run([str(PG_TEMP), "start", str(directory)], stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, text=True)
-    if r.returncode:
-        raise RuntimeError("pg-temp start failed:\n%s%s" % (r.stdout, r.stderr))
-    return r.stdout.strip().splitlines()[-1]
-
-
-def pg_stop(directory, destroy):
-    subprocess.run([str(PG_TEMP), "destroy" if destroy else "stop", str(directory)],
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 class Stack:
