@@ -17,6 +17,7 @@ See docs/security.md.
 
 import base64
 import io
+import json
 import signal
 import struct
 import time
@@ -30,7 +31,13 @@ from harness import Proc, clean_env, REPO, resolve_program, scaled, wait_until
 FIELDS = REPO / "tests" / "data" / "fields" / "leads.json"
 EX_DATAERR, EX_UNAVAILABLE, EX_TEMPFAIL = 65, 69, 75
 MIB = 1024 * 1024
-HEADER = b"id,Modified_Time,Last_Name,Description\n"
+# A page carries every field of the metadata (a page lacking one is not
+# merged: its ids are fetched by id instead, issue 14 item 2); the tests vary
+# the last one, Description.
+OTHERS = [f["api_name"].encode() for f in json.loads(FIELDS.read_text(encoding="utf-8"))["fields"]
+          if f["api_name"] not in ("id", "Modified_Time", "Last_Name", "Description")]
+HEADER = b"id,Modified_Time,Last_Name," + b"".join(n + b"," for n in OTHERS) + b"Description\n"
+PAD = b"," * len(OTHERS)    # the other fields, empty
 
 
 # ------------------------------------------------------------ helpers
@@ -46,7 +53,7 @@ def leads(db):
 
 
 def row(i, last=b"Smith", desc=b"x"):
-    return b'%d,2024-05-01T10:00:00+00:00,%s,%s\n' % (5725767000000000000 + i, last, desc)
+    return b'%d,2024-05-01T10:00:00+00:00,%s,%s%s\n' % (5725767000000000000 + i, last, PAD, desc)
 
 
 def make_zip(entries, method=zipfile.ZIP_DEFLATED):
@@ -258,7 +265,7 @@ def test_csv_record_over_the_row_limit_in_a_zip(db, run_program, config_factory,
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         with z.open(deflated("111.csv"), "w", force_zip64=True) as f:
-            f.write(HEADER + row(1) + b"5725767000000000099,2024-05-01T10:00:00+00:00,x,")
+            f.write(HEADER + row(1) + b"5725767000000000099,2024-05-01T10:00:00+00:00,x," + PAD)
             for _ in range(65):
                 f.write(b"b" * MIB)
             f.write(b"\n")
