@@ -211,9 +211,20 @@ def scenario_rows(st, args, runs_per_day):
 
     # An hour without notifications, then one incremental_sync: first, so that
     # its listing (from the watermark less [sync] overlap) holds only these.
+    # The hour is made as test_credits.py makes it: the watermark an hour
+    # back, and the changes spread over that hour (Modified_Time set).
     c = args.changes
-    st.sim.control("POST", "/mutate", {"module": MODULE, "count": c, "seed": 22,
-                                       "mix": {"update": 1}, "silent": True})
+    wm = int(st.value("SELECT floor(extract(epoch FROM watermark)) FROM %s.sync_state"
+                      " WHERE module = %%s" % st.schema, MODULE))
+    st.execute("UPDATE %s.sync_state SET watermark = watermark - interval '3600 seconds'"
+               % st.schema)
+    truth_ids = sorted(r["id"] for r in st.sim.control("GET", "/truth/%s" % MODULE)["records"])
+    for i, rid in enumerate(truth_ids[-c:]):
+        t = wm - 3590 + i * 3590 // c
+        st.sim.control("PATCH", "/records/%s/%s" % (MODULE, rid), {
+            "values": {"Description": "changed during the outage",
+                       "Modified_Time": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(t))},
+            "silent": True})
     st.reset()
     st.run("incremental_sync")
     listing = math.ceil(c / LIST_PAGE)
