@@ -16,8 +16,8 @@
 #   make sample-config  regenerate etc/zcrm-sync.conf.example from common/cfg.c
 #
 # Layout: common/*.c -> libzcrm.a; webhook/*.c -> one program; batch/<x>.c ->
-# one program each (batch/job_*.c are shared job logic, not programs);
-# tests/unit/test_<x>.c -> one cmocka binary each.
+# one program each (their logic is in common/); tests/unit/test_<x>.c -> one
+# cmocka binary each.
 
 PKG_CONFIG ?= pkg-config
 PYTHON     ?= /usr/bin/python3
@@ -72,9 +72,7 @@ WEBHOOK_SRC := $(wildcard webhook/*.c)
 WEBHOOK_OBJ := $(WEBHOOK_SRC:%.c=$(BUILD)/%.o)
 WEBHOOK_BIN := $(BINROOT)webhook/zcrm_webhook
 
-BATCH_LIB_SRC := $(wildcard batch/job_*.c)
-BATCH_LIB_OBJ := $(BATCH_LIB_SRC:%.c=$(BUILD)/%.o)
-BATCH_SRC   := $(filter-out $(BATCH_LIB_SRC),$(wildcard batch/*.c))
+BATCH_SRC   := $(wildcard batch/*.c)
 BATCH_BIN   := $(BATCH_SRC:%.c=$(BINROOT)%)
 
 TOOL_SRC    := $(wildcard tests/tools/*.c)
@@ -85,12 +83,12 @@ UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
 
-ALL_OBJ := $(COMMON_OBJ) $(WEBHOOK_OBJ) $(BATCH_LIB_OBJ) \
+ALL_OBJ := $(COMMON_OBJ) $(WEBHOOK_OBJ) \
            $(BATCH_SRC:%.c=$(BUILD)/%.o) $(UNIT_SRC:%.c=$(BUILD)/%.o) \
            $(TOOL_SRC:%.c=$(BUILD)/%.o)
 
 .PHONY: all asan deps check check-unit check-integration clean install uninstall soak \
-        demo demo-stop bench format-check help unit-bins sample-config check-sample-config fuzz fuzz-smoke fuzz-bins
+        demo demo-stop bench help unit-bins sample-config check-sample-config fuzz fuzz-smoke fuzz-bins
 
 all: $(WEBHOOK_BIN) $(BATCH_BIN) $(TOOL_BIN)
 
@@ -123,18 +121,18 @@ $(WEBHOOK_BIN): $(WEBHOOK_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $(WEBHOOK_OBJ) $(LIB) $(LIBS_ALL)
 
-$(BINROOT)batch/%: $(BUILD)/batch/%.o $(BATCH_LIB_OBJ) $(LIB)
+$(BINROOT)batch/%: $(BUILD)/batch/%.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $< $(BATCH_LIB_OBJ) $(LIB) $(LIBS_ALL)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LIBS_ALL)
 
-$(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(BATCH_LIB_OBJ) $(LIB)
+$(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $< $(BATCH_LIB_OBJ) $(LIB) $(LIBS_ALL) $(CMOCKA_LIBS)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LIBS_ALL) $(CMOCKA_LIBS)
 
 # Test-only programs (tests/tools/*.c) that drive common/ from integration tests.
-$(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(BATCH_LIB_OBJ) $(LIB)
+$(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $< $(BATCH_LIB_OBJ) $(LIB) $(LIBS_ALL)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LIBS_ALL)
 
 unit-bins: $(UNIT_BIN)
 
