@@ -94,6 +94,8 @@ static const struct cfg_key cfg_keys[] = {
 	 "largest inflated/compressed ratio accepted (zip bomb guard)"},
 	{"sync", "bulk_threshold", CFG_INT, O(bulk_threshold), "50", 0, 1000000, 0, NULL,
 	 "credits: incremental sync uses a Bulk Read job when fetching the changes by REST would cost more"},
+	{"sync", "bulk_jobs_ahead", CFG_INT, O(bulk_jobs_ahead), "1", 0, 8, 0, NULL,
+	 "bulk read jobs asked for ahead of the page being exported (0 = one page at a time)"},
 
 	{"notify", "url", CFG_STR, O(notify_url), "", 0, 0, 0, valid_opt_url,
 	 "public URL Zoho posts notifications to (nginx → /notify)"},

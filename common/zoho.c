@@ -969,6 +969,7 @@ enum rc zoho_bulk_status(struct zoho *z, int64_t job_id, struct zoho_bulk_status
 		goto out;
 	}
 	if (json_get_int64(result, "page", JSON_OPTIONAL, &page, jerr) ||
+	    json_get_int64(result, "per_page", JSON_OPTIONAL, &st->per_page, jerr) ||
 	    json_get_int64(result, "count", JSON_OPTIONAL, &st->count, jerr) ||
 	    json_get_bool(result, "more_records", JSON_OPTIONAL, &st->more_records, jerr) ||
 	    json_get_str(result, "download_url", JSON_REQUIRED, &url, jerr) ||

@@ -133,6 +133,7 @@ struct zoho_bulk_status {
 	int64_t created_time;   /* epoch seconds, 0 if absent */
 	/* result, once COMPLETED */
 	int page;
+	int64_t per_page;       /* records a page holds (200,000), 0 if absent */
 	int64_t count;
 	bool more_records;
 	char *download_url;     /* as given (relative) */
