@@ -421,8 +421,10 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 	/* The pages of an export of the whole module are known from its
 	 * record count: their jobs can run at Zoho side by side. A windowed
 	 * export knows a page only once the one before says more_records. */
-	if (ctx->cfg->bulk_jobs_ahead > 0 && from == 0 && to == 0 &&
-	    zoho_record_count(ctx->zoho, module, &count) != RC_OK) {
+	if (ctx->record_count > 0)
+		count = ctx->record_count;
+	else if (ctx->cfg->bulk_jobs_ahead > 0 && from == 0 && to == 0 &&
+		 zoho_record_count(ctx->zoho, module, &count) != RC_OK) {
 		log_info("no record count; pages are asked for one ahead as they are known", "err=%s",
 			 log_q(zoho_error(ctx->zoho)));
 		count = -1;
