@@ -510,6 +510,7 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 			log_warn("cannot lock the download", "file=%s err=%s", log_q(zip),
 				 log_q(strerror(errno)));
 		int64_t bytes = 0;
+		double t_dl = now_s();
 		progress_line(ctx, module, page, "downloading", res, t0);
 		rc = zoho_bulk_download(ctx->zoho, st.download_url, zip, &bytes);
 		if (rc) {
@@ -519,6 +520,7 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 		progress_line(ctx, module, page, "loading", res, t0);
 		struct bulkload_stats ls;
 		bool more = st.more_records;
+		double t_merge = now_s();
 		rc = merge_page(ctx, module, schema, kind, zip, page, more, st.count, started, from,
 				to, rule, &ahead, &ls, err, errlen);
 		unlink(zip);
@@ -538,8 +540,9 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 		progress_line(ctx, module, page, "merged", res, t0);
 		if (!ctx->progress)
 			log_info("page merged", "kind=%s page=%d rows=%ld applied=%ld bytes=%" PRId64
-				 " more=%d",
-				 kind, page, ls.rows_staged, ls.rows_applied, bytes, (int)more);
+				 " more=%d download_ms=%.0f merge_ms=%.0f ahead=%d",
+				 kind, page, ls.rows_staged, ls.rows_applied, bytes, (int)more,
+				 (t_merge - t_dl) * 1e3, (now_s() - t_merge) * 1e3, ahead.n);
 		if (ctx->run_id) {
 			struct run_counts c = {res->pages, res->rows_seen, res->rows_applied, 0};
 			if (run_progress(ctx->data, ctx->run_id, &c))
