@@ -312,7 +312,7 @@ static enum rc merge_page(struct bulk_ctx *ctx, const char *module,
 	rc = db_begin(ctx->data);
 	if (rc)
 		goto dberr;
-	struct bulkload_opts bo = {rule, started, "bulk", ctx->ids_only, true, 0};
+	struct bulkload_opts bo = {rule, started, "bulk", ctx->ids_only, true, 0, true};
 	rc = bulkload_zip(ctx->data, schema, zip, &lim, &bo, ls, err, errlen);
 	if (rc) {
 		/* Name the page: "not a zip file" alone does not say which. */

@@ -65,6 +65,13 @@ struct bulkload_opts {
 	/* CSV bytes per chunk when parallel; 0: BULKLOAD_CHUNK (tests make
 	 * it small to cut a page into many). */
 	size_t chunk_bytes;
+	/* A first load: when the module table is empty, COPY the page
+	 * straight into it (typed, FORCE_NULL) instead of staging and
+	 * merging - nothing stored means the bulk rule applies every row.
+	 * A page COPY refuses (a cell that does not cast, an id twice, a row
+	 * a notification wrote meanwhile) is rolled back to a savepoint and
+	 * staged and merged as usual. Only with MERGE_BULK, not ids_only. */
+	bool direct;
 };
 
 enum rc bulkload_zip(struct db *db, const struct module_schema *schema, const char *zip_path,
