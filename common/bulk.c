@@ -540,9 +540,10 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 		progress_line(ctx, module, page, "merged", res, t0);
 		if (!ctx->progress)
 			log_info("page merged", "kind=%s page=%d rows=%ld applied=%ld bytes=%" PRId64
-				 " more=%d download_ms=%.0f merge_ms=%.0f ahead=%d",
+				 " more=%d download_ms=%.0f merge_ms=%.0f direct=%d ahead=%d",
 				 kind, page, ls.rows_staged, ls.rows_applied, bytes, (int)more,
-				 (t_merge - t_dl) * 1e3, (now_s() - t_merge) * 1e3, ahead.n);
+				 (t_merge - t_dl) * 1e3, (now_s() - t_merge) * 1e3, (int)ls.direct,
+				 ahead.n);
 		if (ctx->run_id) {
 			struct run_counts c = {res->pages, res->rows_seen, res->rows_applied, 0};
 			if (run_progress(ctx->data, ctx->run_id, &c))

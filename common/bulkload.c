@@ -661,6 +661,7 @@ static enum rc load_direct(struct db *db, const struct module_schema *schema, st
 	}
 	stats->rows_staged = rows;
 	stats->rows_applied = rows - dropped;
+	stats->direct = true;
 	*done = true;
 	rc = RC_OK;
 	goto out;

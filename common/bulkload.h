@@ -49,6 +49,7 @@ struct bulkload_stats {
 	char missing[BULKLOAD_COLUMNS_MAX];
 	char extra[BULKLOAD_COLUMNS_MAX];
 	long rows_deferred;
+	bool direct;            /* COPYed straight into the empty table (opts->direct) */
 };
 
 /* How the staged rows are used. */

@@ -119,9 +119,9 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	printf("{\"staged\":%ld,\"applied\":%ld,\"bytes_zip\":%llu,\"bytes_csv\":%llu,"
-	       "\"seconds\":%.3f}\n",
+	       "\"direct\":%s,\"seconds\":%.3f}\n",
 	       st.rows_staged, st.rows_applied, (unsigned long long)st.bytes_zip,
-	       (unsigned long long)st.bytes_csv,
+	       (unsigned long long)st.bytes_csv, st.direct ? "true" : "false",
 	       (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	status = EX_OK;
 out:
