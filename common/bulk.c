@@ -303,7 +303,7 @@ static enum rc merge_page(struct bulk_ctx *ctx, const char *module,
 			  const struct module_schema *schema, const char *kind, const char *zip,
 			  int page, bool more, int64_t expected, int64_t started, int64_t from,
 			  int64_t to, enum merge_rule rule, const struct ahead *a,
-			  struct bulkload_stats *ls, char *err, size_t errlen)
+			  bool direct_always, struct bulkload_stats *ls, char *err, size_t errlen)
 {
 	struct zipstream_limits lim = {(uint64_t)ctx->cfg->max_unzipped,
 				       (uint64_t)ctx->cfg->max_ratio, 1u << 20};
@@ -312,7 +312,7 @@ static enum rc merge_page(struct bulk_ctx *ctx, const char *module,
 	rc = db_begin(ctx->data);
 	if (rc)
 		goto dberr;
-	struct bulkload_opts bo = {rule, started, "bulk", ctx->ids_only, true, 0, true};
+	struct bulkload_opts bo = {rule, started, "bulk", ctx->ids_only, true, 0, true, direct_always};
 	rc = bulkload_zip(ctx->data, schema, zip, &lim, &bo, ls, err, errlen);
 	if (rc) {
 		/* Name the page: "not a zip file" alone does not say which. */
@@ -383,6 +383,7 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 	int page = 1;
 	int64_t job = 0, started = 0, count = -1, per_page = BULK_PER_PAGE;
 	int zip_fd = -1;
+	bool went_direct = false;
 	enum rc rc;
 
 	memset(res, 0, sizeof(*res));
@@ -522,11 +523,14 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 		bool more = st.more_records;
 		double t_merge = now_s();
 		rc = merge_page(ctx, module, schema, kind, zip, page, more, st.count, started, from,
-				to, rule, &ahead, &ls, err, errlen);
+				to, rule, &ahead, went_direct, &ls, err, errlen);
 		unlink(zip);
 		zip[0] = '\0';
 		if (rc)
 			goto out;
+		/* A first load: the next page's ids are new too, unless pages
+		 * shifted or a notification came (then COPY refuses the page). */
+		went_direct = ls.direct;
 		if (!res->pages)
 			res->first_page = page;
 		res->pages++;

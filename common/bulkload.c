@@ -571,12 +571,17 @@ static bool direct_columns(struct db *db, const struct module_schema *schema, st
 	return true;
 }
 
-/* The page COPYed into the empty module table under a savepoint. *done
- * false: not loaded this way (the table holds rows, the columns do not
- * fit, or COPY refused the page: rolled back) - stage it from the first
- * byte. An error reading the page fails the page (*done true). */
+/* The page COPYed into the module table under a savepoint: what the
+ * merge would do as long as no stored row has an id of the page, which
+ * the primary key checks (a collision, or a row a notification inserts
+ * meanwhile, makes COPY refuse the page). So it is tried when the table is
+ * empty, or with always when the caller expects no collision. *done
+ * false: not loaded this way (rows stored, the columns do not fit, or
+ * COPY refused the page: rolled back) - stage it from the first byte. An
+ * error reading the page fails the page (*done true). */
 static enum rc load_direct(struct db *db, const struct module_schema *schema, struct source *src,
-			   struct bulkload_stats *stats, bool *done, char *err, size_t errlen)
+			   bool always, struct bulkload_stats *stats, bool *done, char *err,
+			   size_t errlen)
 {
 	struct csvhead *head = csvhead_new(0);
 	struct rowguard guard = {false, 0, 0};
@@ -593,8 +598,12 @@ static enum rc load_direct(struct db *db, const struct module_schema *schema, st
 	rc = db_query_value(db, sql, 0, NULL, &v);
 	free(sql);
 	sql = NULL;
-	if (rc || !v || strcmp(v, "t"))
-		goto give_up; /* rows stored: the freshness rule decides each */
+	if (rc)
+		goto give_up;
+	/* Rows stored: the merge, unless the caller expects none of the
+	 * page's ids among them (a collision makes COPY refuse the page). */
+	if (!always && (!v || strcmp(v, "t")))
+		goto give_up;
 	for (;;) {
 		size_t n = 0, consumed = 0;
 		rc = source_read(src, buf, CHUNK, &n, err, errlen);
@@ -650,6 +659,7 @@ static enum rc load_direct(struct db *db, const struct module_schema *schema, st
 		goto refused;
 	/* The merge skips a row without Modified_Time: so does this. */
 	struct db_res *res = NULL;
+	free(sql);
 	sql = xasprintf("DELETE FROM %s WHERE modified_time IS NULL", qt);
 	rc = db_exec(db, sql, 0, NULL, &res);
 	long dropped = rc ? 0 : db_res_affected(res);
@@ -728,7 +738,7 @@ static enum rc load_with(struct db *db, const struct module_schema *schema, stru
 	if (opts->direct && opts->rule == MERGE_BULK && !opts->ids_only) {
 		bool done = false;
 		uint64_t zipped = stats->bytes_zip;
-		rc = load_direct(db, schema, src, stats, &done, err, errlen);
+		rc = load_direct(db, schema, src, opts->direct_always, stats, &done, err, errlen);
 		if (done)
 			return rc;
 		memset(stats, 0, sizeof(*stats));

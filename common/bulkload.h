@@ -73,6 +73,10 @@ struct bulkload_opts {
 	 * a notification wrote meanwhile) is rolled back to a savepoint and
 	 * staged and merged as usual. Only with MERGE_BULK, not ids_only. */
 	bool direct;
+	/* With direct: COPY straight in even into a table holding rows - the
+	 * caller expects none of the page's ids among them (the earlier pages
+	 * of a first load went in so). A collision costs the COPY's time. */
+	bool direct_always;
 };
 
 enum rc bulkload_zip(struct db *db, const struct module_schema *schema, const char *zip_path,

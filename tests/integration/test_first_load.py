@@ -14,6 +14,8 @@ next pages ([sync] bulk_jobs_ahead) while a page is downloaded and merged.
 No wall-clock limits: every wait is for a condition.
 """
 
+import re
+
 import pytest
 
 from harness import scaled, wait_until
@@ -43,6 +45,8 @@ def test_jobs_ahead_export_equal_truth(db, stack, zcrm_env, run_program, ahead):
     r = run_program("batch/initial_sync", config=conf, timeout=180)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "%d records in %d page(s)" % (RECORDS, PAGES) in r.stdout, r.stdout
+    # A first load: every page COPYed straight into the table (bulkload.h).
+    assert len(re.findall(r"page merged\".* direct=1 ", r.stderr)) == PAGES, r.stderr[-3000:]
     settle(sim, db)
     check_truth(sim, db, zcrm_env, tombstones="allowed")
 

@@ -97,7 +97,7 @@ int main(int argc, char **argv)
 	}
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	struct bulkload_opts bo = {rule, 0, "bulk", false, parallel, chunk_bytes, direct};
+	struct bulkload_opts bo = {rule, 0, "bulk", false, parallel, chunk_bytes, direct, false};
 	rc = db_begin(db);
 	if (!rc) {
 		if (zip) {
