@@ -315,10 +315,12 @@ def markdown(head, rows, meta):
     return "\n".join(out)
 
 
-def write_docs(section):
+def write_docs(section, heading="Bulk merge"):
+    """Put section in docs/benchmarks.md instead of the one under
+    `## heading` (at the end if there is none)."""
     path = REPO / "docs" / "benchmarks.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    m = re.search(r"^## Bulk merge\n.*?(?=^## |\Z)", text, flags=re.S | re.M)
+    m = re.search(r"^## %s\n.*?(?=^## |\Z)" % re.escape(heading), text, flags=re.S | re.M)
     if m:
         text = text[:m.start()] + section + ("\n" if m.end() < len(text) else "") + text[m.end():]
     else:

@@ -42,7 +42,8 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 import harness  # noqa: E402
 from harness import Nginx, Sim, Webhook, base_config, merge_overrides, write_ini  # noqa: E402
-from lag import pg_start, pg_stop  # noqa: E402
+from bench_bulk import write_docs  # noqa: E402  (bench/ is on sys.path: this script's folder)
+from lag import pg_start, tear_down  # noqa: E402
 
 MODULE = "Leads"
 
@@ -108,18 +109,6 @@ def markdown(rows, args, floor, when):
     return "\n".join(out) + "\n"
 
 
-def write_docs(section):
-    path = REPO / "docs" / "benchmarks.md"
-    text = path.read_text()
-    m = re.search(r"^## First load\n.*?(?=^## |\Z)", text, flags=re.S | re.M)
-    if m:
-        text = text[:m.start()] + section + ("\n" if m.end() < len(text) else "") + text[m.end():]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n")
-    return path
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--records", type=int, default=1000000)
@@ -180,22 +169,14 @@ def main():
             floor, args.job_s, full[0]["download_s"], full[0]["merge_s"]))
         if not args.no_docs:
             when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
-            say("wrote %s" % write_docs(markdown(rows, args, floor, when)))
+            say("wrote %s" % write_docs(markdown(rows, args, floor, when), "First load"))
         return 0
     except Exception as e:  # noqa: BLE001 — report and clean up
         say("%s" % e)
         args.keep = True
         return 2
     finally:
-        for p in reversed(procs):
-            p.stop()
-            for problem in p.take_problems():
-                say("%s" % problem)
-        pg_stop(pg_dir, destroy=not args.keep)
-        if not args.keep:
-            subprocess.run(["rm", "-rf", str(work)])
-        else:
-            say("kept %s" % work)
+        tear_down("bench-first-load", procs, pg_dir, work, args.keep)
 
 
 if __name__ == "__main__":
