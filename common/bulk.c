@@ -384,6 +384,7 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 	int64_t job = 0, started = 0, count = -1, per_page = BULK_PER_PAGE;
 	int zip_fd = -1;
 	bool went_direct = false;
+	int mismatched = 0; /* the page whose job said another page */
 	enum rc rc;
 
 	memset(res, 0, sizeof(*res));
@@ -464,7 +465,15 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 		if (rc)
 			goto out;
 		if (st.state == ZOHO_BULK_COMPLETED && st.page > 0 && st.page != page) {
-			/* Not the job of this page (a checkpoint from elsewhere): again. */
+			/* Not the job of this page (a checkpoint from elsewhere):
+			 * again, once - a new job that says so too is Zoho's error. */
+			if (mismatched == page) {
+				snprintf(err, errlen, "bulk job %" PRId64 " for page %d says page %d",
+					 job, page, st.page);
+				rc = RC_ZOHO;
+				goto out;
+			}
+			mismatched = page;
 			log_warn("bulk job is of another page; creating a new one",
 				 "job=%" PRId64 " page=%d its_page=%d", job, page, st.page);
 			zoho_bulk_status_free(&st);

@@ -977,7 +977,7 @@ enum rc zoho_bulk_status(struct zoho *z, int64_t job_id, struct zoho_bulk_status
 		rc = shape_err(z, what, jerr);
 		goto out;
 	}
-	st->page = page > 0 && page < 1000000 ? (int)page : 1;
+	st->page = page > 0 && page < 1000000 ? (int)page : 0;
 	st->download_url = xstrdup(url);
 	st->next_page_token = tok ? xstrdup(tok) : NULL;
 out:
