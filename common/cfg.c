@@ -94,6 +94,8 @@ static const struct cfg_key cfg_keys[] = {
 	 "largest inflated/compressed ratio accepted (zip bomb guard)"},
 	{"sync", "bulk_threshold", CFG_INT, O(bulk_threshold), "50", 0, 1000000, 0, NULL,
 	 "credits: incremental sync uses a Bulk Read job when fetching the changes by REST would cost more"},
+	{"sync", "schema_check", CFG_INT, O(schema_check), "3600", 0, 86400, 0, NULL,
+	 "seconds: incremental sync reads Zoho's fields metadata at most this often (1 credit)"},
 
 	{"notify", "url", CFG_STR, O(notify_url), "", 0, 0, 0, valid_opt_url,
 	 "public URL Zoho posts notifications to (nginx → /notify)"},
