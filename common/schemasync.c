@@ -148,7 +148,7 @@ static enum rc backfill_due(struct bulk_ctx *ctx, const char *module, bool allow
 
 	memset(&sub, 0, sizeof(sub));
 	rc = db_exec(ctx->data,
-		     "SELECT api_name, extract(epoch FROM now())::bigint FROM fields WHERE module = $1"
+		     "SELECT api_name, now()::text FROM fields WHERE module = $1"
 		     " AND backfill_due IS NOT NULL AND superseded_at IS NULL AND removed_at IS NULL"
 		     " ORDER BY api_name",
 		     1, (const char *[]){module}, &res);
@@ -201,7 +201,7 @@ static enum rc backfill_due(struct bulk_ctx *ctx, const char *module, bool allow
 	for (size_t i = 0; i < n && !rc; i++)
 		rc = db_exec(ctx->data,
 			     "UPDATE fields SET backfill_due = NULL WHERE module = $1 AND api_name = $2"
-			     " AND backfill_due <= to_timestamp($3::bigint)",
+			     " AND backfill_due <= $3::timestamptz",
 			     3, (const char *[]){module, names[i], started}, NULL);
 	if (!rc)
 		log_info("back-filled fields", "fields=%s rows=%ld applied=%ld", log_q(list), rows,
