@@ -49,11 +49,13 @@ static enum rc run_module(struct batch_env *env, const char *module)
 	if (rc)
 		goto out;
 	struct bulk_ctx ctx = batch_bulk_ctx(env, run_id);
-	/* The nightly look at the fields metadata too (1 credit); a failure
-	 * leaves the schema as it was and the ids are compared anyway. */
-	if (!dry_run && schema_refresh(&ctx, module, SCHEMA_ALWAYS, true, NULL, NULL) != RC_OK)
-		log_warn("fields metadata not refreshed", "");
 	rc = reconcile_module(&ctx, module, dry_run, &rep, err, sizeof(err));
+	/* The nightly look at the fields metadata too (1 credit), once the
+	 * reconcile went through (below [zoho] credit_floor it waits too); a
+	 * failure leaves the schema as it was. */
+	if (!rc && !dry_run &&
+	    schema_refresh(&ctx, module, SCHEMA_ALWAYS, true, NULL, NULL) != RC_OK)
+		log_warn("fields metadata not refreshed", "");
 	details = reconcile_json(&rep);
 	counts = (struct run_counts){0, rep.exported, rep.fetched, rep.tombstoned};
 	if (rc) {
