@@ -30,4 +30,6 @@ CREATE INDEX fields_by_id ON fields (module, field_id);
 -- When the fields metadata was last read: incremental_sync reads it at most
 -- every [sync] schema_check seconds, the webhook at most once a minute
 -- when a fetch names a field Zoho no longer knows (one claim, all hosts).
+-- NULL: never, or a notification's affected_values named a field we do not
+-- know: the next incremental_sync (or webhook refresh) reads it.
 ALTER TABLE sync_state ADD COLUMN fields_checked timestamptz;

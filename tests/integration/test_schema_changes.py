@@ -15,7 +15,9 @@ behind nginx (fetch on). Each test first runs batch/initial_sync.
   - retyped lossily (text → double): a new column beside, the old row
     superseded, a warning, and no failed page;
   - a data type we do not know: a jsonb column and a warning naming
-    module, field and type.
+    module, field and type;
+  - a notification naming a field we do not know makes the next
+    incremental_sync read the fields, whatever [sync] schema_check says.
 """
 
 import pytest
@@ -200,4 +202,24 @@ def test_unknown_type_jsonb_and_warning(db, stack, run_program, zcrm_env):
     assert "module=Leads" in lines[0] and "field=Odd_Thing" in lines[0]
     assert "data_type=weird_widget" in lines[0]
     assert column_type(db, "odd_thing") == "jsonb"
+    wait_truth(s.sim, db, zcrm_env)
+
+
+def test_notification_naming_unknown_field_makes_the_check_due(db, stack, run_program,
+                                                               zcrm_env):
+    """Default [sync] schema_check (an hour): a notification whose
+    affected_values name a field we do not know makes the next
+    incremental_sync read the fields at once."""
+    s = stack(30)
+    r = incremental(run_program, s)
+    assert "field added" not in r.stderr
+    fields_change(s.sim, {"op": "add", "api_name": "Region", "data_type": "picklist"})
+    s.sim.control("POST", "/records/%s" % MODULE, {"values": {"Last_Name": "Newcomer",
+                                                              "Region": "North"}})
+    settle(s.sim, db)
+    assert db.value("SELECT fields_checked FROM zcrm.sync_state WHERE module = %s",
+                    MODULE) is None
+    r = incremental(run_program, s)
+    assert "field added in Zoho: new column" in r.stderr, r.stderr[-3000:]
+    assert db.value("SELECT count(*) FROM zcrm.leads WHERE region = 'North'") >= 1
     wait_truth(s.sim, db, zcrm_env)
