@@ -432,21 +432,32 @@ static enum rc evolve_field(struct db *db, const char *module, const char *table
 				*view_dropped = true;
 			}
 			char *expr = NULL, *sql = NULL;
+			if (!rc)
+				rc = exec_ddl(db, "SAVEPOINT zcrm_retype");
 			if (!rc) {
 				expr = !strcmp(pg_type, "jsonb") ? xasprintf("to_jsonb(%s)", qcol)
 								 : xasprintf("%s::%s", qcol, pg_type);
 				sql = xasprintf("ALTER TABLE %s ALTER COLUMN %s TYPE %s USING %s", qtable,
 						qcol, pg_type, expr);
 				rc = exec_ddl(db, sql);
+				/* 0A000: a view or rule of the application's own uses the
+				 * column: leave it alone, a new column goes beside. */
+				if (rc && !strcmp(db_sqlstate(db), "0A000")) {
+					log_warn("column used by another view or rule: not converted in place",
+						 "field=%s column=%s err=%s", log_q(f->api_name),
+						 log_q(row->column), log_q(db_error(db)));
+					rc = exec_ddl(db, "ROLLBACK TO SAVEPOINT zcrm_retype");
+					how = SCHEMA_RETYPE_BESIDE;
+				}
 			}
 			free(expr);
 			free(sql);
-			if (!rc)
+			if (!rc && how == SCHEMA_RETYPE_INPLACE)
 				rc = db_exec(db,
 					     "UPDATE fields SET pg_type = $3 WHERE module = $1"
 					     " AND api_name = $2 AND superseded_at IS NULL",
 					     3, (const char *[]){module, f->api_name, pg_type}, NULL);
-			if (!rc) {
+			if (!rc && how == SCHEMA_RETYPE_INPLACE) {
 				log_info("field changed type in Zoho: column converted in place",
 					 "field=%s column=%s from=%s to=%s data_type=%s",
 					 log_q(f->api_name), log_q(row->column), row->pg_type, pg_type,
@@ -455,7 +466,8 @@ static enum rc evolve_field(struct db *db, const char *module, const char *table
 					rep->retyped_inplace++;
 				report_backfill(rep, f->api_name);
 			}
-		} else {
+		}
+		if (!rc && how == SCHEMA_RETYPE_BESIDE) {
 			/* <column>__<type>: the old column keeps its values, frozen. */
 			char *tname = xstrdup(pg_type);
 			for (char *p = tname; *p; p++)
@@ -685,6 +697,9 @@ enum rc schema_ensure_module(struct db *db, const char *module, const struct zfi
 		nanosleep(&ts, NULL);
 	}
 	if (rc) {
+		/* RC_LOCKED means "another copy of the job" to the programs. */
+		if (rc == RC_LOCKED)
+			rc = RC_DB;
 		log_error("cannot create or evolve the module table", "module=%s fields=%zu err=%s",
 			  log_q(module), nfields, log_q(db_error(db)));
 		if (rep == &local)

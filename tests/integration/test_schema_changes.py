@@ -223,3 +223,18 @@ def test_notification_naming_unknown_field_makes_the_check_due(db, stack, run_pr
     assert "field added in Zoho: new column" in r.stderr, r.stderr[-3000:]
     assert db.value("SELECT count(*) FROM zcrm.leads WHERE region = 'North'") >= 1
     wait_truth(s.sim, db, zcrm_env)
+
+
+def test_retyped_lossless_under_an_application_view_goes_beside(db, stack, run_program,
+                                                                zcrm_env):
+    """A view of the application's own on the column forbids ALTER COLUMN
+    TYPE: the column stays, a new one goes beside, nothing fails."""
+    s = stack(30, cfg=EVERY_RUN)
+    db.execute("CREATE VIEW zcrm.app_budget AS SELECT id, budget FROM zcrm.leads")
+    fields_change(s.sim, {"op": "retype", "api_name": "Budget", "data_type": "text"})
+    r = incremental(run_program, s)
+    assert "not converted in place" in r.stderr, r.stderr[-3000:]
+    assert column_type(db, "budget") == "numeric" and column_type(db, "budget__text") == "text"
+    assert [x["column_name"] for x in field_row(db, "Budget", current=False)] == \
+        ["budget", "budget__text"]
+    wait_truth(s.sim, db, zcrm_env)
