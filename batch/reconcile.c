@@ -26,7 +26,8 @@ static const struct batch_prog prog = {
 		"the table: ids missing or older here are fetched; ids live here but gone from\n"
 		"Zoho are tombstoned when the deleted-records API lists them, else fetched by\n"
 		"id, and reported as unexplained if Zoho still does not return them. The\n"
-		"report goes to stdout and to zcrm.runs (details). Meant for cron, nightly.",
+		"report goes to stdout and to zcrm.runs (details). Then reads Zoho's fields\n"
+		"metadata and follows its changes (not with --dry-run). Meant for cron, nightly.",
 	.opts = opts,
 	.needs_zoho = true,
 	.exports = true,
