@@ -215,6 +215,7 @@ void schema_report_free(struct schema_report *r)
 /* A current row of `fields` (superseded_at IS NULL). */
 struct field_row {
 	char *api_name, *column, *data_type, *json_type, *pg_type, *field_id;
+	char *old_name;     /* renamed: its API name before this run */
 	bool removed, matched, system;
 };
 
@@ -227,6 +228,7 @@ static void field_rows_free(struct field_row *rows, size_t n)
 		free(rows[i].json_type);
 		free(rows[i].pg_type);
 		free(rows[i].field_id);
+		free(rows[i].old_name);
 	}
 	free(rows);
 }
@@ -388,13 +390,15 @@ static enum rc evolve_field(struct db *db, const char *module, const char *table
 		goto out;
 	}
 	if (strcmp(row->api_name, f->api_name)) {
-		log_info("field renamed", "old=%s new=%s column=%s", log_q(row->api_name),
-			 log_q(f->api_name), log_q(row->column));
+		/* row->api_name is a stand-in (park_renames), old_name the name */
+		const char *old = row->old_name ? row->old_name : row->api_name;
+		log_info("field renamed", "old=%s new=%s column=%s", log_q(old), log_q(f->api_name),
+			 log_q(row->column));
 		rc = db_exec(db,
 			     "UPDATE fields SET api_name = $3, previous_api_names ="
-			     " coalesce(previous_api_names, '{}') || $2::text"
+			     " coalesce(previous_api_names, '{}') || $4::text"
 			     " WHERE module = $1 AND api_name = $2 AND superseded_at IS NULL",
-			     3, (const char *[]){module, row->api_name, f->api_name}, NULL);
+			     4, (const char *[]){module, row->api_name, f->api_name, old}, NULL);
 		if (rc)
 			goto out;
 		if (rep)
@@ -522,6 +526,51 @@ out:
 	return rc;
 }
 
+/* Give a row a stand-in API name no field has ('~' and its column: API
+ * names have no '~'), keeping the real one in old_name. */
+static enum rc park(struct db *db, const char *module, struct field_row *r)
+{
+	char *tmp = xasprintf("~%s", r->column);
+	enum rc rc = db_exec(db,
+			     "UPDATE fields SET api_name = $3 WHERE module = $1 AND api_name = $2"
+			     " AND superseded_at IS NULL",
+			     3, (const char *[]){module, r->api_name, tmp}, NULL);
+	if (rc) {
+		free(tmp);
+		return rc;
+	}
+	if (!r->old_name)
+		r->old_name = r->api_name;
+	else
+		free(r->api_name);
+	r->api_name = tmp;
+	return RC_OK;
+}
+
+/* Before any rename: the rows of renamed fields, and the rows no field
+ * matched whose name a field now has (a field taking the name of one
+ * removed), are parked, so that two fields swapping names, or a rename
+ * onto a removed field's name, never meet the unique API name. A parked
+ * unmatched row keeps its stand-in name with the removal mark. */
+static enum rc park_renames(struct db *db, const char *module, const struct zfield *fields,
+			    size_t nfields, struct field_row **match, struct field_row *rows,
+			    size_t nrows)
+{
+	enum rc rc = RC_OK;
+
+	for (size_t i = 0; i < nfields && !rc; i++)
+		if (match[i] && strcmp(match[i]->api_name, fields[i].api_name))
+			rc = park(db, module, match[i]);
+	for (size_t r = 0; r < nrows && !rc; r++) {
+		if (rows[r].matched)
+			continue;
+		for (size_t i = 0; i < nfields && !rc; i++)
+			if (fields[i].api_name && !strcmp(rows[r].api_name, fields[i].api_name))
+				rc = park(db, module, &rows[r]);
+	}
+	return rc;
+}
+
 /* One attempt of schema_ensure_module, in one transaction. */
 static enum rc ensure_once(struct db *db, const char *module, const struct zfield *fields,
 			   size_t nfields, struct schema_report *rep)
@@ -587,6 +636,9 @@ static enum rc ensure_once(struct db *db, const char *module, const struct zfiel
 				match[i]->matched = true;
 		}
 	}
+	rc = park_renames(db, module, fields, nfields, match, rows, nrows);
+	if (rc)
+		goto fail;
 	for (size_t i = 0; i < nfields; i++) {
 		const struct zfield *f = &fields[i];
 		if (!f->api_name || !name_ok(f->api_name)) {
@@ -603,7 +655,9 @@ static enum rc ensure_once(struct db *db, const char *module, const struct zfiel
 		if (rows[i].matched || rows[i].removed || rows[i].system)
 			continue;
 		log_info("field removed in Zoho: column kept, no longer expected in exports",
-			 "field=%s column=%s", log_q(rows[i].api_name), log_q(rows[i].column));
+			 "field=%s column=%s",
+			 log_q(rows[i].old_name ? rows[i].old_name : rows[i].api_name),
+			 log_q(rows[i].column));
 		rc = db_exec(db,
 			     "UPDATE fields SET removed_at = now() WHERE module = $1 AND api_name = $2"
 			     " AND superseded_at IS NULL",

@@ -238,3 +238,29 @@ def test_retyped_lossless_under_an_application_view_goes_beside(db, stack, run_p
     assert [x["column_name"] for x in field_row(db, "Budget", current=False)] == \
         ["budget", "budget__text"]
     wait_truth(s.sim, db, zcrm_env)
+
+
+def test_names_swapped_and_reused(db, stack, run_program, zcrm_env):
+    """Fields are tracked by id: two fields swapping API names, and a field
+    renamed to the name of one removed, keep their own columns."""
+    s = stack(30, cfg=EVERY_RUN)
+    ids = {n: field_row(db, n)[0]["field_id"] for n in ("Skype_ID", "Twitter", "Mobile", "Fax")}
+    fields_change(s.sim, {"op": "rename", "api_name": "Skype_ID", "new_api_name": "Swap_Tmp"},
+                  {"op": "rename", "api_name": "Twitter", "new_api_name": "Skype_ID"},
+                  {"op": "rename", "api_name": "Swap_Tmp", "new_api_name": "Twitter"},
+                  {"op": "remove", "api_name": "Fax"},
+                  {"op": "rename", "api_name": "Mobile", "new_api_name": "Fax"})
+    r = incremental(run_program, s)
+    assert r.stderr.count("field renamed") == 3, r.stderr[-3000:]
+    assert field_row(db, "Twitter")[0]["column_name"] == "skype_id"
+    assert field_row(db, "Twitter")[0]["field_id"] == ids["Skype_ID"]
+    assert field_row(db, "Skype_ID")[0]["column_name"] == "twitter"
+    assert field_row(db, "Fax")[0]["column_name"] == "mobile"
+    assert field_row(db, "Fax")[0]["field_id"] == ids["Mobile"]
+    assert db.value("SELECT removed_at IS NOT NULL FROM zcrm.fields WHERE module = %s"
+                    " AND column_name = 'fax'", MODULE)
+    rid = truth_of(s.sim)["records"][0]["id"]
+    edit(s.sim, rid, {"Twitter": "swapped_1", "Fax": "+1 555 0100"})
+    settle(s.sim, db)
+    wait_truth(s.sim, db, zcrm_env)
+    assert db.value("SELECT skype_id FROM zcrm.leads WHERE id = %s", int(rid)) == "swapped_1"
