@@ -73,7 +73,9 @@ long merge_stage_cells_nulled(const struct merge_stage *st);
 bool merge_apply_ready(struct merge_stage *st);
 /* Reconcile's use of the staged rows instead of a merge: (id,
  * Modified_Time) of each into the session's temporary table zcrm_reconcile
- * (created if missing). */
+ * (created if missing); when the page has other columns (a formula
+ * refresh, formula.h), (id, the other cells as a jsonb object by API name)
+ * into zcrm_formula (created if missing). */
 enum rc merge_collect_ids(struct merge_stage *st, long *added, char *err,
 			  size_t errlen) ZCRM_MUSTCHECK;
 
