@@ -1,6 +1,7 @@
 /* merge.h — the freshness rule's SQL: every merge of records and every
- * tombstone. (The one other writer of module rows is inbox.c's
- * affected_values preview, an UPDATE with its own guard: issue #18.)
+ * tombstone. (The other writers of module rows, each an UPDATE with its
+ * own guard: inbox.c's affected_values preview, issue #18; formula.c's
+ * refresh of formula and rollup columns only.)
  *
  * Both sources of records (bulk CSV pages and records fetched by id) are
  * written as CSV text into a temporary all-text staging table whose columns
