@@ -13,7 +13,8 @@ Read job it makes anyway for its id list.
     runs.details and the summary line carry the figures;
   - run again: not due, the export asks for id and Modified_Time only, and
     nothing is written; due again a little less than a day later (the
-    nightly slack);
+    nightly slack); --dry-run counts without writing; formula_refresh = 0
+    turns it off;
   - a row fetched after the export job was created keeps its fetched
     (newer) formula values; the others take the export's.
 """
@@ -146,9 +147,17 @@ def test_reconcile_refreshes_formulas_in_its_own_export(db, sim_factory, config_
     check_truth(sim, db)
     assert system_columns(db) == before
 
-    # formula_refresh = 0: never, whatever the last refresh.
+    # --dry-run: counts what a refresh would write, writes and records nothing.
     sim.control("POST", "/formulas/recompute", {})
     db.execute("UPDATE zcrm.sync_state SET formula_refreshed_at = NULL")
+    r = run_program("batch/reconcile", args=["--dry-run"], config=conf, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "dry run" in r.stdout and "formulas_refreshed=300" in r.stdout, r.stdout
+    assert len(formula_diffs(sim, db)) == 3 * 300
+    assert db.value("SELECT formula_refreshed_at FROM zcrm.sync_state WHERE module = %s",
+                    MODULE) is None
+
+    # formula_refresh = 0: never, whatever the last refresh.
     r = reconcile(run_program, conf, env={"ZCRM_SYNC_FORMULA_REFRESH": "0"})
     assert "formulas=not-due" in r.stdout, r.stdout
     assert len(formula_diffs(sim, db)) == 3 * 300
