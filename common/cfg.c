@@ -94,6 +94,9 @@ static const struct cfg_key cfg_keys[] = {
 	 "largest inflated/compressed ratio accepted (zip bomb guard)"},
 	{"sync", "bulk_threshold", CFG_INT, O(bulk_threshold), "50", 0, 1000000, 0, NULL,
 	 "credits: incremental sync uses a Bulk Read job when fetching the changes by REST would cost more"},
+	{"sync", "formula_refresh", CFG_INT, O(formula_refresh), "86400", 0, 366 * 86400, 0, NULL,
+	 "seconds: reconcile re-reads formula and rollup fields (which change without Modified_Time)"
+	 " when their last refresh is this old; 0: never"},
 
 	{"notify", "url", CFG_STR, O(notify_url), "", 0, 0, 0, valid_opt_url,
 	 "public URL Zoho posts notifications to (nginx → /notify)"},

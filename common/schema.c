@@ -34,15 +34,22 @@ enum field_kind schema_field_kind(const char *data_type, const char *json_type)
 	if (!data_type)
 		return FIELD_JSON;
 	if (!strcmp(data_type, "formula") || !strcmp(data_type, "rollup_summary")) {
-		/* Their real type is the JSON type of the result. */
-		if (json_type && !strcmp(json_type, "double"))
-			return FIELD_NUMERIC;
-		if (json_type && !strcmp(json_type, "integer"))
-			return FIELD_INT;
-		if (json_type && !strcmp(json_type, "boolean"))
-			return FIELD_BOOL;
-		if (json_type && !strcmp(json_type, "string"))
-			return FIELD_TEXT;
+		/* Their real type is the result's: formula.return_type (double,
+		 * currency, text, boolean, date, datetime …) when the caller has
+		 * it, else the JSON type. */
+		static const struct {
+			const char *type;
+			enum field_kind kind;
+		} results[] = {
+			{"double", FIELD_NUMERIC}, {"currency", FIELD_NUMERIC},
+			{"percent", FIELD_NUMERIC}, {"decimal", FIELD_NUMERIC},
+			{"integer", FIELD_INT},	    {"boolean", FIELD_BOOL},
+			{"string", FIELD_TEXT},	    {"text", FIELD_TEXT},
+			{"date", FIELD_DATE},	    {"datetime", FIELD_DATETIME},
+		};
+		for (size_t i = 0; json_type && i < ARRAY_LEN(results); i++)
+			if (!strcmp(results[i].type, json_type))
+				return results[i].kind;
 		return FIELD_JSON;
 	}
 	/* Tag: data_type text but a JSON array of {name,…}; stored as names. */
