@@ -60,6 +60,7 @@ def files_under(root):
 def expected_files(prefix):
     p = prefix.strip("/")
     files = ["%s/bin/%s" % (p, name) for name in PROGRAMS]
+    files += ["%s/share/man/man1/%s.1" % (p, name) for name in PROGRAMS]
     files += ["%s/share/zcrm-sync/sql/%s" % (p, f.name)
               for f in sorted((REPO / "sql").glob("[0-9]*.sql"))]
     files += ["%s/share/zcrm-sync/nginx/zcrm-sync.conf" % p,
@@ -67,6 +68,9 @@ def expected_files(prefix):
               "%s/lib/systemd/system/zcrm-webhook.service" % p,
               "%s/lib/systemd/system/zcrm-webhook.socket" % p,
               "%s/lib/tmpfiles.d/zcrm-sync.conf" % p,
+              "%s/share/zcrm-sync/monitoring/zcrm-sync.rules.yml" % p,
+              "%s/share/zcrm-sync/monitoring/zcrm-sync.dashboard.json" % p,
+              "%s/share/man/man5/zcrm-sync.conf.5" % p,
               "etc/zcrm-sync/zcrm-sync.conf.example",
               "etc/cron.d/zcrm-sync"]
     return sorted(files)
