@@ -13,6 +13,8 @@
 #   make demo         the whole system on this machine against the Zoho
 #                     simulator, in .demo/ (make demo-stop; KEEP=1 keeps .demo/)
 #   make install      PREFIX=/usr/local DESTDIR= (make uninstall removes it)
+#   make deb          a Debian package in build/deb/ (debian/)
+#   make man          the manual pages in build/normal/man/ (make builds them)
 #   make sample-config  regenerate etc/zcrm-sync.conf.example from common/cfg.c
 #
 # Layout: common/*.c -> libzcrm.a; webhook/*.c -> one program; batch/<x>.c ->
@@ -89,7 +91,7 @@ ALL_OBJ := $(COMMON_OBJ) $(WEBHOOK_OBJ) \
 
 .PHONY: all asan deps check check-unit check-integration clean install uninstall soak \
         demo demo-stop bench help unit-bins sample-config check-sample-config fuzz fuzz-smoke fuzz-bins \
-        man
+        man deb
 
 MAN_DIR   := $(BUILD)/man
 MAN_STAMP := $(MAN_DIR)/.stamp
@@ -315,6 +317,16 @@ uninstall:
 	rmdir $(DESTDIR)$(DATADIR)/sql $(DESTDIR)$(DATADIR)/nginx $(DESTDIR)$(DATADIR)/monitoring \
 	  $(DESTDIR)$(DATADIR) 2>/dev/null || true
 	rmdir $(DESTDIR)$(SYSCONFDIR)/zcrm-sync 2>/dev/null || true
+
+# ---- deb: a Debian package (debian/), built from a copy of the tree ---------
+# The copy keeps dpkg-buildpackage's clean step away from this tree's build/.
+DEB_DIR := build/deb
+deb:
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/zcrm-sync-$(VERSION)
+	tar -cf - --exclude=./build --exclude=./.git --exclude=./.demo . | \
+	  tar -xf - -C $(DEB_DIR)/zcrm-sync-$(VERSION)
+	cd $(DEB_DIR)/zcrm-sync-$(VERSION) && dpkg-buildpackage -b -us -uc --no-sign
+	@ls $(DEB_DIR)/*.deb
 
 # ---- demo: everything on this machine, in .demo/ (scripts/demo.sh) ---------
 demo: deps

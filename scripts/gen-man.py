@@ -16,7 +16,7 @@ import re
 import subprocess
 import sys
 
-SEE_ALSO_DOC = "/usr/share/doc/zcrm-sync (README.md, docs/operations.md, docs/config.md)"
+SEE_ALSO_DOC = "README.md, operations.md and config.md (in /usr/share/doc/zcrm-sync when packaged; docs/ in the source)"
 
 
 def esc(text):

@@ -16,12 +16,13 @@ export DEBIAN_FRONTEND=noninteractive
 
 # Plain packages: the name is the same on Debian 12 and Ubuntu 22.04/24.04.
 # (postgresql brings the server and psql, postgresql-client-N; prometheus
-# brings promtool, which checks monitoring/: its server is stopped below.)
+# brings promtool, which checks monitoring/: its server is stopped below;
+# debhelper brings dpkg-dev: `make deb`.)
 PACKAGES="build-essential pkg-config libfcgi-dev libcurl4-openssl-dev
 libjson-c-dev libpq-dev zlib1g-dev libcmocka-dev postgresql
 python3 python3-pytest python3-pytest-xdist python3-psycopg2 spawn-fcgi
 wrk clang unzip zip curl ca-certificates procps time
-prometheus groff-base"
+prometheus groff-base debhelper"
 # Any one of these provides /usr/sbin/nginx; nginx-light is preferred.
 NGINX_FLAVOURS="nginx-light nginx nginx-core nginx-full nginx-extras"
 

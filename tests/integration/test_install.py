@@ -136,13 +136,15 @@ def test_install_then_uninstall(prefix, zcrm_env):
                      (REPO / "nginx" / "zcrm-sync.conf").read_text(encoding="utf-8"), re.M)
 
     # tmpfiles.d: the socket's directory, which nothing else creates without
-    # zcrm-webhook.socket (spawn-fcgi: "bind failed"), owned by zcrm-sync.
+    # zcrm-webhook.socket (spawn-fcgi: "bind failed"), and the spool, owned
+    # by zcrm-sync.
     tmpfiles = dest / prefix.strip("/") / "lib" / "tmpfiles.d" / "zcrm-sync.conf"
     assert tmpfiles.read_text(encoding="utf-8") == \
         (REPO / "systemd" / "zcrm-sync.tmpfiles").read_text(encoding="utf-8")
     lines = [ln.split() for ln in tmpfiles.read_text(encoding="utf-8").splitlines()
              if ln.strip() and not ln.startswith("#")]
-    assert lines == [["d", "/run/zcrm-sync", "0755", "zcrm-sync", "zcrm-sync", "-"]], lines
+    assert lines == [["d", "/run/zcrm-sync", "0755", "zcrm-sync", "zcrm-sync", "-"],
+                     ["d", "/var/spool/zcrm-sync", "0700", "zcrm-sync", "zcrm-sync", "-"]], lines
     if os.geteuid() == 0 and shutil.which("systemd-tmpfiles"):
         # Applied to a scratch root whose passwd has the user: the directory
         # appears as the docs say.
@@ -156,6 +158,8 @@ def test_install_then_uninstall(prefix, zcrm_env):
         assert r.returncode == 0, r.stdout
         st = (img / "run" / "zcrm-sync").stat()
         assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (4242, 4243, 0o755), st
+        st = (img / "var" / "spool" / "zcrm-sync").stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (4242, 4243, 0o700), st
 
     # A second install over the first is fine (upgrades).
     make("install", dest, prefix, zcrm_env)
