@@ -14,8 +14,7 @@ import pytest
 import harness
 
 REPO = Path(__file__).resolve().parents[2]
-PROGRAMS = ["zcrm-webhook", "zcrm-initial-sync", "zcrm-incremental-sync",
-            "zcrm-renew-channel", "zcrm-reconcile", "zcrm-status"]
+PROGRAMS = harness.INSTALLED_PROGRAMS   # installed name: build path
 
 
 def version():

@@ -16,15 +16,7 @@ import harness
 
 REPO = harness.REPO
 
-# installed name: build path (under ZCRM_BIN_ROOT)
-PROGRAMS = {
-    "zcrm-webhook": "webhook/zcrm_webhook",
-    "zcrm-initial-sync": "batch/initial_sync",
-    "zcrm-incremental-sync": "batch/incremental_sync",
-    "zcrm-renew-channel": "batch/renew_channel",
-    "zcrm-reconcile": "batch/reconcile",
-    "zcrm-status": "batch/status",
-}
+PROGRAMS = harness.INSTALLED_PROGRAMS   # installed name: build path
 MY_CONFIG = "# the operator's own config: install and uninstall leave it alone\n"
 
 

@@ -9,14 +9,7 @@ import pytest
 
 import harness
 
-PROGRAMS = {
-    "zcrm-webhook": "webhook/zcrm_webhook",
-    "zcrm-initial-sync": "batch/initial_sync",
-    "zcrm-incremental-sync": "batch/incremental_sync",
-    "zcrm-renew-channel": "batch/renew_channel",
-    "zcrm-reconcile": "batch/reconcile",
-    "zcrm-status": "batch/status",
-}
+PROGRAMS = harness.INSTALLED_PROGRAMS   # installed name: build path
 
 
 def man_dir():
