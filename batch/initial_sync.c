@@ -9,6 +9,7 @@
 #include "reconcile.h"
 #include "schema.h"
 #include "syncstate.h"
+#include "tablehooks.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -70,8 +71,11 @@ static enum rc ensure_table(struct batch_env *env, const char *module)
 	zoho_fields_free(zf, n);
 	if (rc)
 		return rc;
-	/* The new table and view, readable by [database] read_role. A failure
+	/* The new table's triggers ([database] notify_changes, history), then
+	 * the table and its views readable by [database] read_role. A failure
 	 * is logged; the sync goes on (the next program's start retries). */
+	if (table_hooks_apply(env->data, env->cfg->notify_changes, env->cfg->history) != RC_OK)
+		log_warn("module table triggers not set yet", "");
 	if (schema_grant_read(env->data, env->cfg->read_role) != RC_OK)
 		log_warn("read_role cannot read the module table yet", "");
 	long applied = 0;

@@ -77,6 +77,10 @@ static const struct cfg_key cfg_keys[] = {
 	 "schema holding every zcrm-sync table"},
 	{"database", "read_role", CFG_STR, O(read_role), "", 0, 0, 0, NULL,
 	 "role that may read the module tables and their _live views, and nothing else (empty: grant nothing)"},
+	{"database", "notify_changes", CFG_BOOL, O(notify_changes), "false", 0, 0, 0, NULL,
+	 "after each write to a module table, NOTIFY \"<schema>.<table>\" with the ids written (at commit)"},
+	{"database", "history", CFG_BOOL, O(history), "false", 0, 0, 0, NULL,
+	 "keep every version a module row had, with its validity interval, in <table>_history"},
 
 	{"sync", "modules", CFG_STR, O(modules), "Leads", 0, 0, 0, valid_modules,
 	 "comma-separated Zoho module API names to mirror"},

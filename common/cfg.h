@@ -36,6 +36,8 @@ struct cfg {
 	char *conninfo;
 	char *schema;
 	char *read_role;       /* granted SELECT on module tables only; "" = none */
+	bool notify_changes;   /* NOTIFY "<schema>.<table>" with the ids written */
+	bool history;          /* <table>_history: every version of a row */
 	/* [sync] */
 	char *modules;         /* as written: "Leads, Contacts" */
 	long overlap;          /* seconds */

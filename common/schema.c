@@ -544,8 +544,8 @@ enum rc schema_grant_read(struct db *db, const char *role)
 	 * may role read it (directly or through PUBLIC or a group), and does
 	 * its ACL name role itself (what REVOKE can take back). */
 	rc = db_exec(db,
-		     "WITH mod AS (SELECT lower(module) AS t FROM sync_state WHERE table_ready"
-		     "  UNION ALL SELECT lower(module) || '_live' FROM sync_state WHERE table_ready)"
+		     "WITH mod AS (SELECT lower(module) || x AS t FROM sync_state,"
+		     "  unnest(ARRAY['', '_live', '_history', '_versions']) x WHERE table_ready)"
 		     " SELECT c.relname, c.relname IN (SELECT t FROM mod),"
 		     "  has_table_privilege(r.oid, c.oid, 'SELECT'),"
 		     "  EXISTS (SELECT 1 FROM aclexplode(c.relacl) a WHERE a.grantee = r.oid)"
@@ -593,8 +593,8 @@ enum rc schema_grant_read(struct db *db, const char *role)
 		     " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
 		     " WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
 		     "  AND has_table_privilege($2, c.oid, 'SELECT')"
-		     "  AND c.relname NOT IN (SELECT lower(module) FROM sync_state WHERE table_ready"
-		     "   UNION ALL SELECT lower(module) || '_live' FROM sync_state WHERE table_ready)",
+		     "  AND c.relname NOT IN (SELECT lower(module) || x FROM sync_state,"
+		     "   unnest(ARRAY['', '_live', '_history', '_versions']) x WHERE table_ready)",
 		     2, (const char *[]){schema, role}, &res);
 	if (rc)
 		goto fail;
