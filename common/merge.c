@@ -864,6 +864,30 @@ enum rc merge_collect_ids(struct merge_stage *st, long *added, char *err, size_t
 	if (!rc)
 		*added = db_res_affected(res);
 	db_res_free(res);
+	free(sql);
+	sql = NULL;
+	if (!rc && st->nheaders > 2) {
+		/* More than id and Modified_Time: a formula refresh asked for
+		 * them (formula.h). Their cells, by API name, to zcrm_formula. */
+		char *qidlit = NULL;
+		for (size_t i = 0; i < st->nheaders && !qidlit; i++)
+			if (!strcasecmp(st->headers[i], "id"))
+				qidlit = xstrdup(st->headers[i]);
+		qid = db_quote_ident(st->db, qidlit ? qidlit : "id");
+		sql = xasprintf("INSERT INTO zcrm_formula (id, vals)"
+				" SELECT NULLIF(s.%s, '')::bigint, to_jsonb(s) - $1::text - 'Modified_Time'"
+				" FROM %s s WHERE NULLIF(s.%s, '') IS NOT NULL"
+				" ON CONFLICT (id) DO UPDATE SET vals = excluded.vals",
+				qid, st->table, qid);
+		free(qid);
+		rc = db_exec(st->db,
+			     "CREATE TEMP TABLE IF NOT EXISTS zcrm_formula"
+			     " (id bigint PRIMARY KEY, vals jsonb NOT NULL)",
+			     0, NULL, NULL);
+		if (!rc)
+			rc = db_exec(st->db, sql, 1, (const char *[]){qidlit ? qidlit : "id"}, NULL);
+		free(qidlit);
+	}
 	if (!rc)
 		rc = drop_chunk(st);
 out:

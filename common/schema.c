@@ -35,15 +35,22 @@ enum field_kind schema_field_kind(const char *data_type, const char *json_type)
 	if (!data_type)
 		return FIELD_JSON;
 	if (!strcmp(data_type, "formula") || !strcmp(data_type, "rollup_summary")) {
-		/* Their real type is the JSON type of the result. */
-		if (json_type && !strcmp(json_type, "double"))
-			return FIELD_NUMERIC;
-		if (json_type && !strcmp(json_type, "integer"))
-			return FIELD_INT;
-		if (json_type && !strcmp(json_type, "boolean"))
-			return FIELD_BOOL;
-		if (json_type && !strcmp(json_type, "string"))
-			return FIELD_TEXT;
+		/* Their real type is the result's: formula.return_type (double,
+		 * currency, text, boolean, date, datetime …) when the caller has
+		 * it, else the JSON type. */
+		static const struct {
+			const char *type;
+			enum field_kind kind;
+		} results[] = {
+			{"double", FIELD_NUMERIC}, {"currency", FIELD_NUMERIC},
+			{"percent", FIELD_NUMERIC}, {"decimal", FIELD_NUMERIC},
+			{"integer", FIELD_INT},	    {"boolean", FIELD_BOOL},
+			{"string", FIELD_TEXT},	    {"text", FIELD_TEXT},
+			{"date", FIELD_DATE},	    {"datetime", FIELD_DATETIME},
+		};
+		for (size_t i = 0; json_type && i < ARRAY_LEN(results); i++)
+			if (!strcmp(results[i].type, json_type))
+				return results[i].kind;
 		return FIELD_JSON;
 	}
 	/* Tag: data_type text but a JSON array of {name,…}; stored as names. */
@@ -425,35 +432,40 @@ static enum rc evolve_field(struct db *db, const char *module, const char *table
 		enum schema_retype how = schema_type_change(row->pg_type, pg_type);
 		char *qcol = db_quote_ident(db, row->column);
 		if (how == SCHEMA_RETYPE_INPLACE) {
+			char *expr = NULL, *sql = NULL;
+			bool dropped_now = false;
+			rc = exec_ddl(db, "SAVEPOINT zcrm_retype");
 			/* The _live view depends on the column: recreated at the end. */
-			if (!*view_dropped) {
+			if (!rc && !*view_dropped) {
 				char *live = xasprintf("%s_live", table), *ql = db_quote_ident(db, live);
 				char *drop = xasprintf("DROP VIEW IF EXISTS %s", ql);
 				rc = exec_ddl(db, drop);
 				free(drop);
 				free(ql);
 				free(live);
-				*view_dropped = true;
+				dropped_now = !rc;
 			}
-			char *expr = NULL, *sql = NULL;
-			if (!rc)
-				rc = exec_ddl(db, "SAVEPOINT zcrm_retype");
 			if (!rc) {
 				expr = !strcmp(pg_type, "jsonb") ? xasprintf("to_jsonb(%s)", qcol)
 								 : xasprintf("%s::%s", qcol, pg_type);
 				sql = xasprintf("ALTER TABLE %s ALTER COLUMN %s TYPE %s USING %s", qtable,
 						qcol, pg_type, expr);
 				rc = exec_ddl(db, sql);
-				/* 0A000: a view or rule of the application's own uses the
-				 * column: leave it alone, a new column goes beside. */
-				if (rc && !strcmp(db_sqlstate(db), "0A000")) {
-					log_warn("column used by another view or rule: not converted in place",
-						 "field=%s column=%s err=%s", log_q(f->api_name),
-						 log_q(row->column), log_q(db_error(db)));
-					rc = exec_ddl(db, "ROLLBACK TO SAVEPOINT zcrm_retype");
-					how = SCHEMA_RETYPE_BESIDE;
-				}
 			}
+			/* 0A000: a view or rule of the application's own uses the
+			 * column; 2BP01: one uses the _live view. Leave them alone:
+			 * a new column goes beside. */
+			if (rc && (!strcmp(db_sqlstate(db), "0A000") ||
+				   !strcmp(db_sqlstate(db), "2BP01"))) {
+				log_warn("column used by another view or rule: not converted in place",
+					 "field=%s column=%s err=%s", log_q(f->api_name),
+					 log_q(row->column), log_q(db_error(db)));
+				rc = exec_ddl(db, "ROLLBACK TO SAVEPOINT zcrm_retype");
+				how = SCHEMA_RETYPE_BESIDE;
+				dropped_now = false;
+			}
+			if (dropped_now)
+				*view_dropped = true;
 			free(expr);
 			free(sql);
 			if (!rc && how == SCHEMA_RETYPE_INPLACE)
@@ -978,8 +990,8 @@ enum rc schema_grant_read(struct db *db, const char *role)
 	 * may role read it (directly or through PUBLIC or a group), and does
 	 * its ACL name role itself (what REVOKE can take back). */
 	rc = db_exec(db,
-		     "WITH mod AS (SELECT lower(module) AS t FROM sync_state WHERE table_ready"
-		     "  UNION ALL SELECT lower(module) || '_live' FROM sync_state WHERE table_ready)"
+		     "WITH mod AS (SELECT lower(module) || x AS t FROM sync_state,"
+		     "  unnest(ARRAY['', '_live', '_history', '_versions']) x WHERE table_ready)"
 		     " SELECT c.relname, c.relname IN (SELECT t FROM mod),"
 		     "  has_table_privilege(r.oid, c.oid, 'SELECT'),"
 		     "  EXISTS (SELECT 1 FROM aclexplode(c.relacl) a WHERE a.grantee = r.oid)"
@@ -1027,8 +1039,8 @@ enum rc schema_grant_read(struct db *db, const char *role)
 		     " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
 		     " WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
 		     "  AND has_table_privilege($2, c.oid, 'SELECT')"
-		     "  AND c.relname NOT IN (SELECT lower(module) FROM sync_state WHERE table_ready"
-		     "   UNION ALL SELECT lower(module) || '_live' FROM sync_state WHERE table_ready)",
+		     "  AND c.relname NOT IN (SELECT lower(module) || x FROM sync_state,"
+		     "   unnest(ARRAY['', '_live', '_history', '_versions']) x WHERE table_ready)",
 		     2, (const char *[]){schema, role}, &res);
 	if (rc)
 		goto fail;

@@ -99,7 +99,8 @@ enum schema_retype schema_type_change(const char *old_pg, const char *new_pg);
 /* Read the column map recorded by schema_ensure_module; RC_NOTFOUND if the
  * module has no table yet. Caller frees with module_schema_free(). */
 /* Let role (the legacy application's, [database] read_role) read the module
- * tables and their _live views and nothing else of the schema: grants USAGE
+ * tables and their _live (and, with [database] history, _history and
+ * _versions) views and nothing else of the schema: grants USAGE
  * on the schema and SELECT on every module table (sync_state.table_ready)
  * and view that lacks it, and revokes whatever was granted to role on any
  * other relation of the schema (oauth_token, inbox …: secrets). Only

@@ -2,6 +2,7 @@
 #include "schemasync.h"
 #include "fetch.h"
 #include "log.h"
+#include "tablehooks.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -245,8 +246,12 @@ enum rc schema_refresh(struct bulk_ctx *ctx, const char *module, enum schema_whe
 			*read = true;
 		if (rc)
 			goto out;
-		/* A new table or view: readable by [database] read_role. A
+		/* A new table's triggers ([database] notify_changes, history),
+		 * then a new table or view readable by [database] read_role. A
 		 * failure is logged; the next program's start retries. */
+		if (rep->created &&
+		    table_hooks_apply(ctx->data, ctx->cfg->notify_changes, ctx->cfg->history) != RC_OK)
+			log_warn("module table triggers not set yet", "");
 		if (schema_grant_read(ctx->data, ctx->cfg->read_role) != RC_OK)
 			log_warn("read_role cannot read the module table yet", "");
 		/* Fetches that failed on a field Zoho renamed or removed can

@@ -264,3 +264,16 @@ def test_names_swapped_and_reused(db, stack, run_program, zcrm_env):
     settle(s.sim, db)
     wait_truth(s.sim, db, zcrm_env)
     assert db.value("SELECT skype_id FROM zcrm.leads WHERE id = %s", int(rid)) == "swapped_1"
+
+
+def test_retyped_lossless_under_a_view_of_live_goes_beside(db, stack, run_program, zcrm_env):
+    """A view of the application's own on <table>_live: the _live view
+    cannot be recreated around ALTER COLUMN TYPE; a new column goes beside."""
+    s = stack(30, cfg=EVERY_RUN)
+    db.execute("CREATE VIEW zcrm.app_live AS SELECT id, no_of_employees FROM zcrm.leads_live")
+    fields_change(s.sim, {"op": "retype", "api_name": "No_of_Employees", "data_type": "double"})
+    r = incremental(run_program, s)
+    assert "not converted in place" in r.stderr, r.stderr[-3000:]
+    assert column_type(db, "no_of_employees__numeric") == "numeric"
+    assert db.value("SELECT count(*) FROM zcrm.app_live") == 30
+    wait_truth(s.sim, db, zcrm_env)

@@ -536,8 +536,10 @@ def test_no_channel_token_stored(db, pg, nginx_factory, config_factory, webhook_
                    " to_timestamp(%s / 1000.0), %s, now())",
                    int(harness.CHANNEL_ID), [int(json.loads(raw)["ids"][0])],
                    json.loads(raw)["server_time"], raw.decode())
-    version = db.value("SELECT max(version) FROM zcrm.schema_migrations")
-    db.execute("DELETE FROM zcrm.schema_migrations WHERE version = %s", version)
+    # Migration 006 (the scrub) runs again, and only it: later ones are
+    # not written to run twice.
+    assert db.execute("DELETE FROM zcrm.schema_migrations WHERE version = 6"
+                      " AND name LIKE '006%%'") == 1
     res = run_program("tools/load_fields", ["--migrate-only"], config=cfg)
     assert res.returncode == 0, res.stderr
     assert db.value("SELECT count(*) FROM zcrm.inbox") == 2

@@ -43,9 +43,11 @@ def _kind(meta):
     dt = meta.get("data_type")
     jt = meta.get("json_type")
     if dt in ("formula", "rollup_summary"):
-        rt = (meta.get("formula") or {}).get("return_type") or jt
-        return {"double": "numeric", "integer": "int", "boolean": "bool",
-                "string": "text"}.get(rt, "json")
+        # typed by the result: formula.return_type (rollup_summary.return_type)
+        rt = (meta.get(dt) or {}).get("return_type") or jt
+        return {"double": "numeric", "currency": "numeric", "percent": "numeric",
+                "decimal": "numeric", "integer": "int", "boolean": "bool", "string": "text",
+                "text": "text", "date": "date", "datetime": "datetime"}.get(rt, "json")
     if dt == "text" and jt == "jsonarray":
         return "multi"
     if dt in TEXT_TYPES:

@@ -142,6 +142,16 @@ class Control:
             flush()
         return json_resp(200, {"module": m.name, "count": len(done), "changes": done})
 
+    def formulas_recompute(self, req):
+        b = self._body(req)
+        steps = b.get("steps", 1)
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            raise SimError(400, "INVALID_DATA", "steps must be an integer >= 1")
+        s = self.s
+        with s.lock:
+            n = s.recompute_formulas(steps)
+            return json_resp(200, {"clock": s.formula_clock, "records": n})
+
     def truth(self, req, module):
         s = self.s
         m = s.module(module)
