@@ -8,8 +8,8 @@
 #include "log.h"
 #include "reconcile.h"
 #include "schema.h"
+#include "schemasync.h"
 #include "syncstate.h"
-#include "tablehooks.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -41,43 +41,16 @@ static const struct batch_prog prog = {
 	.exports = true,
 };
 
-/* Fields metadata → module table. */
-static enum rc ensure_table(struct batch_env *env, const char *module)
+/* Fields metadata → module table (schemasync.h), then the notifications
+ * that waited for it. */
+static enum rc ensure_table(struct batch_env *env, const char *module, int64_t run_id)
 {
-	struct zoho_field *zf = NULL;
-	struct zfield *f = NULL;
-	size_t n = 0;
-	enum rc rc = zoho_fields(env->zoho, module, &zf, &n);
+	struct bulk_ctx ctx = batch_bulk_ctx(env, run_id);
+	/* No back-fill: the export that follows carries every field. */
+	enum rc rc = schema_refresh(&ctx, module, SCHEMA_ALWAYS, false, NULL, NULL);
 
-	if (rc) {
-		log_error("cannot read fields metadata", "err=%s", log_q(zoho_error(env->zoho)));
-		return rc;
-	}
-	if (n == 0) {
-		log_error("Zoho returned no fields for the module", "");
-		zoho_fields_free(zf, n);
-		return RC_ZOHO;
-	}
-	f = xcalloc(n, sizeof(*f));
-	for (size_t i = 0; i < n; i++) {
-		f[i].api_name = zf[i].api_name;
-		/* Formula fields are typed by what they return. */
-		f[i].data_type = zf[i].data_type;
-		f[i].json_type = zf[i].return_type ? zf[i].return_type : zf[i].json_type;
-		f[i].field_id = NULL;
-	}
-	rc = schema_ensure_module(env->data, module, f, n);
-	free(f);
-	zoho_fields_free(zf, n);
 	if (rc)
 		return rc;
-	/* The new table's triggers ([database] notify_changes, history), then
-	 * the table and its views readable by [database] read_role. A failure
-	 * is logged; the sync goes on (the next program's start retries). */
-	if (table_hooks_apply(env->data, env->cfg->notify_changes, env->cfg->history) != RC_OK)
-		log_warn("module table triggers not set yet", "");
-	if (schema_grant_read(env->data, env->cfg->read_role) != RC_OK)
-		log_warn("read_role cannot read the module table yet", "");
 	long applied = 0;
 	rc = inbox_apply_pending(env->data, module, &applied);
 	if (!rc && applied)
@@ -170,7 +143,7 @@ static enum rc sync_module(struct batch_env *env, const char *module)
 	rc = run_start(env->data, "initial", module, &run_id);
 	if (rc)
 		goto out;
-	rc = ensure_table(env, module);
+	rc = ensure_table(env, module, run_id);
 	if (rc)
 		goto out;
 	if (!no_channel) {
@@ -192,6 +165,9 @@ static enum rc sync_module(struct batch_env *env, const char *module)
 	rc = sync_set_watermark(env->data, module, res.started);
 	if (!rc)
 		rc = sync_clear_bulk(env->data, module);
+	/* Every field was in the export: nothing is left to back-fill. */
+	if (!rc)
+		rc = schema_backfill_done(env->data, module, res.started);
 	if (rc)
 		goto out;
 	/* The check follows the export, not this run: a resumed run may merge

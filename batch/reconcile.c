@@ -3,6 +3,7 @@
 #include "batchrt.h"
 #include "log.h"
 #include "reconcile.h"
+#include "schemasync.h"
 #include "syncstate.h"
 
 #include <inttypes.h>
@@ -28,7 +29,8 @@ static const struct batch_prog prog = {
 		"Formula and rollup fields (which Zoho recomputes without moving\n"
 		"Modified_Time) ride along in the same export every [sync] formula_refresh\n"
 		"seconds and are updated where they differ, modified_time untouched. The\n"
-		"report goes to stdout and to zcrm.runs (details). Meant for cron, nightly.",
+		"report goes to stdout and to zcrm.runs (details). Then reads Zoho's fields\n"
+		"metadata and follows its changes (not with --dry-run). Meant for cron, nightly.",
 	.opts = opts,
 	.needs_zoho = true,
 	.exports = true,
@@ -52,6 +54,12 @@ static enum rc run_module(struct batch_env *env, const char *module)
 		goto out;
 	struct bulk_ctx ctx = batch_bulk_ctx(env, run_id);
 	rc = reconcile_module(&ctx, module, dry_run, &rep, err, sizeof(err));
+	/* The nightly look at the fields metadata too (1 credit), once the
+	 * reconcile went through (below [zoho] credit_floor it waits too); a
+	 * failure leaves the schema as it was. */
+	if (!rc && !dry_run &&
+	    schema_refresh(&ctx, module, SCHEMA_ALWAYS, true, NULL, NULL) != RC_OK)
+		log_warn("fields metadata not refreshed", "");
 	details = reconcile_json(&rep);
 	counts = (struct run_counts){0, rep.exported, rep.fetched, rep.tombstoned};
 	if (rc) {

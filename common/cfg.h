@@ -47,6 +47,7 @@ struct cfg {
 	long max_unzipped;     /* bytes, one bulk page inflated */
 	long max_ratio;        /* inflated/compressed */
 	long bulk_threshold;   /* credits: a catch-up dearer by REST uses Bulk Read */
+	long schema_check;     /* seconds between reads of the fields metadata */
 	long formula_refresh;  /* seconds between formula refreshes by reconcile; 0: off */
 	/* [notify] */
 	char *notify_url;

@@ -18,32 +18,42 @@
  * record restored in Zoho, whatever its Modified_Time says. */
 #define FETCH_SKEW_MARGIN 2
 
+/* A field Zoho removed keeps its column and values: not asked for, not
+ * staged, so not written (schema.h). */
+static bool wanted(const struct zcolumn *c)
+{
+	return c->listed;
+}
+
 static enum rc merge_records(struct db *data, const struct module_schema *schema,
-			     struct json_object *records, int64_t asked, long *applied, char *err,
-			     size_t errlen)
+			     struct json_object *records, int64_t asked, enum merge_rule rule,
+			     long *applied, char *err, size_t errlen)
 {
 	const char **headers = xcalloc(schema->ncols, sizeof(*headers));
 	struct merge_stage *stage = NULL;
 	char *buf = NULL;
-	size_t len = 0, cap = 0;
+	size_t len = 0, cap = 0, nh = 0;
 	long rows = 0;
 	enum rc rc;
 
 	for (size_t i = 0; i < schema->ncols; i++)
-		headers[i] = schema->cols[i].api_name;
-	rc = merge_stage_begin(data, schema, headers, schema->ncols, &stage, err, errlen);
+		if (wanted(&schema->cols[i]))
+			headers[nh++] = schema->cols[i].api_name;
+	rc = merge_stage_begin(data, schema, headers, nh, &stage, err, errlen);
 	if (rc)
 		goto out;
 	size_t n = json_object_array_length(records);
 	for (size_t r = 0; r < n; r++) {
 		struct json_object *rec = json_object_array_get_idx(records, r);
 		len = 0;
-		for (size_t i = 0; i < schema->ncols; i++) {
+		for (size_t i = 0, k = 0; i < schema->ncols; i++) {
 			struct json_object *v = NULL;
 			char *cell = NULL;
+			if (!wanted(&schema->cols[i]))
+				continue;
 			if (json_object_object_get_ex(rec, schema->cols[i].api_name, &v))
 				cell = schema_json_cell(v, schema->cols[i].kind);
-			if (i)
+			if (k++)
 				csv_append_char(&buf, &len, &cap, ',');
 			csv_append_cell(&buf, &len, &cap, cell, cell ? strlen(cell) : 0);
 			free(cell);
@@ -60,7 +70,7 @@ static enum rc merge_records(struct db *data, const struct module_schema *schema
 		snprintf(err, errlen, "staging fetched records: %s", db_error(data));
 		goto out;
 	}
-	rc = merge_apply(stage, MERGE_FETCH, asked, "fetch", applied, err, errlen);
+	rc = merge_apply(stage, rule, asked, "fetch", applied, err, errlen);
 out:
 	merge_stage_free(stage);
 	free(buf);
@@ -78,14 +88,23 @@ static enum rc get_records(struct zoho *zoho, const struct module_schema *schema
 	enum rc rc;
 
 	for (size_t i = 0; i < schema->ncols; i++) {
-		if (strcmp(schema->cols[i].column, "id") != 0)
+		if (strcmp(schema->cols[i].column, "id") != 0 && wanted(&schema->cols[i]))
 			fields[nf++] = schema->cols[i].api_name;
 	}
 	rc = zoho_get_records_all_fields(zoho, schema->module, ids, n, fields, nf, records);
 	if (rc)
 		snprintf(err, errlen, "%s", zoho_error(zoho));
+
 	free(fields);
 	return rc;
+}
+
+/* Did Zoho refuse a field we asked for (renamed or removed since our
+ * metadata)? Then the caller reads the metadata again (schemasync.h). */
+static void note_refused_field(enum rc rc, const char *err, struct fetch_stats *st)
+{
+	if (rc == RC_ZOHO && strstr(err, "INVALID_DATA") && strstr(err, "api_name"))
+		st->schema_stale = true;
 }
 
 static bool returned(struct json_object *records, int64_t id)
@@ -106,13 +125,13 @@ static enum rc settle(struct db *data, const struct module_schema *schema, const
 /* One transaction: merge the records and, for claimed ids (ids not NULL),
  * settle them (below). */
 static enum rc merge_txn(struct db *data, const struct module_schema *schema,
-			 struct json_object *records, int64_t asked, const int64_t *ids,
-			 char *const *times, const bool *got, size_t n, long *applied, char *err,
-			 size_t errlen)
+			 struct json_object *records, int64_t asked, enum merge_rule rule,
+			 const int64_t *ids, char *const *times, const bool *got, size_t n,
+			 long *applied, char *err, size_t errlen)
 {
 	enum rc rc = db_begin(data);
 	if (!rc)
-		rc = merge_records(data, schema, records, asked, applied, err, errlen);
+		rc = merge_records(data, schema, records, asked, rule, applied, err, errlen);
 	if (!rc && ids)
 		rc = settle(data, schema, ids, times, got, n, "not returned by Zoho");
 	if (!rc)
@@ -125,8 +144,10 @@ static enum rc merge_txn(struct db *data, const struct module_schema *schema,
 	return rc;
 }
 
-enum rc fetch_ids(struct db *data, struct zoho *zoho, const struct module_schema *schema,
-		  const int64_t *ids, size_t n, struct fetch_stats *st, char *err, size_t errlen)
+static enum rc fetch_ids_rule(struct db *data, struct zoho *zoho,
+			      const struct module_schema *schema, const int64_t *ids, size_t n,
+			      enum merge_rule rule, struct fetch_stats *st, char *err,
+			      size_t errlen)
 {
 	enum rc rc = RC_OK;
 
@@ -136,17 +157,31 @@ enum rc fetch_ids(struct db *data, struct zoho *zoho, const struct module_schema
 		long applied = 0;
 		int64_t asked = (int64_t)time(NULL) - FETCH_SKEW_MARGIN;
 		rc = get_records(zoho, schema, ids + off, k, &records, err, errlen);
+		note_refused_field(rc, err, st);
 		if (rc)
 			return rc;
 		st->returned += (long)json_object_array_length(records);
-		rc = merge_txn(data, schema, records, asked, NULL, NULL, NULL, 0, &applied, err,
-			       errlen);
+		rc = merge_txn(data, schema, records, asked, rule, NULL, NULL, NULL, 0, &applied,
+			       err, errlen);
 		json_object_put(records);
 		if (rc)
 			return rc;
 		st->applied += applied;
 	}
 	return rc;
+}
+
+enum rc fetch_ids(struct db *data, struct zoho *zoho, const struct module_schema *schema,
+		  const int64_t *ids, size_t n, struct fetch_stats *st, char *err, size_t errlen)
+{
+	return fetch_ids_rule(data, zoho, schema, ids, n, MERGE_FETCH, st, err, errlen);
+}
+
+enum rc fetch_backfill_ids(struct db *data, struct zoho *zoho, const struct module_schema *schema,
+			   const int64_t *ids, size_t n, struct fetch_stats *st, char *err,
+			   size_t errlen)
+{
+	return fetch_ids_rule(data, zoho, schema, ids, n, MERGE_BACKFILL, st, err, errlen);
 }
 
 /* Ids claimed for one fetch, distinct, each with the newest server_time
@@ -368,6 +403,7 @@ static enum rc fetch_claim(struct db *data, struct zoho *zoho, const struct modu
 		long applied = 0;
 
 		rc = get_records(zoho, schema, c->ids + off, k, &records, err, errlen);
+		note_refused_field(rc, err, st);
 		if (rc) {
 			/* Nothing is lost: the ids wait in dirty for their next try
 			 * (or, if even that fails, in the queue for the lease to
@@ -386,8 +422,8 @@ static enum rc fetch_claim(struct db *data, struct zoho *zoho, const struct modu
 			if (!got[i])
 				st->missing++;
 		}
-		rc = merge_txn(data, schema, records, asked, c->ids + off, c->times + off,
-			       got + off, k, &applied, err, errlen);
+		rc = merge_txn(data, schema, records, asked, MERGE_FETCH, c->ids + off,
+			       c->times + off, got + off, k, &applied, err, errlen);
 		if (rc)
 			goto out;
 		st->applied += applied;

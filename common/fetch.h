@@ -31,6 +31,9 @@ struct fetch_stats {
 	long returned;  /* records Zoho returned */
 	long applied;   /* rows inserted or updated */
 	long missing;   /* ids Zoho did not return (kept dirty) */
+	bool schema_stale; /* Zoho refused a field we asked for (renamed or
+			    * removed since our metadata): read it again
+			    * (schemasync.h) and retry */
 };
 
 /* Up to max_batches claims of module: queued notifications adding up to
@@ -59,5 +62,13 @@ enum rc fetch_dirty_opts(struct db *data, struct zoho *zoho, const char *module,
 enum rc fetch_ids(struct db *data, struct zoho *zoho, const struct module_schema *schema,
 		  const int64_t *ids, size_t n, struct fetch_stats *st, char *err,
 		  size_t errlen) ZCRM_MUSTCHECK;
+
+/* Back-fill (schemasync.h): fetch these ids with the fields of schema (a
+ * part of the module's: id, Modified_Time and the columns to fill) and set
+ * those columns where the row holds the fetched Modified_Time
+ * (MERGE_BACKFILL). */
+enum rc fetch_backfill_ids(struct db *data, struct zoho *zoho, const struct module_schema *schema,
+			   const int64_t *ids, size_t n, struct fetch_stats *st, char *err,
+			   size_t errlen) ZCRM_MUSTCHECK;
 
 #endif

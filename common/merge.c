@@ -228,6 +228,27 @@ static char *build_sql(struct db *db, const struct module_schema *schema, const 
 		qid = xstrdup("id");
 	if (!qmt)
 		qmt = xstrdup("\"Modified_Time\"");
+	if (rule == MERGE_BACKFILL) {
+		struct sb set;
+		sb_init(&set);
+		for (size_t i = 0; i < schema->ncols; i++) {
+			const struct zcolumn *c = &schema->cols[i];
+			if (!strcmp(c->column, "id") || !strcmp(c->column, "modified_time") ||
+			    header_of(headers, nheaders, c) < 0)
+				continue;
+			char *qc = db_quote_ident(db, c->column);
+			sb_add(&set, "%s%s = n.%s", set.len ? ", " : "", qc, qc);
+			free(qc);
+		}
+		sql = xasprintf(
+			"UPDATE %s AS t SET %s\n"
+			"FROM (SELECT %s FROM %s s) n\n"
+			"WHERE t.id = n.id AND t.modified_time = n.modified_time\n"
+			"  AND ROW(%s) IS DISTINCT FROM ROW(%s)",
+			qtable, set.len ? set.s : "id = t.id", sel.s, stage, vt.s, vn.s);
+		free(set.s);
+		goto done;
+	}
 	if (form == FORM_MERGE) {
 		/* Like the ON CONFLICT form below, but new rows are plain inserts:
 		 * `ON CONFLICT` makes each a speculative insertion (an extra WAL

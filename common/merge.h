@@ -35,7 +35,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum merge_rule { MERGE_BULK, MERGE_FETCH };
+/* backfill: the values of columns Zoho just added or retyped, for rows
+ * that hold exactly the exported Modified_Time (a newer row gets them from
+ * its own fetch); sets only the staged non-system columns, never
+ * modified_time, synced_at or source. */
+enum merge_rule { MERGE_BULK, MERGE_FETCH, MERGE_BACKFILL };
 
 struct merge_stage;
 

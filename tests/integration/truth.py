@@ -135,11 +135,19 @@ class Diff:
         return "id=%s field=%s ours=%r theirs=%r" % (self.id, self.field, self.ours, self.theirs)
 
 
-def table_columns(db, module, schema="zcrm"):
-    """{api_name: column_name} from <schema>.fields for module."""
-    rows = db.query("SELECT api_name, column_name FROM %s.fields WHERE module = %%s" % schema,
-                    module)
-    return dict(rows)
+def table_columns(db, module, schema="zcrm", metas=None):
+    """{api_name: column_name} from <schema>.fields for module: the current
+    rows (a row superseded by a type change names a frozen column), matched
+    to the truth's fields (metas: {api_name: meta}) by Zoho's field id where
+    recorded, so a field renamed in Zoho maps to the column it always had."""
+    rows = db.query("SELECT api_name, column_name, field_id FROM %s.fields WHERE module = %%s"
+                    " AND superseded_at IS NULL" % schema, module)
+    cols = {a: c for a, c, _ in rows}
+    by_id = {f: c for _, c, f in rows if f}
+    for name, meta in (metas or {}).items():
+        if meta.get("id") in by_id:
+            cols[name] = by_id[meta["id"]]
+    return cols
 
 
 def diff_table(db, truth, module=None, schema="zcrm", tombstones="required", limit=None,
@@ -151,7 +159,7 @@ def diff_table(db, truth, module=None, schema="zcrm", tombstones="required", lim
     module = module or truth["module"]
     table = module.lower()
     metas = {m["api_name"]: m for m in truth["fields"]}
-    cols = table_columns(db, module, schema)
+    cols = table_columns(db, module, schema, metas)
     names = [n for n in (fields or metas) if n in metas]
     diffs = []
     missing_cols = [n for n in names if n not in cols]

@@ -4,6 +4,7 @@ import random
 import time
 
 import datagen
+import schema_ops
 from api import json_resp, _json_body
 from faults import FaultError
 from store import SimError
@@ -164,6 +165,16 @@ class Control:
         if req.query.get("log") in ("1", "true"):
             out["mutations"] = log
         return json_resp(200, out)
+
+    # ------------------------------------------------------------- fields --
+    def fields_post(self, req):
+        """Change the module's fields at run time (schema_ops.py)."""
+        s = self.s
+        b = self._body(req)
+        m = s.module(b.get("module") or "Leads")
+        with s.lock:
+            done = schema_ops.apply_all(s, m, b)
+            return json_resp(200, {"module": m.name, "changes": done, "fields": m.metas})
 
     # ------------------------------------------------------------- faults --
     def faults_post(self, req):

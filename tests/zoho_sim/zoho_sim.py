@@ -54,6 +54,7 @@ CONTROL_ROUTES = [
     (r"/_sim/records/%s/(\d+)/restore" % MODULE_RE, {"POST": "restore"}),
     (r"/_sim/mutate", {"POST": "mutate"}),
     (r"/_sim/truth/%s" % MODULE_RE, {"GET": "truth"}),
+    (r"/_sim/fields", {"POST": "fields_post"}),
     (r"/_sim/formulas/recompute", {"POST": "formulas_recompute"}),
     (r"/_sim/faults", {"POST": "faults_post", "GET": "faults_get", "DELETE": "faults_delete"}),
     (r"/_sim/expire_tokens", {"POST": "expire_tokens"}),
