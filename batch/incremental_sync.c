@@ -5,6 +5,7 @@
 #include "incremental.h"
 #include "log.h"
 #include "syncstate.h"
+#include "users.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -20,7 +21,8 @@ static const struct batch_prog prog = {
 		"record modified since (watermark - [sync] overlap) - or since the start of\n"
 		"an open coverage gap - with the Bulk Read API, merges it by the freshness\n"
 		"rule, tombstones what the deleted-records API lists, and only then moves the\n"
-		"watermark and closes the gaps it covered. Meant for cron every few minutes;\n"
+		"watermark and closes the gaps it covered. Also refreshes zcrm.users (Zoho's\n"
+		"users) at most once per [sync] users_interval. Meant for cron every few minutes;\n"
 		"a second copy started while one runs exits at once (status 75).",
 	.opts = NULL,
 	.needs_zoho = true,
@@ -88,5 +90,7 @@ int main(int argc, char **argv)
 	 * on failure the modules still run (the spool waits for next time). */
 	if (inbox_replay_spool(env.data, env.cfg->spool_dir, &replayed) != RC_OK)
 		log_warn("spool not fully replayed; it stays for the next run", "");
+	/* zcrm.users, when [sync] users_interval has passed (one call). */
+	users_refresh_logged(env.data, env.zoho, env.cfg->users_interval);
 	return batch_run_modules(&env, run_module);
 }

@@ -64,6 +64,7 @@ static enum rc ensure_table(struct batch_env *env, const char *module)
 		f[i].data_type = zf[i].data_type;
 		f[i].json_type = zf[i].return_type ? zf[i].return_type : zf[i].json_type;
 		f[i].field_id = NULL;
+		f[i].textarea_type = zf[i].textarea_type;
 	}
 	rc = schema_ensure_module(env->data, module, f, n);
 	free(f);

@@ -94,6 +94,8 @@ static const struct cfg_key cfg_keys[] = {
 	 "largest inflated/compressed ratio accepted (zip bomb guard)"},
 	{"sync", "bulk_threshold", CFG_INT, O(bulk_threshold), "50", 0, 1000000, 0, NULL,
 	 "credits: incremental sync uses a Bulk Read job when fetching the changes by REST would cost more"},
+	{"sync", "users_interval", CFG_INT, O(users_interval), "3600", 0, 7 * 86400, 0, NULL,
+	 "seconds: incremental sync refreshes zcrm.users at most this often (one call; 0: never)"},
 
 	{"notify", "url", CFG_STR, O(notify_url), "", 0, 0, 0, valid_opt_url,
 	 "public URL Zoho posts notifications to (nginx → /notify)"},

@@ -45,6 +45,7 @@ struct cfg {
 	long max_unzipped;     /* bytes, one bulk page inflated */
 	long max_ratio;        /* inflated/compressed */
 	long bulk_threshold;   /* credits: a catch-up dearer by REST uses Bulk Read */
+	long users_interval;   /* seconds between refreshes of zcrm.users; 0 = never */
 	/* [notify] */
 	char *notify_url;
 	char *callback_url;

@@ -121,7 +121,8 @@ static const char *system_column(const char *api_name)
 
 static char *column_for(const char *api_name)
 {
-	char *col = schema_table_name(api_name);
+	/* "$se_module" → se_module */
+	char *col = schema_table_name(api_name[0] == '$' && api_name[1] ? api_name + 1 : api_name);
 	for (size_t i = 0; i < ARRAY_LEN(reserved_columns); i++) {
 		if (!strcmp(col, reserved_columns[i])) {
 			char *c2 = xasprintf("%s_zoho", col);
@@ -163,7 +164,7 @@ static size_t columns_needed(const struct zfield *fields, size_t nfields)
 	return n;
 }
 
-enum rc schema_ensure_module(struct db *db, const char *module, const struct zfield *fields,
+static enum rc ensure_module(struct db *db, const char *module, const struct zfield *fields,
 			     size_t nfields)
 {
 	char *table = schema_table_name(module);
@@ -221,8 +222,8 @@ enum rc schema_ensure_module(struct db *db, const char *module, const struct zfi
 		const char *pg_type = sys ? (!strcmp(sys, "id") ? "bigint" : "timestamptz")
 					  : schema_kind_pg_type(kind);
 		char *existing = NULL;
-		const char *p[7] = {module, f->api_name, col, f->data_type ? f->data_type : "",
-				    f->json_type, pg_type, f->field_id};
+		const char *p[8] = {module, f->api_name, col, f->data_type ? f->data_type : "",
+				    f->json_type, pg_type, f->field_id, f->textarea_type};
 
 		/* A known field keeps the column it was given first. */
 		rc = db_query_value(db,
@@ -276,11 +277,11 @@ enum rc schema_ensure_module(struct db *db, const char *module, const struct zfi
 		}
 		rc = db_exec(db,
 			     "INSERT INTO fields (module, api_name, column_name, data_type, json_type,"
-			     " pg_type, field_id) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+			     " pg_type, field_id, textarea_type) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
 			     " ON CONFLICT (module, api_name) DO UPDATE SET data_type = excluded.data_type,"
 			     " json_type = excluded.json_type, field_id = excluded.field_id,"
-			     " last_seen = now()",
-			     7, p, NULL);
+			     " textarea_type = excluded.textarea_type, last_seen = now()",
+			     8, p, NULL);
 		free(col);
 		if (rc)
 			goto fail;
@@ -331,6 +332,32 @@ out:
 	return rc;
 }
 
+/* Zoho names the module of a record's What_Id (Tasks, Calls, Events) in
+ * a key "$se_module" beside it, in Get Records and (as a column) in Bulk
+ * Read: kept as a text column se_module, a field of its own. */
+static bool has_field(const struct zfield *fields, size_t n, const char *api_name)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (fields[i].api_name && !strcmp(fields[i].api_name, api_name))
+			return true;
+	}
+	return false;
+}
+
+enum rc schema_ensure_module(struct db *db, const char *module, const struct zfield *fields,
+			     size_t nfields)
+{
+	if (!has_field(fields, nfields, "What_Id") || has_field(fields, nfields, "$se_module"))
+		return ensure_module(db, module, fields, nfields);
+	struct zfield *ext = xcalloc(nfields + 1, sizeof(*ext));
+	memcpy(ext, fields, nfields * sizeof(*ext));
+	ext[nfields] = (struct zfield){.api_name = "$se_module", .data_type = "text",
+				       .json_type = "string"};
+	enum rc rc = ensure_module(db, module, ext, nfields + 1);
+	free(ext);
+	return rc;
+}
+
 enum rc schema_load(struct db *db, const char *module, struct module_schema **out)
 {
 	struct db_res *res = NULL;
@@ -341,7 +368,8 @@ enum rc schema_load(struct db *db, const char *module, struct module_schema **ou
 	*out = NULL;
 	rc = db_prepared(db, "schema_load",
 			 "SELECT f.api_name, f.column_name, f.data_type, f.pg_type,"
-			 " f.last_seen >= max(f.last_seen) OVER ()"
+			 " f.last_seen >= max(f.last_seen) OVER (),"
+			 " coalesce(f.textarea_type = 'rich_text', false)"
 			 " FROM fields f JOIN sync_state s ON s.module = f.module AND s.table_ready"
 			 " WHERE f.module = $1 ORDER BY f.first_seen, f.api_name",
 			 1, p, &res);
@@ -364,6 +392,7 @@ enum rc schema_load(struct db *db, const char *module, struct module_schema **ou
 		c->kind = kind_from_pg_type(db_res_get(res, i, 3), c->data_type);
 		c->pg_type = schema_kind_pg_type(c->kind);
 		c->listed = db_res_get(res, i, 4)[0] == 't';
+		c->rich_text = db_res_get(res, i, 5)[0] == 't';
 	}
 	db_res_free(res);
 	*out = s;
@@ -538,7 +567,8 @@ enum rc schema_grant_read(struct db *db, const char *role)
 	 * its ACL name role itself (what REVOKE can take back). */
 	rc = db_exec(db,
 		     "WITH mod AS (SELECT lower(module) AS t FROM sync_state WHERE table_ready"
-		     "  UNION ALL SELECT lower(module) || '_live' FROM sync_state WHERE table_ready)"
+		     "  UNION ALL SELECT lower(module) || '_live' FROM sync_state WHERE table_ready"
+		     "  UNION ALL SELECT 'users')"
 		     " SELECT c.relname, c.relname IN (SELECT t FROM mod),"
 		     "  has_table_privilege(r.oid, c.oid, 'SELECT'),"
 		     "  EXISTS (SELECT 1 FROM aclexplode(c.relacl) a WHERE a.grantee = r.oid)"
@@ -587,7 +617,8 @@ enum rc schema_grant_read(struct db *db, const char *role)
 		     " WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
 		     "  AND has_table_privilege($2, c.oid, 'SELECT')"
 		     "  AND c.relname NOT IN (SELECT lower(module) FROM sync_state WHERE table_ready"
-		     "   UNION ALL SELECT lower(module) || '_live' FROM sync_state WHERE table_ready)",
+		     "   UNION ALL SELECT lower(module) || '_live' FROM sync_state WHERE table_ready"
+		     "   UNION ALL SELECT 'users')",
 		     2, (const char *[]){schema, role}, &res);
 	if (rc)
 		goto fail;

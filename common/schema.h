@@ -34,6 +34,7 @@ struct zfield {
 	const char *data_type;
 	const char *json_type;  /* may be NULL */
 	const char *field_id;   /* may be NULL */
+	const char *textarea_type; /* textarea.type (rich_text…), may be NULL */
 };
 
 /* A column of a module table (output). */
@@ -45,6 +46,8 @@ struct zcolumn {
 	const char *pg_type;    /* static string */
 	bool listed;            /* in the latest fields metadata (a field Zoho
 				 * dropped keeps its column, unlisted) */
+	bool rich_text;         /* a rich text textarea: Get Records truncates
+				 * it to 500 characters (fetch.c) */
 };
 
 struct module_schema {
@@ -67,9 +70,9 @@ enum rc schema_ensure_module(struct db *db, const char *module, const struct zfi
 /* Read the column map recorded by schema_ensure_module; RC_NOTFOUND if the
  * module has no table yet. Caller frees with module_schema_free(). */
 /* Let role (the legacy application's, [database] read_role) read the module
- * tables and their _live views and nothing else of the schema: grants USAGE
- * on the schema and SELECT on every module table (sync_state.table_ready)
- * and view that lacks it, and revokes whatever was granted to role on any
+ * tables and their _live views, and zcrm.users, and nothing else of the
+ * schema: grants USAGE on the schema and SELECT on every module table
+ * (sync_state.table_ready), view and users where it lacks it, and revokes whatever was granted to role on any
  * other relation of the schema (oauth_token, inbox …: secrets). Only
  * changes what is wrong, under an advisory lock (concurrent GRANTs on one
  * object fail). A NULL or empty role, or one that does not exist (logged),
