@@ -68,7 +68,7 @@ PRODUCT_CATEGORIES = ["Hardware", "Software", "CRM Applications", "Services, Sup
 MANUFACTURERS = ["AltvetPet Inc.", "LexPon Inc.", "MetBeat Corp.", "Zylker \"Labs\""]
 USAGE_UNITS = ["Box", "Carton", "Dozen", "Each", "Hour(s)", "Impressions", "Lb", "M", "Pack",
                "Pages", "Pieces", "Quantity", "Reams", "Sheet", "Spiral Binder", "Sq Ft"]
-TAXES = ["Sales Tax", "VAT", "Service Tax", "GST 5%", "Vat; reduced"]
+TAXES = ["Sales Tax", "VAT", "Service Tax", "GST 5%", "Vat, reduced"]
 PRICING_MODELS = ["None", "Flat", "Differential"]
 GL_ACCOUNTS = ["Sales-Software", "Sales-Hardware", "Rental-Income", "Interest-Income",
                "Sales-Software-Support", "Sales Other", "Internet Sales", "Service-Hardware Labor",
