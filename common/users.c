@@ -21,7 +21,7 @@ static const char *const SQL_UPSERT =
 	" SELECT id, name, email, role, profile, status, modified_time, now() FROM u"
 	" ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, email = EXCLUDED.email,"
 	"  role = EXCLUDED.role, profile = EXCLUDED.profile, status = EXCLUDED.status,"
-	"  modified_time = EXCLUDED.modified_time, synced_at = now()"
+	"  modified_time = EXCLUDED.modified_time, synced_at = EXCLUDED.synced_at"
 	" RETURNING modified_time";
 
 static const char *const SQL_STATE =
