@@ -1372,6 +1372,28 @@ out:
 	return rc;
 }
 
+/* GET path (with header, may be NULL) and the answer's array `key`: *arr
+ * NULL (RC_OK) when Zoho answered 204, 304 or nothing; *root holds it (the
+ * caller puts *root and frees resp). */
+static enum rc get_array(struct zoho *z, const char *what, const char *path, const char *header,
+			 const char *key, bool required, struct http_resp *resp,
+			 struct json_object **root, struct json_object **arr)
+{
+	char jerr[JSON_ERR_LEN];
+	struct call c = {.what = what, .path = path, .header = header};
+	enum rc rc = zoho_send(z, &c, resp);
+
+	*arr = NULL;
+	if (rc || resp->status == 204 || resp->status == 304 || resp->len == 0)
+		return rc;
+	rc = parse_answer(z, what, resp, root);
+	if (rc)
+		return rc;
+	if (json_get_arr(*root, key, required ? JSON_REQUIRED : JSON_OPTIONAL, arr, jerr))
+		return shape_err(z, what, jerr);
+	return RC_OK;
+}
+
 void zoho_fields_free(struct zoho_field *fields, size_t n)
 {
 	for (size_t i = 0; fields && i < n; i++) {
@@ -1399,17 +1421,9 @@ enum rc zoho_fields(struct zoho *z, const char *module, struct zoho_field **fiel
 	if (!module_ok(z, what, module))
 		return RC_USAGE;
 	path = xasprintf("/crm/v6/settings/fields?module=%s", module);
-	struct call c = {.what = what, .path = path};
-	rc = zoho_send(z, &c, &resp);
-	if (rc || resp.status == 204 || resp.len == 0)
-		goto out;
-	rc = parse_answer(z, what, &resp, &root);
+	rc = get_array(z, what, path, NULL, "fields", false, &resp, &root, &arr);
 	if (rc)
 		goto out;
-	if (json_get_arr(root, "fields", JSON_OPTIONAL, &arr, jerr)) {
-		rc = shape_err(z, what, jerr);
-		goto out;
-	}
 	size_t len = arr ? json_object_array_length(arr) : 0;
 	list = xcalloc(len ? len : 1, sizeof(*list));
 	for (size_t i = 0; i < len; i++) {
@@ -1462,17 +1476,9 @@ enum rc zoho_rich_text(struct zoho *z, const char *module, int64_t id,
 	list = join_fields(fields, nfields);
 	path = xasprintf("/crm/v6/%s/%" PRId64 "/actions/fetch_full_data%s%s", module, id,
 			 nfields ? "?fields=" : "", nfields ? list : "");
-	struct call c = {.what = what, .path = path};
-	rc = zoho_send(z, &c, &resp);
-	if (rc || resp.status == 204 || resp.len == 0)
+	rc = get_array(z, what, path, NULL, "data", true, &resp, &root, &data);
+	if (rc || !data)
 		goto out;
-	rc = parse_answer(z, what, &resp, &root);
-	if (rc)
-		goto out;
-	if (json_get_arr(root, "data", JSON_REQUIRED, &data, jerr)) {
-		rc = shape_err(z, what, jerr);
-		goto out;
-	}
 	struct json_object *r = json_object_array_length(data) ? json_object_array_get_idx(data, 0)
 								: NULL;
 	if (r && json_as_obj(r, "record", jerr)) {
@@ -1502,19 +1508,14 @@ enum rc zoho_users(struct zoho *z, int64_t since, int page, struct json_object *
 	path = xasprintf("/crm/v6/users?type=AllUsers&page=%d&per_page=200", page > 0 ? page : 1);
 	ztime_format(since, when);
 	snprintf(header, sizeof(header), "If-Modified-Since: %s", when);
-	struct call c = {.what = what, .path = path, .header = since > 0 ? header : NULL};
-	rc = zoho_send(z, &c, &resp);
+	rc = get_array(z, what, path, since > 0 ? header : NULL, "users", true, &resp, &root, &arr);
 	if (rc)
 		goto out;
-	if (resp.status == 204 || resp.status == 304 || resp.len == 0) {
+	if (!arr) {
 		*users = json_object_new_array();
 		goto out;
 	}
-	rc = parse_answer(z, what, &resp, &root);
-	if (rc)
-		goto out;
-	if (json_get_arr(root, "users", JSON_REQUIRED, &arr, jerr) ||
-	    json_get_obj(root, "info", JSON_OPTIONAL, &info, jerr) ||
+	if (json_get_obj(root, "info", JSON_OPTIONAL, &info, jerr) ||
 	    (info && json_get_bool(info, "more_records", JSON_OPTIONAL, more_records, jerr))) {
 		rc = shape_err(z, what, jerr);
 		goto out;
