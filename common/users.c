@@ -34,7 +34,8 @@ static const char *const SQL_STATE =
 	"   ELSE coalesce(greatest(s.newest, $3::timestamptz) - interval '1 second', s.since) END";
 
 /* The walk's If-Modified-Since (epoch seconds, 0: none) and page, and
- * whether the interval has passed. */
+ * whether a call is due: the interval has passed, or a walk is under way
+ * (its next page is read at the next run, not an interval later). */
 static enum rc load_state(struct db *db, long interval_s, int64_t *since, int *page, bool *due)
 {
 	struct db_res *res = NULL;
@@ -47,7 +48,8 @@ static enum rc load_state(struct db *db, long interval_s, int64_t *since, int *p
 	*due = true;
 	rc = db_exec(db,
 		     "SELECT coalesce(floor(extract(epoch FROM since))::bigint, 0), next_page,"
-		     " checked_at IS NULL OR checked_at <= now() - make_interval(secs => $1::int)"
+		     " checked_at IS NULL OR next_page > 1"
+		     "  OR checked_at <= now() - make_interval(secs => $1::int)"
 		     " FROM users_state",
 		     1, (const char *[]){iv}, &res);
 	if (rc)

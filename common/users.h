@@ -6,8 +6,9 @@
  * it has less a second (Zoho's clock has whole seconds: a user changed in
  * that second after the last call is not missed; an idle refresh reads the
  * newest second's users again, for the same credit a 304 costs); 200 users
- * a page, a walk of several pages spans several runs (users_state keeps
- * the page and the walk's If-Modified-Since).
+ * a page, a walk of several pages spans several runs, one page a run
+ * whatever the interval (users_state keeps the page and the walk's
+ * If-Modified-Since).
  * Deactivated and deleted users stay, with their status. */
 #ifndef ZCRM_USERS_H
 #define ZCRM_USERS_H

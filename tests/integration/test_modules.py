@@ -173,7 +173,8 @@ def test_users_kept_by_incremental_sync(db, stack, run_program, pg):
     assert rows[int(new["id"])][0] == "Nova Quinn" and rows[off][4] == "disabled"
     reqs = [q for q in sim.control("GET", "/requests?since=0")["requests"] if q["path"] == "/crm/v6/users"]
     assert len(reqs) == 2
-    # Idle: a 304, still one credit, nothing changes.
+    # Idle: the newest second's users again (If-Modified-Since less a
+    # second), one credit, nothing changes.
     db.execute("UPDATE zcrm.users_state SET checked_at = now() - interval '3601 seconds'")
     sim.control("DELETE", "/credits")
     assert run_program("batch/incremental_sync", config=conf, timeout=300).returncode == 0
@@ -193,3 +194,23 @@ def test_users_without_the_scope_warns(db, sim_factory, config_factory, run_prog
     assert db.value("SELECT last_error FROM zcrm.users_state") is not None
     r = run_program("batch/incremental_sync", config=conf, timeout=300)   # within the interval
     assert r.returncode == 0 and "ZohoCRM.users.READ" not in r.stderr
+
+
+def test_users_walk_of_several_pages(db, stack, run_program):
+    """More than 200 users: a page a run, the next page at the next run
+    whatever the interval, then nothing until the interval has passed."""
+    sim, conf = stack("--modules", "Deals:2", cfg={"sync": {"modules": "Deals"}})
+    for k in range(200):
+        sim.control("POST", "/users", {"full_name": "User %03d" % k, "email": "u%03d@zylker.com" % k})
+    r = run_program("batch/initial_sync", config=conf, args=["--no-channel"], timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+    def users_calls():
+        return [q for q in sim.control("GET", "/requests?since=0")["requests"]
+                if q["path"] == "/crm/v6/users"]
+
+    for expected_rows, expected_calls in ((200, 1), (206, 2), (206, 2)):
+        assert run_program("batch/incremental_sync", config=conf, timeout=300).returncode == 0
+        assert db.value("SELECT count(*) FROM zcrm.users") == expected_rows
+        assert len(users_calls()) == expected_calls
+    assert [q["query"] for q in users_calls()][1].find("page=2") >= 0
