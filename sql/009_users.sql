@@ -8,7 +8,7 @@
 -- [database] read_role like the module tables:
 --   SELECT l.id, l.last_name, u.name AS owner
 --     FROM leads_live l LEFT JOIN users u ON u.id = l.owner;
-CREATE TABLE users (
+CREATE TABLE IF NOT EXISTS users (
     id             bigint PRIMARY KEY,
     name           text,
     email          text,
@@ -22,7 +22,7 @@ CREATE TABLE users (
 -- Where the users walk stands (one row): the If-Modified-Since of the walk
 -- in progress, its next page, the newest Modified_Time it met, and the
 -- last call (the interval gate).
-CREATE TABLE users_state (
+CREATE TABLE IF NOT EXISTS users_state (
     id           boolean PRIMARY KEY DEFAULT true CHECK (id),
     since        timestamptz,          -- If-Modified-Since of this walk (NULL: all)
     next_page    integer NOT NULL DEFAULT 1,
@@ -30,7 +30,7 @@ CREATE TABLE users_state (
     checked_at   timestamptz,          -- last call, whatever it answered
     last_error   text
 );
-INSERT INTO users_state DEFAULT VALUES;
+INSERT INTO users_state DEFAULT VALUES ON CONFLICT DO NOTHING;
 
 -- textarea.type of a textarea field (small, large, rich_text): Get Records
 -- truncates rich text to 500 characters, the fetch path asks for it in full.
