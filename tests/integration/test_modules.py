@@ -157,6 +157,8 @@ def test_users_kept_by_incremental_sync(db, stack, run_program, pg):
     n = db.value("SELECT count(*) FROM zcrm.deals_live d JOIN zcrm.users u ON u.id = d.owner")
     assert n == 5
     assert db.value("SELECT has_table_privilege('zcrm_reader_u', 'zcrm.users', 'SELECT')") is True
+    st = run_program("batch/status", config=conf, timeout=60)
+    assert st.returncode == 0 and "users: 6 (6 active), last asked 20" in st.stdout, st.stdout
 
     # Within the interval: no call.
     sim.control("DELETE", "/credits")
@@ -192,6 +194,10 @@ def test_users_without_the_scope_warns(db, sim_factory, config_factory, run_prog
     assert r.returncode == 0, r.stderr[-3000:]
     assert "ZohoCRM.users.READ" in r.stderr
     assert db.value("SELECT last_error FROM zcrm.users_state") is not None
+    import json
+    st = run_program("batch/status", args=["--json"], config=conf, timeout=60)
+    users = json.loads(st.stdout)["users"]
+    assert users["count"] == 0 and "OAUTH_SCOPE_MISMATCH" in users["last_error"], users
     r = run_program("batch/incremental_sync", config=conf, timeout=300)   # within the interval
     assert r.returncode == 0 and "ZohoCRM.users.READ" not in r.stderr
 
