@@ -556,9 +556,8 @@ def json_value(fd, v, tz, ctx=None):
     """Internal value -> Records-API JSON shape (ctx: the parent record's
     subform context, for subform fields)."""
     dt = fd.data_type
-    known, out = inventory.json_value(fd, v, tz, ctx)
-    if known:
-        return out
+    if dt in inventory.OWN_TYPES or fd.gen == "tag":
+        return inventory.json_value(fd, v, tz, ctx)[1]
     if dt == "datetime":
         return fmt_dt(v, tz)
     if dt == "ownerlookup":
@@ -579,6 +578,8 @@ def subform_defs(sf):
 
 
 def _subform_ctx(rec, fdefs):
+    if not any(fd.data_type == "subform" for fd in fdefs):
+        return None
     sfs = {fd.api_name: subform_defs(fd.meta["subform"]["module"]["api_name"])
            for fd in fdefs if fd.data_type == "subform"}
     if not sfs:

@@ -50,6 +50,10 @@ NOT_EXPORTABLE = ("subform", "multiselectlookup", "multiuserlookup", "fileupload
 SINGLE_ONLY = ("subform", "multiselectlookup", "multiuserlookup")
 RICH_TEXT_LIMIT = 500        # Get Records truncates rich text (zoho-api.md §4.2)
 
+# data types json_value below renders (besides the Tag, a text field)
+OWN_TYPES = frozenset(("userlookup", "multiuserlookup", "multiselectlookup", "fileupload",
+                       "imageupload", "layout", "subform"))
+
 EXTRA_JSON_TYPES = {
     "userlookup": "jsonobject", "multiuserlookup": "jsonarray", "multiselectlookup": "jsonarray",
     "subform": "jsonarray", "fileupload": "jsonarray", "imageupload": "jsonarray",
