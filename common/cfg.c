@@ -103,6 +103,8 @@ static const struct cfg_key cfg_keys[] = {
 	{"sync", "formula_refresh", CFG_INT, O(formula_refresh), "86400", 0, 366 * 86400, 0, NULL,
 	 "seconds: reconcile re-reads formula and rollup fields (which change without Modified_Time)"
 	 " when their last refresh is this old; 0: never"},
+	{"sync", "users_interval", CFG_INT, O(users_interval), "3600", 0, 7 * 86400, 0, NULL,
+	 "seconds: incremental sync refreshes zcrm.users at most this often (one call; 0: never)"},
 
 	{"notify", "url", CFG_STR, O(notify_url), "", 0, 0, 0, valid_opt_url,
 	 "public URL Zoho posts notifications to (nginx → /notify)"},

@@ -49,6 +49,7 @@ struct cfg {
 	long bulk_threshold;   /* credits: a catch-up dearer by REST uses Bulk Read */
 	long schema_check;     /* seconds between reads of the fields metadata */
 	long formula_refresh;  /* seconds between formula refreshes by reconcile; 0: off */
+	long users_interval;   /* seconds between refreshes of zcrm.users; 0 = never */
 	/* [notify] */
 	char *notify_url;
 	char *callback_url;

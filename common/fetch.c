@@ -78,6 +78,61 @@ out:
 	return rc;
 }
 
+/* Characters (UTF-8 code points) of s. */
+static size_t utf8_chars(const char *s)
+{
+	size_t n = 0;
+	for (; *s; s++)
+		n += ((unsigned char)*s & 0xC0) != 0x80;
+	return n;
+}
+
+bool fetch_rich_truncated(const char *text)
+{
+	return text && utf8_chars(text) >= FETCH_RICH_LIMIT;
+}
+
+/* Get Records truncates rich text to 500 characters: a record with a rich
+ * text value that long gets its rich text fields in full from Get Rich Text
+ * Fields (1 credit each), so that a fetch never writes a truncation over
+ * the full text a bulk load (or an earlier fetch) wrote. */
+static enum rc full_rich_text(struct zoho *zoho, const struct module_schema *schema,
+			      struct json_object *records, char *err, size_t errlen)
+{
+	const char **rich = xcalloc(schema->ncols ? schema->ncols : 1, sizeof(*rich));
+	size_t nrich = 0;
+	enum rc rc = RC_OK;
+
+	for (size_t i = 0; i < schema->ncols; i++) {
+		if (schema->cols[i].rich_text)
+			rich[nrich++] = schema->cols[i].api_name;
+	}
+	size_t n = nrich ? json_object_array_length(records) : 0;
+	for (size_t r = 0; r < n && !rc; r++) {
+		struct json_object *rec = json_object_array_get_idx(records, r), *v, *full = NULL;
+		bool cut = false;
+		for (size_t k = 0; k < nrich && !cut; k++)
+			cut = json_object_object_get_ex(rec, rich[k], &v) &&
+			      json_object_is_type(v, json_type_string) &&
+			      fetch_rich_truncated(json_object_get_string(v));
+		if (!cut || !json_object_object_get_ex(rec, "id", &v))
+			continue;
+		int64_t id = strtoll(json_object_get_string(v), NULL, 10);
+		rc = zoho_rich_text(zoho, schema->module, id, rich, nrich, &full);
+		if (rc) {
+			snprintf(err, errlen, "%s", zoho_error(zoho));
+			break;
+		}
+		for (size_t k = 0; full && k < nrich; k++) {
+			if (json_object_object_get_ex(full, rich[k], &v))
+				json_object_object_add(rec, rich[k], json_object_get(v));
+		}
+		json_object_put(full);
+	}
+	free(rich);
+	return rc;
+}
+
 /* Fetch ids from Zoho with every field of the schema. */
 static enum rc get_records(struct zoho *zoho, const struct module_schema *schema,
 			   const int64_t *ids, size_t n, struct json_object **records, char *err,
@@ -94,7 +149,10 @@ static enum rc get_records(struct zoho *zoho, const struct module_schema *schema
 	rc = zoho_get_records_all_fields(zoho, schema->module, ids, n, fields, nf, records);
 	if (rc)
 		snprintf(err, errlen, "%s", zoho_error(zoho));
-
+	else if ((rc = full_rich_text(zoho, schema, *records, err, errlen)) != RC_OK) {
+		json_object_put(*records);
+		*records = NULL;
+	}
 	free(fields);
 	return rc;
 }

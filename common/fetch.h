@@ -57,6 +57,13 @@ enum rc fetch_dirty_opts(struct db *data, struct zoho *zoho, const char *module,
 			 const struct fetch_opts *o, struct fetch_stats *st, char *err,
 			 size_t errlen) ZCRM_MUSTCHECK;
 
+/* Get Records truncates rich text fields to 500 characters (zoho-api.md
+ * §4.2): a value of that many characters (UTF-8 code points) or more may be
+ * cut, and the record's rich text is then asked for in full (Get Rich Text
+ * Fields, 1 credit) before the merge. */
+#define FETCH_RICH_LIMIT 500
+bool fetch_rich_truncated(const char *text);
+
 /* Fetch these ids (any number) and merge them with the fetch rule, without
  * touching fetch_queue or dirty (reconcile). */
 enum rc fetch_ids(struct db *data, struct zoho *zoho, const struct module_schema *schema,

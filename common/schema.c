@@ -129,7 +129,8 @@ static const char *system_column(const char *api_name)
 
 static char *column_for(const char *api_name)
 {
-	char *col = schema_table_name(api_name);
+	/* "$se_module" → se_module */
+	char *col = schema_table_name(api_name[0] == '$' && api_name[1] ? api_name + 1 : api_name);
 	for (size_t i = 0; i < ARRAY_LEN(reserved_columns); i++) {
 		if (!strcmp(col, reserved_columns[i])) {
 			char *c2 = xasprintf("%s_zoho", col);
@@ -390,9 +391,9 @@ static enum rc evolve_field(struct db *db, const char *module, const char *table
 				 log_q(f->api_name), log_q(dt), log_q(col));
 		rc = db_exec(db,
 			     "INSERT INTO fields (module, api_name, column_name, data_type, json_type,"
-			     " pg_type, field_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-			     7, (const char *[]){module, f->api_name, col, dt, f->json_type, pg_type,
-						 f->field_id},
+			     " pg_type, field_id, textarea_type) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+			     8, (const char *[]){module, f->api_name, col, dt, f->json_type, pg_type,
+						 f->field_id, f->textarea_type},
 			     NULL);
 		goto out;
 	}
@@ -502,11 +503,13 @@ static enum rc evolve_field(struct db *db, const char *module, const char *table
 			if (!rc)
 				rc = db_exec(db,
 					     "INSERT INTO fields (module, api_name, column_name, data_type,"
-					     " json_type, pg_type, field_id, previous_api_names)"
-					     " SELECT $1, $2, $3, $4, $5, $6, $7, previous_api_names"
+					     " json_type, pg_type, field_id, previous_api_names,"
+					     " textarea_type)"
+					     " SELECT $1, $2, $3, $4, $5, $6, $7, previous_api_names, $9"
 					     " FROM fields WHERE module = $1 AND column_name = $8",
-					     8, (const char *[]){module, f->api_name, col, dt, f->json_type,
-								 pg_type, f->field_id, row->column},
+					     9, (const char *[]){module, f->api_name, col, dt, f->json_type,
+								 pg_type, f->field_id, row->column,
+								 f->textarea_type},
 					     NULL);
 			if (!rc) {
 				log_warn("field changed type in Zoho: its values go to a new column;"
@@ -530,9 +533,11 @@ static enum rc evolve_field(struct db *db, const char *module, const char *table
 	}
 	rc = db_exec(db,
 		     "UPDATE fields SET data_type = $3, json_type = $4, field_id = coalesce($5, field_id),"
-		     " removed_at = NULL, last_seen = now()"
+		     " textarea_type = $6, removed_at = NULL, last_seen = now()"
 		     " WHERE module = $1 AND api_name = $2 AND superseded_at IS NULL",
-		     5, (const char *[]){module, f->api_name, dt, f->json_type, f->field_id}, NULL);
+		     6, (const char *[]){module, f->api_name, dt, f->json_type, f->field_id,
+					 f->textarea_type},
+		     NULL);
 out:
 	free(col);
 	return rc;
@@ -734,7 +739,7 @@ out:
 	return rc;
 }
 
-enum rc schema_ensure_module(struct db *db, const char *module, const struct zfield *fields,
+static enum rc ensure_module(struct db *db, const char *module, const struct zfield *fields,
 			     size_t nfields, struct schema_report *rep)
 {
 	size_t ncols = columns_needed(fields, nfields);
@@ -783,6 +788,32 @@ enum rc schema_ensure_module(struct db *db, const char *module, const struct zfi
 	return RC_OK;
 }
 
+/* Zoho names the module of a record's What_Id (Tasks, Calls, Events) in
+ * a key "$se_module" beside it, in Get Records and (as a column) in Bulk
+ * Read: kept as a text column se_module, a field of its own. */
+static bool has_field(const struct zfield *fields, size_t n, const char *api_name)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (fields[i].api_name && !strcmp(fields[i].api_name, api_name))
+			return true;
+	}
+	return false;
+}
+
+enum rc schema_ensure_module(struct db *db, const char *module, const struct zfield *fields,
+			     size_t nfields, struct schema_report *rep)
+{
+	if (!has_field(fields, nfields, "What_Id") || has_field(fields, nfields, "$se_module"))
+		return ensure_module(db, module, fields, nfields, rep);
+	struct zfield *ext = xcalloc(nfields + 1, sizeof(*ext));
+	memcpy(ext, fields, nfields * sizeof(*ext));
+	ext[nfields] = (struct zfield){.api_name = "$se_module", .data_type = "text",
+				       .json_type = "string"};
+	enum rc rc = ensure_module(db, module, ext, nfields + 1, rep);
+	free(ext);
+	return rc;
+}
+
 enum rc schema_load(struct db *db, const char *module, struct module_schema **out)
 {
 	struct db_res *res = NULL;
@@ -793,7 +824,8 @@ enum rc schema_load(struct db *db, const char *module, struct module_schema **ou
 	*out = NULL;
 	rc = db_prepared(db, "schema_load",
 			 "SELECT f.api_name, f.column_name, f.data_type, f.pg_type,"
-			 " f.removed_at IS NULL"
+			 " f.removed_at IS NULL,"
+			 " coalesce(f.textarea_type = 'rich_text', false)"
 			 " FROM fields f JOIN sync_state s ON s.module = f.module AND s.table_ready"
 			 " WHERE f.module = $1 AND f.superseded_at IS NULL"
 			 " ORDER BY f.first_seen, f.api_name",
@@ -817,6 +849,7 @@ enum rc schema_load(struct db *db, const char *module, struct module_schema **ou
 		c->kind = kind_from_pg_type(db_res_get(res, i, 3), c->data_type);
 		c->pg_type = schema_kind_pg_type(c->kind);
 		c->listed = db_res_get(res, i, 4)[0] == 't';
+		c->rich_text = db_res_get(res, i, 5)[0] == 't';
 	}
 	db_res_free(res);
 	*out = s;
@@ -991,7 +1024,8 @@ enum rc schema_grant_read(struct db *db, const char *role)
 	 * its ACL name role itself (what REVOKE can take back). */
 	rc = db_exec(db,
 		     "WITH mod AS (SELECT lower(module) || x AS t FROM sync_state,"
-		     "  unnest(ARRAY['', '_live', '_history', '_versions']) x WHERE table_ready)"
+		     "  unnest(ARRAY['', '_live', '_history', '_versions']) x WHERE table_ready"
+		     "  UNION ALL SELECT 'users')"
 		     " SELECT c.relname, c.relname IN (SELECT t FROM mod),"
 		     "  has_table_privilege(r.oid, c.oid, 'SELECT'),"
 		     "  EXISTS (SELECT 1 FROM aclexplode(c.relacl) a WHERE a.grantee = r.oid)"
@@ -1040,7 +1074,8 @@ enum rc schema_grant_read(struct db *db, const char *role)
 		     " WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
 		     "  AND has_table_privilege($2, c.oid, 'SELECT')"
 		     "  AND c.relname NOT IN (SELECT lower(module) || x FROM sync_state,"
-		     "   unnest(ARRAY['', '_live', '_history', '_versions']) x WHERE table_ready)",
+		     "   unnest(ARRAY['', '_live', '_history', '_versions']) x WHERE table_ready"
+		     "   UNION ALL SELECT 'users')",
 		     2, (const char *[]){schema, role}, &res);
 	if (rc)
 		goto fail;

@@ -42,6 +42,7 @@ struct zfield {
 	const char *data_type;
 	const char *json_type;  /* may be NULL */
 	const char *field_id;   /* may be NULL */
+	const char *textarea_type; /* textarea.type (rich_text…), may be NULL */
 };
 
 /* A column of a module table (output). */
@@ -54,6 +55,8 @@ struct zcolumn {
 	bool listed;            /* in the latest fields metadata (a field Zoho
 				 * removed keeps its column, unlisted: not asked
 				 * for, not expected, not written) */
+	bool rich_text;         /* a rich text textarea: Get Records truncates
+				 * it to 500 characters (fetch.c) */
 };
 
 struct module_schema {
@@ -100,9 +103,10 @@ enum schema_retype schema_type_change(const char *old_pg, const char *new_pg);
  * module has no table yet. Caller frees with module_schema_free(). */
 /* Let role (the legacy application's, [database] read_role) read the module
  * tables and their _live (and, with [database] history, _history and
- * _versions) views and nothing else of the schema: grants USAGE
- * on the schema and SELECT on every module table (sync_state.table_ready)
- * and view that lacks it, and revokes whatever was granted to role on any
+ * _versions) views, and zcrm.users, and nothing else of the schema: grants
+ * USAGE on the schema and SELECT on every module table
+ * (sync_state.table_ready), view and users where it lacks it, and revokes
+ * whatever was granted to role on any
  * other relation of the schema (oauth_token, inbox …: secrets). Only
  * changes what is wrong, under an advisory lock (concurrent GRANTs on one
  * object fail). A NULL or empty role, or one that does not exist (logged),

@@ -55,6 +55,7 @@ static enum rc read_and_evolve(struct bulk_ctx *ctx, const char *module,
 		if (zf[i].id > 0)
 			ids[i] = xasprintf("%" PRId64, zf[i].id);
 		f[i].field_id = ids[i];
+		f[i].textarea_type = zf[i].textarea_type;
 	}
 	rc = schema_ensure_module(ctx->data, module, f, n, rep);
 	for (size_t i = 0; i < n; i++)

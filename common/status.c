@@ -307,6 +307,45 @@ static void print_credits(json_object *c, FILE *out)
 			     " X-API-CREDITS-REMAINING)\n");
 }
 
+/* zcrm.users: how many, how many active, the last refresh and its error. */
+static enum rc users_status(struct db *db, json_object **out)
+{
+	struct db_res *res = NULL;
+	enum rc rc = db_exec(db,
+			     "SELECT (SELECT count(*) FROM users),"
+			     " (SELECT count(*) FROM users WHERE status = 'active'),"
+			     " to_char(checked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+			     " last_error FROM users_state",
+			     0, NULL, &res);
+
+	*out = NULL;
+	if (rc)
+		return rc;
+	json_object *o = json_object_new_object();
+	bool row = db_res_rows(res) == 1;
+	json_object_object_add(o, "count", json_object_new_int64(row ? atol(db_res_get(res, 0, 0)) : 0));
+	json_object_object_add(o, "active", json_object_new_int64(row ? atol(db_res_get(res, 0, 1)) : 0));
+	json_object_object_add(o, "checked_at", row && !db_res_isnull(res, 0, 2)
+							? json_object_new_string(db_res_get(res, 0, 2))
+							: NULL);
+	json_object_object_add(o, "last_error", row && !db_res_isnull(res, 0, 3)
+							? json_object_new_string(db_res_get(res, 0, 3))
+							: NULL);
+	db_res_free(res);
+	*out = o;
+	return RC_OK;
+}
+
+static void print_users(json_object *u, FILE *out)
+{
+	fprintf(out, "users: %s (%s active), last asked %s", s_of(u, "count", "0"),
+		s_of(u, "active", "0"), s_of(u, "checked_at", "never"));
+	json_object *e;
+	if (json_object_object_get_ex(u, "last_error", &e) && e)
+		fprintf(out, "; last error: %s", json_object_get_string(e));
+	fputc('\n', out);
+}
+
 static void print_table(json_object *mods, long spool, FILE *out)
 {
 	fprintf(out, "%-12s %-21s %-8s %-10s %-9s %6s %6s %5s %9s %9s\n", "MODULE", "WATERMARK",
@@ -364,7 +403,7 @@ enum rc status_report(struct db *db, const char *db_err, const struct cfg *cfg,
 		      const char *const *modules, size_t n, bool json, FILE *out)
 {
 	json_object *root = json_object_new_object();
-	json_object *mods = NULL, *credits = NULL;
+	json_object *mods = NULL, *credits = NULL, *users = NULL;
 	struct liveness lv = {NULL, NULL};
 	long spool = spool_count(cfg->spool_dir);
 	enum rc rc = RC_OK;
@@ -396,6 +435,8 @@ enum rc status_report(struct db *db, const char *db_err, const struct cfg *cfg,
 	}
 	if (db) {
 		rc = credits_status(db, &credits);
+		if (!rc)
+			rc = users_status(db, &users);
 		if (rc)
 			goto out;
 	}
@@ -406,17 +447,21 @@ enum rc status_report(struct db *db, const char *db_err, const struct cfg *cfg,
 				       spool < 0 ? NULL : json_object_new_int64(spool));
 		/* null when unknown (no database) */
 		json_object_object_add(root, "credits", json_object_get(credits));
+		/* zcrm.users (null when unknown) */
+		json_object_object_add(root, "users", json_object_get(users));
 		fprintf(out, "%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
 								       JSON_C_TO_STRING_NOSLASHESCAPE));
 	} else if (db) {
 		print_table(mods, spool < 0 ? 0 : spool, out);
 		fputc('\n', out);
 		print_credits(credits, out);
+		print_users(users, out);
 	} else {
 		print_offline(cfg, db_err ? db_err : "", spool, out);
 	}
 out:
 	json_object_put(credits);
+	json_object_put(users);
 	free(lv.t0);
 	free(lv.holders);
 	json_object_put(mods);
