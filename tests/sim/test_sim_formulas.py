@@ -15,12 +15,13 @@ def fields_of(s, module="Leads"):
 
 
 def test_opt_in_keeps_field_counts(make_sim):
-    plain = make_sim("--modules", "Leads:3,Deals:2:20", "--bulk-step-ms", "0")
+    # A custom module (the generic table) padded to 20 fields.
+    plain = make_sim("--modules", "Leads:3,My_Custom:2:20", "--bulk-step-ms", "0")
     assert not FORMULAS.keys() & {f["api_name"] for f in fields_of(plain)}
-    assert len(fields_of(plain, "Deals")) == 20
-    s = make_sim("--modules", "Leads:3,Deals:2:20", "--formulas", "--bulk-step-ms", "0")
+    assert len(fields_of(plain, "My_Custom")) == 20
+    s = make_sim("--modules", "Leads:3,My_Custom:2:20", "--formulas", "--bulk-step-ms", "0")
     assert len(fields_of(s)) == len(fields_of(plain)) + 3
-    assert len(fields_of(s, "Deals")) == 23
+    assert len(fields_of(s, "My_Custom")) == 23
 
 
 def test_metadata_shape(make_sim):
