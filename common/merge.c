@@ -240,12 +240,19 @@ static char *build_sql(struct db *db, const struct module_schema *schema, const 
 			sb_add(&set, "%s%s = n.%s", set.len ? ", " : "", qc, qc);
 			free(qc);
 		}
+		/* Every id the source carried, with its Modified_Time, goes to
+		 * the session's zcrm_backfill_seen (schemasync.c creates it):
+		 * rows it did not carry, or carried older, are fetched by id
+		 * afterwards, so that no row keeps a NULL Zoho has a value for. */
 		sql = xasprintf(
+			"WITH seen AS (INSERT INTO zcrm_backfill_seen AS b (id, modified_time)\n"
+			"  SELECT id, modified_time FROM (SELECT %s FROM %s s) k WHERE id IS NOT NULL\n"
+			"  ON CONFLICT (id) DO UPDATE SET modified_time = excluded.modified_time)\n"
 			"UPDATE %s AS t SET %s\n"
 			"FROM (SELECT %s FROM %s s) n\n"
 			"WHERE t.id = n.id AND t.modified_time = n.modified_time\n"
 			"  AND ROW(%s) IS DISTINCT FROM ROW(%s)",
-			qtable, set.len ? set.s : "id = t.id", sel.s, stage, vt.s, vn.s);
+			sel.s, stage, qtable, set.len ? set.s : "id = t.id", sel.s, stage, vt.s, vn.s);
 		free(set.s);
 		goto done;
 	}

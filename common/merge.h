@@ -38,7 +38,9 @@
 /* backfill: the values of columns Zoho just added or retyped, for rows
  * that hold exactly the exported Modified_Time (a newer row gets them from
  * its own fetch); sets only the staged non-system columns, never
- * modified_time, synced_at or source. */
+ * modified_time, synced_at or source. It also records every id it was
+ * given, with its Modified_Time, in the session's temporary table
+ * zcrm_backfill_seen, which the caller creates (schemasync.c). */
 enum merge_rule { MERGE_BULK, MERGE_FETCH, MERGE_BACKFILL };
 
 struct merge_stage;

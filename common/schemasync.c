@@ -115,9 +115,11 @@ out:
 	return rc;
 }
 
-/* Bulk Read of id, Modified_Time and the narrowed fields. */
+/* Bulk Read of id, Modified_Time and the narrowed fields. *complete is
+ * false when the export resumed one a killed run began: the pages merged
+ * before are not in zcrm_backfill_seen. */
 static enum rc backfill_bulk(struct bulk_ctx *ctx, const struct module_schema *sub,
-			     long *applied, char *err, size_t errlen)
+			     long *applied, bool *complete, char *err, size_t errlen)
 {
 	struct bulk_ctx b = *ctx;
 	struct bulk_result res;
@@ -133,7 +135,34 @@ static enum rc backfill_bulk(struct bulk_ctx *ctx, const struct module_schema *s
 	enum rc rc = bulk_export(&b, sub->module, sub, "backfill", 0, 0, MERGE_BACKFILL, &res, err,
 				 errlen);
 	*applied = res.rows_applied;
+	*complete = res.first_page <= 1;
 	free(fields);
+	return rc;
+}
+
+/* The live rows the back-fill's source did not carry, or carried with
+ * another Modified_Time than ours: a record that crossed a page boundary
+ * while the export ran (a delete shifts the later pages), or one changed
+ * since, that a fetch with the schema of before may have written. They
+ * are fetched by id (dirty), with the new columns. */
+static enum rc backfill_unseen(struct db *data, const struct module_schema *full, long *marked)
+{
+	char *qt = db_quote_ident(data, full->table), *v = NULL;
+	char *sql = xasprintf(
+		"WITH ins AS (INSERT INTO dirty AS d (module, id, server_time)"
+		"  SELECT $1, t.id, t.modified_time FROM %s t"
+		"  LEFT JOIN zcrm_backfill_seen b ON b.id = t.id"
+		"  WHERE t.deleted_at IS NULL"
+		"   AND (b.id IS NULL OR b.modified_time IS DISTINCT FROM t.modified_time)"
+		"  ON CONFLICT (module, id) DO NOTHING RETURNING 1)"
+		" SELECT count(*) FROM ins",
+		qt);
+	enum rc rc = db_query_value(data, sql, 1, (const char *[]){full->module}, &v);
+
+	*marked = (!rc && v) ? atol(v) : 0;
+	free(v);
+	free(sql);
+	free(qt);
 	return rc;
 }
 
@@ -191,8 +220,29 @@ static enum rc backfill_due(struct bulk_ctx *ctx, const char *module, bool allow
 	}
 	log_info("back-filling fields", "fields=%s rows=%ld path=%s credits=%ld", log_q(list), rows,
 		 by_rest ? "rest" : "bulk", by_rest ? rest : 50L);
+	bool complete = true;
+	long unseen = 0;
+	rc = db_exec(ctx->data,
+		     "CREATE TEMP TABLE IF NOT EXISTS zcrm_backfill_seen"
+		     " (id bigint PRIMARY KEY, modified_time timestamptz)",
+		     0, NULL, NULL);
+	if (!rc)
+		rc = db_exec(ctx->data, "TRUNCATE zcrm_backfill_seen", 0, NULL, NULL);
+	if (rc) {
+		snprintf(err, sizeof(err), "%s", db_error(ctx->data));
+		goto out;
+	}
 	rc = by_rest ? backfill_rest(ctx, &sub, &applied, err, sizeof(err))
-		     : backfill_bulk(ctx, &sub, &applied, err, sizeof(err));
+		     : backfill_bulk(ctx, &sub, &applied, &complete, err, sizeof(err));
+	if (!rc && !complete) {
+		/* Pages a killed run merged are not in zcrm_backfill_seen:
+		 * the next refresh back-fills again, whole. */
+		log_info("back-fill resumed after a kill: done again at the next refresh",
+			 "fields=%s", log_q(list));
+		goto out;
+	}
+	if (!rc)
+		rc = backfill_unseen(ctx->data, full, &unseen);
 	if (rc) {
 		/* Not this run's failure: the fields stay due. */
 		log_warn("back-fill failed; the fields stay due for the next refresh",
@@ -206,8 +256,8 @@ static enum rc backfill_due(struct bulk_ctx *ctx, const char *module, bool allow
 			     " AND backfill_due <= $3::timestamptz",
 			     3, (const char *[]){module, names[i], started}, NULL);
 	if (!rc)
-		log_info("back-filled fields", "fields=%s rows=%ld applied=%ld", log_q(list), rows,
-			 applied);
+		log_info("back-filled fields", "fields=%s rows=%ld applied=%ld to_fetch=%ld",
+			 log_q(list), rows, applied, unseen);
 out:
 	if (rc)
 		log_warn("back-fill not done", "err=%s", log_q(db_error(ctx->data)));
