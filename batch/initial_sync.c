@@ -4,10 +4,12 @@
  * a run that was killed resumes at the page it was on. */
 #include "batchrt.h"
 #include "bulk.h"
+#include "fetch.h"
 #include "inbox.h"
 #include "log.h"
 #include "reconcile.h"
 #include "schema.h"
+#include "subform.h"
 #include "syncstate.h"
 
 #include <inttypes.h>
@@ -58,15 +60,23 @@ static enum rc ensure_table(struct batch_env *env, const char *module)
 		return RC_ZOHO;
 	}
 	f = xcalloc(n, sizeof(*f));
+	size_t nf = 0;
 	for (size_t i = 0; i < n; i++) {
-		f[i].api_name = zf[i].api_name;
+		/* A subform is a child table, not a column (subform.h). */
+		if (subform_is_field(zf[i].data_type))
+			continue;
+		f[nf].api_name = zf[i].api_name;
 		/* Formula fields are typed by what they return. */
-		f[i].data_type = zf[i].data_type;
-		f[i].json_type = zf[i].return_type ? zf[i].return_type : zf[i].json_type;
-		f[i].field_id = NULL;
+		f[nf].data_type = zf[i].data_type;
+		f[nf].json_type = zf[i].return_type ? zf[i].return_type : zf[i].json_type;
+		f[nf].field_id = NULL;
+		nf++;
 	}
-	rc = schema_ensure_module(env->data, module, f, n);
+	rc = schema_ensure_module(env->data, module, f, nf);
 	free(f);
+	int nsub = 0;
+	if (!rc)
+		rc = subform_ensure(env->data, env->zoho, module, zf, n, &nsub);
 	zoho_fields_free(zf, n);
 	if (rc)
 		return rc;
@@ -159,6 +169,8 @@ static enum rc sync_module(struct batch_env *env, const char *module)
 	char err[1024] = "", *details = NULL;
 	enum rc rc;
 
+	long spent0 = zoho_credits_spent(env->zoho, ZOHO_EP__COUNT);
+
 	log_set_module(module);
 	rc = batch_lock(env, module);
 	if (rc)
@@ -194,6 +206,18 @@ static enum rc sync_module(struct batch_env *env, const char *module)
 	 * only the last page of an export whose earlier pages shifted. */
 	if (res.last_page > 1)
 		check_page_boundaries(env, &ctx, module);
+	/* Bulk Read cannot export subforms: the line items now (fetch.h). A
+	 * killed run redoes this step; a failure leaves them stale for
+	 * incremental_sync and reconcile, which repeat it. */
+	struct fetch_lines_stats ls;
+	char lerr[512] = "";
+	if (fetch_stale_lines(env->data, env->zoho, module, &ls, lerr, sizeof(lerr)) != RC_OK) {
+		log_error("cannot load the line items", "err=%s", log_q(lerr));
+		rc = RC_ZOHO;
+		snprintf(err, sizeof(err), "line items: %s", lerr);
+		goto out;
+	}
+	long spent = zoho_credits_spent(env->zoho, ZOHO_EP__COUNT) - spent0;
 	char wm[32];
 	time_t t = (time_t)res.started;
 	strftime(wm, sizeof(wm), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
@@ -212,9 +236,14 @@ static enum rc sync_module(struct batch_env *env, const char *module)
 		       module, res.rows_seen, res.pages, res.rows_applied, (double)res.bytes / 1e6,
 		       wm);
 	}
+	if (ls.stale)
+		printf("  line items: %ld lines of %ld records by %s, %ld call(s)\n", ls.lines,
+		       ls.stale, ls.listing ? "the subform listing" : "single-record GETs",
+		       ls.calls);
+	printf("  credits spent: %ld\n", spent);
 	log_info("initial sync done", "pages=%d export_pages=%d first_page=%d rows=%ld applied=%ld"
-		 " watermark=%s", res.pages, res.last_page, res.first_page, res.rows_seen,
-		 res.rows_applied, wm);
+		 " watermark=%s lines=%ld credits=%ld", res.pages, res.last_page, res.first_page,
+		 res.rows_seen, res.rows_applied, wm, ls.lines, spent);
 	details = xasprintf("{\"export_pages\": %d, \"first_page\": %d}", res.last_page,
 			    res.first_page);
 out:

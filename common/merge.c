@@ -1,5 +1,6 @@
 /* merge.c — staging and the freshness-rule merge (see merge.h). */
 #include "merge.h"
+#include "subform.h"
 #include "log.h"
 
 #include <inttypes.h>
@@ -1007,6 +1008,10 @@ enum rc merge_tombstones(struct db *db, const char *module, const int64_t *ids,
 	if (rc)
 		goto out;
 	*applied = db_res_affected(res);
+	/* A deleted parent takes its line items with it. */
+	rc = subform_drop_lines(db, module, a.s);
+	if (rc)
+		goto out;
 	/* Fetching a record deleted after it was marked is pointless. */
 	rc = db_prepared(db, "tomb_undirty",
 			 "DELETE FROM dirty d USING unnest($2::bigint[], $3::numeric[]) AS x(id, ms)"

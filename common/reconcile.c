@@ -57,9 +57,9 @@ char *reconcile_json(const struct reconcile_report *r)
 {
 	return xasprintf("{\"zoho_count\":%" PRId64 ",\"exported\":%ld,\"ours_live\":%ld,"
 			 "\"missing\":%ld,\"older\":%ld,\"gone\":%ld,\"fetched\":%ld,"
-			 "\"tombstoned\":%ld,\"unexplained\":%ld}",
+			 "\"tombstoned\":%ld,\"unexplained\":%ld,\"lines_stale\":%ld}",
 			 r->zoho_count, r->exported, r->ours_live, r->missing, r->older, r->gone,
-			 r->fetched, r->tombstoned, r->unexplained);
+			 r->fetched, r->tombstoned, r->unexplained, r->lines_stale);
 }
 
 enum rc reconcile_module(struct bulk_ctx *ctx, const char *module, bool dry_run,
@@ -219,6 +219,12 @@ enum rc reconcile_module(struct bulk_ctx *ctx, const char *module, bool dry_run,
 			log_warn("rows live here that Zoho neither exports, returns nor lists as deleted",
 				 "count=%ld", rep->unexplained);
 	}
+	/* repair 4: line items of parents written without them (fetch.h). */
+	struct fetch_lines_stats ls;
+	rc = fetch_stale_lines(ctx->data, ctx->zoho, module, &ls, err, errlen);
+	if (rc)
+		goto out;
+	rep->lines_stale = ls.stale;
 	goto out;
 dberr:
 	snprintf(err, errlen, "%s", db_error(ctx->data));

@@ -27,6 +27,7 @@ struct reconcile_report {
 	long fetched;          /* records fetched and merged */
 	long tombstoned;
 	long unexplained;      /* gone, not in the deleted list, not fetchable */
+	long lines_stale;      /* parents whose line items were refreshed */
 };
 
 enum rc reconcile_module(struct bulk_ctx *ctx, const char *module, bool dry_run,

@@ -134,6 +134,16 @@ static char *column_for(const char *api_name)
 	return col;
 }
 
+enum field_kind schema_pg_type_kind(const char *pg_type, const char *data_type)
+{
+	return kind_from_pg_type(pg_type, data_type);
+}
+
+char *schema_column_name(const char *api_name)
+{
+	return column_for(api_name);
+}
+
 static bool name_ok(const char *s)
 {
 	if (!*s || strlen(s) > 100)
@@ -538,7 +548,8 @@ enum rc schema_grant_read(struct db *db, const char *role)
 	 * its ACL name role itself (what REVOKE can take back). */
 	rc = db_exec(db,
 		     "WITH mod AS (SELECT lower(module) AS t FROM sync_state WHERE table_ready"
-		     "  UNION ALL SELECT lower(module) || '_live' FROM sync_state WHERE table_ready)"
+		     "  UNION ALL SELECT lower(module) || '_live' FROM sync_state WHERE table_ready"
+		     "  UNION ALL SELECT table_name FROM subforms)" /* line items: subform.h */
 		     " SELECT c.relname, c.relname IN (SELECT t FROM mod),"
 		     "  has_table_privilege(r.oid, c.oid, 'SELECT'),"
 		     "  EXISTS (SELECT 1 FROM aclexplode(c.relacl) a WHERE a.grantee = r.oid)"
@@ -587,7 +598,8 @@ enum rc schema_grant_read(struct db *db, const char *role)
 		     " WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
 		     "  AND has_table_privilege($2, c.oid, 'SELECT')"
 		     "  AND c.relname NOT IN (SELECT lower(module) FROM sync_state WHERE table_ready"
-		     "   UNION ALL SELECT lower(module) || '_live' FROM sync_state WHERE table_ready)",
+		     "   UNION ALL SELECT lower(module) || '_live' FROM sync_state WHERE table_ready"
+		     "   UNION ALL SELECT table_name FROM subforms)",
 		     2, (const char *[]){schema, role}, &res);
 	if (rc)
 		goto fail;

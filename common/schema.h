@@ -58,6 +58,11 @@ enum field_kind schema_field_kind(const char *data_type, const char *json_type);
 const char *schema_kind_pg_type(enum field_kind kind);
 /* Table name of a module: its API name in lower case; caller frees. */
 char *schema_table_name(const char *module);
+/* Column name of a field: its API name in lower case, suffixed "_zoho" if
+ * it is one of our own columns, cut to 63 bytes; caller frees. */
+char *schema_column_name(const char *api_name);
+/* The kind of a column recorded with this pg_type (as schema_load reads it). */
+enum field_kind schema_pg_type_kind(const char *pg_type, const char *data_type);
 
 /* Create or evolve the module table, its _live view, the fields rows and
  * the sync_state row, in one transaction. The caller then applies the
@@ -67,7 +72,8 @@ enum rc schema_ensure_module(struct db *db, const char *module, const struct zfi
 /* Read the column map recorded by schema_ensure_module; RC_NOTFOUND if the
  * module has no table yet. Caller frees with module_schema_free(). */
 /* Let role (the legacy application's, [database] read_role) read the module
- * tables and their _live views and nothing else of the schema: grants USAGE
+ * tables and their _live views, and the line-item tables of their subforms
+ * (subform.h), and nothing else of the schema: grants USAGE
  * on the schema and SELECT on every module table (sync_state.table_ready)
  * and view that lacks it, and revokes whatever was granted to role on any
  * other relation of the schema (oauth_token, inbox …: secrets). Only
