@@ -206,13 +206,13 @@ static enum rc sync_module(struct batch_env *env, const char *module)
 	 * only the last page of an export whose earlier pages shifted. */
 	if (res.last_page > 1)
 		check_page_boundaries(env, &ctx, module);
-	/* Bulk Read cannot export subforms: the line items now (fetch.h). A
-	 * killed run redoes this step; a failure leaves them stale for
-	 * incremental_sync and reconcile, which repeat it. */
-	struct fetch_lines_stats ls;
+	/* Bulk Read cannot export subforms and some field types: those now
+	 * (fetch.h). A killed run redoes this step; a failure fails the run,
+	 * whose re-run (or incremental_sync, or reconcile) repeats it. */
+	struct fetch_after_bulk_stats ls;
 	char lerr[512] = "";
-	if (fetch_stale_lines(env->data, env->zoho, module, &ls, lerr, sizeof(lerr)) != RC_OK) {
-		log_error("cannot load the line items", "err=%s", log_q(lerr));
+	if (fetch_after_bulk(env->data, env->zoho, module, &ls, lerr, sizeof(lerr)) != RC_OK) {
+		log_error("cannot load the line items or unexported fields", "err=%s", log_q(lerr));
 		rc = RC_ZOHO;
 		snprintf(err, sizeof(err), "line items: %s", lerr);
 		goto out;
@@ -236,6 +236,9 @@ static enum rc sync_module(struct batch_env *env, const char *module)
 		       module, res.rows_seen, res.pages, res.rows_applied, (double)res.bytes / 1e6,
 		       wm);
 	}
+	if (ls.filled)
+		printf("  fields Bulk Read does not export: %ld records by REST, %ld credits\n",
+		       ls.filled, ls.fill_credits);
 	if (ls.stale)
 		printf("  line items: %ld lines of %ld records by %s, %ld call(s)\n", ls.lines,
 		       ls.stale, ls.listing ? "the subform listing" : "single-record GETs",

@@ -110,7 +110,31 @@ static enum rc get_records_by_id(struct zoho *zoho, const struct module_schema *
 	return RC_OK;
 }
 
-/* Fetch one batch of ids. A module with subforms takes the cheaper of n
+/* Has the module a field only the single-record GET returns (subform.h)? */
+static bool needs_single_get(const struct module_schema *schema)
+{
+	for (size_t i = 0; i < schema->ncols; i++)
+		if (schema->cols[i].listed && schema->cols[i].kind == FIELD_IDS)
+			return true;
+	return false;
+}
+
+/* Has the module a field Bulk Read does not export (besides subforms)? */
+static bool has_unexported(const struct module_schema *schema)
+{
+	for (size_t i = 0; i < schema->ncols; i++) {
+		const struct zcolumn *c = &schema->cols[i];
+		if (c->listed && (c->kind == FIELD_IDS || !strcmp(c->data_type, "fileupload") ||
+				  !strcmp(c->data_type, "imageupload")))
+			return true;
+	}
+	return false;
+}
+
+/* Fetch one batch of ids. A module with a multiselectlookup or
+ * multiuserlookup field takes n single-record GETs (Get Records by ids
+ * leaves those fields out, and the merge would store NULL). One with
+ * subforms takes the cheaper of n
  * single-record GETs (records with their lines) and Get Records of the ids
  * plus the listing of every line of its subforms (*listing: the caller
  * loads the lines after the merge); shared/zoho-api.md §4.3. */
@@ -122,9 +146,10 @@ static enum rc get_batch(struct db *data, struct zoho *zoho, const struct module
 
 	*listing = false;
 	*records = NULL;
-	if (!set || set->n == 0)
+	bool single = needs_single_get(schema);
+	if ((!set || set->n == 0) && !single)
 		return get_records(zoho, schema, ids, n, records, err, errlen);
-	if (subform_count_lines(data, set, &lines, &lcalls) == RC_OK &&
+	if (!single && subform_count_lines(data, set, &lines, &lcalls) == RC_OK &&
 	    subform_listing_cheaper(n, zoho_fetch_calls(n, schema->ncols - 1), lcalls)) {
 		*listing = true;
 		return get_records(zoho, schema, ids, n, records, err, errlen);
@@ -133,7 +158,7 @@ static enum rc get_batch(struct db *data, struct zoho *zoho, const struct module
 }
 
 /* After a batch merged by Get Records: its lines by the listing. A failure
- * leaves them stale (fetch_stale_lines repairs them) and is a warning. */
+ * leaves them stale (fetch_after_bulk repairs them) and is a warning. */
 static void load_listed_lines(struct db *data, struct zoho *zoho, const struct subform_set *set,
 			      const int64_t *ids, size_t n)
 {
@@ -552,8 +577,47 @@ enum rc fetch_dirty_opts(struct db *data, struct zoho *zoho, const char *module,
 	return rc;
 }
 
-enum rc fetch_stale_lines(struct db *data, struct zoho *zoho, const char *module,
-			  struct fetch_lines_stats *ls, char *err, size_t errlen)
+/* Live rows a bulk export wrote last (source 'bulk'): their fields Bulk
+ * Read does not export are missing or older. Fetched by id (fetch_ids
+ * chooses the call). */
+static enum rc fetch_bulk_written(struct db *data, struct zoho *zoho,
+				  const struct module_schema *schema, struct fetch_after_bulk_stats *ls,
+				  char *err, size_t errlen)
+{
+	struct db_res *res = NULL;
+	struct fetch_stats fs = {0, 0, 0, 0};
+	char *qtable = db_quote_ident(data, schema->table);
+	char *sql = xasprintf("SELECT id FROM %s WHERE deleted_at IS NULL AND source = 'bulk'"
+			      " ORDER BY id", qtable);
+	int64_t *ids = NULL;
+	enum rc rc = db_exec(data, sql, 0, NULL, &res);
+
+	if (rc) {
+		snprintf(err, errlen, "%s", db_error(data));
+		goto out;
+	}
+	size_t n = (size_t)db_res_rows(res);
+	ids = xcalloc(n ? n : 1, sizeof(*ids));
+	for (size_t i = 0; i < n; i++)
+		ids[i] = strtoll(db_res_get(res, (int)i, 0), NULL, 10);
+	if (n) {
+		long before = zoho_credits_spent(zoho, ZOHO_EP__COUNT);
+		rc = fetch_ids(data, zoho, schema, ids, n, &fs, err, errlen);
+		ls->filled = fs.applied;
+		ls->fill_credits = zoho_credits_spent(zoho, ZOHO_EP__COUNT) - before;
+		log_info("fields Bulk Read does not export filled by REST", "records=%zu"
+			 " applied=%ld credits=%ld", n, fs.applied, ls->fill_credits);
+	}
+out:
+	db_res_free(res);
+	free(ids);
+	free(sql);
+	free(qtable);
+	return rc;
+}
+
+enum rc fetch_after_bulk(struct db *data, struct zoho *zoho, const char *module,
+			  struct fetch_after_bulk_stats *ls, char *err, size_t errlen)
 {
 	struct module_schema *schema = NULL;
 	struct subform_set *set = NULL;
@@ -569,7 +633,18 @@ enum rc fetch_stale_lines(struct db *data, struct zoho *zoho, const char *module
 	rc = schema_load(data, module, &schema);
 	if (!rc)
 		rc = subform_load_set(data, module, &set);
-	if (!rc && set->n)
+	if (rc) {
+		snprintf(err, errlen, "%s", db_error(data));
+		goto out;
+	}
+	/* First the fields Bulk Read does not export: a module that needs the
+	 * single-record GET gets its lines with them. */
+	if (has_unexported(schema)) {
+		rc = fetch_bulk_written(data, zoho, schema, ls, err, errlen);
+		if (rc)
+			goto out;
+	}
+	if (set->n)
 		rc = subform_stale_parents(data, set, &ids, &n);
 	if (!rc && n)
 		rc = subform_count_lines(data, set, &lines, &lcalls);

@@ -91,6 +91,9 @@ static void cast_expr(struct sb *b, enum field_kind kind, const char *q)
 	case FIELD_MULTI:
 		sb_add(b, "string_to_array(NULLIF(s.%s, ''), ';')", q);
 		break;
+	case FIELD_IDS:
+		sb_add(b, "NULLIF(s.%s, '')::bigint[]", q);
+		break;
 	case FIELD_JSON:
 		/* JSON text from the fetch path; anything else is kept as a string. */
 		sb_add(b, "pg_temp.zcrm_to_jsonb_(NULLIF(s.%s, ''))", q);
@@ -598,6 +601,7 @@ static const char *fallible_type(const struct zcolumn *c)
 	case FIELD_BOOL:
 	case FIELD_DATE:
 	case FIELD_DATETIME:
+	case FIELD_IDS:
 		return schema_kind_pg_type(c->kind);
 	default:
 		return NULL;

@@ -220,8 +220,8 @@ enum rc reconcile_module(struct bulk_ctx *ctx, const char *module, bool dry_run,
 				 "count=%ld", rep->unexplained);
 	}
 	/* repair 4: line items of parents written without them (fetch.h). */
-	struct fetch_lines_stats ls;
-	rc = fetch_stale_lines(ctx->data, ctx->zoho, module, &ls, err, errlen);
+	struct fetch_after_bulk_stats ls;
+	rc = fetch_after_bulk(ctx->data, ctx->zoho, module, &ls, err, errlen);
 	if (rc)
 		goto out;
 	rep->lines_stale = ls.stale;

@@ -24,6 +24,7 @@ static const struct {
 	{"datetime", FIELD_DATETIME},	{"multiselectpicklist", FIELD_MULTI},
 	{"lookup", FIELD_LOOKUP},	{"ownerlookup", FIELD_LOOKUP},
 	{"userlookup", FIELD_LOOKUP},	{"layout", FIELD_LOOKUP},
+	{"multiselectlookup", FIELD_IDS}, {"multiuserlookup", FIELD_IDS},
 };
 
 /* Our own columns; a Zoho field whose name folds to one gets a suffix. */
@@ -74,6 +75,8 @@ const char *schema_kind_pg_type(enum field_kind kind)
 		return "text[]";
 	case FIELD_LOOKUP:
 		return "bigint";
+	case FIELD_IDS:
+		return "bigint[]";
 	case FIELD_JSON:
 		return "jsonb";
 	}
@@ -94,6 +97,8 @@ static enum field_kind kind_from_pg_type(const char *pg_type, const char *data_t
 		return FIELD_DATETIME;
 	if (!strcmp(pg_type, "text[]"))
 		return FIELD_MULTI;
+	if (!strcmp(pg_type, "bigint[]"))
+		return FIELD_IDS;
 	if (!strcmp(pg_type, "jsonb"))
 		return FIELD_JSON;
 	return FIELD_TEXT;
@@ -435,6 +440,44 @@ static char *join_strings(struct json_object *arr, bool names)
 	return s;
 }
 
+/* The ids a multiselectlookup/multiuserlookup value links to, as a
+ * bigint[] literal {1,2}: of each item, the id of its first member that is
+ * an object with an id (the linked record or user; the item's own "id" is
+ * the link's), else a bare id; NULL if none. */
+static char *linked_ids(struct json_object *arr)
+{
+	size_t n = json_object_array_length(arr), k = 0;
+	int64_t *ids = xcalloc(n ? n : 1, sizeof(*ids));
+	char *out = NULL;
+
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *e = json_object_array_get_idx(arr, i), *id = NULL;
+		const char *s = NULL;
+		if (json_object_is_type(e, json_type_object)) {
+			json_object_object_foreach(e, key, val)
+			{
+				(void)key;
+				if (!id && json_object_is_type(val, json_type_object) &&
+				    json_object_object_get_ex(val, "id", &id) && id)
+					break;
+				id = NULL;
+			}
+			if (id)
+				s = json_object_get_string(id);
+		} else if (e) {
+			s = json_object_get_string(e);
+		}
+		char *end;
+		long long v = s ? strtoll(s, &end, 10) : 0;
+		if (s && *s && !*end && v > 0)
+			ids[k++] = v;
+	}
+	if (k)
+		out = db_int64_array(ids, k);
+	free(ids);
+	return out;
+}
+
 char *schema_json_cell(struct json_object *v, enum field_kind kind)
 {
 	struct json_object *id;
@@ -456,6 +499,10 @@ char *schema_json_cell(struct json_object *v, enum field_kind kind)
 				return xstrdup(json_object_get_string(id));
 			return NULL;
 		}
+		break;
+	case FIELD_IDS:
+		if (json_object_is_type(v, json_type_array))
+			return linked_ids(v);
 		break;
 	case FIELD_BOOL:
 		if (json_object_is_type(v, json_type_boolean))

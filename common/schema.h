@@ -25,6 +25,10 @@ enum field_kind {
 	FIELD_DATETIME,    /* timestamptz */
 	FIELD_MULTI,       /* text[]: CSV "a;b", JSON array of strings */
 	FIELD_LOOKUP,      /* bigint: CSV id, JSON {"id": …} */
+	FIELD_IDS,         /* bigint[]: multiselectlookup, multiuserlookup - the
+			    * ids of the records (users) linked, JSON
+			    * [{"<module>": {"id": …}, "id": <link id>}, …]; not
+			    * in Bulk Read exports (subform.h) */
 	FIELD_JSON,        /* jsonb: anything else */
 };
 

@@ -20,7 +20,7 @@
  * lines in the tombstone's transaction (subform_drop_lines). Lines are
  * stale while their parent's modified_time is newer than read_at (a parent
  * written by a bulk export, which never carries subforms): see
- * fetch_stale_lines (fetch.h). */
+ * fetch_after_bulk (fetch.h). */
 #ifndef ZCRM_SUBFORM_H
 #define ZCRM_SUBFORM_H
 

@@ -101,6 +101,37 @@ static void test_prices(void **state)
 	assert_int_equal(credits, 1);
 }
 
+/* multiselectlookup / multiuserlookup: the ids of the linked records
+ * (users), not the link ids; bigint[] text. */
+static void test_linked_ids(void **state)
+{
+	(void)state;
+	const char *msl = "[{\"Accounts\":{\"name\":\"Zylker\",\"id\":\"5725767000000411001\"},"
+			  "\"id\":\"5725767000000800001\"},{\"Accounts\":{\"name\":\"B\","
+			  "\"id\":\"5725767000000411002\"},\"id\":\"5725767000000800002\"}]";
+	const char *mul = "[{\"users\":{\"name\":\"P\",\"id\":\"5725767000000235011\","
+			  "\"email\":\"p@x\"},\"id\":\"5725767000000800003\"}]";
+	struct json_object *o = NULL;
+	char err[JSON_ERR_LEN], *cell;
+
+	assert_int_equal(schema_field_kind("multiselectlookup", "jsonarray"), FIELD_IDS);
+	assert_int_equal(schema_field_kind("multiuserlookup", "jsonarray"), FIELD_IDS);
+	assert_string_equal(schema_kind_pg_type(FIELD_IDS), "bigint[]");
+	assert_int_equal(json_parse(msl, strlen(msl), &o, err), RC_OK);
+	cell = schema_json_cell(o, FIELD_IDS);
+	assert_string_equal(cell, "{5725767000000411001,5725767000000411002}");
+	free(cell);
+	json_object_put(o);
+	assert_int_equal(json_parse(mul, strlen(mul), &o, err), RC_OK);
+	cell = schema_json_cell(o, FIELD_IDS);
+	assert_string_equal(cell, "{5725767000000235011}");
+	free(cell);
+	json_object_put(o);
+	assert_int_equal(json_parse("[]", 2, &o, err), RC_OK);
+	assert_null(schema_json_cell(o, FIELD_IDS));
+	json_object_put(o);
+}
+
 /* ---- against PostgreSQL ---- */
 
 static int db_setup(void **state)
@@ -301,7 +332,7 @@ int main(void)
 	const struct CMUnitTest pure[] = {
 		cmocka_unit_test(test_table_name),    cmocka_unit_test(test_types),
 		cmocka_unit_test(test_listing_calls), cmocka_unit_test(test_cost_choice),
-		cmocka_unit_test(test_prices),
+		cmocka_unit_test(test_prices),        cmocka_unit_test(test_linked_ids),
 	};
 	const struct CMUnitTest withdb[] = {
 		cmocka_unit_test(test_line_sets),
