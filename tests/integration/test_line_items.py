@@ -1,0 +1,229 @@
+"""Line items (issue 17): every subform of a module is a child table
+<parent table>__<subform> (zcrm.invoices__invoiced_items), one row per line
+with its Zoho id and parent_id, kept in step with the parent; fields Bulk
+Read cannot export are filled by REST after a bulk load.
+
+  - initial_sync of Invoices and Quotes loads every parent and every line
+    equal to the simulator's truth: the parents by Bulk Read (which cannot
+    export a subform), the lines by the subform listing, 200 a call; its
+    summary shows the lines and the credits, which equal the simulator's
+    meter;
+  - through the webhook alone, a line edited, a line added, a line removed
+    and a parent deleted: the child table equals the truth (the removed
+    line gone, the deleted parent's lines gone), the fetch by the
+    single-record GET (Get Records by ids does not return subforms);
+  - a silent edit of the lines (no notification) is brought by
+    incremental_sync, and lines changed behind our back by reconcile;
+  - Deals' multiselectlookup and multiuserlookup (id arrays) and fileupload
+    fields, which Bulk Read cannot export, are equal to the truth after
+    initial_sync.
+
+Credits: our zcrm.zoho_credits equals the simulator's meter, endpoint by
+endpoint. Rich-text fields are left out of the parents' comparison: Get
+Records truncates them (another item of issue 17).
+"""
+
+import math
+
+import pytest
+
+from harness import scaled, wait_until
+from truth import diff_lines, diff_table, format_diffs
+
+LINES = {"Invoices": "Invoiced_Items", "Quotes": "Quoted_Items"}
+
+
+# ----------------------------------------------------------------- helpers
+
+def sim_credits(sim):
+    m = sim.control("GET", "/credits")
+    return {k: v for k, v in m["by_endpoint"].items() if v}
+
+
+def our_credits(db):
+    return {e: int(c) for e, c in db.query("SELECT endpoint, sum(credits) FROM zcrm.zoho_credits"
+                                           " GROUP BY endpoint") if c}
+
+
+def parent_fields(truth):
+    """The fields compared on the parent: all but rich text (truncated by
+    Get Records: not this change's) and subforms (diff_lines)."""
+    return [f["api_name"] for f in truth["fields"]
+            if (f.get("textarea") or {}).get("type") != "rich_text"]
+
+
+def diffs_of(db, sim, module):
+    truth = sim.control("GET", "/truth/%s" % module)
+    d = diff_table(db, truth, fields=parent_fields(truth), tombstones="required", limit=50)
+    if module in LINES:
+        d += diff_lines(db, truth, LINES[module], limit=50)
+    return d, truth
+
+
+def assert_truth(db, sim, module):
+    d, truth = diffs_of(db, sim, module)
+    assert not d, "%s: %s" % (module, format_diffs(d, 25))
+    return truth
+
+
+def wait_truth(db, sim, module, timeout=60):
+    last = {}
+
+    def equal():
+        last["d"], _ = diffs_of(db, sim, module)
+        return not last["d"]
+
+    try:
+        wait_until(equal, scaled(timeout), interval=0.2, what="%s to equal the truth" % module)
+    except AssertionError as e:
+        pytest.fail("%s: %s" % (e, format_diffs(last.get("d") or [], 25)), pytrace=False)
+
+
+def settle(sim, db, timeout=60):
+    assert sim.control("POST", "/flush", {"timeout": scaled(timeout)})["idle"], \
+        "simulator deliveries still pending"
+
+    def done():
+        return db.value("SELECT count(*) FROM zcrm.inbox WHERE processed_at IS NULL") == 0 and \
+            db.value("SELECT count(*) FROM zcrm.to_fetch") == 0
+
+    wait_until(done, scaled(timeout), interval=0.1, what="webhook to apply every notification")
+
+
+def run_ok(run_program, path, conf, args=()):
+    r = run_program(path, args=list(args), config=conf, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def lines_of(db, module, parent):
+    return sorted(int(x[0]) for x in db.query(
+        'SELECT id FROM zcrm."%s__%s" WHERE parent_id = %%s' % (module.lower(), LINES[module].lower()),
+        int(parent)))
+
+
+# ------------------------------------------------------------------- tests
+
+def test_initial_sync_loads_every_line(db, sim_factory, config_factory, run_program):
+    """Parents by Bulk Read, lines by the subform listing (ceil(lines / 200)
+    calls a subform), all equal to the truth; credits equal to the meter."""
+    sim = sim_factory("-q", "--modules", "Invoices:450,Quotes:120", "--bulk-polls", "1")
+    conf = config_factory({"sync": {"modules": "Invoices,Quotes"}}, sim=sim, name="zcrm")
+    sim.control("DELETE", "/credits")
+    r = run_ok(run_program, "batch/initial_sync", conf, ["--no-channel"])
+    for module, sf in LINES.items():
+        truth = assert_truth(db, sim, module)
+        nlines = sum(len(x[sf] or []) for x in truth["records"])
+        assert nlines > 200, "the test wants more than one listing page"
+        table = "%s__%s" % (module.lower(), sf.lower())
+        assert db.value('SELECT count(*) FROM zcrm."%s"' % table) == nlines
+        calls = math.ceil(nlines / 200)
+        assert "line items: %d lines of %d records by the subform listing, %d call(s)" % (
+            nlines, len(truth["records"]), calls) in r.stdout, r.stdout
+        # the child table is registered and indexed on parent_id
+        assert db.value("SELECT subform_module FROM zcrm.subforms WHERE module = %s", module) == sf
+        assert db.value("SELECT count(*) FROM pg_indexes WHERE schemaname = 'zcrm'"
+                        " AND tablename = %s AND indexdef LIKE '%%(parent_id)%%'", table) == 1
+    assert "credits spent: " in r.stdout, r.stdout
+    assert our_credits(db) == sim_credits(sim)
+    # The parents have no subform column: the lines are the child table.
+    assert db.value("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'zcrm'"
+                    " AND table_name = 'invoices' AND column_name = 'invoiced_items'") == 0
+    # A re-run reads the lines again only for parents whose lines are stale: none.
+    sim.control("DELETE", "/credits")
+    r = run_ok(run_program, "batch/initial_sync", conf, ["--no-channel"])
+    assert "line items:" not in r.stdout, r.stdout
+    assert_truth(db, sim, "Invoices")
+
+
+def test_webhook_keeps_lines_in_step(db, sim_factory, nginx_factory, webhook_factory,
+                                     config_factory, run_program):
+    """A line edited, one added, one removed, and a parent deleted in Zoho:
+    after the webhook's fetch (single-record GET) the child table equals the
+    truth; the removed line and the deleted parent's lines are gone."""
+    sim = sim_factory("-q", "--modules", "Invoices:40", "--bulk-polls", "1")
+    ng = nginx_factory()
+    conf = config_factory({"webhook": {"fetch": True, "threads": 2},
+                           "sync": {"modules": "Invoices"}}, sim=sim, nginx=ng, name="zcrm")
+    webhook_factory(config=conf, nginx=ng)
+    sim.control("DELETE", "/credits")
+    run_ok(run_program, "batch/initial_sync", conf)
+    settle(sim, db)
+    truth = assert_truth(db, sim, "Invoices")
+
+    withl = [x for x in truth["records"] if len(x["Invoiced_Items"] or []) >= 2]
+    assert len(withl) >= 2, "the generator gives some invoices two lines or more"
+    rec, gone = withl[0], withl[1]
+    old = rec["Invoiced_Items"]
+    assert lines_of(db, "Invoices", rec["id"]) == sorted(int(x["id"]) for x in old)
+    assert lines_of(db, "Invoices", gone["id"])
+    new = [{"id": old[0]["id"], "Quantity": 99},                        # edited
+           {"Product_Name": {"id": old[0]["Product_Name"]["id"],
+                             "name": old[0]["Product_Name"]["name"]},
+            "Quantity": 2, "List_Price": 10.5}]                          # added; the rest removed
+    upd = sim.control("PATCH", "/records/Invoices/%s" % rec["id"],
+                      {"values": {"Invoiced_Items": new}})
+    sim.control("DELETE", "/records/Invoices/%s" % gone["id"])
+    settle(sim, db)
+    wait_truth(db, sim, "Invoices")
+
+    now = lines_of(db, "Invoices", rec["id"])
+    assert now == sorted(int(x["id"]) for x in upd["Invoiced_Items"])
+    assert int(old[1]["id"]) not in now, "the removed line is gone"
+    assert db.value("SELECT quantity FROM zcrm.invoices__invoiced_items WHERE id = %s",
+                    int(old[0]["id"])) == 99
+    assert lines_of(db, "Invoices", gone["id"]) == [], "the deleted parent's lines are gone"
+    assert db.value("SELECT deleted_at IS NOT NULL FROM zcrm.invoices WHERE id = %s",
+                    int(gone["id"]))
+    # one single-record GET, for the edit (Get Records by ids does not
+    # return subforms); every credit counted on both sides
+    spent = sim_credits(sim)
+    assert spent.get("record_by_id") == 1, spent
+    assert our_credits(db) == spent
+
+
+def test_incremental_and_reconcile_refresh_lines(db, sim_factory, config_factory, run_program):
+    """Lines edited silently (no notification) are brought by
+    incremental_sync; lines changed behind our back by reconcile."""
+    sim = sim_factory("-q", "--modules", "Invoices:60", "--bulk-polls", "1")
+    conf = config_factory({"sync": {"modules": "Invoices"}}, sim=sim, name="zcrm")
+    run_ok(run_program, "batch/initial_sync", conf, ["--no-channel"])
+    truth = assert_truth(db, sim, "Invoices")
+    rec = next(x for x in truth["records"] if len(x["Invoiced_Items"] or []) >= 2)
+    old = rec["Invoiced_Items"]
+    sim.control("PATCH", "/records/Invoices/%s" % rec["id"],
+                {"values": {"Invoiced_Items": [{"id": old[1]["id"], "Quantity": 7}]},
+                 "silent": True})
+    run_ok(run_program, "batch/incremental_sync", conf)
+    assert_truth(db, sim, "Invoices")
+    assert lines_of(db, "Invoices", rec["id"]) == [int(old[1]["id"])]
+
+    # Behind our back: a line deleted here, another edited; their sets
+    # marked stale (as a bulk export of the parents leaves them).
+    db.execute("DELETE FROM zcrm.invoices__invoiced_items WHERE id = (SELECT min(id)"
+               " FROM zcrm.invoices__invoiced_items)")
+    db.execute("UPDATE zcrm.invoices__invoiced_items SET quantity = -1 WHERE id = (SELECT max(id)"
+               " FROM zcrm.invoices__invoiced_items)")
+    db.execute("UPDATE zcrm.line_sets SET read_at = '2000-01-01'")
+    run_ok(run_program, "batch/reconcile", conf)
+    assert_truth(db, sim, "Invoices")
+    assert db.value("SELECT count(*) FROM zcrm.line_sets WHERE read_at = '2000-01-01'") == 0
+
+
+def test_unexported_fields_filled_after_bulk(db, sim_factory, config_factory, run_program):
+    """Deals: Partner_Accounts (multiselectlookup) and Deal_Team
+    (multiuserlookup) become bigint[] of the linked ids, Contract
+    (fileupload) jsonb; Bulk Read exports none of them, so initial_sync
+    fetches the exported records by id (single-record GETs: Get Records by
+    ids leaves multiselectlookup out), and the table equals the truth."""
+    sim = sim_factory("-q", "--modules", "Deals:30", "--bulk-polls", "1")
+    conf = config_factory({"sync": {"modules": "Deals"}}, sim=sim, name="zcrm")
+    sim.control("DELETE", "/credits")
+    r = run_ok(run_program, "batch/initial_sync", conf, ["--no-channel"])
+    truth = assert_truth(db, sim, "Deals")
+    assert any(x.get("Partner_Accounts") for x in truth["records"])
+    assert db.value("SELECT data_type FROM information_schema.columns WHERE table_schema = 'zcrm'"
+                    " AND table_name = 'deals' AND column_name = 'partner_accounts'") == "ARRAY"
+    assert "fields Bulk Read does not export: 30 records by REST, 30 credits" in r.stdout, r.stdout
+    assert sim_credits(sim).get("record_by_id") == 30
+    assert our_credits(db) == sim_credits(sim)
