@@ -35,8 +35,11 @@ static const struct batch_prog prog = {
 		"table from Zoho's fields metadata, enables the notification channel (so\n"
 		"changes made during the export reach the webhook), exports every record with\n"
 		"the Bulk Read API page by page, merges each page by the freshness rule, and\n"
-		"sets the watermark to the creation time of the first export job. Progress is\n"
-		"checkpointed after every page: a killed run resumes where it stopped.",
+		"sets the watermark to the creation time of the first export job. Then what\n"
+		"Bulk Read cannot export: line items (subforms, as child tables) by the\n"
+		"subform listing, and multiselectlookup, multiuserlookup, fileupload and\n"
+		"imageupload fields by fetching the records by id. Progress is checkpointed\n"
+		"after every page: a killed run resumes where it stopped.",
 	.opts = opts,
 	.needs_zoho = true,
 	.exports = true,

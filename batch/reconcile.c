@@ -24,8 +24,9 @@ static const struct batch_prog prog = {
 		"Modified_Time of every record with the Bulk Read API and diffs them against\n"
 		"the table: ids missing or older here are fetched; ids live here but gone from\n"
 		"Zoho are tombstoned when the deleted-records API lists them, else fetched by\n"
-		"id, and reported as unexplained if Zoho still does not return them. The\n"
-		"report goes to stdout and to zcrm.runs (details). Meant for cron, nightly.",
+		"id, and reported as unexplained if Zoho still does not return them. Line\n"
+		"items (subforms) whose parent changed since they were read are read again.\n"
+		"The report goes to stdout and to zcrm.runs (details). Meant for cron, nightly.",
 	.opts = opts,
 	.needs_zoho = true,
 	.exports = true,
@@ -60,6 +61,8 @@ static enum rc run_module(struct batch_env *env, const char *module)
 	       module, rep.zoho_count, rep.exported, rep.ours_live, rep.missing, rep.older, rep.gone,
 	       dry_run ? " (dry run: nothing repaired)" : "", rep.fetched, rep.tombstoned,
 	       rep.unexplained);
+	if (rep.lines_stale)
+		printf("%s: line items of %ld records read again\n", module, rep.lines_stale);
 	log_info("reconcile done", "details=%s", log_q(details));
 out:
 	batch_finish_run(env, module, run_id, rc, &counts, err, sizeof(err), details, dry_run);

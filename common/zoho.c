@@ -1221,7 +1221,10 @@ enum rc zoho_list_subform(struct zoho *z, const char *subform, const char *const
 			goto out;
 		}
 	}
-	if (tok && *tok && strspn(tok, "0123456789abcdefABCDEF-_.") == strlen(tok))
+	/* It goes into the next URL as it is: URL-safe characters only. */
+	if (tok && *tok && strlen(tok) < 1024 &&
+	    strspn(tok, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_.~") ==
+		    strlen(tok))
 		*next_token = xstrdup(tok);
 	*rows = json_object_get(data);
 out:
