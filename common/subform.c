@@ -369,7 +369,8 @@ static bool line_csv(const struct subform *sf, struct json_object *line, int64_t
 /* ---- the write of line sets ---- */
 
 /* Write the sets of the parents selected by parents_sql (rows of
- * (parent_id bigint, ts numeric epoch seconds), $2/$3 its parameters) from
+ * (parent_id bigint, ts numeric epoch seconds), $2/$3 its parameters if
+ * not both NULL) from
  * zcrm_lines, by the rule of subform.h, in the caller's transaction. */
 static enum rc apply_sets(struct db *db, const struct subform_set *set, const struct subform *sf,
 			  const char *parents_sql, const char *p2, const char *p3,
@@ -402,7 +403,7 @@ static enum rc apply_sets(struct db *db, const struct subform_set *set, const st
 		"  RETURNING s.parent_id)"
 		" INSERT INTO zcrm_lines_ok SELECT parent_id FROM ok",
 		parents_sql, qparent);
-	rc = db_exec(db, sql, 3, (const char *[]){table, p2, p3}, &res);
+	rc = db_exec(db, sql, p2 || p3 ? 3 : 1, (const char *[]){table, p2, p3}, &res);
 	if (rc)
 		goto out;
 	st->parents += db_res_affected(res);
@@ -660,9 +661,16 @@ enum rc subform_listing_load(struct db *db, struct zoho *zoho, const struct subf
 {
 	char *qparent = db_quote_ident(db, set->parent_table);
 	char *ids = parents ? db_int64_array(parents, nparents) : NULL;
-	char *sel = xasprintf("SELECT id, $3::numeric FROM %s WHERE deleted_at IS NULL"
-			      " AND ($2::bigint[] IS NULL OR id = ANY($2::bigint[]))",
-			      qparent);
+	/* The parents, as stored when the listing starts: whatever version of
+	 * a parent we hold was read before, so the listing's lines are at
+	 * least as new - their read time is the later of that version's
+	 * Modified_Time and the listing's start. */
+	char *snap = xasprintf("CREATE TEMP TABLE zcrm_lines_parents AS"
+			       " SELECT id AS parent_id, greatest($2::numeric,"
+			       "  coalesce(extract(epoch FROM modified_time), 0)) AS ts"
+			       " FROM %s WHERE deleted_at IS NULL"
+			       "  AND ($1::bigint[] IS NULL OR id = ANY($1::bigint[]))",
+			       qparent);
 	enum rc rc = RC_OK;
 
 	for (size_t i = 0; i < set->n && !rc; i++) {
@@ -670,7 +678,11 @@ enum rc subform_listing_load(struct db *db, struct zoho *zoho, const struct subf
 		char stamp[24];
 		snprintf(stamp, sizeof(stamp), "%lld",
 			 (long long)time(NULL) - SUBFORM_SKEW_MARGIN);
-		rc = stage_create(db, sf, false);
+		rc = db_exec(db, "DROP TABLE IF EXISTS pg_temp.zcrm_lines_parents", 0, NULL, NULL);
+		if (!rc)
+			rc = db_exec(db, snap, 2, (const char *[]){ids, stamp}, NULL);
+		if (!rc)
+			rc = stage_create(db, sf, false);
 		if (rc) {
 			snprintf(err, errlen, "%s", db_error(db));
 			break;
@@ -679,7 +691,8 @@ enum rc subform_listing_load(struct db *db, struct zoho *zoho, const struct subf
 		if (!rc)
 			rc = db_begin(db);
 		if (!rc)
-			rc = apply_sets(db, set, sf, sel, ids, stamp, st);
+			rc = apply_sets(db, set, sf, "SELECT parent_id, ts FROM zcrm_lines_parents",
+					NULL, NULL, st);
 		if (!rc)
 			rc = db_commit(db);
 		if (rc) {
@@ -687,11 +700,12 @@ enum rc subform_listing_load(struct db *db, struct zoho *zoho, const struct subf
 				snprintf(err, errlen, "%s", db_error(db));
 			db_rollback(db);
 		}
-		if (db_exec(db, "DROP TABLE IF EXISTS pg_temp.zcrm_lines", 0, NULL, NULL) != RC_OK)
-			log_debug("cannot drop the lines staging table", "err=%s",
+		if (db_exec(db, "DROP TABLE IF EXISTS pg_temp.zcrm_lines, pg_temp.zcrm_lines_parents",
+			    0, NULL, NULL) != RC_OK)
+			log_debug("cannot drop the lines staging tables", "err=%s",
 				  log_q(db_error(db)));
 	}
-	free(sel);
+	free(snap);
 	free(ids);
 	free(qparent);
 	return rc;

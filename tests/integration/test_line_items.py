@@ -181,6 +181,21 @@ def test_webhook_keeps_lines_in_step(db, sim_factory, nginx_factory, webhook_fac
     assert spent.get("record_by_id") == 1, spent
     assert our_credits(db) == spent
 
+    # A mass edit: 30 invoices in one notification. Get Records of the ids
+    # (1 call) and the listing of every line (1 call) cost less than 30
+    # single-record GETs; the lines of parents modified a moment before
+    # the listing are written all the same.
+    sim.control("DELETE", "/credits")
+    before = our_credits(db)
+    sim.control("POST", "/mutate", {"module": "Invoices", "count": 30, "seed": 7, "batch_max": 30,
+                                    "batch_exact": True, "mix": {"update": 1}})
+    settle(sim, db)
+    wait_truth(db, sim, "Invoices")
+    spent = sim_credits(sim)
+    assert spent == {"records": 2}, spent
+    after = our_credits(db)
+    assert {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)} == spent
+
 
 def test_incremental_and_reconcile_refresh_lines(db, sim_factory, config_factory, run_program):
     """Lines edited silently (no notification) are brought by
