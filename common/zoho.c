@@ -495,6 +495,19 @@ static enum rc shape_err(struct zoho *z, const char *what, const char *jerr)
 	return RC_BADINPUT;
 }
 
+/* Send c and parse its JSON answer; *root stays NULL (RC_OK) for a 204 or
+ * an empty body: Zoho's "nothing". */
+static enum rc send_json(struct zoho *z, const struct call *c, struct http_resp *resp,
+			 struct json_object **root)
+{
+	enum rc rc = zoho_send(z, c, resp);
+
+	*root = NULL;
+	if (rc || resp->status == 204 || resp->len == 0)
+		return rc;
+	return parse_answer(z, c->what, resp, root);
+}
+
 /* The first item of the array root[key] as an object. */
 static enum rc first_item(struct zoho *z, const char *what, struct json_object *root,
 			  const char *key, struct json_object **item)
@@ -1086,16 +1099,13 @@ enum rc zoho_get_records(struct zoho *z, const char *module, const int64_t *ids,
 		path = xasprintf("/crm/v6/%s?ids=%s&converted=both", module, idlist);
 	}
 	struct call c = {.what = what, .path = path};
-	rc = zoho_send(z, &c, &resp);
+	rc = send_json(z, &c, &resp, &root);
 	if (rc)
 		goto out;
-	if (resp.status == 204 || resp.len == 0) {
+	if (!root) {
 		*records = json_object_new_array();
 		goto out;
 	}
-	rc = parse_answer(z, what, &resp, &root);
-	if (rc)
-		goto out;
 	/* "Nothing" is a 204; a 200 without "data" is an answer we do not
 	 * understand, not an empty one. */
 	if (json_get_arr(root, "data", JSON_REQUIRED, &data, jerr)) {
@@ -1135,17 +1145,14 @@ enum rc zoho_get_record(struct zoho *z, const char *module, int64_t id,
 		return RC_USAGE;
 	path = xasprintf("/crm/v6/%s/%" PRId64 "?converted=both", module, id);
 	struct call c = {.what = what, .path = path};
-	rc = zoho_send(z, &c, &resp);
+	rc = send_json(z, &c, &resp, &root);
 	/* Not there: 204, 404, or INVALID_DATA ("the id given seems to be
 	 * invalid") - the caller settles the id as any id not returned. */
 	if (rc == RC_NOTFOUND || (rc == RC_ZOHO && strstr(z->err, "INVALID_DATA"))) {
 		rc = RC_OK;
 		goto out;
 	}
-	if (rc || resp.status == 204 || resp.len == 0)
-		goto out;
-	rc = parse_answer(z, what, &resp, &root);
-	if (rc)
+	if (rc || !root)
 		goto out;
 	rc = first_item(z, what, root, "data", &item);
 	if (rc)
@@ -1196,16 +1203,13 @@ enum rc zoho_list_subform(struct zoho *z, const char *subform, const char *const
 		path = xasprintf("/crm/v6/%s?fields=%s&per_page=%d&page=%d", subform, fieldlist,
 				 ZOHO_LIST_PAGE, page > 0 ? page : 1);
 	struct call c = {.what = what, .path = path};
-	rc = zoho_send(z, &c, &resp);
+	rc = send_json(z, &c, &resp, &root);
 	if (rc)
 		goto out;
-	if (resp.status == 204 || resp.len == 0) {
+	if (!root) {
 		*rows = json_object_new_array();
 		goto out;
 	}
-	rc = parse_answer(z, what, &resp, &root);
-	if (rc)
-		goto out;
 	if (json_get_arr(root, "data", JSON_REQUIRED, &data, jerr) ||
 	    json_get_obj(root, "info", JSON_OPTIONAL, &info, jerr) ||
 	    (info && json_get_bool(info, "more_records", JSON_OPTIONAL, more_records, jerr)) ||
