@@ -720,8 +720,13 @@ enum rc subform_count_lines(struct db *db, const struct subform_set *set, long *
 	*listing_calls = 0;
 	for (size_t i = 0; i < set->n && !rc; i++) {
 		char *qtable = db_quote_ident(db, set->sf[i].cols->table), *v = NULL;
-		char *sql = xasprintf("SELECT count(*) FROM %s", qtable);
-		rc = db_query_value(db, sql, 0, NULL, &v);
+		/* The planner's estimate once the table is large (an exact count
+		 * would read it all on every fetch batch), else the count. */
+		char *sql = xasprintf("SELECT CASE WHEN c.reltuples > 10000 THEN c.reltuples::bigint"
+				      " ELSE (SELECT count(*) FROM %s) END FROM pg_class c"
+				      " WHERE c.oid = to_regclass($1)",
+				      qtable);
+		rc = db_query_value(db, sql, 1, (const char *[]){qtable}, &v);
 		long n = v ? atol(v) : 0;
 		*lines += n;
 		*listing_calls += subform_listing_calls(n);

@@ -111,8 +111,9 @@ enum rc subform_listing_load(struct db *db, struct zoho *zoho, const struct subf
 			     const int64_t *parents, size_t nparents, struct subform_stats *st,
 			     char *err, size_t errlen) ZCRM_MUSTCHECK;
 
-/* Lines stored in the child tables of set (sum over subforms), and the
- * listing calls that would read them all again. */
+/* Lines stored in the child tables of set (sum over subforms; the
+ * planner's estimate past 10,000), and the listing calls that would read
+ * them all again. */
 enum rc subform_count_lines(struct db *db, const struct subform_set *set, long *lines,
 			    long *listing_calls) ZCRM_MUSTCHECK;
 /* Live parents whose lines are stale (no line set, or read before the
