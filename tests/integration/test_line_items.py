@@ -247,3 +247,26 @@ def test_unexported_fields_filled_after_bulk(db, sim_factory, config_factory, ru
     assert "fields Bulk Read does not export: 30 records by REST, 30 credits" in r.stdout, r.stdout
     assert sim_credits(sim).get("record_by_id") == 30
     assert our_credits(db) == sim_credits(sim)
+
+
+def test_failed_line_load_is_redone(db, sim_factory, config_factory, run_program):
+    """The listing fails (Zoho answers 500 throughout): initial_sync fails
+    having written no line, the parents stay (their lines stale); the next
+    incremental_sync loads them; a re-run of initial_sync finds nothing
+    stale."""
+    sim = sim_factory("-q", "--modules", "Invoices:300", "--bulk-polls", "1")
+    conf = config_factory({"sync": {"modules": "Invoices"}}, sim=sim, name="zcrm")
+    sim.control("POST", "/faults", {"rules": [{"match": "/crm/v6/Invoiced_Items", "status": 500,
+                                               "count": -1}]})
+    r = run_program("batch/initial_sync", args=["--no-channel"], config=conf, timeout=180)
+    assert r.returncode != 0, r.stdout
+    assert "line items" in r.stderr, r.stderr[-2000:]
+    assert db.value("SELECT count(*) FROM zcrm.invoices") == 300
+    assert db.value("SELECT count(*) FROM zcrm.invoices__invoiced_items") == 0
+    assert db.value("SELECT count(*) FROM zcrm.line_sets") == 0
+    sim.control("DELETE", "/faults")
+    run_ok(run_program, "batch/incremental_sync", conf)
+    assert_truth(db, sim, "Invoices")
+    r = run_ok(run_program, "batch/initial_sync", conf, ["--no-channel"])
+    assert "line items:" not in r.stdout, r.stdout
+    assert_truth(db, sim, "Invoices")
