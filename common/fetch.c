@@ -484,7 +484,8 @@ static enum rc fetch_claim(struct db *data, struct zoho *zoho, const struct modu
 		/* Single-record GETs that failed part way: merge what came, the
 		 * rest of the claim waits in dirty with the error. */
 		enum rc call_rc = rc;
-		char *why = call_rc ? xstrdup(err) : NULL;
+		char why_text[512];
+		snprintf(why_text, sizeof(why_text), "%s", call_rc ? err : "");
 		st->returned += (long)json_object_array_length(records);
 		for (size_t i = off; i < off + k; i++) {
 			got[i] = returned(records, c->ids[i]);
@@ -494,21 +495,23 @@ static enum rc fetch_claim(struct db *data, struct zoho *zoho, const struct modu
 		err[0] = '\0';
 		rc = merge_txn(data, schema, set, records, asked, c->ids + off, c->times + off,
 			       got + off, k, &applied, err, errlen);
-		if (!rc && call_rc) {
-			snprintf(err, errlen, "%s", why);
+		if (rc)
+			goto out;
+		st->applied += applied;
+		if (call_rc) {
+			/* Every id of the claim is merged or in dirty: the queued
+			 * notifications go (below), as after any failed call. */
+			snprintf(err, errlen, "%s", why_text);
 			if (k < c->n - off &&
 			    settle(data, schema, c->ids + off + k, c->times + off + k, got + off + k,
-				   c->n - off - k, why))
+				   c->n - off - k, why_text))
 				log_warn("cannot record fetch failure", "err=%s",
 					 log_q(db_error(data)));
 			rc = call_rc;
+			break;
 		}
-		free(why);
-		if (rc)
-			goto out;
 		if (listing)
 			load_listed_lines(data, zoho, set, c->ids + off, k);
-		st->applied += applied;
 		json_object_put(records);
 		records = NULL;
 	}

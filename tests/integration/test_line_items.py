@@ -270,3 +270,41 @@ def test_failed_line_load_is_redone(db, sim_factory, config_factory, run_program
     r = run_ok(run_program, "batch/initial_sync", conf, ["--no-channel"])
     assert "line items:" not in r.stdout, r.stdout
     assert_truth(db, sim, "Invoices")
+
+
+def test_single_gets_failing_part_way(db, sim_factory, nginx_factory, webhook_factory,
+                                      config_factory, run_program):
+    """Two invoices fetched together by single-record GETs, the second
+    failing (Zoho answers 500 to it until told otherwise): the first is
+    merged with its lines at once, the second waits in dirty with the error
+    and is fetched once Zoho answers; nothing is lost, nothing left queued."""
+    sim = sim_factory("-q", "--modules", "Invoices:30", "--bulk-polls", "1")
+    ng = nginx_factory()
+    conf = config_factory({"webhook": {"fetch": True, "threads": 2},
+                           "zoho": {"max_retries": 1},
+                           "sync": {"modules": "Invoices"}}, sim=sim, nginx=ng, name="zcrm")
+    webhook_factory(config=conf, nginx=ng)
+    run_ok(run_program, "batch/initial_sync", conf)
+    settle(sim, db)
+    a, b = sorted((x["id"] for x in sim.control("GET", "/truth/Invoices")["records"]), key=int)[:2]
+    sim.control("POST", "/faults", {"rules": [{"match": "/crm/v6/Invoices/%s" % b,
+                                               "status": 500, "count": -1}]})
+    # two notifications within [webhook] fetch_delay: one claim, fetched by
+    # id in id order (2 single GETs cost no more than Get Records + listing)
+    for rid in (a, b):
+        sim.control("PATCH", "/records/Invoices/%s" % rid,
+                    {"values": {"Invoiced_Items": [{"Product_Name": {"id": "5725767800900007919",
+                                                                     "name": "Widget"},
+                                                    "Quantity": 3, "List_Price": 2.5}]}})
+    sim.control("POST", "/flush", {"timeout": scaled(60)})
+    wait_until(lambda: db.value("SELECT count(*) FROM zcrm.dirty WHERE module = 'Invoices'"
+                                " AND id = %s AND last_error LIKE '%%500%%'", int(b)) == 1,
+               scaled(120), interval=0.2, what="the failed fetch recorded in dirty")
+    truth = sim.control("GET", "/truth/Invoices")
+    want = {r["id"]: sorted(int(x["id"]) for x in r["Invoiced_Items"]) for r in truth["records"]}
+    assert lines_of(db, "Invoices", a) == want[a], "the first invoice's lines at once"
+    assert lines_of(db, "Invoices", b) != want[b], "the second waits"
+    assert db.value("SELECT count(*) FROM zcrm.fetch_queue") == 0
+    sim.control("DELETE", "/faults")
+    settle(sim, db, timeout=120)
+    wait_truth(db, sim, "Invoices")
