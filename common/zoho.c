@@ -508,6 +508,21 @@ static enum rc send_json(struct zoho *z, const struct call *c, struct http_resp 
 	return parse_answer(z, c->what, resp, root);
 }
 
+/* Every item of data is an object with an id (noun names it in errors). */
+static enum rc check_items(struct zoho *z, const char *what, struct json_object *data,
+			   const char *noun)
+{
+	char jerr[JSON_ERR_LEN];
+
+	for (size_t i = 0; i < json_object_array_length(data); i++) {
+		struct json_object *r = json_object_array_get_idx(data, i);
+		int64_t id;
+		if (json_as_obj(r, noun, jerr) || json_get_int64(r, "id", JSON_REQUIRED, &id, jerr))
+			return shape_err(z, what, jerr);
+	}
+	return RC_OK;
+}
+
 /* The first item of the array root[key] as an object. */
 static enum rc first_item(struct zoho *z, const char *what, struct json_object *root,
 			  const char *key, struct json_object **item)
@@ -1112,14 +1127,9 @@ enum rc zoho_get_records(struct zoho *z, const char *module, const int64_t *ids,
 		rc = shape_err(z, what, jerr);
 		goto out;
 	}
-	for (size_t i = 0; i < json_object_array_length(data); i++) {
-		struct json_object *r = json_object_array_get_idx(data, i);
-		int64_t id;
-		if (json_as_obj(r, "record", jerr) || json_get_int64(r, "id", JSON_REQUIRED, &id, jerr)) {
-			rc = shape_err(z, what, jerr);
-			goto out;
-		}
-	}
+	rc = check_items(z, what, data, "record");
+	if (rc)
+		goto out;
 	*records = json_object_get(data);
 out:
 	json_object_put(root);
@@ -1217,14 +1227,9 @@ enum rc zoho_list_subform(struct zoho *z, const char *subform, const char *const
 		rc = shape_err(z, what, jerr);
 		goto out;
 	}
-	for (size_t i = 0; i < json_object_array_length(data); i++) {
-		struct json_object *r = json_object_array_get_idx(data, i);
-		int64_t id;
-		if (json_as_obj(r, "row", jerr) || json_get_int64(r, "id", JSON_REQUIRED, &id, jerr)) {
-			rc = shape_err(z, what, jerr);
-			goto out;
-		}
-	}
+	rc = check_items(z, what, data, "row");
+	if (rc)
+		goto out;
 	/* It goes into the next URL as it is: URL-safe characters only. */
 	if (tok && *tok && strlen(tok) < 1024 &&
 	    strspn(tok, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_.~") ==
