@@ -308,3 +308,24 @@ def test_single_gets_failing_part_way(db, sim_factory, nginx_factory, webhook_fa
     sim.control("DELETE", "/faults")
     settle(sim, db, timeout=120)
     wait_truth(db, sim, "Invoices")
+
+
+from test_secrets import doc_roles, step3_sql  # noqa: E402,F401  (a fixture and its SQL)
+
+
+def test_read_role_reads_line_items(pg, doc_roles, sim_factory, config_factory,  # noqa: F811
+                                    run_program):
+    """[database] read_role (docs/operations.md step 3 as written) reads the
+    line-item table; not the registry of subforms nor line_sets."""
+    doc_roles.apply(step3_sql())
+    sim = sim_factory("-q", "--modules", "Invoices:20", "--bulk-polls", "0", "--bulk-step-ms", "0")
+    cfg = config_factory({"database": {"conninfo": doc_roles.conninfo(doc_roles.sync_role),
+                                       "read_role": doc_roles.app_role},
+                          "sync": {"modules": "Invoices"}}, sim=sim)
+    run_ok(run_program, "batch/initial_sync", cfg, ["--no-channel"])
+    assert pg.value("SELECT count(*) FROM zcrm.invoices__invoiced_items",
+                    dbname=doc_roles.dbname) > 0
+    assert doc_roles.app_select("invoices__invoiced_items") is None
+    assert doc_roles.app_select("invoices_live") is None
+    for rel in ("subforms", "subform_fields", "line_sets"):
+        assert (doc_roles.app_select(rel) or "").startswith("42501"), rel
