@@ -1,10 +1,11 @@
 -- 010_line_items.sql — line items (issue 17): a module's subforms
 -- (Invoiced_Items of Invoices, Quoted_Items of Quotes, custom subforms)
 -- become child tables <parent table>__<subform>, one row per line with its
--- Zoho id and parent_id (common/subform.c).
+-- Zoho id and parent_id (common/subform.c). Safe to run twice (IF NOT
+-- EXISTS): a test re-runs the newest migration.
 --
 -- subforms: which modules have which subforms, and the child table of each.
-CREATE TABLE subforms (
+CREATE TABLE IF NOT EXISTS subforms (
     module         text NOT NULL,          -- the parent module (Invoices)
     field          text NOT NULL,          -- its subform field (Invoiced_Items)
     subform_module text NOT NULL,          -- the subform's module: fields metadata, listing
@@ -16,7 +17,7 @@ CREATE TABLE subforms (
 
 -- The typed columns of each child table, from the subform's own fields
 -- metadata (the same data_type -> type mapping as the module tables).
-CREATE TABLE subform_fields (
+CREATE TABLE IF NOT EXISTS subform_fields (
     table_name   text NOT NULL REFERENCES subforms (table_name) ON DELETE CASCADE,
     api_name     text NOT NULL,
     column_name  text NOT NULL,
@@ -34,7 +35,7 @@ CREATE TABLE subform_fields (
 -- stale while the parent's modified_time is newer than read_at (a parent
 -- written by a bulk export, which never carries lines). Reconcile and
 -- initial_sync refresh stale sets (common/fetch.c, fetch_stale_lines).
-CREATE TABLE line_sets (
+CREATE TABLE IF NOT EXISTS line_sets (
     table_name  text NOT NULL REFERENCES subforms (table_name) ON DELETE CASCADE,
     parent_id   bigint NOT NULL,
     read_at     timestamptz NOT NULL,

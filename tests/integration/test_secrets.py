@@ -536,8 +536,8 @@ def test_no_channel_token_stored(db, pg, nginx_factory, config_factory, webhook_
                    " to_timestamp(%s / 1000.0), %s, now())",
                    int(harness.CHANNEL_ID), [int(json.loads(raw)["ids"][0])],
                    json.loads(raw)["server_time"], raw.decode())
-    version = db.value("SELECT max(version) FROM zcrm.schema_migrations")
-    db.execute("DELETE FROM zcrm.schema_migrations WHERE version = %s", version)
+    # Run the scrubbing migration again (whatever came after it).
+    db.execute("DELETE FROM zcrm.schema_migrations WHERE name LIKE '%%_inbox_no_token'")
     res = run_program("tools/load_fields", ["--migrate-only"], config=cfg)
     assert res.returncode == 0, res.stderr
     assert db.value("SELECT count(*) FROM zcrm.inbox") == 2
