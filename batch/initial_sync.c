@@ -9,7 +9,7 @@
 #include "log.h"
 #include "reconcile.h"
 #include "schema.h"
-#include "subform.h"
+#include "schemasync.h"
 #include "syncstate.h"
 
 #include <inttypes.h>
@@ -45,48 +45,16 @@ static const struct batch_prog prog = {
 	.exports = true,
 };
 
-/* Fields metadata → module table. */
-static enum rc ensure_table(struct batch_env *env, const char *module)
+/* Fields metadata → module table (schemasync.h), then the notifications
+ * that waited for it. */
+static enum rc ensure_table(struct batch_env *env, const char *module, int64_t run_id)
 {
-	struct zoho_field *zf = NULL;
-	struct zfield *f = NULL;
-	size_t n = 0;
-	enum rc rc = zoho_fields(env->zoho, module, &zf, &n);
+	struct bulk_ctx ctx = batch_bulk_ctx(env, run_id);
+	/* No back-fill: the export that follows carries every field. */
+	enum rc rc = schema_refresh(&ctx, module, SCHEMA_ALWAYS, false, NULL, NULL);
 
-	if (rc) {
-		log_error("cannot read fields metadata", "err=%s", log_q(zoho_error(env->zoho)));
-		return rc;
-	}
-	if (n == 0) {
-		log_error("Zoho returned no fields for the module", "");
-		zoho_fields_free(zf, n);
-		return RC_ZOHO;
-	}
-	f = xcalloc(n, sizeof(*f));
-	size_t nf = 0;
-	for (size_t i = 0; i < n; i++) {
-		/* A subform is a child table, not a column (subform.h). */
-		if (subform_is_field(zf[i].data_type))
-			continue;
-		f[nf].api_name = zf[i].api_name;
-		/* Formula fields are typed by what they return. */
-		f[nf].data_type = zf[i].data_type;
-		f[nf].json_type = zf[i].return_type ? zf[i].return_type : zf[i].json_type;
-		f[nf].field_id = NULL;
-		nf++;
-	}
-	rc = schema_ensure_module(env->data, module, f, nf);
-	free(f);
-	int nsub = 0;
-	if (!rc)
-		rc = subform_ensure(env->data, env->zoho, module, zf, n, &nsub);
-	zoho_fields_free(zf, n);
 	if (rc)
 		return rc;
-	/* The new table and view, readable by [database] read_role. A failure
-	 * is logged; the sync goes on (the next program's start retries). */
-	if (schema_grant_read(env->data, env->cfg->read_role) != RC_OK)
-		log_warn("read_role cannot read the module table yet", "");
 	long applied = 0;
 	rc = inbox_apply_pending(env->data, module, &applied);
 	if (!rc && applied)
@@ -181,7 +149,7 @@ static enum rc sync_module(struct batch_env *env, const char *module)
 	rc = run_start(env->data, "initial", module, &run_id);
 	if (rc)
 		goto out;
-	rc = ensure_table(env, module);
+	rc = ensure_table(env, module, run_id);
 	if (rc)
 		goto out;
 	if (!no_channel) {
@@ -203,6 +171,9 @@ static enum rc sync_module(struct batch_env *env, const char *module)
 	rc = sync_set_watermark(env->data, module, res.started);
 	if (!rc)
 		rc = sync_clear_bulk(env->data, module);
+	/* Every field was in the export: nothing is left to back-fill. */
+	if (!rc)
+		rc = schema_backfill_done(env->data, module, res.started);
 	if (rc)
 		goto out;
 	/* The check follows the export, not this run: a resumed run may merge

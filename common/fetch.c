@@ -19,32 +19,42 @@
  * record restored in Zoho, whatever its Modified_Time says. */
 #define FETCH_SKEW_MARGIN 2
 
+/* A field Zoho removed keeps its column and values: not asked for, not
+ * staged, so not written (schema.h). */
+static bool wanted(const struct zcolumn *c)
+{
+	return c->listed;
+}
+
 static enum rc merge_records(struct db *data, const struct module_schema *schema,
-			     struct json_object *records, int64_t asked, long *applied, char *err,
-			     size_t errlen)
+			     struct json_object *records, int64_t asked, enum merge_rule rule,
+			     long *applied, char *err, size_t errlen)
 {
 	const char **headers = xcalloc(schema->ncols, sizeof(*headers));
 	struct merge_stage *stage = NULL;
 	char *buf = NULL;
-	size_t len = 0, cap = 0;
+	size_t len = 0, cap = 0, nh = 0;
 	long rows = 0;
 	enum rc rc;
 
 	for (size_t i = 0; i < schema->ncols; i++)
-		headers[i] = schema->cols[i].api_name;
-	rc = merge_stage_begin(data, schema, headers, schema->ncols, &stage, err, errlen);
+		if (wanted(&schema->cols[i]))
+			headers[nh++] = schema->cols[i].api_name;
+	rc = merge_stage_begin(data, schema, headers, nh, &stage, err, errlen);
 	if (rc)
 		goto out;
 	size_t n = json_object_array_length(records);
 	for (size_t r = 0; r < n; r++) {
 		struct json_object *rec = json_object_array_get_idx(records, r);
 		len = 0;
-		for (size_t i = 0; i < schema->ncols; i++) {
+		for (size_t i = 0, k = 0; i < schema->ncols; i++) {
 			struct json_object *v = NULL;
 			char *cell = NULL;
+			if (!wanted(&schema->cols[i]))
+				continue;
 			if (json_object_object_get_ex(rec, schema->cols[i].api_name, &v))
 				cell = schema_json_cell(v, schema->cols[i].kind);
-			if (i)
+			if (k++)
 				csv_append_char(&buf, &len, &cap, ',');
 			csv_append_cell(&buf, &len, &cap, cell, cell ? strlen(cell) : 0);
 			free(cell);
@@ -61,11 +71,66 @@ static enum rc merge_records(struct db *data, const struct module_schema *schema
 		snprintf(err, errlen, "staging fetched records: %s", db_error(data));
 		goto out;
 	}
-	rc = merge_apply(stage, MERGE_FETCH, asked, "fetch", applied, err, errlen);
+	rc = merge_apply(stage, rule, asked, "fetch", applied, err, errlen);
 out:
 	merge_stage_free(stage);
 	free(buf);
 	free(headers);
+	return rc;
+}
+
+/* Characters (UTF-8 code points) of s. */
+static size_t utf8_chars(const char *s)
+{
+	size_t n = 0;
+	for (; *s; s++)
+		n += ((unsigned char)*s & 0xC0) != 0x80;
+	return n;
+}
+
+bool fetch_rich_truncated(const char *text)
+{
+	return text && utf8_chars(text) >= FETCH_RICH_LIMIT;
+}
+
+/* Get Records truncates rich text to 500 characters: a record with a rich
+ * text value that long gets its rich text fields in full from Get Rich Text
+ * Fields (1 credit each), so that a fetch never writes a truncation over
+ * the full text a bulk load (or an earlier fetch) wrote. */
+static enum rc full_rich_text(struct zoho *zoho, const struct module_schema *schema,
+			      struct json_object *records, char *err, size_t errlen)
+{
+	const char **rich = xcalloc(schema->ncols ? schema->ncols : 1, sizeof(*rich));
+	size_t nrich = 0;
+	enum rc rc = RC_OK;
+
+	for (size_t i = 0; i < schema->ncols; i++) {
+		if (schema->cols[i].rich_text)
+			rich[nrich++] = schema->cols[i].api_name;
+	}
+	size_t n = nrich ? json_object_array_length(records) : 0;
+	for (size_t r = 0; r < n && !rc; r++) {
+		struct json_object *rec = json_object_array_get_idx(records, r), *v, *full = NULL;
+		bool cut = false;
+		for (size_t k = 0; k < nrich && !cut; k++)
+			cut = json_object_object_get_ex(rec, rich[k], &v) &&
+			      json_object_is_type(v, json_type_string) &&
+			      fetch_rich_truncated(json_object_get_string(v));
+		if (!cut || !json_object_object_get_ex(rec, "id", &v))
+			continue;
+		int64_t id = strtoll(json_object_get_string(v), NULL, 10);
+		rc = zoho_rich_text(zoho, schema->module, id, rich, nrich, &full);
+		if (rc) {
+			snprintf(err, errlen, "%s", zoho_error(zoho));
+			break;
+		}
+		for (size_t k = 0; full && k < nrich; k++) {
+			if (json_object_object_get_ex(full, rich[k], &v))
+				json_object_object_add(rec, rich[k], json_object_get(v));
+		}
+		json_object_put(full);
+	}
+	free(rich);
 	return rc;
 }
 
@@ -79,14 +144,26 @@ static enum rc get_records(struct zoho *zoho, const struct module_schema *schema
 	enum rc rc;
 
 	for (size_t i = 0; i < schema->ncols; i++) {
-		if (strcmp(schema->cols[i].column, "id") != 0)
+		if (strcmp(schema->cols[i].column, "id") != 0 && wanted(&schema->cols[i]))
 			fields[nf++] = schema->cols[i].api_name;
 	}
 	rc = zoho_get_records_all_fields(zoho, schema->module, ids, n, fields, nf, records);
 	if (rc)
 		snprintf(err, errlen, "%s", zoho_error(zoho));
+	else if ((rc = full_rich_text(zoho, schema, *records, err, errlen)) != RC_OK) {
+		json_object_put(*records);
+		*records = NULL;
+	}
 	free(fields);
 	return rc;
+}
+
+/* Did Zoho refuse a field we asked for (renamed or removed since our
+ * metadata)? Then the caller reads the metadata again (schemasync.h). */
+static void note_refused_field(enum rc rc, const char *err, struct fetch_stats *st)
+{
+	if (rc == RC_ZOHO && strstr(err, "INVALID_DATA") && strstr(err, "api_name"))
+		st->schema_stale = true;
 }
 
 /* Fetch ids one by one with the single-record GET, the only call that
@@ -189,13 +266,14 @@ static enum rc settle(struct db *data, const struct module_schema *schema, const
  * settle them (below). */
 static enum rc merge_txn(struct db *data, const struct module_schema *schema,
 			 const struct subform_set *set, struct json_object *records, int64_t asked,
+			 enum merge_rule rule,
 			 const int64_t *ids, char *const *times, const bool *got, size_t n,
 			 long *applied, char *err, size_t errlen)
 {
 	struct subform_stats ss = {0};
 	enum rc rc = db_begin(data);
 	if (!rc)
-		rc = merge_records(data, schema, records, asked, applied, err, errlen);
+		rc = merge_records(data, schema, records, asked, rule, applied, err, errlen);
 	/* The lines, in the parent's transaction (subform.h). */
 	if (!rc && set && set->n)
 		rc = subform_write_records(data, set, records, asked, &ss);
@@ -211,8 +289,10 @@ static enum rc merge_txn(struct db *data, const struct module_schema *schema,
 	return rc;
 }
 
-enum rc fetch_ids(struct db *data, struct zoho *zoho, const struct module_schema *schema,
-		  const int64_t *ids, size_t n, struct fetch_stats *st, char *err, size_t errlen)
+static enum rc fetch_ids_rule(struct db *data, struct zoho *zoho,
+			      const struct module_schema *schema, const int64_t *ids, size_t n,
+			      enum merge_rule rule, struct fetch_stats *st, char *err,
+			      size_t errlen)
 {
 	struct subform_set *set = NULL;
 	enum rc rc = subform_load_set(data, schema->module, &set);
@@ -229,12 +309,13 @@ enum rc fetch_ids(struct db *data, struct zoho *zoho, const struct module_schema
 		int64_t asked = (int64_t)time(NULL) - FETCH_SKEW_MARGIN;
 		rc = get_batch(data, zoho, schema, set, ids + off, k, &records, &listing, err,
 			       errlen);
+		note_refused_field(rc, err, st);
 		if (rc) {
 			json_object_put(records);
 			break;
 		}
 		st->returned += (long)json_object_array_length(records);
-		rc = merge_txn(data, schema, set, records, asked, NULL, NULL, NULL, 0, &applied,
+		rc = merge_txn(data, schema, set, records, asked, rule, NULL, NULL, NULL, 0, &applied,
 			       err, errlen);
 		json_object_put(records);
 		if (rc)
@@ -245,6 +326,19 @@ enum rc fetch_ids(struct db *data, struct zoho *zoho, const struct module_schema
 	}
 	subform_set_free(set);
 	return rc;
+}
+
+enum rc fetch_ids(struct db *data, struct zoho *zoho, const struct module_schema *schema,
+		  const int64_t *ids, size_t n, struct fetch_stats *st, char *err, size_t errlen)
+{
+	return fetch_ids_rule(data, zoho, schema, ids, n, MERGE_FETCH, st, err, errlen);
+}
+
+enum rc fetch_backfill_ids(struct db *data, struct zoho *zoho, const struct module_schema *schema,
+			   const int64_t *ids, size_t n, struct fetch_stats *st, char *err,
+			   size_t errlen)
+{
+	return fetch_ids_rule(data, zoho, schema, ids, n, MERGE_BACKFILL, st, err, errlen);
 }
 
 /* Ids claimed for one fetch, distinct, each with the newest server_time
@@ -469,6 +563,7 @@ static enum rc fetch_claim(struct db *data, struct zoho *zoho, const struct modu
 
 		rc = get_batch(data, zoho, schema, set, c->ids + off, k, &records, &listing, err,
 			       errlen);
+		note_refused_field(rc, err, st);
 		if (rc && (!records || json_object_array_length(records) == 0)) {
 			/* Nothing is lost: the ids wait in dirty for their next try
 			 * (or, if even that fails, in the queue for the lease to
@@ -493,8 +588,8 @@ static enum rc fetch_claim(struct db *data, struct zoho *zoho, const struct modu
 				st->missing++;
 		}
 		err[0] = '\0';
-		rc = merge_txn(data, schema, set, records, asked, c->ids + off, c->times + off,
-			       got + off, k, &applied, err, errlen);
+		rc = merge_txn(data, schema, set, records, asked, MERGE_FETCH, c->ids + off,
+			       c->times + off, got + off, k, &applied, err, errlen);
 		if (rc)
 			goto out;
 		st->applied += applied;
@@ -588,7 +683,7 @@ static enum rc fetch_bulk_written(struct db *data, struct zoho *zoho,
 				  char *err, size_t errlen)
 {
 	struct db_res *res = NULL;
-	struct fetch_stats fs = {0, 0, 0, 0};
+	struct fetch_stats fs = {0};
 	char *qtable = db_quote_ident(data, schema->table);
 	char *sql = xasprintf("SELECT id FROM %s WHERE deleted_at IS NULL AND source = 'bulk'"
 			      " ORDER BY id", qtable);
@@ -625,7 +720,7 @@ enum rc fetch_after_bulk(struct db *data, struct zoho *zoho, const char *module,
 	struct module_schema *schema = NULL;
 	struct subform_set *set = NULL;
 	struct subform_stats ss = {0};
-	struct fetch_stats fs = {0, 0, 0, 0};
+	struct fetch_stats fs = {0};
 	int64_t *ids = NULL;
 	size_t n = 0;
 	long lines = 0, lcalls = 0;

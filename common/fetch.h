@@ -31,6 +31,9 @@ struct fetch_stats {
 	long returned;  /* records Zoho returned */
 	long applied;   /* rows inserted or updated */
 	long missing;   /* ids Zoho did not return (kept dirty) */
+	bool schema_stale; /* Zoho refused a field we asked for (renamed or
+			    * removed since our metadata): read it again
+			    * (schemasync.h) and retry */
 };
 
 /* Up to max_batches claims of module: queued notifications adding up to
@@ -54,11 +57,26 @@ enum rc fetch_dirty_opts(struct db *data, struct zoho *zoho, const char *module,
 			 const struct fetch_opts *o, struct fetch_stats *st, char *err,
 			 size_t errlen) ZCRM_MUSTCHECK;
 
+/* Get Records truncates rich text fields to 500 characters (zoho-api.md
+ * §4.2): a value of that many characters (UTF-8 code points) or more may be
+ * cut, and the record's rich text is then asked for in full (Get Rich Text
+ * Fields, 1 credit) before the merge. */
+#define FETCH_RICH_LIMIT 500
+bool fetch_rich_truncated(const char *text);
+
 /* Fetch these ids (any number) and merge them with the fetch rule, without
  * touching fetch_queue or dirty (reconcile). */
 enum rc fetch_ids(struct db *data, struct zoho *zoho, const struct module_schema *schema,
 		  const int64_t *ids, size_t n, struct fetch_stats *st, char *err,
 		  size_t errlen) ZCRM_MUSTCHECK;
+
+/* Back-fill (schemasync.h): fetch these ids with the fields of schema (a
+ * part of the module's: id, Modified_Time and the columns to fill) and set
+ * those columns where the row holds the fetched Modified_Time
+ * (MERGE_BACKFILL). */
+enum rc fetch_backfill_ids(struct db *data, struct zoho *zoho, const struct module_schema *schema,
+			   const int64_t *ids, size_t n, struct fetch_stats *st, char *err,
+			   size_t errlen) ZCRM_MUSTCHECK;
 
 /* After a bulk export: first the fields Bulk Read does not export
  * (multiselectlookup, multiuserlookup, fileupload, imageupload) of the

@@ -232,6 +232,27 @@ static char *build_sql(struct db *db, const struct module_schema *schema, const 
 		qid = xstrdup("id");
 	if (!qmt)
 		qmt = xstrdup("\"Modified_Time\"");
+	if (rule == MERGE_BACKFILL) {
+		struct sb set;
+		sb_init(&set);
+		for (size_t i = 0; i < schema->ncols; i++) {
+			const struct zcolumn *c = &schema->cols[i];
+			if (!strcmp(c->column, "id") || !strcmp(c->column, "modified_time") ||
+			    header_of(headers, nheaders, c) < 0)
+				continue;
+			char *qc = db_quote_ident(db, c->column);
+			sb_add(&set, "%s%s = n.%s", set.len ? ", " : "", qc, qc);
+			free(qc);
+		}
+		sql = xasprintf(
+			"UPDATE %s AS t SET %s\n"
+			"FROM (SELECT %s FROM %s s) n\n"
+			"WHERE t.id = n.id AND t.modified_time = n.modified_time\n"
+			"  AND ROW(%s) IS DISTINCT FROM ROW(%s)",
+			qtable, set.len ? set.s : "id = t.id", sel.s, stage, vt.s, vn.s);
+		free(set.s);
+		goto done;
+	}
 	if (form == FORM_MERGE) {
 		/* Like the ON CONFLICT form below, but new rows are plain inserts:
 		 * `ON CONFLICT` makes each a speculative insertion (an extra WAL
@@ -848,6 +869,30 @@ enum rc merge_collect_ids(struct merge_stage *st, long *added, char *err, size_t
 	if (!rc)
 		*added = db_res_affected(res);
 	db_res_free(res);
+	free(sql);
+	sql = NULL;
+	if (!rc && st->nheaders > 2) {
+		/* More than id and Modified_Time: a formula refresh asked for
+		 * them (formula.h). Their cells, by API name, to zcrm_formula. */
+		char *qidlit = NULL;
+		for (size_t i = 0; i < st->nheaders && !qidlit; i++)
+			if (!strcasecmp(st->headers[i], "id"))
+				qidlit = xstrdup(st->headers[i]);
+		qid = db_quote_ident(st->db, qidlit ? qidlit : "id");
+		sql = xasprintf("INSERT INTO zcrm_formula (id, vals)"
+				" SELECT NULLIF(s.%s, '')::bigint, to_jsonb(s) - $1::text - 'Modified_Time'"
+				" FROM %s s WHERE NULLIF(s.%s, '') IS NOT NULL"
+				" ON CONFLICT (id) DO UPDATE SET vals = excluded.vals",
+				qid, st->table, qid);
+		free(qid);
+		rc = db_exec(st->db,
+			     "CREATE TEMP TABLE IF NOT EXISTS zcrm_formula"
+			     " (id bigint PRIMARY KEY, vals jsonb NOT NULL)",
+			     0, NULL, NULL);
+		if (!rc)
+			rc = db_exec(st->db, sql, 1, (const char *[]){qidlit ? qidlit : "id"}, NULL);
+		free(qidlit);
+	}
 	if (!rc)
 		rc = drop_chunk(st);
 out:

@@ -43,6 +43,8 @@ enum zoho_endpoint {
 	ZOHO_EP_FIELDS,
 	ZOHO_EP_COUNT,
 	ZOHO_EP_WATCH,
+	ZOHO_EP_USERS,        /* Get Users */
+	ZOHO_EP_FULL_DATA,    /* Get Rich Text Fields ({id}/actions/fetch_full_data) */
 	ZOHO_EP_OTHER,
 	ZOHO_EP__COUNT
 };
@@ -220,12 +222,29 @@ struct zoho_field {
 	char *json_type;    /* NULL if absent (older API versions) */
 	int64_t id;
 	char *return_type;  /* formula fields: formula.return_type, else NULL */
+	char *textarea_type;/* textarea fields: textarea.type (small, large,
+			     * rich_text), else NULL */
 };
 
 /* Fields metadata of module (204: none). Free with zoho_fields_free. */
 enum rc zoho_fields(struct zoho *z, const char *module, struct zoho_field **fields,
 		    size_t *n) ZCRM_MUSTCHECK;
 void zoho_fields_free(struct zoho_field *fields, size_t n);
+
+/* The rich text fields of one record in full: GET
+ * /crm/v6/{module}/{id}/actions/fetch_full_data?fields=… (Zoho's "Get
+ * Rich Text Fields"; Get Records truncates them to 500 characters).
+ * *record is the answer's record object ({"id", field: text…}; NULL on
+ * 204); the caller puts it. */
+enum rc zoho_rich_text(struct zoho *z, const char *module, int64_t id,
+		       const char *const *fields, size_t nfields,
+		       struct json_object **record) ZCRM_MUSTCHECK;
+
+/* One page (1-based, 200 users) of GET /crm/v6/users?type=AllUsers, with
+ * If-Modified-Since: since when since > 0. *users is the answer's "users"
+ * array (an empty one on 304 or 204); the caller puts it. */
+enum rc zoho_users(struct zoho *z, int64_t since, int page, struct json_object **users,
+		   bool *more_records) ZCRM_MUSTCHECK;
 
 /* GET /crm/v6/{module}/actions/count. */
 enum rc zoho_record_count(struct zoho *z, const char *module, int64_t *count) ZCRM_MUSTCHECK;

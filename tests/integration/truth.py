@@ -46,9 +46,11 @@ def _kind(meta):
     dt = meta.get("data_type")
     jt = meta.get("json_type")
     if dt in ("formula", "rollup_summary"):
-        rt = (meta.get("formula") or {}).get("return_type") or jt
-        return {"double": "numeric", "integer": "int", "boolean": "bool",
-                "string": "text"}.get(rt, "json")
+        # typed by the result: formula.return_type (rollup_summary.return_type)
+        rt = (meta.get(dt) or {}).get("return_type") or jt
+        return {"double": "numeric", "currency": "numeric", "percent": "numeric",
+                "decimal": "numeric", "integer": "int", "boolean": "bool", "string": "text",
+                "text": "text", "date": "date", "datetime": "datetime"}.get(rt, "json")
     if dt == "text" and jt == "jsonarray":
         return "multi"
     if dt in TEXT_TYPES:
@@ -152,11 +154,19 @@ class Diff:
         return "id=%s field=%s ours=%r theirs=%r" % (self.id, self.field, self.ours, self.theirs)
 
 
-def table_columns(db, module, schema="zcrm"):
-    """{api_name: column_name} from <schema>.fields for module."""
-    rows = db.query("SELECT api_name, column_name FROM %s.fields WHERE module = %%s" % schema,
-                    module)
-    return dict(rows)
+def table_columns(db, module, schema="zcrm", metas=None):
+    """{api_name: column_name} from <schema>.fields for module: the current
+    rows (a row superseded by a type change names a frozen column), matched
+    to the truth's fields (metas: {api_name: meta}) by Zoho's field id where
+    recorded, so a field renamed in Zoho maps to the column it always had."""
+    rows = db.query("SELECT api_name, column_name, field_id FROM %s.fields WHERE module = %%s"
+                    " AND superseded_at IS NULL" % schema, module)
+    cols = {a: c for a, c, _ in rows}
+    by_id = {f: c for _, c, f in rows if f}
+    for name, meta in (metas or {}).items():
+        if meta.get("id") in by_id:
+            cols[name] = by_id[meta["id"]]
+    return cols
 
 
 def diff_table(db, truth, module=None, schema="zcrm", tombstones="required", limit=None,
@@ -168,7 +178,7 @@ def diff_table(db, truth, module=None, schema="zcrm", tombstones="required", lim
     module = module or truth["module"]
     table = module.lower()
     metas = {m["api_name"]: m for m in truth["fields"]}
-    cols = table_columns(db, module, schema)
+    cols = table_columns(db, module, schema, metas)
     # A subform is a child table (diff_lines), not a column.
     names = [n for n in (fields or metas) if n in metas
              and metas[n].get("data_type") != "subform"]

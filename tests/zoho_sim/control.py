@@ -4,6 +4,7 @@ import random
 import time
 
 import datagen
+import schema_ops
 from api import json_resp, _json_body
 from faults import FaultError
 from store import SimError, user_entry as store_user_entry
@@ -141,6 +142,16 @@ class Control:
             flush()
         return json_resp(200, {"module": m.name, "count": len(done), "changes": done})
 
+    def formulas_recompute(self, req):
+        b = self._body(req)
+        steps = b.get("steps", 1)
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            raise SimError(400, "INVALID_DATA", "steps must be an integer >= 1")
+        s = self.s
+        with s.lock:
+            n = s.recompute_formulas(steps)
+            return json_resp(200, {"clock": s.formula_clock, "records": n})
+
     def truth(self, req, module):
         s = self.s
         m = s.module(module)
@@ -166,6 +177,15 @@ class Control:
             out["mutations"] = log
         return json_resp(200, out)
 
+    # ------------------------------------------------------------- fields --
+    def fields_post(self, req):
+        """Change the module's fields at run time (schema_ops.py)."""
+        s = self.s
+        b = self._body(req)
+        m = s.module(b.get("module") or "Leads")
+        with s.lock:
+            done = schema_ops.apply_all(s, m, b)
+            return json_resp(200, {"module": m.name, "changes": done, "fields": m.metas})
     # -------------------------------------------------------------- users --
     def users_get(self, req):
         s = self.s

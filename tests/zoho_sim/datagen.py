@@ -248,10 +248,53 @@ JSON_TYPES = {
     "ownerlookup": "jsonobject", "lookup": "jsonobject",
 }
 
+# Formula and rollup fields added by --formulas:
+# (api_name, label, data_type, length, return_type, expression). Their values
+# are formula_values() of the record and the formula clock, never generated
+# or edited; Zoho recomputes them without moving Modified_Time.
+FORMULA_FIELDS = [
+    ("Age_Days", "Age (days)", "formula", 16, "double",
+     "Datecomp(Now(),${Created Time})/1440"),
+    ("Age_Label", "Age label", "formula", 255, "text",
+     "Concat(${Owner},', day ',Tostring(Datecomp(Now(),${Created Time})/1440))"),
+    ("Rollup_Total", "Rollup total", "rollup_summary", 16, "currency", None),
+]
+RETURN_JSON_TYPES = {"double": "double", "currency": "double", "text": "string",
+                     "boolean": "boolean", "date": "string", "datetime": "string"}
+
 # Types whose value may be a user-editable field (update generator picks from these)
 SYSTEM_GENS = {"id", "full_name", "creator", "modifier", "created_time", "modified_time",
                "converted", "converted_time", "converted_account", "conversion_days",
-               "activity_time"} | inventory.DERIVED_GENS
+               "activity_time", "formula"} | inventory.DERIVED_GENS
+
+
+def value_type(fd):
+    """The data type a value is rendered by: a formula's return type."""
+    if fd.gen == "formula":
+        return fd.choices[0]
+    return fd.data_type
+
+
+def formula_values(rec, fdefs, anchor, clock):
+    """The formula fields' values of a record at formula clock `clock` (a
+    count of recomputes: the formulas' "now" is anchor + clock days), a
+    pure function of the record's other values and the clock, so a change
+    of clock changes every formula value without touching Modified_Time."""
+    out = {}
+    created = rec.get("Created_Time")
+    age = None if created is None else (anchor + clock * 86400 - created) / 86400.0
+    for fd in fdefs:
+        if fd.gen != "formula":
+            continue
+        ret = fd.choices[0]
+        if fd.data_type == "rollup_summary":
+            out[fd.api_name] = round((int(rec["id"]) % 100_000) / 100.0 + clock, 2)
+        elif ret == "double":
+            out[fd.api_name] = None if age is None else round(age, 2)
+        else:
+            owner = USER_BY_ID.get(rec.get("Owner"), {"name": "nobody"})["name"]
+            out[fd.api_name] = "%s, day %d" % (owner, clock)
+    return out
 
 
 def module_num(module):
@@ -279,11 +322,12 @@ class FieldDef:
         self.length = length
 
 
-def build_fields(module, width=None):
+def build_fields(module, width=None, formulas=False):
     """Return (metadata list, FieldDef list) for a module. width: pad the
     module's own fields with custom text fields (Custom_Text_1, …) up to
     that many fields in all (a wide module: Get Records then needs several
-    calls of at most 50 fields)."""
+    calls of at most 50 fields). formulas: add FORMULA_FIELDS (after the
+    padding, so width counts the module's own fields only)."""
     if module == "Leads":
         table = _leads_table()
     elif module == "Contacts":
@@ -293,6 +337,9 @@ def build_fields(module, width=None):
     if width and width > len(table):
         table = table + [("Custom_Text_%d" % k, "Custom Text %d" % k, "text", 255, "co",
                           "company", None) for k in range(1, width - len(table) + 1)]
+    if formulas:
+        table = table + [(api, label, dtype, length, "cr", "formula", (ret, expr))
+                         for api, label, dtype, length, ret, expr in FORMULA_FIELDS]
     mnum = module_num(module)
     metas, defs = [], []
     for i, (api, label, dtype, length, flags, gen, extra) in enumerate(table):
@@ -303,7 +350,7 @@ def build_fields(module, width=None):
             "field_label": label,
             "display_label": label,
             "data_type": dtype,
-            "json_type": JSON_TYPES.get(dtype) or inventory.EXTRA_JSON_TYPES[dtype],
+            "json_type": JSON_TYPES.get(dtype) or inventory.EXTRA_JSON_TYPES.get(dtype),
             "length": length,
             "decimal_place": 2 if dtype in ("currency", "double", "percent") else None,
             "read_only": "r" in flags,
@@ -338,6 +385,21 @@ def build_fields(module, width=None):
             meta["currency"] = {"rounding_option": "normal", "precision": 2}
         meta["multiselectlookup"] = {}
         meta["formula"] = {}
+        if gen == "formula":
+            # Zoho: the result's type is in formula.return_type (rollups:
+            # rollup_summary.return_type); json_type follows it.
+            ret, expr = extra
+            choices = extra
+            meta["json_type"] = RETURN_JSON_TYPES[ret]
+            meta["decimal_place"] = 2 if ret in ("double", "currency") else None
+            meta["sortable"] = False
+            if dtype == "formula":
+                meta["formula"] = {"return_type": ret, "expression": expr}
+            else:
+                meta["rollup_summary"] = {"return_type": ret, "expression": {
+                    "function": "SUM", "function_parameters": [{"api_name": "Amount"}]},
+                    "based_on_module": {"api_name": "Deals"}}
+            extra = None
         inventory.extend_meta(meta, dtype, gen, extra, fid, module_id)
         if gen == "ref_name":
             choices = inventory.NAMES_BY_MODULE.get(extra)
@@ -555,10 +617,9 @@ def fmt_dt(epoch, tz):
 def json_value(fd, v, tz, ctx=None):
     """Internal value -> Records-API JSON shape (ctx: the parent record's
     subform context, for subform fields)."""
-    dt = fd.data_type
-    known, out = inventory.json_value(fd, v, tz, ctx)
-    if known:
-        return out
+    dt = value_type(fd)
+    if fd.data_type in inventory.OWN_TYPES or fd.gen == "tag":
+        return inventory.json_value(fd, v, tz, ctx)[1]
     if dt == "datetime":
         return fmt_dt(v, tz)
     if dt == "ownerlookup":
@@ -579,6 +640,8 @@ def subform_defs(sf):
 
 
 def _subform_ctx(rec, fdefs):
+    if not any(fd.data_type == "subform" for fd in fdefs):
+        return None
     sfs = {fd.api_name: subform_defs(fd.meta["subform"]["module"]["api_name"])
            for fd in fdefs if fd.data_type == "subform"}
     if not sfs:
@@ -625,7 +688,7 @@ def record_json(rec, fdefs, tz, only=None, single=True):
 
 def csv_cell_fn(fd, tz, sub=None):
     """Return a function internal value -> CSV cell text ('' for null)."""
-    dt = fd.data_type
+    dt = value_type(fd)
     own = inventory.csv_cell_fn(fd)
     if own is not None and sub is None:
         return own

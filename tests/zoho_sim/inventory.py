@@ -50,6 +50,10 @@ NOT_EXPORTABLE = ("subform", "multiselectlookup", "multiuserlookup", "fileupload
 SINGLE_ONLY = ("subform", "multiselectlookup", "multiuserlookup")
 RICH_TEXT_LIMIT = 500        # Get Records truncates rich text (zoho-api.md §4.2)
 
+# data types json_value below renders (besides the Tag, a text field)
+OWN_TYPES = frozenset(("userlookup", "multiuserlookup", "multiselectlookup", "fileupload",
+                       "imageupload", "layout", "subform"))
+
 EXTRA_JSON_TYPES = {
     "userlookup": "jsonobject", "multiuserlookup": "jsonarray", "multiselectlookup": "jsonarray",
     "subform": "jsonarray", "fileupload": "jsonarray", "imageupload": "jsonarray",
@@ -68,7 +72,7 @@ PRODUCT_CATEGORIES = ["Hardware", "Software", "CRM Applications", "Services, Sup
 MANUFACTURERS = ["AltvetPet Inc.", "LexPon Inc.", "MetBeat Corp.", "Zylker \"Labs\""]
 USAGE_UNITS = ["Box", "Carton", "Dozen", "Each", "Hour(s)", "Impressions", "Lb", "M", "Pack",
                "Pages", "Pieces", "Quantity", "Reams", "Sheet", "Spiral Binder", "Sq Ft"]
-TAXES = ["Sales Tax", "VAT", "Service Tax", "GST 5%", "Vat; reduced"]
+TAXES = ["Sales Tax", "VAT", "Service Tax", "GST 5%", "Vat, reduced"]
 PRICING_MODELS = ["None", "Flat", "Differential"]
 GL_ACCOUNTS = ["Sales-Software", "Sales-Hardware", "Rental-Income", "Interest-Income",
                "Sales-Software-Support", "Sales Other", "Internet Sales", "Service-Hardware Labor",

@@ -89,11 +89,12 @@ def parse_http_date_or_iso(s):
 
 
 class ModuleState:
-    def __init__(self, name, width=None):
+    def __init__(self, name, width=None, formulas=False):
         self.name = name
         self.num = datagen.module_num(name)
         self.id = datagen.module_id(name)
-        self.metas, self.fdefs = datagen.build_fields(name, width)
+        self.metas, self.fdefs = datagen.build_fields(name, width, formulas)
+        self.has_formulas = any(fd.gen == "formula" for fd in self.fdefs)
         self.byname = {fd.api_name: fd for fd in self.fdefs}
         self.records = {}          # id -> internal record dict
         self.deleted = {}          # id -> entry (internal: times as epoch)
@@ -226,11 +227,13 @@ class Store:
         }
         self.tmpdir = tempfile.mkdtemp(prefix="zoho_sim_")
         self.modules = {}
+        # Formula clock: POST /_sim/formulas/recompute moves it on a day.
+        self.formula_clock = 0
         for name, count, width in args.modules:
-            m = ModuleState(name, width)
+            m = ModuleState(name, width, getattr(args, "formulas", False))
             for i in range(count):
-                m.records[datagen.record_id(name, i)] = datagen.generate_record(
-                    self.seed, name, i, m.fdefs, self.anchor)
+                m.records[datagen.record_id(name, i)] = self.with_formulas(m, datagen.generate_record(
+                    self.seed, name, i, m.fdefs, self.anchor))
             m.next_index = count
             for i in range(args.initial_deleted):
                 rng = datagen.rng_for(self.seed, name, i, "predeleted")
@@ -325,6 +328,31 @@ class Store:
     def now(self):
         return int(time.time())
 
+    def with_formulas(self, m, rec):
+        """rec with its formula fields computed at the current clock (the
+        same dict when the module has none or nothing changes)."""
+        if not m.has_formulas:
+            return rec
+        vals = datagen.formula_values(rec, m.fdefs, self.anchor, self.formula_clock)
+        if all(rec.get(k) == v for k, v in vals.items()):
+            return rec
+        return dict(rec, **vals)
+
+    def recompute_formulas(self, steps=1):
+        """Lock held. Zoho recomputing formulas: the clock moves on `steps`
+        days and every live record's formula values change; Modified_Time
+        does not move and no notification goes out. Returns records
+        changed."""
+        self.formula_clock += steps
+        n = 0
+        for m in self.modules.values():
+            for rid, rec in list(m.records.items()):
+                new = self.with_formulas(m, rec)
+                if new is not rec:
+                    m.records[rid] = new
+                    n += 1
+        return n
+
     def fmt(self, epoch):
         return datagen.fmt_dt(epoch, self.tz)
 
@@ -408,7 +436,7 @@ class Store:
             raise SimError(400, "INVALID_DATA", "values must be an object")
         for k, v in values.items():
             fd = m.byname.get(k)
-            if fd is None or k == "id":
+            if fd is None or k == "id" or fd.gen == "formula":
                 raise SimError(400, "INVALID_DATA", "unknown or read-only field", {"api_name": k})
             if fd.data_type == "subform":
                 out[k] = ("__rows__", v)        # resolved against the stored rows
@@ -547,6 +575,7 @@ class Store:
         if rec.get("Last_Name") is None and "Last_Name" in m.byname:
             rec["Last_Name"] = "Unnamed"
             rec["Full_Name"] = datagen.full_name(rec.get("First_Name"), "Unnamed")
+        rec = self.with_formulas(m, rec)
         m.records[rec["id"]] = rec
         self._log_mutation(m, "create", rec["id"], t=now)
         return rec
@@ -590,6 +619,7 @@ class Store:
             new["Modified_Time"] = now
         if "Modified_By" in m.byname and "Modified_By" not in parsed:
             new["Modified_By"] = (rng or random).choice(datagen.USER_IDS)
+        new = self.with_formulas(m, new)
         m.records[rid] = new
         self._log_mutation(m, "convert" if convert else "update", rid, changed, t=now)
         return new, changed
@@ -617,6 +647,7 @@ class Store:
         del m.deleted[rid]
         rec = dict(entry["_record"])
         rec["Modified_Time"] = self.now()
+        rec = self.with_formulas(m, rec)
         m.records[rid] = rec
         self._log_mutation(m, "restore", rid)
         return rec
