@@ -199,12 +199,9 @@ static bool needs_single_get(const struct module_schema *schema)
 /* Has the module a field Bulk Read does not export (besides subforms)? */
 static bool has_unexported(const struct module_schema *schema)
 {
-	for (size_t i = 0; i < schema->ncols; i++) {
-		const struct zcolumn *c = &schema->cols[i];
-		if (c->listed && (c->kind == FIELD_IDS || !strcmp(c->data_type, "fileupload") ||
-				  !strcmp(c->data_type, "imageupload")))
+	for (size_t i = 0; i < schema->ncols; i++)
+		if (schema->cols[i].listed && subform_unexported_column(&schema->cols[i]))
 			return true;
-	}
 	return false;
 }
 

@@ -194,6 +194,16 @@ static enum rc backfill_due(struct bulk_ctx *ctx, const char *module, bool allow
 	long rows = count ? atol(count) : 0;
 	long rest = zoho_fetch_calls((size_t)rows, sub.ncols - 1);
 	bool by_rest = rest <= ctx->cfg->bulk_threshold;
+	/* Bulk Read cannot export some types (subform.h): those by REST (the
+	 * ids kind by single-record GETs, a credit a record), in a batch run. */
+	for (size_t i = 0; i < sub.ncols; i++) {
+		if (!subform_unexported_column(&sub.cols[i]))
+			continue;
+		if (allow_bulk)
+			by_rest = true;
+		if (sub.cols[i].kind == FIELD_IDS)
+			rest = rows;
+	}
 	if (!by_rest && !allow_bulk) {
 		log_info("back-fill of new or retyped fields left for incremental_sync (Bulk Read)",
 			 "fields=%s rows=%ld", log_q(list), rows);

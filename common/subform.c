@@ -39,6 +39,13 @@ bool subform_by_id_only(const char *data_type)
 	       (!strcmp(data_type, "multiselectlookup") || !strcmp(data_type, "multiuserlookup"));
 }
 
+bool subform_unexported_column(const struct zcolumn *c)
+{
+	return c->kind == FIELD_IDS ||
+	       (c->data_type && (!strcmp(c->data_type, "fileupload") ||
+				 !strcmp(c->data_type, "imageupload")));
+}
+
 long subform_listing_calls(long lines)
 {
 	if (lines <= 0)

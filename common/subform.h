@@ -67,6 +67,9 @@ bool subform_is_field(const char *data_type);
 /* True for the data types only the single-record GET returns (besides
  * subforms): multiselectlookup, multiuserlookup. */
 bool subform_by_id_only(const char *data_type);
+/* Is c a column Bulk Read cannot fill (multiselectlookup, multiuserlookup:
+ * the ids kind; fileupload, imageupload)? */
+bool subform_unexported_column(const struct zcolumn *c);
 /* Listing calls for lines rows: ceil(lines / 200), at least 1. */
 long subform_listing_calls(long lines);
 /* The cheaper way to fetch nids parents with their lines: by id (nids
