@@ -28,8 +28,9 @@ static const struct batch_prog prog = {
 		"id, and reported as unexplained if Zoho still does not return them.\n"
 		"Formula and rollup fields (which Zoho recomputes without moving\n"
 		"Modified_Time) ride along in the same export every [sync] formula_refresh\n"
-		"seconds and are updated where they differ, modified_time untouched. The\n"
-		"report goes to stdout and to zcrm.runs (details). Then reads Zoho's fields\n"
+		"seconds and are updated where they differ, modified_time untouched. Line\n"
+		"items (subforms) whose parent changed since they were read are read again.\n"
+		"The report goes to stdout and to zcrm.runs (details). Then reads Zoho's fields\n"
 		"metadata and follows its changes (not with --dry-run). Meant for cron, nightly.",
 	.opts = opts,
 	.needs_zoho = true,
@@ -77,6 +78,8 @@ static enum rc run_module(struct batch_env *env, const char *module)
 	else if (rep.formulas.fields > 0)
 		printf(" formulas=not-due");
 	putchar('\n');
+	if (rep.lines_stale)
+		printf("%s: line items of %ld records read again\n", module, rep.lines_stale);
 	log_info("reconcile done", "details=%s", log_q(details));
 out:
 	batch_finish_run(env, module, run_id, rc, &counts, err, sizeof(err), details, dry_run);

@@ -78,4 +78,33 @@ enum rc fetch_backfill_ids(struct db *data, struct zoho *zoho, const struct modu
 			   const int64_t *ids, size_t n, struct fetch_stats *st, char *err,
 			   size_t errlen) ZCRM_MUSTCHECK;
 
+/* After a bulk export: first the fields Bulk Read does not export
+ * (multiselectlookup, multiuserlookup, fileupload, imageupload) of the
+ * live rows a bulk export wrote last (source 'bulk'), fetched by id with
+ * every field - by single-record GETs when the module has a
+ * multiselectlookup or multiuserlookup field (1 credit a record), else by
+ * Get Records (100 ids a call). Then the line items (subform.h) of the
+ * live parents whose lines are stale - no
+ * line set, or one read before the parent's modified_time (a parent a bulk
+ * export wrote) - by the cheaper path: the listing of every line of the
+ * subforms (ceil(lines / 200) calls, our copy's count; a call per subform
+ * when we hold none) or a single-record GET per stale parent, which merges
+ * the parent too by the fetch rule. A module without subforms does
+ * nothing. initial_sync after its export, incremental_sync and reconcile
+ * call it. */
+struct fetch_after_bulk_stats {
+	long stale;         /* parents whose lines were stale */
+	bool listing;       /* the path taken */
+	long by_id_cost;    /* credits of each path, as priced */
+	long listing_cost;
+	long calls;         /* calls made */
+	long lines;         /* lines read by the listing */
+	long parents;       /* line sets (listing) or records (by id) written */
+	long filled;        /* records fetched for their unexported fields */
+	long fill_credits;  /* credits that fill cost */
+};
+
+enum rc fetch_after_bulk(struct db *data, struct zoho *zoho, const char *module,
+			  struct fetch_after_bulk_stats *ls, char *err, size_t errlen) ZCRM_MUSTCHECK;
+
 #endif

@@ -332,6 +332,14 @@ enum rc incremental_module(struct bulk_ctx *ctx, const char *module,
 				 errlen);
 	if (rc)
 		goto out;
+	/* Parents the export above wrote have stale line items (fetch.h). A
+	 * failure is a warning: they stay stale until the next run. */
+	struct fetch_after_bulk_stats ls;
+	if (fetch_after_bulk(ctx->data, ctx->zoho, module, &ls, err, errlen) != RC_OK) {
+		log_warn("cannot refresh stale line items; the next run retries", "err=%s",
+			 log_q(err));
+		err[0] = '\0';
+	}
 	rc = db_begin(ctx->data);
 	if (!rc)
 		rc = sync_set_watermark(ctx->data, module, res->watermark);

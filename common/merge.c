@@ -1,5 +1,6 @@
 /* merge.c — staging and the freshness-rule merge (see merge.h). */
 #include "merge.h"
+#include "subform.h"
 #include "log.h"
 
 #include <inttypes.h>
@@ -89,6 +90,9 @@ static void cast_expr(struct sb *b, enum field_kind kind, const char *q)
 		break;
 	case FIELD_MULTI:
 		sb_add(b, "string_to_array(NULLIF(s.%s, ''), ';')", q);
+		break;
+	case FIELD_IDS:
+		sb_add(b, "NULLIF(s.%s, '')::bigint[]", q);
 		break;
 	case FIELD_JSON:
 		/* JSON text from the fetch path; anything else is kept as a string. */
@@ -625,6 +629,7 @@ static const char *fallible_type(const struct zcolumn *c)
 	case FIELD_BOOL:
 	case FIELD_DATE:
 	case FIELD_DATETIME:
+	case FIELD_IDS:
 		return schema_kind_pg_type(c->kind);
 	default:
 		return NULL;
@@ -1059,6 +1064,10 @@ enum rc merge_tombstones(struct db *db, const char *module, const int64_t *ids,
 	if (rc)
 		goto out;
 	*applied = db_res_affected(res);
+	/* A deleted parent takes its line items with it. */
+	rc = subform_drop_lines(db, module, a.s);
+	if (rc)
+		goto out;
 	/* Fetching a record deleted after it was marked is pointless. */
 	rc = db_prepared(db, "tomb_undirty",
 			 "DELETE FROM dirty d USING unnest($2::bigint[], $3::numeric[]) AS x(id, ms)"

@@ -66,9 +66,9 @@ char *reconcile_json(const struct reconcile_report *r)
 			 f->fields, f->due ? "true" : "false", f->exported, f->refreshed, f->kept);
 	return xasprintf("{\"zoho_count\":%" PRId64 ",\"exported\":%ld,\"ours_live\":%ld,"
 			 "\"missing\":%ld,\"older\":%ld,\"gone\":%ld,\"fetched\":%ld,"
-			 "\"tombstoned\":%ld,\"unexplained\":%ld%s}",
+			 "\"tombstoned\":%ld,\"unexplained\":%ld,\"lines_stale\":%ld%s}",
 			 r->zoho_count, r->exported, r->ours_live, r->missing, r->older, r->gone,
-			 r->fetched, r->tombstoned, r->unexplained, formulas);
+			 r->fetched, r->tombstoned, r->unexplained, r->lines_stale, formulas);
 }
 
 /* The fields reconcile's export asks for: Modified_Time, and the formula
@@ -272,6 +272,12 @@ enum rc reconcile_module(struct bulk_ctx *ctx, const char *module, bool dry_run,
 			log_warn("rows live here that Zoho neither exports, returns nor lists as deleted",
 				 "count=%ld", rep->unexplained);
 	}
+	/* repair 4: line items of parents written without them (fetch.h). */
+	struct fetch_after_bulk_stats ls;
+	rc = fetch_after_bulk(ctx->data, ctx->zoho, module, &ls, err, errlen);
+	if (rc)
+		goto out;
+	rep->lines_stale = ls.stale;
 	goto out;
 dberr:
 	snprintf(err, errlen, "%s", db_error(ctx->data));

@@ -32,6 +32,7 @@ struct reconcile_report {
 	long tombstoned;
 	long unexplained;      /* gone, not in the deleted list, not fetchable */
 	struct formula_report formulas;
+	long lines_stale;      /* parents whose line items were refreshed */
 };
 
 enum rc reconcile_module(struct bulk_ctx *ctx, const char *module, bool dry_run,

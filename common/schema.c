@@ -25,6 +25,7 @@ static const struct {
 	{"datetime", FIELD_DATETIME},	{"multiselectpicklist", FIELD_MULTI},
 	{"lookup", FIELD_LOOKUP},	{"ownerlookup", FIELD_LOOKUP},
 	{"userlookup", FIELD_LOOKUP},	{"layout", FIELD_LOOKUP},
+	{"multiselectlookup", FIELD_IDS}, {"multiuserlookup", FIELD_IDS},
 };
 
 /* Our own columns; a Zoho field whose name folds to one gets a suffix. */
@@ -82,6 +83,8 @@ const char *schema_kind_pg_type(enum field_kind kind)
 		return "text[]";
 	case FIELD_LOOKUP:
 		return "bigint";
+	case FIELD_IDS:
+		return "bigint[]";
 	case FIELD_JSON:
 		return "jsonb";
 	}
@@ -102,6 +105,8 @@ static enum field_kind kind_from_pg_type(const char *pg_type, const char *data_t
 		return FIELD_DATETIME;
 	if (!strcmp(pg_type, "text[]"))
 		return FIELD_MULTI;
+	if (!strcmp(pg_type, "bigint[]"))
+		return FIELD_IDS;
 	if (!strcmp(pg_type, "jsonb"))
 		return FIELD_JSON;
 	return FIELD_TEXT;
@@ -141,6 +146,16 @@ static char *column_for(const char *api_name)
 	if (strlen(col) > 63)
 		col[63] = '\0';
 	return col;
+}
+
+enum field_kind schema_pg_type_kind(const char *pg_type, const char *data_type)
+{
+	return kind_from_pg_type(pg_type, data_type);
+}
+
+char *schema_column_name(const char *api_name)
+{
+	return column_for(api_name);
 }
 
 static bool name_ok(const char *s)
@@ -911,6 +926,44 @@ static char *join_strings(struct json_object *arr, bool names)
 	return s;
 }
 
+/* The ids a multiselectlookup/multiuserlookup value links to, as a
+ * bigint[] literal {1,2}: of each item, the id of its first member that is
+ * an object with an id (the linked record or user; the item's own "id" is
+ * the link's), else a bare id; NULL if none. */
+static char *linked_ids(struct json_object *arr)
+{
+	size_t n = json_object_array_length(arr), k = 0;
+	int64_t *ids = xcalloc(n ? n : 1, sizeof(*ids));
+	char *out = NULL;
+
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *e = json_object_array_get_idx(arr, i), *id = NULL;
+		const char *s = NULL;
+		if (json_object_is_type(e, json_type_object)) {
+			json_object_object_foreach(e, key, val)
+			{
+				(void)key;
+				if (!id && json_object_is_type(val, json_type_object) &&
+				    json_object_object_get_ex(val, "id", &id) && id)
+					break;
+				id = NULL;
+			}
+			if (id)
+				s = json_object_get_string(id);
+		} else if (e) {
+			s = json_object_get_string(e);
+		}
+		char *end;
+		long long v = s ? strtoll(s, &end, 10) : 0;
+		if (s && *s && !*end && v > 0)
+			ids[k++] = v;
+	}
+	if (k)
+		out = db_int64_array(ids, k);
+	free(ids);
+	return out;
+}
+
 char *schema_json_cell(struct json_object *v, enum field_kind kind)
 {
 	struct json_object *id;
@@ -932,6 +985,10 @@ char *schema_json_cell(struct json_object *v, enum field_kind kind)
 				return xstrdup(json_object_get_string(id));
 			return NULL;
 		}
+		break;
+	case FIELD_IDS:
+		if (json_object_is_type(v, json_type_array))
+			return linked_ids(v);
 		break;
 	case FIELD_BOOL:
 		if (json_object_is_type(v, json_type_boolean))
@@ -1025,7 +1082,8 @@ enum rc schema_grant_read(struct db *db, const char *role)
 	rc = db_exec(db,
 		     "WITH mod AS (SELECT lower(module) || x AS t FROM sync_state,"
 		     "  unnest(ARRAY['', '_live', '_history', '_versions']) x WHERE table_ready"
-		     "  UNION ALL SELECT 'users')"
+		     "  UNION ALL SELECT 'users'"
+		     "  UNION ALL SELECT table_name FROM subforms)" /* line items: subform.h */
 		     " SELECT c.relname, c.relname IN (SELECT t FROM mod),"
 		     "  has_table_privilege(r.oid, c.oid, 'SELECT'),"
 		     "  EXISTS (SELECT 1 FROM aclexplode(c.relacl) a WHERE a.grantee = r.oid)"
@@ -1075,7 +1133,8 @@ enum rc schema_grant_read(struct db *db, const char *role)
 		     "  AND has_table_privilege($2, c.oid, 'SELECT')"
 		     "  AND c.relname NOT IN (SELECT lower(module) || x FROM sync_state,"
 		     "   unnest(ARRAY['', '_live', '_history', '_versions']) x WHERE table_ready"
-		     "   UNION ALL SELECT 'users')",
+		     "   UNION ALL SELECT 'users'"
+		     "   UNION ALL SELECT table_name FROM subforms)",
 		     2, (const char *[]){schema, role}, &res);
 	if (rc)
 		goto fail;

@@ -33,6 +33,10 @@ enum field_kind {
 	FIELD_DATETIME,    /* timestamptz */
 	FIELD_MULTI,       /* text[]: CSV "a;b", JSON array of strings */
 	FIELD_LOOKUP,      /* bigint: CSV id, JSON {"id": …} */
+	FIELD_IDS,         /* bigint[]: multiselectlookup, multiuserlookup - the
+			    * ids of the records (users) linked, JSON
+			    * [{"<module>": {"id": …}, "id": <link id>}, …]; not
+			    * in Bulk Read exports (subform.h) */
 	FIELD_JSON,        /* jsonb: anything else */
 };
 
@@ -70,6 +74,11 @@ enum field_kind schema_field_kind(const char *data_type, const char *json_type);
 const char *schema_kind_pg_type(enum field_kind kind);
 /* Table name of a module: its API name in lower case; caller frees. */
 char *schema_table_name(const char *module);
+/* Column name of a field: its API name in lower case, suffixed "_zoho" if
+ * it is one of our own columns, cut to 63 bytes; caller frees. */
+char *schema_column_name(const char *api_name);
+/* The kind of a column recorded with this pg_type (as schema_load reads it). */
+enum field_kind schema_pg_type_kind(const char *pg_type, const char *data_type);
 
 /* What schema_ensure_module changed. */
 struct schema_report {
@@ -103,7 +112,8 @@ enum schema_retype schema_type_change(const char *old_pg, const char *new_pg);
  * module has no table yet. Caller frees with module_schema_free(). */
 /* Let role (the legacy application's, [database] read_role) read the module
  * tables and their _live (and, with [database] history, _history and
- * _versions) views, and zcrm.users, and nothing else of the schema: grants
+ * _versions) views, and zcrm.users, and the line-item tables of their
+ * subforms (subform.h), and nothing else of the schema: grants
  * USAGE on the schema and SELECT on every module table
  * (sync_state.table_ready), view and users where it lacks it, and revokes
  * whatever was granted to role on any

@@ -2,6 +2,7 @@
 #include "schemasync.h"
 #include "fetch.h"
 #include "log.h"
+#include "subform.h"
 #include "tablehooks.h"
 
 #include <inttypes.h>
@@ -47,18 +48,27 @@ static enum rc read_and_evolve(struct bulk_ctx *ctx, const char *module,
 	}
 	f = xcalloc(n, sizeof(*f));
 	ids = xcalloc(n, sizeof(*ids));
+	size_t nf = 0;
 	for (size_t i = 0; i < n; i++) {
-		f[i].api_name = zf[i].api_name;
+		/* A subform is a child table, not a column (subform.h). */
+		if (subform_is_field(zf[i].data_type))
+			continue;
+		f[nf].api_name = zf[i].api_name;
 		/* Formula fields are typed by what they return. */
-		f[i].data_type = zf[i].data_type;
-		f[i].json_type = zf[i].return_type ? zf[i].return_type : zf[i].json_type;
+		f[nf].data_type = zf[i].data_type;
+		f[nf].json_type = zf[i].return_type ? zf[i].return_type : zf[i].json_type;
 		if (zf[i].id > 0)
-			ids[i] = xasprintf("%" PRId64, zf[i].id);
-		f[i].field_id = ids[i];
-		f[i].textarea_type = zf[i].textarea_type;
+			ids[nf] = xasprintf("%" PRId64, zf[i].id);
+		f[nf].field_id = ids[nf];
+		f[nf].textarea_type = zf[i].textarea_type;
+		nf++;
 	}
-	rc = schema_ensure_module(ctx->data, module, f, n, rep);
-	for (size_t i = 0; i < n; i++)
+	rc = schema_ensure_module(ctx->data, module, f, nf, rep);
+	/* The subforms' child tables, from their own metadata (1 credit each). */
+	int nsub = 0;
+	if (!rc)
+		rc = subform_ensure(ctx->data, ctx->zoho, module, zf, n, &nsub);
+	for (size_t i = 0; i < nf; i++)
 		free(ids[i]);
 	free(ids);
 	free(f);
@@ -213,6 +223,16 @@ static enum rc backfill_due(struct bulk_ctx *ctx, const char *module, bool allow
 	long rows = count ? atol(count) : 0;
 	long rest = zoho_fetch_calls((size_t)rows, sub.ncols - 1);
 	bool by_rest = rest <= ctx->cfg->bulk_threshold;
+	/* Bulk Read cannot export some types (subform.h): those by REST (the
+	 * ids kind by single-record GETs, a credit a record), in a batch run. */
+	for (size_t i = 0; i < sub.ncols; i++) {
+		if (!subform_unexported_column(&sub.cols[i]))
+			continue;
+		if (allow_bulk)
+			by_rest = true;
+		if (sub.cols[i].kind == FIELD_IDS)
+			rest = rows;
+	}
 	if (!by_rest && !allow_bulk) {
 		log_info("back-fill of new or retyped fields left for incremental_sync (Bulk Read)",
 			 "fields=%s rows=%ld", log_q(list), rows);

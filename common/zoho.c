@@ -500,6 +500,34 @@ static enum rc shape_err(struct zoho *z, const char *what, const char *jerr)
 	return RC_BADINPUT;
 }
 
+/* Send c and parse its JSON answer; *root stays NULL (RC_OK) for a 204 or
+ * an empty body: Zoho's "nothing". */
+static enum rc send_json(struct zoho *z, const struct call *c, struct http_resp *resp,
+			 struct json_object **root)
+{
+	enum rc rc = zoho_send(z, c, resp);
+
+	*root = NULL;
+	if (rc || resp->status == 204 || resp->len == 0)
+		return rc;
+	return parse_answer(z, c->what, resp, root);
+}
+
+/* Every item of data is an object with an id (noun names it in errors). */
+static enum rc check_items(struct zoho *z, const char *what, struct json_object *data,
+			   const char *noun)
+{
+	char jerr[JSON_ERR_LEN];
+
+	for (size_t i = 0; i < json_object_array_length(data); i++) {
+		struct json_object *r = json_object_array_get_idx(data, i);
+		int64_t id;
+		if (json_as_obj(r, noun, jerr) || json_get_int64(r, "id", JSON_REQUIRED, &id, jerr))
+			return shape_err(z, what, jerr);
+	}
+	return RC_OK;
+}
+
 /* The first item of the array root[key] as an object. */
 static enum rc first_item(struct zoho *z, const char *what, struct json_object *root,
 			  const char *key, struct json_object **item)
@@ -1091,35 +1119,131 @@ enum rc zoho_get_records(struct zoho *z, const char *module, const int64_t *ids,
 		path = xasprintf("/crm/v6/%s?ids=%s&converted=both", module, idlist);
 	}
 	struct call c = {.what = what, .path = path};
-	rc = zoho_send(z, &c, &resp);
+	rc = send_json(z, &c, &resp, &root);
 	if (rc)
 		goto out;
-	if (resp.status == 204 || resp.len == 0) {
+	if (!root) {
 		*records = json_object_new_array();
 		goto out;
 	}
-	rc = parse_answer(z, what, &resp, &root);
-	if (rc)
-		goto out;
 	/* "Nothing" is a 204; a 200 without "data" is an answer we do not
 	 * understand, not an empty one. */
 	if (json_get_arr(root, "data", JSON_REQUIRED, &data, jerr)) {
 		rc = shape_err(z, what, jerr);
 		goto out;
 	}
-	for (size_t i = 0; i < json_object_array_length(data); i++) {
-		struct json_object *r = json_object_array_get_idx(data, i);
-		int64_t id;
-		if (json_as_obj(r, "record", jerr) || json_get_int64(r, "id", JSON_REQUIRED, &id, jerr)) {
-			rc = shape_err(z, what, jerr);
-			goto out;
-		}
-	}
+	rc = check_items(z, what, data, "record");
+	if (rc)
+		goto out;
 	*records = json_object_get(data);
 out:
 	json_object_put(root);
 	http_resp_free(&resp);
 	free(idlist);
+	free(fieldlist);
+	free(path);
+	return rc;
+}
+
+enum rc zoho_get_record(struct zoho *z, const char *module, int64_t id,
+			struct json_object **record)
+{
+	const char *what = "get record";
+	struct http_resp resp = {0};
+	struct json_object *root = NULL, *item = NULL;
+	char *path = NULL, jerr[JSON_ERR_LEN];
+	int64_t got;
+	enum rc rc;
+
+	*record = NULL;
+	if (!module_ok(z, what, module))
+		return RC_USAGE;
+	path = xasprintf("/crm/v6/%s/%" PRId64 "?converted=both", module, id);
+	struct call c = {.what = what, .path = path};
+	rc = send_json(z, &c, &resp, &root);
+	/* Not there: 204, 404, or INVALID_DATA ("the id given seems to be
+	 * invalid") - the caller settles the id as any id not returned. */
+	if (rc == RC_NOTFOUND || (rc == RC_ZOHO && strstr(z->err, "INVALID_DATA"))) {
+		rc = RC_OK;
+		goto out;
+	}
+	if (rc || !root)
+		goto out;
+	rc = first_item(z, what, root, "data", &item);
+	if (rc)
+		goto out;
+	if (json_get_int64(item, "id", JSON_REQUIRED, &got, jerr)) {
+		rc = shape_err(z, what, jerr);
+		goto out;
+	}
+	if (got != id) {
+		set_err(z, "%s: asked for %" PRId64 ", Zoho answered %" PRId64, what, id, got);
+		rc = RC_BADINPUT;
+		goto out;
+	}
+	*record = json_object_get(item);
+out:
+	json_object_put(root);
+	http_resp_free(&resp);
+	free(path);
+	return rc;
+}
+
+enum rc zoho_list_subform(struct zoho *z, const char *subform, const char *const *fields,
+			  size_t nfields, int page, const char *page_token,
+			  struct json_object **rows, bool *more_records, char **next_token)
+{
+	const char *what = "list subform rows";
+	struct http_resp resp = {0};
+	struct json_object *root = NULL, *data = NULL, *info = NULL;
+	char *fieldlist = NULL, *path = NULL, jerr[JSON_ERR_LEN];
+	const char *tok = NULL;
+	enum rc rc;
+
+	*rows = NULL;
+	*more_records = false;
+	*next_token = NULL;
+	if (!module_ok(z, what, subform))
+		return RC_USAGE;
+	if (nfields == 0 || nfields > ZOHO_MAX_FIELDS) {
+		set_err(z, "%s: %zu fields asked; 1 to %d per call", what, nfields,
+			ZOHO_MAX_FIELDS);
+		return RC_INTERNAL;
+	}
+	fieldlist = join_fields(fields, nfields);
+	if (page_token && *page_token)
+		path = xasprintf("/crm/v6/%s?fields=%s&per_page=%d&page_token=%s", subform,
+				 fieldlist, ZOHO_LIST_PAGE, page_token);
+	else
+		path = xasprintf("/crm/v6/%s?fields=%s&per_page=%d&page=%d", subform, fieldlist,
+				 ZOHO_LIST_PAGE, page > 0 ? page : 1);
+	struct call c = {.what = what, .path = path};
+	rc = send_json(z, &c, &resp, &root);
+	if (rc)
+		goto out;
+	if (!root) {
+		*rows = json_object_new_array();
+		goto out;
+	}
+	if (json_get_arr(root, "data", JSON_REQUIRED, &data, jerr) ||
+	    json_get_obj(root, "info", JSON_OPTIONAL, &info, jerr) ||
+	    (info && json_get_bool(info, "more_records", JSON_OPTIONAL, more_records, jerr)) ||
+	    (info && json_get_str(info, "next_page_token", JSON_OPTIONAL, &tok, jerr))) {
+		rc = shape_err(z, what, jerr);
+		goto out;
+	}
+	rc = check_items(z, what, data, "row");
+	if (rc)
+		goto out;
+	/* It goes into the next URL as it is: URL-safe characters only. */
+	if (tok && *tok && strlen(tok) < 1024 &&
+	    strspn(tok, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_.~") ==
+		    strlen(tok))
+		*next_token = xstrdup(tok);
+	*rows = json_object_get(data);
+out:
+	json_object_put(root);
+	http_resp_free(&resp);
 	free(fieldlist);
 	free(path);
 	return rc;

@@ -171,6 +171,21 @@ enum rc zoho_get_records_all_fields(struct zoho *z, const char *module, const in
 				    size_t nids, const char *const *fields, size_t nfields,
 				    struct json_object **records) ZCRM_MUSTCHECK;
 
+/* One record by id (GET /crm/v6/{module}/{id}, 1 credit) with every field,
+ * subforms and multiselectlookup included (only this call returns them).
+ * *record is NULL when Zoho does not have it (204, 404, INVALID_DATA). */
+enum rc zoho_get_record(struct zoho *z, const char *module, int64_t id,
+			struct json_object **record) ZCRM_MUSTCHECK;
+/* One page (200 rows) of every row of a subform, whatever its parent:
+ * GET /crm/v6/{subform}?fields=…&per_page=200&page=N (1 credit), or with
+ * page_token once Zoho gave one (beyond 2,000 rows). Each row carries
+ * Parent_Id {"name","id"}. *rows is a new JSON array (204: empty);
+ * *next_token (caller frees) is info.next_page_token or NULL. */
+enum rc zoho_list_subform(struct zoho *z, const char *subform, const char *const *fields,
+			  size_t nfields, int page, const char *page_token,
+			  struct json_object **rows, bool *more_records,
+			  char **next_token) ZCRM_MUSTCHECK;
+
 /* One record of a change listing: its id and Modified_Time. */
 struct zoho_listed {
 	int64_t id;

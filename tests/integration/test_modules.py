@@ -87,7 +87,12 @@ def test_every_module_loads_and_follows_a_webhook_fetch(db, stack, run_program):
         check(sim, db, m)
     assert db.value("SELECT se_module FROM zcrm.tasks WHERE id = %s",
                     int(sim.control("GET", "/truth/Tasks")["records"][0]["id"])) == "Deals"
-    assert db.value("SELECT count(*) FROM zcrm.deals WHERE source = 'fetch'") == 1
+    # (Every Deal was fetched by id once after the bulk load - its
+    # multiselectlookup, multiuserlookup and fileupload fields are not
+    # exported - so the edited one is told by its Modified_Time.)
+    d = sim.control("GET", "/truth/Deals")["records"][0]
+    assert db.value("SELECT source FROM zcrm.deals WHERE id = %s", int(d["id"])) == "fetch"
+    assert db.value("SELECT stage FROM zcrm.deals WHERE id = %s", int(d["id"])) == "Closed Won"
 
 
 def long_rich(sim, module="Cases", field="Resolution"):
