@@ -13,6 +13,8 @@
 #   make demo         the whole system on this machine against the Zoho
 #                     simulator, in .demo/ (make demo-stop; KEEP=1 keeps .demo/)
 #   make install      PREFIX=/usr/local DESTDIR= (make uninstall removes it)
+#   make deb          a Debian package in build/deb/ (debian/)
+#   make man          the manual pages in build/normal/man/ (make builds them)
 #   make sample-config  regenerate etc/zcrm-sync.conf.example from common/cfg.c
 #
 # Layout: common/*.c -> libzcrm.a; webhook/*.c -> one program; batch/<x>.c ->
@@ -88,9 +90,20 @@ ALL_OBJ := $(COMMON_OBJ) $(WEBHOOK_OBJ) \
            $(TOOL_SRC:%.c=$(BUILD)/%.o)
 
 .PHONY: all asan deps check check-unit check-integration clean install uninstall soak \
-        demo demo-stop bench help unit-bins sample-config check-sample-config fuzz fuzz-smoke fuzz-bins
+        demo demo-stop bench help unit-bins sample-config check-sample-config fuzz fuzz-smoke fuzz-bins \
+        man deb
 
-all: $(WEBHOOK_BIN) $(BATCH_BIN) $(TOOL_BIN)
+MAN_DIR   := $(BUILD)/man
+MAN_STAMP := $(MAN_DIR)/.stamp
+
+all: $(WEBHOOK_BIN) $(BATCH_BIN) $(TOOL_BIN) $(MAN_STAMP)
+
+# Manual pages, written from each program's --help and the webhook's
+# --sample-config (scripts/gen-man.py), so they cannot drift from them.
+man: $(MAN_STAMP)
+$(MAN_STAMP): $(WEBHOOK_BIN) $(BATCH_BIN) scripts/gen-man.py
+	$(PYTHON) scripts/gen-man.py $(MAN_DIR) $(WEBHOOK_BIN) $(INSTALL_PROGS)
+	@touch $@
 
 help:
 	@sed -n '2,/^$$/p' Makefile
@@ -255,10 +268,14 @@ INSTALL_PROGS := $(WEBHOOK_BIN):zcrm-webhook \
                  $(BINROOT)batch/status:zcrm-status
 INSTALLED_BINS := $(foreach p,$(INSTALL_PROGS),$(BINDIR)/$(lastword $(subst :, ,$(p))))
 SYSTEMD_UNITS  := zcrm-webhook.service zcrm-webhook.socket
+MONITORING_FILES := monitoring/zcrm-sync.rules.yml monitoring/zcrm-sync.dashboard.json
+MANDIR         ?= $(PREFIX)/share/man
+MAN1_PAGES     := $(foreach p,$(INSTALL_PROGS),$(lastword $(subst :, ,$(p))).1)
 CRON_PATH      := $(if $(filter /usr/local/bin /usr/bin /bin,$(BINDIR)),/usr/local/bin:/usr/bin:/bin,$(BINDIR):/usr/local/bin:/usr/bin:/bin)
 
 install: all
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/sql $(DESTDIR)$(DATADIR)/nginx \
+	  $(DESTDIR)$(DATADIR)/monitoring $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
 	  $(DESTDIR)$(SYSCONFDIR)/zcrm-sync $(DESTDIR)$(SYSCONFDIR)/cron.d \
 	  $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(TMPFILESDIR)
 	for p in $(INSTALL_PROGS); do \
@@ -266,6 +283,9 @@ install: all
 	done
 	$(INSTALL) -m 644 $(SQL_FILES) $(DESTDIR)$(DATADIR)/sql/
 	$(INSTALL) -m 644 nginx/zcrm-sync.conf nginx/zcrm-sync-upstream.conf $(DESTDIR)$(DATADIR)/nginx/
+	$(INSTALL) -m 644 $(MONITORING_FILES) $(DESTDIR)$(DATADIR)/monitoring/
+	$(INSTALL) -m 644 $(addprefix $(MAN_DIR)/,$(MAN1_PAGES)) $(DESTDIR)$(MANDIR)/man1/
+	$(INSTALL) -m 644 $(MAN_DIR)/zcrm-sync.conf.5 $(DESTDIR)$(MANDIR)/man5/
 	$(INSTALL) -m 644 $(SAMPLE_CONFIG) $(DESTDIR)$(SYSCONFDIR)/zcrm-sync/zcrm-sync.conf.example
 	sed -e 's|^PATH=.*|PATH=$(CRON_PATH)|' \
 	  -e 's|^ZCRM_CONFIG=.*|ZCRM_CONFIG=$(SYSCONFDIR)/zcrm-sync/zcrm-sync.conf|' \
@@ -284,14 +304,29 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED_BINS))
 	rm -f $(addprefix $(DESTDIR)$(DATADIR)/sql/,$(notdir $(SQL_FILES)))
 	rm -f $(DESTDIR)$(DATADIR)/nginx/zcrm-sync.conf $(DESTDIR)$(DATADIR)/nginx/zcrm-sync-upstream.conf
+	rm -f $(addprefix $(DESTDIR)$(DATADIR)/monitoring/,$(notdir $(MONITORING_FILES)))
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(MAN1_PAGES)) $(DESTDIR)$(MANDIR)/man5/zcrm-sync.conf.5
+	rmdir $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR) \
+	  $(DESTDIR)$(PREFIX)/share 2>/dev/null || true
 	rm -f $(DESTDIR)$(SYSCONFDIR)/zcrm-sync/zcrm-sync.conf.example
 	rm -f $(DESTDIR)$(SYSCONFDIR)/cron.d/zcrm-sync
 	rm -f $(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(SYSTEMD_UNITS))
 	rm -f $(DESTDIR)$(TMPFILESDIR)/zcrm-sync.conf
 	rmdir $(DESTDIR)$(TMPFILESDIR) 2>/dev/null || true
 	rmdir $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(dir $(SYSTEMDUNITDIR)) 2>/dev/null || true
-	rmdir $(DESTDIR)$(DATADIR)/sql $(DESTDIR)$(DATADIR)/nginx $(DESTDIR)$(DATADIR) 2>/dev/null || true
+	rmdir $(DESTDIR)$(DATADIR)/sql $(DESTDIR)$(DATADIR)/nginx $(DESTDIR)$(DATADIR)/monitoring \
+	  $(DESTDIR)$(DATADIR) 2>/dev/null || true
 	rmdir $(DESTDIR)$(SYSCONFDIR)/zcrm-sync 2>/dev/null || true
+
+# ---- deb: a Debian package (debian/), built from a copy of the tree ---------
+# The copy keeps dpkg-buildpackage's clean step away from this tree's build/.
+DEB_DIR := build/deb
+deb:
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/zcrm-sync-$(VERSION)
+	tar -cf - --exclude=./build --exclude=./.git --exclude=./.demo . | \
+	  tar -xf - -C $(DEB_DIR)/zcrm-sync-$(VERSION)
+	cd $(DEB_DIR)/zcrm-sync-$(VERSION) && dpkg-buildpackage -b -us -uc --no-sign
+	@ls $(DEB_DIR)/*.deb
 
 # ---- demo: everything on this machine, in .demo/ (scripts/demo.sh) ---------
 demo: deps

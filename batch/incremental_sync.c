@@ -5,6 +5,7 @@
 #include "incremental.h"
 #include "log.h"
 #include "syncstate.h"
+#include "users.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -16,11 +17,15 @@ static const struct batch_prog prog = {
 	.summary = "Catch up changes and deletes the notifications missed",
 	.description =
 		"Replays notifications spooled while PostgreSQL was down, applies those that\n"
-		"waited for a module table, fetches ids still marked dirty, exports every\n"
-		"record modified since (watermark - [sync] overlap) - or since the start of\n"
-		"an open coverage gap - with the Bulk Read API, merges it by the freshness\n"
-		"rule, tombstones what the deleted-records API lists, and only then moves the\n"
-		"watermark and closes the gaps it covered. Meant for cron every few minutes;\n"
+		"waited for a module table, follows Zoho's schema changes (reads the fields\n"
+		"metadata every [sync] schema_check seconds, or at once when an export or a\n"
+		"notification names a field we do not know; new columns are back-filled),\n"
+		"fetches ids still marked dirty, exports every record modified since\n"
+		"(watermark - [sync] overlap) - or since the start of an open coverage gap -\n"
+		"with the Bulk Read API, merges it by the freshness rule, tombstones what the\n"
+		"deleted-records API lists, and only then moves the watermark and closes the\n"
+		"gaps it covered. Also refreshes zcrm.users (Zoho's users) at most once per\n"
+		"[sync] users_interval. Meant for cron every few minutes;\n"
 		"a second copy started while one runs exits at once (status 75).",
 	.opts = NULL,
 	.needs_zoho = true,
@@ -88,5 +93,7 @@ int main(int argc, char **argv)
 	 * on failure the modules still run (the spool waits for next time). */
 	if (inbox_replay_spool(env.data, env.cfg->spool_dir, &replayed) != RC_OK)
 		log_warn("spool not fully replayed; it stays for the next run", "");
+	/* zcrm.users, when [sync] users_interval has passed (one call). */
+	users_refresh_logged(env.data, env.zoho, env.cfg->users_interval);
 	return batch_run_modules(&env, run_module);
 }

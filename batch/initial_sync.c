@@ -4,10 +4,12 @@
  * a run that was killed resumes at the page it was on. */
 #include "batchrt.h"
 #include "bulk.h"
+#include "fetch.h"
 #include "inbox.h"
 #include "log.h"
 #include "reconcile.h"
 #include "schema.h"
+#include "schemasync.h"
 #include "syncstate.h"
 
 #include <inttypes.h>
@@ -33,47 +35,26 @@ static const struct batch_prog prog = {
 		"table from Zoho's fields metadata, enables the notification channel (so\n"
 		"changes made during the export reach the webhook), exports every record with\n"
 		"the Bulk Read API page by page, merges each page by the freshness rule, and\n"
-		"sets the watermark to the creation time of the first export job. Progress is\n"
-		"checkpointed after every page: a killed run resumes where it stopped.",
+		"sets the watermark to the creation time of the first export job. Then what\n"
+		"Bulk Read cannot export: line items (subforms, as child tables) by the\n"
+		"subform listing, and multiselectlookup, multiuserlookup, fileupload and\n"
+		"imageupload fields by fetching the records by id. Progress is checkpointed\n"
+		"after every page: a killed run resumes where it stopped.",
 	.opts = opts,
 	.needs_zoho = true,
 	.exports = true,
 };
 
-/* Fields metadata → module table. */
-static enum rc ensure_table(struct batch_env *env, const char *module)
+/* Fields metadata → module table (schemasync.h), then the notifications
+ * that waited for it. */
+static enum rc ensure_table(struct batch_env *env, const char *module, int64_t run_id)
 {
-	struct zoho_field *zf = NULL;
-	struct zfield *f = NULL;
-	size_t n = 0;
-	enum rc rc = zoho_fields(env->zoho, module, &zf, &n);
+	struct bulk_ctx ctx = batch_bulk_ctx(env, run_id);
+	/* No back-fill: the export that follows carries every field. */
+	enum rc rc = schema_refresh(&ctx, module, SCHEMA_ALWAYS, false, NULL, NULL);
 
-	if (rc) {
-		log_error("cannot read fields metadata", "err=%s", log_q(zoho_error(env->zoho)));
-		return rc;
-	}
-	if (n == 0) {
-		log_error("Zoho returned no fields for the module", "");
-		zoho_fields_free(zf, n);
-		return RC_ZOHO;
-	}
-	f = xcalloc(n, sizeof(*f));
-	for (size_t i = 0; i < n; i++) {
-		f[i].api_name = zf[i].api_name;
-		/* Formula fields are typed by what they return. */
-		f[i].data_type = zf[i].data_type;
-		f[i].json_type = zf[i].return_type ? zf[i].return_type : zf[i].json_type;
-		f[i].field_id = NULL;
-	}
-	rc = schema_ensure_module(env->data, module, f, n);
-	free(f);
-	zoho_fields_free(zf, n);
 	if (rc)
 		return rc;
-	/* The new table and view, readable by [database] read_role. A failure
-	 * is logged; the sync goes on (the next program's start retries). */
-	if (schema_grant_read(env->data, env->cfg->read_role) != RC_OK)
-		log_warn("read_role cannot read the module table yet", "");
 	long applied = 0;
 	rc = inbox_apply_pending(env->data, module, &applied);
 	if (!rc && applied)
@@ -159,6 +140,8 @@ static enum rc sync_module(struct batch_env *env, const char *module)
 	char err[1024] = "", *details = NULL;
 	enum rc rc;
 
+	long spent0 = zoho_credits_spent(env->zoho, ZOHO_EP__COUNT);
+
 	log_set_module(module);
 	rc = batch_lock(env, module);
 	if (rc)
@@ -166,7 +149,7 @@ static enum rc sync_module(struct batch_env *env, const char *module)
 	rc = run_start(env->data, "initial", module, &run_id);
 	if (rc)
 		goto out;
-	rc = ensure_table(env, module);
+	rc = ensure_table(env, module, run_id);
 	if (rc)
 		goto out;
 	if (!no_channel) {
@@ -188,12 +171,27 @@ static enum rc sync_module(struct batch_env *env, const char *module)
 	rc = sync_set_watermark(env->data, module, res.started);
 	if (!rc)
 		rc = sync_clear_bulk(env->data, module);
+	/* Every field was in the export: nothing is left to back-fill. */
+	if (!rc)
+		rc = schema_backfill_done(env->data, module, res.started);
 	if (rc)
 		goto out;
 	/* The check follows the export, not this run: a resumed run may merge
 	 * only the last page of an export whose earlier pages shifted. */
 	if (res.last_page > 1)
 		check_page_boundaries(env, &ctx, module);
+	/* Bulk Read cannot export subforms and some field types: those now
+	 * (fetch.h). A killed run redoes this step; a failure fails the run,
+	 * whose re-run (or incremental_sync, or reconcile) repeats it. */
+	struct fetch_after_bulk_stats ls;
+	char lerr[512] = "";
+	if (fetch_after_bulk(env->data, env->zoho, module, &ls, lerr, sizeof(lerr)) != RC_OK) {
+		log_error("cannot load the line items or unexported fields", "err=%s", log_q(lerr));
+		rc = RC_ZOHO;
+		snprintf(err, sizeof(err), "line items: %s", lerr);
+		goto out;
+	}
+	long spent = zoho_credits_spent(env->zoho, ZOHO_EP__COUNT) - spent0;
 	char wm[32];
 	time_t t = (time_t)res.started;
 	strftime(wm, sizeof(wm), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
@@ -212,9 +210,17 @@ static enum rc sync_module(struct batch_env *env, const char *module)
 		       module, res.rows_seen, res.pages, res.rows_applied, (double)res.bytes / 1e6,
 		       wm);
 	}
+	if (ls.filled)
+		printf("  fields Bulk Read does not export: %ld records by REST, %ld credits\n",
+		       ls.filled, ls.fill_credits);
+	if (ls.stale)
+		printf("  line items: %ld lines of %ld records by %s, %ld call(s)\n", ls.lines,
+		       ls.stale, ls.listing ? "the subform listing" : "single-record GETs",
+		       ls.calls);
+	printf("  credits spent: %ld\n", spent);
 	log_info("initial sync done", "pages=%d export_pages=%d first_page=%d rows=%ld applied=%ld"
-		 " watermark=%s", res.pages, res.last_page, res.first_page, res.rows_seen,
-		 res.rows_applied, wm);
+		 " watermark=%s lines=%ld credits=%ld", res.pages, res.last_page, res.first_page,
+		 res.rows_seen, res.rows_applied, wm, ls.lines, spent);
 	details = xasprintf("{\"export_pages\": %d, \"first_page\": %d}", res.last_page,
 			    res.first_page);
 out:

@@ -3,6 +3,7 @@
 #include "batchrt.h"
 #include "log.h"
 #include "reconcile.h"
+#include "schemasync.h"
 #include "syncstate.h"
 
 #include <inttypes.h>
@@ -24,8 +25,13 @@ static const struct batch_prog prog = {
 		"Modified_Time of every record with the Bulk Read API and diffs them against\n"
 		"the table: ids missing or older here are fetched; ids live here but gone from\n"
 		"Zoho are tombstoned when the deleted-records API lists them, else fetched by\n"
-		"id, and reported as unexplained if Zoho still does not return them. The\n"
-		"report goes to stdout and to zcrm.runs (details). Meant for cron, nightly.",
+		"id, and reported as unexplained if Zoho still does not return them.\n"
+		"Formula and rollup fields (which Zoho recomputes without moving\n"
+		"Modified_Time) ride along in the same export every [sync] formula_refresh\n"
+		"seconds and are updated where they differ, modified_time untouched. Line\n"
+		"items (subforms) whose parent changed since they were read are read again.\n"
+		"The report goes to stdout and to zcrm.runs (details). Then reads Zoho's fields\n"
+		"metadata and follows its changes (not with --dry-run). Meant for cron, nightly.",
 	.opts = opts,
 	.needs_zoho = true,
 	.exports = true,
@@ -49,6 +55,12 @@ static enum rc run_module(struct batch_env *env, const char *module)
 		goto out;
 	struct bulk_ctx ctx = batch_bulk_ctx(env, run_id);
 	rc = reconcile_module(&ctx, module, dry_run, &rep, err, sizeof(err));
+	/* The nightly look at the fields metadata too (1 credit), once the
+	 * reconcile went through (below [zoho] credit_floor it waits too); a
+	 * failure leaves the schema as it was. */
+	if (!rc && !dry_run &&
+	    schema_refresh(&ctx, module, SCHEMA_ALWAYS, true, NULL, NULL) != RC_OK)
+		log_warn("fields metadata not refreshed", "");
 	details = reconcile_json(&rep);
 	counts = (struct run_counts){0, rep.exported, rep.fetched, rep.tombstoned};
 	if (rc) {
@@ -56,10 +68,18 @@ static enum rc run_module(struct batch_env *env, const char *module)
 		goto out;
 	}
 	printf("%s: zoho_count=%" PRId64 " exported=%ld ours_live=%ld missing=%ld older=%ld "
-	       "gone=%ld%s fetched=%ld tombstoned=%ld unexplained=%ld\n",
+	       "gone=%ld%s fetched=%ld tombstoned=%ld unexplained=%ld",
 	       module, rep.zoho_count, rep.exported, rep.ours_live, rep.missing, rep.older, rep.gone,
 	       dry_run ? " (dry run: nothing repaired)" : "", rep.fetched, rep.tombstoned,
 	       rep.unexplained);
+	if (rep.formulas.fields > 0 && rep.formulas.due)
+		printf(" formulas_refreshed=%ld formulas_kept=%ld", rep.formulas.refreshed,
+		       rep.formulas.kept);
+	else if (rep.formulas.fields > 0)
+		printf(" formulas=not-due");
+	putchar('\n');
+	if (rep.lines_stale)
+		printf("%s: line items of %ld records read again\n", module, rep.lines_stale);
 	log_info("reconcile done", "details=%s", log_q(details));
 out:
 	batch_finish_run(env, module, run_id, rc, &counts, err, sizeof(err), details, dry_run);

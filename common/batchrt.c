@@ -5,6 +5,7 @@
 #include "http.h"
 #include "log.h"
 #include "schema.h"
+#include "tablehooks.h"
 #include "syncstate.h"
 
 #include <errno.h>
@@ -167,6 +168,10 @@ int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, 
 		crc = RC_DB; /* a migration that failed is temporary, as above */
 		goto without_db;
 	}
+	/* The optional triggers first, so that a history table they create
+	 * is granted too; a failure is logged and does not stop the sync. */
+	if (table_hooks_apply(env->data, env->cfg->notify_changes, env->cfg->history) != RC_OK)
+		log_warn("module table triggers not set this run", "");
 	/* [database] read_role reads the module tables and nothing else; a
 	 * failure is logged and does not stop the sync. */
 	if (schema_grant_read(env->data, env->cfg->read_role) != RC_OK)

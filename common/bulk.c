@@ -335,13 +335,13 @@ static enum rc merge_page(struct bulk_ctx *ctx, const char *module,
 				 "page=%d columns=%s rows=%ld hint=%s", page, log_q(ls->missing),
 				 ls->rows_deferred,
 				 log_q("a field hidden from the API user by field-level permission, "
-				       "or renamed: check the user's profile; re-run initial_sync "
-				       "after a rename"));
+				       "or renamed: check the user's profile (a rename is followed at "
+				       "the fields metadata's next read)"));
 		if (ls->extra[0])
-			log_warn("export has columns the fields metadata does not know; ignored",
+			log_info("export has columns the fields metadata does not know",
 				 "page=%d columns=%s hint=%s", page, log_q(ls->extra),
-				 log_q("a field added or renamed in Zoho: re-run initial_sync to add "
-				       "its column"));
+				 log_q("a field added or renamed in Zoho: its column and values "
+				       "follow the fields metadata's next read"));
 		rc = sync_set_export_columns(ctx->data, module, ls->missing, ls->extra,
 					     ls->rows_deferred);
 		if (rc)
@@ -548,6 +548,8 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 		res->rows_applied += ls.rows_applied;
 		res->cells_nulled += ls.cells_nulled;
 		res->rows_deferred += ls.rows_deferred;
+		if (ls.extra[0] || ls.missing[0])
+			res->unknown_columns = true;
 		res->bytes += (uint64_t)bytes;
 		res->started = started;
 		progress_line(ctx, module, page, "merged", res, t0);

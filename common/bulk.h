@@ -51,6 +51,9 @@ struct bulk_result {
 	int64_t started;        /* Zoho's creation time of the first job */
 	long cells_nulled;      /* cells that did not cast, stored as NULL */
 	long rows_deferred;     /* rows of pages lacking a known column: fetched by id */
+	bool unknown_columns;   /* a page had a column the fields metadata does not
+				 * know, or lacked one it expects (a field new,
+				 * renamed or removed in Zoho) */
 };
 
 /* kind: "initial" | "incremental" | "reconcile". from/to bound

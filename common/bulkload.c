@@ -236,7 +236,8 @@ static void list_add(char *buf, const char *name)
  * module does not know (stats->missing, stats->extra). Expected: the fields
  * of the latest fields metadata (a field Zoho deleted keeps its column but
  * is not expected), except those of types Bulk Read does not export
- * (fileupload, multiselectlookup, subform: the JSON kind, schema.h) and
+ * (fileupload, imageupload: the JSON kind; multiselectlookup,
+ * multiuserlookup: the ids kind, schema.h; subforms are child tables) and
  * Created_Time, which never changes once a record exists, so lacking it
  * cannot leave a stale value. */
 static void check_columns(struct loader *L)
@@ -246,7 +247,8 @@ static void check_columns(struct loader *L)
 	for (size_t i = 0; i < sc->ncols; i++) {
 		const struct zcolumn *c = &sc->cols[i];
 		bool found = false;
-		if (!c->listed || c->kind == FIELD_JSON || !strcmp(c->column, "created_time"))
+		if (!c->listed || c->kind == FIELD_JSON || c->kind == FIELD_IDS ||
+		    !strcmp(c->column, "created_time"))
 			continue;
 		for (size_t h = 0; h < L->ncols && !found; h++)
 			found = !strcmp(L->names[h], c->api_name) ||

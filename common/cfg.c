@@ -77,6 +77,10 @@ static const struct cfg_key cfg_keys[] = {
 	 "schema holding every zcrm-sync table"},
 	{"database", "read_role", CFG_STR, O(read_role), "", 0, 0, 0, NULL,
 	 "role that may read the module tables and their _live views, and nothing else (empty: grant nothing)"},
+	{"database", "notify_changes", CFG_BOOL, O(notify_changes), "false", 0, 0, 0, NULL,
+	 "after each write to a module table, NOTIFY \"<schema>.<table>\" with the ids written (at commit)"},
+	{"database", "history", CFG_BOOL, O(history), "false", 0, 0, 0, NULL,
+	 "keep every version a module row had, with its validity interval, in <table>_history"},
 
 	{"sync", "modules", CFG_STR, O(modules), "Leads", 0, 0, 0, valid_modules,
 	 "comma-separated Zoho module API names to mirror"},
@@ -96,6 +100,13 @@ static const struct cfg_key cfg_keys[] = {
 	 "credits: incremental sync uses a Bulk Read job when fetching the changes by REST would cost more"},
 	{"sync", "bulk_jobs_ahead", CFG_INT, O(bulk_jobs_ahead), "1", 0, 8, 0, NULL,
 	 "bulk read jobs asked for ahead of the page being exported (0 = one page at a time)"},
+	{"sync", "schema_check", CFG_INT, O(schema_check), "3600", 0, 86400, 0, NULL,
+	 "seconds: incremental sync reads Zoho's fields metadata at most this often (1 credit)"},
+	{"sync", "formula_refresh", CFG_INT, O(formula_refresh), "86400", 0, 366 * 86400, 0, NULL,
+	 "seconds: reconcile re-reads formula and rollup fields (which change without Modified_Time)"
+	 " when their last refresh is this old; 0: never"},
+	{"sync", "users_interval", CFG_INT, O(users_interval), "3600", 0, 7 * 86400, 0, NULL,
+	 "seconds: incremental sync refreshes zcrm.users at most this often (one call; 0: never)"},
 
 	{"notify", "url", CFG_STR, O(notify_url), "", 0, 0, 0, valid_opt_url,
 	 "public URL Zoho posts notifications to (nginx → /notify)"},

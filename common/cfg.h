@@ -36,6 +36,8 @@ struct cfg {
 	char *conninfo;
 	char *schema;
 	char *read_role;       /* granted SELECT on module tables only; "" = none */
+	bool notify_changes;   /* NOTIFY "<schema>.<table>" with the ids written */
+	bool history;          /* <table>_history: every version of a row */
 	/* [sync] */
 	char *modules;         /* as written: "Leads, Contacts" */
 	long overlap;          /* seconds */
@@ -46,6 +48,9 @@ struct cfg {
 	long max_ratio;        /* inflated/compressed */
 	long bulk_threshold;   /* credits: a catch-up dearer by REST uses Bulk Read */
 	long bulk_jobs_ahead;  /* bulk jobs in flight beyond the page being exported */
+	long schema_check;     /* seconds between reads of the fields metadata */
+	long formula_refresh;  /* seconds between formula refreshes by reconcile; 0: off */
+	long users_interval;   /* seconds between refreshes of zcrm.users; 0 = never */
 	/* [notify] */
 	char *notify_url;
 	char *callback_url;

@@ -2,6 +2,7 @@
 #include "fetch.h"
 #include "log.h"
 #include "merge.h"
+#include "subform.h"
 
 #include <inttypes.h>
 #include <json-c/json.h>
@@ -18,32 +19,42 @@
  * record restored in Zoho, whatever its Modified_Time says. */
 #define FETCH_SKEW_MARGIN 2
 
+/* A field Zoho removed keeps its column and values: not asked for, not
+ * staged, so not written (schema.h). */
+static bool wanted(const struct zcolumn *c)
+{
+	return c->listed;
+}
+
 static enum rc merge_records(struct db *data, const struct module_schema *schema,
-			     struct json_object *records, int64_t asked, long *applied, char *err,
-			     size_t errlen)
+			     struct json_object *records, int64_t asked, enum merge_rule rule,
+			     long *applied, char *err, size_t errlen)
 {
 	const char **headers = xcalloc(schema->ncols, sizeof(*headers));
 	struct merge_stage *stage = NULL;
 	char *buf = NULL;
-	size_t len = 0, cap = 0;
+	size_t len = 0, cap = 0, nh = 0;
 	long rows = 0;
 	enum rc rc;
 
 	for (size_t i = 0; i < schema->ncols; i++)
-		headers[i] = schema->cols[i].api_name;
-	rc = merge_stage_begin(data, schema, headers, schema->ncols, &stage, err, errlen);
+		if (wanted(&schema->cols[i]))
+			headers[nh++] = schema->cols[i].api_name;
+	rc = merge_stage_begin(data, schema, headers, nh, &stage, err, errlen);
 	if (rc)
 		goto out;
 	size_t n = json_object_array_length(records);
 	for (size_t r = 0; r < n; r++) {
 		struct json_object *rec = json_object_array_get_idx(records, r);
 		len = 0;
-		for (size_t i = 0; i < schema->ncols; i++) {
+		for (size_t i = 0, k = 0; i < schema->ncols; i++) {
 			struct json_object *v = NULL;
 			char *cell = NULL;
+			if (!wanted(&schema->cols[i]))
+				continue;
 			if (json_object_object_get_ex(rec, schema->cols[i].api_name, &v))
 				cell = schema_json_cell(v, schema->cols[i].kind);
-			if (i)
+			if (k++)
 				csv_append_char(&buf, &len, &cap, ',');
 			csv_append_cell(&buf, &len, &cap, cell, cell ? strlen(cell) : 0);
 			free(cell);
@@ -60,11 +71,66 @@ static enum rc merge_records(struct db *data, const struct module_schema *schema
 		snprintf(err, errlen, "staging fetched records: %s", db_error(data));
 		goto out;
 	}
-	rc = merge_apply(stage, MERGE_FETCH, asked, "fetch", applied, err, errlen);
+	rc = merge_apply(stage, rule, asked, "fetch", applied, err, errlen);
 out:
 	merge_stage_free(stage);
 	free(buf);
 	free(headers);
+	return rc;
+}
+
+/* Characters (UTF-8 code points) of s. */
+static size_t utf8_chars(const char *s)
+{
+	size_t n = 0;
+	for (; *s; s++)
+		n += ((unsigned char)*s & 0xC0) != 0x80;
+	return n;
+}
+
+bool fetch_rich_truncated(const char *text)
+{
+	return text && utf8_chars(text) >= FETCH_RICH_LIMIT;
+}
+
+/* Get Records truncates rich text to 500 characters: a record with a rich
+ * text value that long gets its rich text fields in full from Get Rich Text
+ * Fields (1 credit each), so that a fetch never writes a truncation over
+ * the full text a bulk load (or an earlier fetch) wrote. */
+static enum rc full_rich_text(struct zoho *zoho, const struct module_schema *schema,
+			      struct json_object *records, char *err, size_t errlen)
+{
+	const char **rich = xcalloc(schema->ncols ? schema->ncols : 1, sizeof(*rich));
+	size_t nrich = 0;
+	enum rc rc = RC_OK;
+
+	for (size_t i = 0; i < schema->ncols; i++) {
+		if (schema->cols[i].rich_text)
+			rich[nrich++] = schema->cols[i].api_name;
+	}
+	size_t n = nrich ? json_object_array_length(records) : 0;
+	for (size_t r = 0; r < n && !rc; r++) {
+		struct json_object *rec = json_object_array_get_idx(records, r), *v, *full = NULL;
+		bool cut = false;
+		for (size_t k = 0; k < nrich && !cut; k++)
+			cut = json_object_object_get_ex(rec, rich[k], &v) &&
+			      json_object_is_type(v, json_type_string) &&
+			      fetch_rich_truncated(json_object_get_string(v));
+		if (!cut || !json_object_object_get_ex(rec, "id", &v))
+			continue;
+		int64_t id = strtoll(json_object_get_string(v), NULL, 10);
+		rc = zoho_rich_text(zoho, schema->module, id, rich, nrich, &full);
+		if (rc) {
+			snprintf(err, errlen, "%s", zoho_error(zoho));
+			break;
+		}
+		for (size_t k = 0; full && k < nrich; k++) {
+			if (json_object_object_get_ex(full, rich[k], &v))
+				json_object_object_add(rec, rich[k], json_object_get(v));
+		}
+		json_object_put(full);
+	}
+	free(rich);
 	return rc;
 }
 
@@ -78,14 +144,104 @@ static enum rc get_records(struct zoho *zoho, const struct module_schema *schema
 	enum rc rc;
 
 	for (size_t i = 0; i < schema->ncols; i++) {
-		if (strcmp(schema->cols[i].column, "id") != 0)
+		if (strcmp(schema->cols[i].column, "id") != 0 && wanted(&schema->cols[i]))
 			fields[nf++] = schema->cols[i].api_name;
 	}
 	rc = zoho_get_records_all_fields(zoho, schema->module, ids, n, fields, nf, records);
 	if (rc)
 		snprintf(err, errlen, "%s", zoho_error(zoho));
+	else if ((rc = full_rich_text(zoho, schema, *records, err, errlen)) != RC_OK) {
+		json_object_put(*records);
+		*records = NULL;
+	}
 	free(fields);
 	return rc;
+}
+
+/* Did Zoho refuse a field we asked for (renamed or removed since our
+ * metadata)? Then the caller reads the metadata again (schemasync.h). */
+static void note_refused_field(enum rc rc, const char *err, struct fetch_stats *st)
+{
+	if (rc == RC_ZOHO && strstr(err, "INVALID_DATA") && strstr(err, "api_name"))
+		st->schema_stale = true;
+}
+
+/* Fetch ids one by one with the single-record GET, the only call that
+ * returns subforms. What Zoho returned is in *records even when a later
+ * call failed (rc). */
+static enum rc get_records_by_id(struct zoho *zoho, const struct module_schema *schema,
+				 const int64_t *ids, size_t n, struct json_object **records,
+				 char *err, size_t errlen)
+{
+	*records = json_object_new_array();
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *rec = NULL;
+		enum rc rc = zoho_get_record(zoho, schema->module, ids[i], &rec);
+		if (rc) {
+			snprintf(err, errlen, "%s", zoho_error(zoho));
+			return rc;
+		}
+		if (rec)
+			json_object_array_add(*records, rec);
+	}
+	return RC_OK;
+}
+
+/* Has the module a field only the single-record GET returns (subform.h)? */
+static bool needs_single_get(const struct module_schema *schema)
+{
+	for (size_t i = 0; i < schema->ncols; i++)
+		if (schema->cols[i].listed && schema->cols[i].kind == FIELD_IDS)
+			return true;
+	return false;
+}
+
+/* Has the module a field Bulk Read does not export (besides subforms)? */
+static bool has_unexported(const struct module_schema *schema)
+{
+	for (size_t i = 0; i < schema->ncols; i++)
+		if (schema->cols[i].listed && subform_unexported_column(&schema->cols[i]))
+			return true;
+	return false;
+}
+
+/* Fetch one batch of ids. A module with a multiselectlookup or
+ * multiuserlookup field takes n single-record GETs (Get Records by ids
+ * leaves those fields out, and the merge would store NULL). One with
+ * subforms takes the cheaper of n
+ * single-record GETs (records with their lines) and Get Records of the ids
+ * plus the listing of every line of its subforms (*listing: the caller
+ * loads the lines after the merge); shared/zoho-api.md §4.3. */
+static enum rc get_batch(struct db *data, struct zoho *zoho, const struct module_schema *schema,
+			 const struct subform_set *set, const int64_t *ids, size_t n,
+			 struct json_object **records, bool *listing, char *err, size_t errlen)
+{
+	long lines = 0, lcalls = 0;
+
+	*listing = false;
+	*records = NULL;
+	bool single = needs_single_get(schema);
+	if ((!set || set->n == 0) && !single)
+		return get_records(zoho, schema, ids, n, records, err, errlen);
+	if (!single && subform_count_lines(data, set, &lines, &lcalls) == RC_OK &&
+	    subform_listing_cheaper(n, zoho_fetch_calls(n, schema->ncols - 1), lcalls)) {
+		*listing = true;
+		return get_records(zoho, schema, ids, n, records, err, errlen);
+	}
+	return get_records_by_id(zoho, schema, ids, n, records, err, errlen);
+}
+
+/* After a batch merged by Get Records: its lines by the listing. A failure
+ * leaves them stale (fetch_after_bulk repairs them) and is a warning. */
+static void load_listed_lines(struct db *data, struct zoho *zoho, const struct subform_set *set,
+			      const int64_t *ids, size_t n)
+{
+	struct subform_stats ss = {0};
+	char err[512] = "";
+
+	if (subform_listing_load(data, zoho, set, ids, n, &ss, err, sizeof(err)) != RC_OK)
+		log_warn("cannot load the line items of fetched records; they stay stale",
+			 "err=%s", log_q(err));
 }
 
 static bool returned(struct json_object *records, int64_t id)
@@ -106,13 +262,18 @@ static enum rc settle(struct db *data, const struct module_schema *schema, const
 /* One transaction: merge the records and, for claimed ids (ids not NULL),
  * settle them (below). */
 static enum rc merge_txn(struct db *data, const struct module_schema *schema,
-			 struct json_object *records, int64_t asked, const int64_t *ids,
-			 char *const *times, const bool *got, size_t n, long *applied, char *err,
-			 size_t errlen)
+			 const struct subform_set *set, struct json_object *records, int64_t asked,
+			 enum merge_rule rule,
+			 const int64_t *ids, char *const *times, const bool *got, size_t n,
+			 long *applied, char *err, size_t errlen)
 {
+	struct subform_stats ss = {0};
 	enum rc rc = db_begin(data);
 	if (!rc)
-		rc = merge_records(data, schema, records, asked, applied, err, errlen);
+		rc = merge_records(data, schema, records, asked, rule, applied, err, errlen);
+	/* The lines, in the parent's transaction (subform.h). */
+	if (!rc && set && set->n)
+		rc = subform_write_records(data, set, records, asked, &ss);
 	if (!rc && ids)
 		rc = settle(data, schema, ids, times, got, n, "not returned by Zoho");
 	if (!rc)
@@ -125,28 +286,56 @@ static enum rc merge_txn(struct db *data, const struct module_schema *schema,
 	return rc;
 }
 
-enum rc fetch_ids(struct db *data, struct zoho *zoho, const struct module_schema *schema,
-		  const int64_t *ids, size_t n, struct fetch_stats *st, char *err, size_t errlen)
+static enum rc fetch_ids_rule(struct db *data, struct zoho *zoho,
+			      const struct module_schema *schema, const int64_t *ids, size_t n,
+			      enum merge_rule rule, struct fetch_stats *st, char *err,
+			      size_t errlen)
 {
-	enum rc rc = RC_OK;
+	struct subform_set *set = NULL;
+	enum rc rc = subform_load_set(data, schema->module, &set);
 
+	if (rc) {
+		snprintf(err, errlen, "%s", db_error(data));
+		return rc;
+	}
 	for (size_t off = 0; off < n; off += FETCH_BATCH) {
 		size_t k = n - off < FETCH_BATCH ? n - off : FETCH_BATCH;
 		struct json_object *records = NULL;
 		long applied = 0;
+		bool listing = false;
 		int64_t asked = (int64_t)time(NULL) - FETCH_SKEW_MARGIN;
-		rc = get_records(zoho, schema, ids + off, k, &records, err, errlen);
-		if (rc)
-			return rc;
-		st->returned += (long)json_object_array_length(records);
-		rc = merge_txn(data, schema, records, asked, NULL, NULL, NULL, 0, &applied, err,
+		rc = get_batch(data, zoho, schema, set, ids + off, k, &records, &listing, err,
 			       errlen);
+		note_refused_field(rc, err, st);
+		if (rc) {
+			json_object_put(records);
+			break;
+		}
+		st->returned += (long)json_object_array_length(records);
+		rc = merge_txn(data, schema, set, records, asked, rule, NULL, NULL, NULL, 0, &applied,
+			       err, errlen);
 		json_object_put(records);
 		if (rc)
-			return rc;
+			break;
+		if (listing)
+			load_listed_lines(data, zoho, set, ids + off, k);
 		st->applied += applied;
 	}
+	subform_set_free(set);
 	return rc;
+}
+
+enum rc fetch_ids(struct db *data, struct zoho *zoho, const struct module_schema *schema,
+		  const int64_t *ids, size_t n, struct fetch_stats *st, char *err, size_t errlen)
+{
+	return fetch_ids_rule(data, zoho, schema, ids, n, MERGE_FETCH, st, err, errlen);
+}
+
+enum rc fetch_backfill_ids(struct db *data, struct zoho *zoho, const struct module_schema *schema,
+			   const int64_t *ids, size_t n, struct fetch_stats *st, char *err,
+			   size_t errlen)
+{
+	return fetch_ids_rule(data, zoho, schema, ids, n, MERGE_BACKFILL, st, err, errlen);
 }
 
 /* Ids claimed for one fetch, distinct, each with the newest server_time
@@ -344,7 +533,8 @@ static enum rc settle(struct db *data, const struct module_schema *schema, const
  * settle every id. A failed call leaves its ids, and the rest of the claim,
  * in dirty with backoff, and ends the claim with that error. */
 static enum rc fetch_claim(struct db *data, struct zoho *zoho, const struct module_schema *schema,
-			   const struct claim *c, struct fetch_stats *st, char *err, size_t errlen)
+			   const struct subform_set *set, const struct claim *c,
+			   struct fetch_stats *st, char *err, size_t errlen)
 {
 	bool *got = xcalloc(c->n ? c->n : 1, sizeof(*got));
 	struct json_object *records = NULL;
@@ -366,9 +556,12 @@ static enum rc fetch_claim(struct db *data, struct zoho *zoho, const struct modu
 		size_t k = c->n - off < FETCH_BATCH ? c->n - off : FETCH_BATCH;
 		int64_t asked = (int64_t)time(NULL) - FETCH_SKEW_MARGIN;
 		long applied = 0;
+		bool listing = false;
 
-		rc = get_records(zoho, schema, c->ids + off, k, &records, err, errlen);
-		if (rc) {
+		rc = get_batch(data, zoho, schema, set, c->ids + off, k, &records, &listing, err,
+			       errlen);
+		note_refused_field(rc, err, st);
+		if (rc && (!records || json_object_array_length(records) == 0)) {
 			/* Nothing is lost: the ids wait in dirty for their next try
 			 * (or, if even that fails, in the queue for the lease to
 			 * lapse). */
@@ -380,17 +573,37 @@ static enum rc fetch_claim(struct db *data, struct zoho *zoho, const struct modu
 			}
 			break;
 		}
+		/* Single-record GETs that failed part way: merge what came, the
+		 * rest of the claim waits in dirty with the error. */
+		enum rc call_rc = rc;
+		char why_text[512];
+		snprintf(why_text, sizeof(why_text), "%s", call_rc ? err : "");
 		st->returned += (long)json_object_array_length(records);
 		for (size_t i = off; i < off + k; i++) {
 			got[i] = returned(records, c->ids[i]);
-			if (!got[i])
+			if (!got[i] && !call_rc)
 				st->missing++;
 		}
-		rc = merge_txn(data, schema, records, asked, c->ids + off, c->times + off,
-			       got + off, k, &applied, err, errlen);
+		err[0] = '\0';
+		rc = merge_txn(data, schema, set, records, asked, MERGE_FETCH, c->ids + off,
+			       c->times + off, got + off, k, &applied, err, errlen);
 		if (rc)
 			goto out;
 		st->applied += applied;
+		if (call_rc) {
+			/* Every id of the claim is merged or in dirty: the queued
+			 * notifications go (below), as after any failed call. */
+			snprintf(err, errlen, "%s", why_text);
+			if (k < c->n - off &&
+			    settle(data, schema, c->ids + off + k, c->times + off + k, got + off + k,
+				   c->n - off - k, why_text))
+				log_warn("cannot record fetch failure", "err=%s",
+					 log_q(db_error(data)));
+			rc = call_rc;
+			break;
+		}
+		if (listing)
+			load_listed_lines(data, zoho, set, c->ids + off, k);
 		json_object_put(records);
 		records = NULL;
 	}
@@ -421,6 +634,7 @@ enum rc fetch_dirty_opts(struct db *data, struct zoho *zoho, const char *module,
 			 size_t errlen)
 {
 	struct module_schema *schema = NULL;
+	struct subform_set *set = NULL;
 	struct claim c = {0};
 	enum rc rc;
 
@@ -429,6 +643,12 @@ enum rc fetch_dirty_opts(struct db *data, struct zoho *zoho, const char *module,
 	rc = schema_load(data, module, &schema);
 	if (rc)
 		return rc;
+	rc = subform_load_set(data, module, &set);
+	if (rc) {
+		snprintf(err, errlen, "%s", db_error(data));
+		module_schema_free(schema);
+		return rc;
+	}
 	/* Queued notifications first (the newest changes), then due retries. */
 	for (size_t batch = 0; batch < o->max_batches; batch++) {
 		rc = claim_queued(data, schema, o->delay_ms, &c);
@@ -441,12 +661,114 @@ enum rc fetch_dirty_opts(struct db *data, struct zoho *zoho, const char *module,
 		if (c.n == 0 && !c.queued)
 			break;
 		st->claimed += (long)c.n;
-		rc = fetch_claim(data, zoho, schema, &c, st, err, errlen);
+		rc = fetch_claim(data, zoho, schema, set, &c, st, err, errlen);
 		claim_free(&c);
 		if (rc)
 			break;
 	}
 	claim_free(&c);
+	subform_set_free(set);
+	module_schema_free(schema);
+	return rc;
+}
+
+/* Live rows a bulk export wrote last (source 'bulk'): their fields Bulk
+ * Read does not export are missing or older. Fetched by id (fetch_ids
+ * chooses the call). */
+static enum rc fetch_bulk_written(struct db *data, struct zoho *zoho,
+				  const struct module_schema *schema, struct fetch_after_bulk_stats *ls,
+				  char *err, size_t errlen)
+{
+	struct db_res *res = NULL;
+	struct fetch_stats fs = {0};
+	char *qtable = db_quote_ident(data, schema->table);
+	char *sql = xasprintf("SELECT id FROM %s WHERE deleted_at IS NULL AND source = 'bulk'"
+			      " ORDER BY id", qtable);
+	int64_t *ids = NULL;
+	enum rc rc = db_exec(data, sql, 0, NULL, &res);
+
+	if (rc) {
+		snprintf(err, errlen, "%s", db_error(data));
+		goto out;
+	}
+	size_t n = (size_t)db_res_rows(res);
+	ids = xcalloc(n ? n : 1, sizeof(*ids));
+	for (size_t i = 0; i < n; i++)
+		ids[i] = strtoll(db_res_get(res, (int)i, 0), NULL, 10);
+	if (n) {
+		long before = zoho_credits_spent(zoho, ZOHO_EP__COUNT);
+		rc = fetch_ids(data, zoho, schema, ids, n, &fs, err, errlen);
+		ls->filled = fs.applied;
+		ls->fill_credits = zoho_credits_spent(zoho, ZOHO_EP__COUNT) - before;
+		log_info("fields Bulk Read does not export filled by REST", "records=%zu"
+			 " applied=%ld credits=%ld", n, fs.applied, ls->fill_credits);
+	}
+out:
+	db_res_free(res);
+	free(ids);
+	free(sql);
+	free(qtable);
+	return rc;
+}
+
+enum rc fetch_after_bulk(struct db *data, struct zoho *zoho, const char *module,
+			  struct fetch_after_bulk_stats *ls, char *err, size_t errlen)
+{
+	struct module_schema *schema = NULL;
+	struct subform_set *set = NULL;
+	struct subform_stats ss = {0};
+	struct fetch_stats fs = {0};
+	int64_t *ids = NULL;
+	size_t n = 0;
+	long lines = 0, lcalls = 0;
+	enum rc rc;
+
+	memset(ls, 0, sizeof(*ls));
+	err[0] = '\0';
+	rc = schema_load(data, module, &schema);
+	if (!rc)
+		rc = subform_load_set(data, module, &set);
+	if (rc) {
+		snprintf(err, errlen, "%s", db_error(data));
+		goto out;
+	}
+	/* First the fields Bulk Read does not export: a module that needs the
+	 * single-record GET gets its lines with them. */
+	if (has_unexported(schema)) {
+		rc = fetch_bulk_written(data, zoho, schema, ls, err, errlen);
+		if (rc)
+			goto out;
+	}
+	if (set->n)
+		rc = subform_stale_parents(data, set, &ids, &n);
+	if (!rc && n)
+		rc = subform_count_lines(data, set, &lines, &lcalls);
+	if (rc) {
+		snprintf(err, errlen, "%s", db_error(data));
+		goto out;
+	}
+	if (n == 0)
+		goto out;
+	ls->stale = (long)n;
+	ls->by_id_cost = (long)n;
+	ls->listing_cost = lcalls;
+	/* The listing reads every line of the subforms, whatever the parent;
+	 * by id, one GET per stale parent. A first load has no lines yet, so
+	 * its listing is priced at a call per subform: the cheapest. */
+	if (subform_listing_cheaper(n, 0, lcalls)) {
+		ls->listing = true;
+		rc = subform_listing_load(data, zoho, set, NULL, 0, &ss, err, errlen);
+	} else {
+		rc = fetch_ids(data, zoho, schema, ids, n, &fs, err, errlen);
+	}
+	ls->calls = ls->listing ? ss.calls : (long)n;
+	ls->lines = ss.staged;
+	ls->parents = ls->listing ? ss.parents : fs.applied;
+	log_info("line items refreshed", "stale=%ld path=%s calls=%ld lines=%ld",
+		 ls->stale, ls->listing ? "listing" : "by_id", ls->calls, ls->lines);
+out:
+	free(ids);
+	subform_set_free(set);
 	module_schema_free(schema);
 	return rc;
 }

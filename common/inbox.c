@@ -39,6 +39,7 @@ static enum rc apply_values(struct db *db, const struct module_schema *schema,
 	char **cells = NULL;
 	char *sets = xstrdup(""), *sql = NULL;
 	size_t n = 0, cap = (size_t)json_object_object_length(values) + 3;
+	bool unknown = false;
 	enum rc rc = RC_OK;
 
 	params = xcalloc(cap, sizeof(*params));
@@ -50,6 +51,8 @@ static enum rc apply_values(struct db *db, const struct module_schema *schema,
 	json_object_object_foreach(values, key, v)
 	{
 		const struct zcolumn *c = schema_column(schema, key);
+		if (!c && key[0] != '$' && strcasecmp(key, "id"))
+			unknown = true;
 		if (!c || system_column(c->column))
 			continue;
 		char ref[16];
@@ -66,6 +69,17 @@ static enum rc apply_values(struct db *db, const struct module_schema *schema,
 		cells[n] = schema_json_cell(v, c->kind);
 		params[n] = cells[n];
 		n++;
+	}
+	/* A field we do not know (added or renamed in Zoho): the fields
+	 * metadata is read at the next chance (schemasync.h); one write, the
+	 * first time only. */
+	if (unknown) {
+		rc = db_prepared(db, "inbox_fields_stale",
+				 "UPDATE sync_state SET fields_checked = NULL WHERE module = $1"
+				 " AND fields_checked IS NOT NULL",
+				 1, (const char *[]){schema->module}, NULL);
+		if (rc)
+			goto out;
 	}
 	if (!*sets)
 		goto out;

@@ -2,6 +2,7 @@
  * incremental.h). Every step is idempotent: a run killed anywhere leaves
  * the watermark where it was, and the next run covers the same ground. */
 #include "incremental.h"
+#include "schemasync.h"
 #include "fetch.h"
 #include "inbox.h"
 #include "log.h"
@@ -237,9 +238,22 @@ enum rc incremental_module(struct bulk_ctx *ctx, const char *module,
 	rc = inbox_apply_pending(ctx->data, module, &res->inbox_applied);
 	if (rc)
 		goto dberr;
+	/* Zoho's fields, when [sync] schema_check says it is time (1 credit),
+	 * and the back-fills still due. A failure leaves the schema as it was. */
+	if (schema_refresh(ctx, module, SCHEMA_EVERY, true, NULL, NULL) != RC_OK)
+		log_warn("fields metadata not refreshed", "");
 	/* Ids still dirty (fetch failures, webhook down after recording). */
 	rc = fetch_dirty(ctx->data, ctx->zoho, module, SIZE_MAX, &fs, err, errlen);
-	res->fetched = fs.returned;
+	if (rc && fs.schema_stale) {
+		/* Zoho no longer has a field we asked for: read its fields and
+		 * try again. */
+		if (schema_refresh(ctx, module, SCHEMA_SOON, true, NULL, NULL) == RC_OK) {
+			res->fetched += fs.returned;
+			err[0] = '\0';
+			rc = fetch_dirty(ctx->data, ctx->zoho, module, SIZE_MAX, &fs, err, errlen);
+		}
+	}
+	res->fetched += fs.returned;
 	if (rc) {
 		log_warn("fetch of dirty ids failed; the export below covers them", "err=%s",
 			 log_q(err));
@@ -286,6 +300,21 @@ enum rc incremental_module(struct bulk_ctx *ctx, const char *module,
 				 &res->bulk, err, errlen);
 		if (rc)
 			goto out;
+		/* A column we do not know, or one we expect missing: a field
+		 * Zoho gained, renamed or removed. The values of a new one for
+		 * the rows just merged come with the back-fill; rows deferred
+		 * to a fetch that asked for a field Zoho no longer has are
+		 * fetched again. */
+		if (res->bulk.unknown_columns) {
+			if (schema_refresh(ctx, module, SCHEMA_SOON, true, NULL, NULL) != RC_OK)
+				log_warn("fields metadata not refreshed", "");
+			else if (res->bulk.rows_deferred &&
+				 fetch_dirty(ctx->data, ctx->zoho, module, SIZE_MAX, &fs, err,
+					     errlen) != RC_OK) {
+				log_warn("deferred rows stay dirty", "err=%s", log_q(err));
+				err[0] = '\0';
+			}
+		}
 		res->watermark = res->bulk.started;
 	} else {
 		/* Everything modified up to the first answer's Date is listed:
@@ -303,6 +332,14 @@ enum rc incremental_module(struct bulk_ctx *ctx, const char *module,
 				 errlen);
 	if (rc)
 		goto out;
+	/* Parents the export above wrote have stale line items (fetch.h). A
+	 * failure is a warning: they stay stale until the next run. */
+	struct fetch_after_bulk_stats ls;
+	if (fetch_after_bulk(ctx->data, ctx->zoho, module, &ls, err, errlen) != RC_OK) {
+		log_warn("cannot refresh stale line items; the next run retries", "err=%s",
+			 log_q(err));
+		err[0] = '\0';
+	}
 	rc = db_begin(ctx->data);
 	if (!rc)
 		rc = sync_set_watermark(ctx->data, module, res->watermark);

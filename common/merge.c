@@ -1,5 +1,6 @@
 /* merge.c — staging and the freshness-rule merge (see merge.h). */
 #include "merge.h"
+#include "subform.h"
 #include "log.h"
 
 #include <inttypes.h>
@@ -89,6 +90,9 @@ static void cast_expr(struct sb *b, enum field_kind kind, const char *q)
 		break;
 	case FIELD_MULTI:
 		sb_add(b, "string_to_array(NULLIF(s.%s, ''), ';')", q);
+		break;
+	case FIELD_IDS:
+		sb_add(b, "NULLIF(s.%s, '')::bigint[]", q);
 		break;
 	case FIELD_JSON:
 		/* JSON text from the fetch path; anything else is kept as a string. */
@@ -228,6 +232,34 @@ static char *build_sql(struct db *db, const struct module_schema *schema, const 
 		qid = xstrdup("id");
 	if (!qmt)
 		qmt = xstrdup("\"Modified_Time\"");
+	if (rule == MERGE_BACKFILL) {
+		struct sb set;
+		sb_init(&set);
+		for (size_t i = 0; i < schema->ncols; i++) {
+			const struct zcolumn *c = &schema->cols[i];
+			if (!strcmp(c->column, "id") || !strcmp(c->column, "modified_time") ||
+			    header_of(headers, nheaders, c) < 0)
+				continue;
+			char *qc = db_quote_ident(db, c->column);
+			sb_add(&set, "%s%s = n.%s", set.len ? ", " : "", qc, qc);
+			free(qc);
+		}
+		/* Every id the source carried, with its Modified_Time, goes to
+		 * the session's zcrm_backfill_seen (schemasync.c creates it):
+		 * rows it did not carry, or carried older, are fetched by id
+		 * afterwards, so that no row keeps a NULL Zoho has a value for. */
+		sql = xasprintf(
+			"WITH seen AS (INSERT INTO zcrm_backfill_seen AS b (id, modified_time)\n"
+			"  SELECT id, modified_time FROM (SELECT %s FROM %s s) k WHERE id IS NOT NULL\n"
+			"  ON CONFLICT (id) DO UPDATE SET modified_time = excluded.modified_time)\n"
+			"UPDATE %s AS t SET %s\n"
+			"FROM (SELECT %s FROM %s s) n\n"
+			"WHERE t.id = n.id AND t.modified_time = n.modified_time\n"
+			"  AND ROW(%s) IS DISTINCT FROM ROW(%s)",
+			sel.s, stage, qtable, set.len ? set.s : "id = t.id", sel.s, stage, vt.s, vn.s);
+		free(set.s);
+		goto done;
+	}
 	if (form == FORM_MERGE) {
 		/* Like the ON CONFLICT form below, but new rows are plain inserts:
 		 * `ON CONFLICT` makes each a speculative insertion (an extra WAL
@@ -597,6 +629,7 @@ static const char *fallible_type(const struct zcolumn *c)
 	case FIELD_BOOL:
 	case FIELD_DATE:
 	case FIELD_DATETIME:
+	case FIELD_IDS:
 		return schema_kind_pg_type(c->kind);
 	default:
 		return NULL;
@@ -843,6 +876,30 @@ enum rc merge_collect_ids(struct merge_stage *st, long *added, char *err, size_t
 	if (!rc)
 		*added = db_res_affected(res);
 	db_res_free(res);
+	free(sql);
+	sql = NULL;
+	if (!rc && st->nheaders > 2) {
+		/* More than id and Modified_Time: a formula refresh asked for
+		 * them (formula.h). Their cells, by API name, to zcrm_formula. */
+		char *qidlit = NULL;
+		for (size_t i = 0; i < st->nheaders && !qidlit; i++)
+			if (!strcasecmp(st->headers[i], "id"))
+				qidlit = xstrdup(st->headers[i]);
+		qid = db_quote_ident(st->db, qidlit ? qidlit : "id");
+		sql = xasprintf("INSERT INTO zcrm_formula (id, vals)"
+				" SELECT NULLIF(s.%s, '')::bigint, to_jsonb(s) - $1::text - 'Modified_Time'"
+				" FROM %s s WHERE NULLIF(s.%s, '') IS NOT NULL"
+				" ON CONFLICT (id) DO UPDATE SET vals = excluded.vals",
+				qid, st->table, qid);
+		free(qid);
+		rc = db_exec(st->db,
+			     "CREATE TEMP TABLE IF NOT EXISTS zcrm_formula"
+			     " (id bigint PRIMARY KEY, vals jsonb NOT NULL)",
+			     0, NULL, NULL);
+		if (!rc)
+			rc = db_exec(st->db, sql, 1, (const char *[]){qidlit ? qidlit : "id"}, NULL);
+		free(qidlit);
+	}
 	if (!rc)
 		rc = drop_chunk(st);
 out:
@@ -1007,6 +1064,10 @@ enum rc merge_tombstones(struct db *db, const char *module, const int64_t *ids,
 	if (rc)
 		goto out;
 	*applied = db_res_affected(res);
+	/* A deleted parent takes its line items with it. */
+	rc = subform_drop_lines(db, module, a.s);
+	if (rc)
+		goto out;
 	/* Fetching a record deleted after it was marked is pointless. */
 	rc = db_prepared(db, "tomb_undirty",
 			 "DELETE FROM dirty d USING unnest($2::bigint[], $3::numeric[]) AS x(id, ms)"

@@ -1,6 +1,7 @@
 /* merge.h — the freshness rule's SQL: every merge of records and every
- * tombstone. (The one other writer of module rows is inbox.c's
- * affected_values preview, an UPDATE with its own guard: issue #18.)
+ * tombstone. (The other writers of module rows, each an UPDATE with its
+ * own guard: inbox.c's affected_values preview, issue #18; formula.c's
+ * refresh of formula and rollup columns only.)
  *
  * Both sources of records (bulk CSV pages and records fetched by id) are
  * written as CSV text into a temporary all-text staging table whose columns
@@ -34,7 +35,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum merge_rule { MERGE_BULK, MERGE_FETCH };
+/* backfill: the values of columns Zoho just added or retyped, for rows
+ * that hold exactly the exported Modified_Time (a newer row gets them from
+ * its own fetch); sets only the staged non-system columns, never
+ * modified_time, synced_at or source. It also records every id it was
+ * given, with its Modified_Time, in the session's temporary table
+ * zcrm_backfill_seen, which the caller creates (schemasync.c). */
+enum merge_rule { MERGE_BULK, MERGE_FETCH, MERGE_BACKFILL };
 
 struct merge_stage;
 
@@ -73,7 +80,9 @@ long merge_stage_cells_nulled(const struct merge_stage *st);
 bool merge_apply_ready(struct merge_stage *st);
 /* Reconcile's use of the staged rows instead of a merge: (id,
  * Modified_Time) of each into the session's temporary table zcrm_reconcile
- * (created if missing). */
+ * (created if missing); when the page has other columns (a formula
+ * refresh, formula.h), (id, the other cells as a jsonb object by API name)
+ * into zcrm_formula (created if missing). */
 enum rc merge_collect_ids(struct merge_stage *st, long *added, char *err,
 			  size_t errlen) ZCRM_MUSTCHECK;
 

@@ -55,17 +55,58 @@ static enum rc last_good_run(struct db *db, const char *module, int64_t *when)
 
 char *reconcile_json(const struct reconcile_report *r)
 {
+	const struct formula_report *f = &r->formulas;
+	char formulas[256] = "";
+
+	/* Only for a module that has formula or rollup fields. */
+	if (f->fields > 0)
+		snprintf(formulas, sizeof(formulas),
+			 ",\"formulas\":{\"fields\":%ld,\"due\":%s,\"exported\":%ld,"
+			 "\"refreshed\":%ld,\"kept\":%ld}",
+			 f->fields, f->due ? "true" : "false", f->exported, f->refreshed, f->kept);
 	return xasprintf("{\"zoho_count\":%" PRId64 ",\"exported\":%ld,\"ours_live\":%ld,"
 			 "\"missing\":%ld,\"older\":%ld,\"gone\":%ld,\"fetched\":%ld,"
-			 "\"tombstoned\":%ld,\"unexplained\":%ld}",
+			 "\"tombstoned\":%ld,\"unexplained\":%ld,\"lines_stale\":%ld%s}",
 			 r->zoho_count, r->exported, r->ours_live, r->missing, r->older, r->gone,
-			 r->fetched, r->tombstoned, r->unexplained);
+			 r->fetched, r->tombstoned, r->unexplained, r->lines_stale, formulas);
+}
+
+/* The fields reconcile's export asks for: Modified_Time, and the formula
+ * fields when their refresh is due (rep->formulas). Caller frees. */
+static enum rc export_fields(struct bulk_ctx *ctx, const struct module_schema *schema,
+			     struct reconcile_report *rep, const char ***fields, size_t *n)
+{
+	const char **names = NULL;
+	int64_t now = 0, last = 0;
+	size_t nf = formula_fields(schema, &names);
+	enum rc rc = RC_OK;
+
+	rep->formulas.fields = (long)nf;
+	if (nf > 0 && ctx->cfg->formula_refresh > 0) {
+		rc = formula_last(ctx->data, schema->module, &now, &last);
+		if (!rc)
+			rc = formula_reset(ctx->data);
+		rep->formulas.due = !rc && formula_due(now, last, ctx->cfg->formula_refresh);
+	}
+	*n = 1 + (rep->formulas.due ? nf : 0);
+	*fields = xcalloc(*n, sizeof(**fields));
+	(*fields)[0] = "Modified_Time";
+	for (size_t i = 1; i < *n; i++)
+		(*fields)[i] = names[i - 1];
+	if (nf > 0)
+		log_info(rep->formulas.due ? "formula refresh due: the export carries them"
+					   : "formula refresh not due",
+			 "fields=%zu last=%" PRId64 " interval=%ld", nf, last,
+			 ctx->cfg->formula_refresh);
+	free(names);
+	return rc;
 }
 
 enum rc reconcile_module(struct bulk_ctx *ctx, const char *module, bool dry_run,
 			 struct reconcile_report *rep, char *err, size_t errlen)
 {
-	static const char *const fields[] = {"Modified_Time"};
+	const char **fields = NULL;
+	size_t nfields = 0;
 	struct module_schema *schema = NULL;
 	struct bulk_result br;
 	char *table = NULL, *sql = NULL;
@@ -86,10 +127,12 @@ enum rc reconcile_module(struct bulk_ctx *ctx, const char *module, bool dry_run,
 	}
 	table = db_quote_ident(ctx->data, schema->table);
 	rc = db_exec(ctx->data, "DROP TABLE IF EXISTS pg_temp.zcrm_reconcile", 0, NULL, NULL);
+	if (!rc)
+		rc = export_fields(ctx, schema, rep, &fields, &nfields);
 	if (rc)
 		goto dberr;
 	ctx->fields = fields;
-	ctx->nfields = 1;
+	ctx->nfields = nfields;
 	ctx->ids_only = true;
 	ctx->record_count = rep->zoho_count; /* the export plans its pages by it */
 	rc = bulk_export(ctx, module, schema, "reconcile", 0, 0, MERGE_BULK, &br, err, errlen);
@@ -110,6 +153,16 @@ enum rc reconcile_module(struct bulk_ctx *ctx, const char *module, bool dry_run,
 	rep->exported = br.rows_seen;
 	char started[24];
 	snprintf(started, sizeof(started), "%" PRId64, br.started);
+	/* Formula values first: a repair below fetches whole records, and the
+	 * refresh never writes over a row fetched after the job began. */
+	if (rep->formulas.due) {
+		rc = formula_merge(ctx->data, schema, br.started, dry_run, &rep->formulas, err, errlen);
+		if (rc)
+			goto out;
+		log_info("formula fields refreshed", "exported=%ld refreshed=%ld kept=%ld%s",
+			 rep->formulas.exported, rep->formulas.refreshed, rep->formulas.kept,
+			 dry_run ? " (dry run)" : "");
+	}
 
 	sql = xasprintf("SELECT count(*) FROM %s WHERE deleted_at IS NULL", table);
 	rep->ours_live = count_of(ctx->data, sql);
@@ -221,10 +274,17 @@ enum rc reconcile_module(struct bulk_ctx *ctx, const char *module, bool dry_run,
 			log_warn("rows live here that Zoho neither exports, returns nor lists as deleted",
 				 "count=%ld", rep->unexplained);
 	}
+	/* repair 4: line items of parents written without them (fetch.h). */
+	struct fetch_after_bulk_stats ls;
+	rc = fetch_after_bulk(ctx->data, ctx->zoho, module, &ls, err, errlen);
+	if (rc)
+		goto out;
+	rep->lines_stale = ls.stale;
 	goto out;
 dberr:
 	snprintf(err, errlen, "%s", db_error(ctx->data));
 out:
+	free(fields);
 	free(ids);
 	free(sql);
 	free(table);

@@ -7,12 +7,16 @@
  *            tombstoned when the deleted-records API lists them; the rest
  *            are fetched by id and, if Zoho still does not return them,
  *            reported as unexplained (never deleted on a guess)
+ * When the module has formula or rollup fields and their refresh is due
+ * ([sync] formula_refresh), the same export carries them and they are
+ * merged (formula.h): no extra Bulk Read job.
  * Counts go to runs.details as JSON; --dry-run reports without repairing. */
 #ifndef ZCRM_RECONCILE_H
 #define ZCRM_RECONCILE_H
 
 #include "bulk.h"
 #include "compiler.h"
+#include "formula.h"
 #include "rc.h"
 
 #include <stdbool.h>
@@ -27,6 +31,8 @@ struct reconcile_report {
 	long fetched;          /* records fetched and merged */
 	long tombstoned;
 	long unexplained;      /* gone, not in the deleted list, not fetchable */
+	struct formula_report formulas;
+	long lines_stale;      /* parents whose line items were refreshed */
 };
 
 enum rc reconcile_module(struct bulk_ctx *ctx, const char *module, bool dry_run,

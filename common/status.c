@@ -307,6 +307,45 @@ static void print_credits(json_object *c, FILE *out)
 			     " X-API-CREDITS-REMAINING)\n");
 }
 
+/* zcrm.users: how many, how many active, the last refresh and its error. */
+static enum rc users_status(struct db *db, json_object **out)
+{
+	struct db_res *res = NULL;
+	enum rc rc = db_exec(db,
+			     "SELECT (SELECT count(*) FROM users),"
+			     " (SELECT count(*) FROM users WHERE status = 'active'),"
+			     " to_char(checked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+			     " last_error FROM users_state",
+			     0, NULL, &res);
+
+	*out = NULL;
+	if (rc)
+		return rc;
+	json_object *o = json_object_new_object();
+	bool row = db_res_rows(res) == 1;
+	json_object_object_add(o, "count", json_object_new_int64(row ? atol(db_res_get(res, 0, 0)) : 0));
+	json_object_object_add(o, "active", json_object_new_int64(row ? atol(db_res_get(res, 0, 1)) : 0));
+	json_object_object_add(o, "checked_at", row && !db_res_isnull(res, 0, 2)
+							? json_object_new_string(db_res_get(res, 0, 2))
+							: NULL);
+	json_object_object_add(o, "last_error", row && !db_res_isnull(res, 0, 3)
+							? json_object_new_string(db_res_get(res, 0, 3))
+							: NULL);
+	db_res_free(res);
+	*out = o;
+	return RC_OK;
+}
+
+static void print_users(json_object *u, FILE *out)
+{
+	fprintf(out, "users: %s (%s active), last asked %s", s_of(u, "count", "0"),
+		s_of(u, "active", "0"), s_of(u, "checked_at", "never"));
+	json_object *e;
+	if (json_object_object_get_ex(u, "last_error", &e) && e)
+		fprintf(out, "; last error: %s", json_object_get_string(e));
+	fputc('\n', out);
+}
+
 static void print_table(json_object *mods, long spool, FILE *out)
 {
 	fprintf(out, "%-12s %-21s %-8s %-10s %-9s %6s %6s %5s %9s %9s\n", "MODULE", "WATERMARK",
@@ -364,7 +403,7 @@ enum rc status_report(struct db *db, const char *db_err, const struct cfg *cfg,
 		      const char *const *modules, size_t n, bool json, FILE *out)
 {
 	json_object *root = json_object_new_object();
-	json_object *mods = NULL, *credits = NULL;
+	json_object *mods = NULL, *credits = NULL, *users = NULL;
 	struct liveness lv = {NULL, NULL};
 	long spool = spool_count(cfg->spool_dir);
 	enum rc rc = RC_OK;
@@ -396,6 +435,8 @@ enum rc status_report(struct db *db, const char *db_err, const struct cfg *cfg,
 	}
 	if (db) {
 		rc = credits_status(db, &credits);
+		if (!rc)
+			rc = users_status(db, &users);
 		if (rc)
 			goto out;
 	}
@@ -406,17 +447,21 @@ enum rc status_report(struct db *db, const char *db_err, const struct cfg *cfg,
 				       spool < 0 ? NULL : json_object_new_int64(spool));
 		/* null when unknown (no database) */
 		json_object_object_add(root, "credits", json_object_get(credits));
+		/* zcrm.users (null when unknown) */
+		json_object_object_add(root, "users", json_object_get(users));
 		fprintf(out, "%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
 								       JSON_C_TO_STRING_NOSLASHESCAPE));
 	} else if (db) {
 		print_table(mods, spool < 0 ? 0 : spool, out);
 		fputc('\n', out);
 		print_credits(credits, out);
+		print_users(users, out);
 	} else {
 		print_offline(cfg, db_err ? db_err : "", spool, out);
 	}
 out:
 	json_object_put(credits);
+	json_object_put(users);
 	free(lv.t0);
 	free(lv.holders);
 	json_object_put(mods);
@@ -424,8 +469,41 @@ out:
 	return rc;
 }
 
+/* Appends one gauge family: HELP and TYPE, then one sample per row of res
+ * whose value is in column col (rows: module in column 0, and, when
+ * label2 is set, that label's value in column 1). */
+static void put_gauge(char **buf, size_t *len, size_t *cap, const char *name, const char *help,
+		      const char *labels, struct db_res *res, const char *label2, int col)
+{
+	for (int i = -1; i < db_res_rows(res); i++) {
+		char line[2048], mod[256], l2[256];
+		if (i < 0)
+			snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s gauge\n", name, help,
+				 name);
+		else if (label2) {
+			metrics_label_value(mod, sizeof(mod), db_res_get(res, i, 0));
+			metrics_label_value(l2, sizeof(l2), db_res_get(res, i, 1));
+			snprintf(line, sizeof(line), "%s{%smodule=\"%s\",%s=\"%s\"} %s\n", name,
+				 labels, mod, label2, l2, db_res_get(res, i, col));
+		} else {
+			metrics_label_value(mod, sizeof(mod), db_res_get(res, i, 0));
+			snprintf(line, sizeof(line), "%s{%smodule=\"%s\"} %s\n", name, labels, mod,
+				 db_res_get(res, i, col));
+		}
+		size_t n = strlen(line);
+		if (*len + n + 1 > *cap) {
+			*cap = (*len + n + 1) * 2;
+			*buf = xrealloc(*buf, *cap);
+		}
+		memcpy(*buf + *len, line, n + 1);
+		*len += n;
+	}
+}
+
 enum rc status_metrics(struct db *db, const char *labels, char **out)
 {
+	/* Per module, from sync_state and the queues. Timestamps are Unix
+	 * seconds, 0 when there is none yet (alerts compare with time()). */
 	static const struct {
 		const char *name, *help;
 	} gauges[] = {
@@ -436,9 +514,23 @@ enum rc status_metrics(struct db *db, const char *labels, char **out)
 		 "Known columns the last merged Bulk Read page lacked (its rows were fetched by id)."},
 		{"zcrm_export_extra_columns",
 		 "Columns of the last merged Bulk Read page the fields metadata does not know."},
+		{"zcrm_watermark_timestamp_seconds",
+		 "Zoho time up to which every change is known to be in the table (0: none yet);"
+		 " time() minus it is the sync lag."},
+		{"zcrm_channel_expiry_timestamp_seconds",
+		 "When the notification channel expires, as Zoho granted it (0: no channel)."},
+		{"zcrm_channel_active",
+		 "1 when the notification channel is active, 0 when it is expired, missing or"
+		 " disabled."},
+		{"zcrm_dirty_ids", "Record ids waiting to be fetched from Zoho."},
+		{"zcrm_dirty_failing_ids",
+		 "Record ids waiting to be fetched whose fetch has failed at least once."},
+		{"zcrm_inbox_unprocessed", "Notifications recorded but not yet applied."},
+		{"zcrm_coverage_gaps_open",
+		 "Time ranges in which notifications may have been missed, not yet repaired."},
 	};
 	struct db_res *res = NULL;
-	size_t len = 0, cap = 1024;
+	size_t len = 0, cap = 4096;
 	char *buf = NULL;
 	enum rc rc;
 
@@ -446,33 +538,39 @@ enum rc status_metrics(struct db *db, const char *labels, char **out)
 	rc = db_prepared(db, "status_metrics",
 			 "SELECT s.module, (SELECT count(*) FROM cell_errors e WHERE e.module = s.module),"
 			 " coalesce(cardinality(string_to_array(s.export_missing, ',')), 0),"
-			 " coalesce(cardinality(string_to_array(s.export_extra, ',')), 0)"
+			 " coalesce(cardinality(string_to_array(s.export_extra, ',')), 0),"
+			 " coalesce(floor(extract(epoch FROM s.watermark))::bigint, 0),"
+			 " coalesce(floor(extract(epoch FROM s.channel_expiry))::bigint, 0),"
+			 " (s.channel_status = 'active')::int,"
+			 " (SELECT count(*) FROM dirty d WHERE d.module = s.module),"
+			 " (SELECT count(*) FROM dirty d WHERE d.module = s.module AND d.attempts > 0),"
+			 " (SELECT count(*) FROM inbox i WHERE i.module = s.module"
+			 "   AND i.processed_at IS NULL),"
+			 " (SELECT count(*) FROM coverage_gaps g WHERE g.module = s.module"
+			 "   AND g.closed_at IS NULL)"
 			 " FROM sync_state s ORDER BY s.module",
 			 0, NULL, &res);
 	if (rc)
 		goto out;
 	buf = xmalloc(cap);
 	buf[0] = '\0';
-	for (size_t g = 0; g < ARRAY_LEN(gauges); g++) {
-		for (int i = -1; i < db_res_rows(res); i++) {
-			char line[2048], mod[256];
-			if (i < 0)
-				snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s gauge\n",
-					 gauges[g].name, gauges[g].help, gauges[g].name);
-			else {
-				metrics_label_value(mod, sizeof(mod), db_res_get(res, i, 0));
-				snprintf(line, sizeof(line), "%s{%smodule=\"%s\"} %s\n", gauges[g].name,
-					 labels, mod, db_res_get(res, i, (int)g + 1));
-			}
-			size_t n = strlen(line);
-			if (len + n + 1 > cap) {
-				cap = (len + n + 1) * 2;
-				buf = xrealloc(buf, cap);
-			}
-			memcpy(buf + len, line, n + 1);
-			len += n;
-		}
-	}
+	for (size_t g = 0; g < ARRAY_LEN(gauges); g++)
+		put_gauge(&buf, &len, &cap, gauges[g].name, gauges[g].help, labels, res, NULL,
+			  (int)g + 1);
+	db_res_free(res);
+	res = NULL;
+	/* The last run that ended well, per module and program: a cron job
+	 * that stopped running shows as a timestamp that no longer moves. */
+	rc = db_prepared(db, "status_metrics_runs",
+			 "SELECT module, kind, floor(extract(epoch FROM max(finished_at)))::bigint"
+			 " FROM runs WHERE outcome = 'ok' AND module IS NOT NULL"
+			 " GROUP BY module, kind ORDER BY module, kind",
+			 0, NULL, &res);
+	if (rc)
+		goto out;
+	put_gauge(&buf, &len, &cap, "zcrm_last_success_timestamp_seconds",
+		  "When the last run of a batch program for the module ended well (Unix time).",
+		  labels, res, "program", 2);
 	*out = buf;
 	buf = NULL;
 out:

@@ -107,8 +107,8 @@ enum rc zoho_token(struct zoho *z, char **token, char **api_domain)
 /* ---- what a call costs ---- */
 
 static const char *const endpoint_names[ZOHO_EP__COUNT] = {
-	"bulk_create", "bulk_status", "bulk_result", "records", "record_by_id",
-	"deleted",     "fields",      "count",       "watch",   "other",
+	"bulk_create", "bulk_status", "bulk_result", "records", "record_by_id", "deleted",
+	"fields",      "count",       "watch",       "users",   "fetch_full_data", "other",
 };
 
 const char *zoho_endpoint_name(enum zoho_endpoint ep)
@@ -164,6 +164,11 @@ enum zoho_endpoint zoho_call_endpoint(const char *method, const char *path, int 
 		return ZOHO_EP_DELETED;
 	if (!strcmp(seg[1], "actions") && !strcmp(seg[2], "count"))
 		return ZOHO_EP_COUNT;
+	if (!strcmp(seg[0], "users") && !seg[1][0])
+		return ZOHO_EP_USERS;
+	if (seg[1][0] && strspn(seg[1], "0123456789") == strlen(seg[1]) &&
+	    !strcmp(seg[2], "actions") && strstr(a, "fetch_full_data") == a)
+		return ZOHO_EP_FULL_DATA;
 	if (seg[1][0] && strspn(seg[1], "0123456789") == strlen(seg[1]))
 		return ZOHO_EP_RECORD_BY_ID;
 	if (seg[0][0] && !seg[1][0]) {
@@ -493,6 +498,34 @@ static enum rc shape_err(struct zoho *z, const char *what, const char *jerr)
 {
 	set_err(z, "%s: unexpected answer: %s", what, jerr);
 	return RC_BADINPUT;
+}
+
+/* Send c and parse its JSON answer; *root stays NULL (RC_OK) for a 204 or
+ * an empty body: Zoho's "nothing". */
+static enum rc send_json(struct zoho *z, const struct call *c, struct http_resp *resp,
+			 struct json_object **root)
+{
+	enum rc rc = zoho_send(z, c, resp);
+
+	*root = NULL;
+	if (rc || resp->status == 204 || resp->len == 0)
+		return rc;
+	return parse_answer(z, c->what, resp, root);
+}
+
+/* Every item of data is an object with an id (noun names it in errors). */
+static enum rc check_items(struct zoho *z, const char *what, struct json_object *data,
+			   const char *noun)
+{
+	char jerr[JSON_ERR_LEN];
+
+	for (size_t i = 0; i < json_object_array_length(data); i++) {
+		struct json_object *r = json_object_array_get_idx(data, i);
+		int64_t id;
+		if (json_as_obj(r, noun, jerr) || json_get_int64(r, "id", JSON_REQUIRED, &id, jerr))
+			return shape_err(z, what, jerr);
+	}
+	return RC_OK;
 }
 
 /* The first item of the array root[key] as an object. */
@@ -1087,35 +1120,131 @@ enum rc zoho_get_records(struct zoho *z, const char *module, const int64_t *ids,
 		path = xasprintf("/crm/v6/%s?ids=%s&converted=both", module, idlist);
 	}
 	struct call c = {.what = what, .path = path};
-	rc = zoho_send(z, &c, &resp);
+	rc = send_json(z, &c, &resp, &root);
 	if (rc)
 		goto out;
-	if (resp.status == 204 || resp.len == 0) {
+	if (!root) {
 		*records = json_object_new_array();
 		goto out;
 	}
-	rc = parse_answer(z, what, &resp, &root);
-	if (rc)
-		goto out;
 	/* "Nothing" is a 204; a 200 without "data" is an answer we do not
 	 * understand, not an empty one. */
 	if (json_get_arr(root, "data", JSON_REQUIRED, &data, jerr)) {
 		rc = shape_err(z, what, jerr);
 		goto out;
 	}
-	for (size_t i = 0; i < json_object_array_length(data); i++) {
-		struct json_object *r = json_object_array_get_idx(data, i);
-		int64_t id;
-		if (json_as_obj(r, "record", jerr) || json_get_int64(r, "id", JSON_REQUIRED, &id, jerr)) {
-			rc = shape_err(z, what, jerr);
-			goto out;
-		}
-	}
+	rc = check_items(z, what, data, "record");
+	if (rc)
+		goto out;
 	*records = json_object_get(data);
 out:
 	json_object_put(root);
 	http_resp_free(&resp);
 	free(idlist);
+	free(fieldlist);
+	free(path);
+	return rc;
+}
+
+enum rc zoho_get_record(struct zoho *z, const char *module, int64_t id,
+			struct json_object **record)
+{
+	const char *what = "get record";
+	struct http_resp resp = {0};
+	struct json_object *root = NULL, *item = NULL;
+	char *path = NULL, jerr[JSON_ERR_LEN];
+	int64_t got;
+	enum rc rc;
+
+	*record = NULL;
+	if (!module_ok(z, what, module))
+		return RC_USAGE;
+	path = xasprintf("/crm/v6/%s/%" PRId64 "?converted=both", module, id);
+	struct call c = {.what = what, .path = path};
+	rc = send_json(z, &c, &resp, &root);
+	/* Not there: 204, 404, or INVALID_DATA ("the id given seems to be
+	 * invalid") - the caller settles the id as any id not returned. */
+	if (rc == RC_NOTFOUND || (rc == RC_ZOHO && strstr(z->err, "INVALID_DATA"))) {
+		rc = RC_OK;
+		goto out;
+	}
+	if (rc || !root)
+		goto out;
+	rc = first_item(z, what, root, "data", &item);
+	if (rc)
+		goto out;
+	if (json_get_int64(item, "id", JSON_REQUIRED, &got, jerr)) {
+		rc = shape_err(z, what, jerr);
+		goto out;
+	}
+	if (got != id) {
+		set_err(z, "%s: asked for %" PRId64 ", Zoho answered %" PRId64, what, id, got);
+		rc = RC_BADINPUT;
+		goto out;
+	}
+	*record = json_object_get(item);
+out:
+	json_object_put(root);
+	http_resp_free(&resp);
+	free(path);
+	return rc;
+}
+
+enum rc zoho_list_subform(struct zoho *z, const char *subform, const char *const *fields,
+			  size_t nfields, int page, const char *page_token,
+			  struct json_object **rows, bool *more_records, char **next_token)
+{
+	const char *what = "list subform rows";
+	struct http_resp resp = {0};
+	struct json_object *root = NULL, *data = NULL, *info = NULL;
+	char *fieldlist = NULL, *path = NULL, jerr[JSON_ERR_LEN];
+	const char *tok = NULL;
+	enum rc rc;
+
+	*rows = NULL;
+	*more_records = false;
+	*next_token = NULL;
+	if (!module_ok(z, what, subform))
+		return RC_USAGE;
+	if (nfields == 0 || nfields > ZOHO_MAX_FIELDS) {
+		set_err(z, "%s: %zu fields asked; 1 to %d per call", what, nfields,
+			ZOHO_MAX_FIELDS);
+		return RC_INTERNAL;
+	}
+	fieldlist = join_fields(fields, nfields);
+	if (page_token && *page_token)
+		path = xasprintf("/crm/v6/%s?fields=%s&per_page=%d&page_token=%s", subform,
+				 fieldlist, ZOHO_LIST_PAGE, page_token);
+	else
+		path = xasprintf("/crm/v6/%s?fields=%s&per_page=%d&page=%d", subform, fieldlist,
+				 ZOHO_LIST_PAGE, page > 0 ? page : 1);
+	struct call c = {.what = what, .path = path};
+	rc = send_json(z, &c, &resp, &root);
+	if (rc)
+		goto out;
+	if (!root) {
+		*rows = json_object_new_array();
+		goto out;
+	}
+	if (json_get_arr(root, "data", JSON_REQUIRED, &data, jerr) ||
+	    json_get_obj(root, "info", JSON_OPTIONAL, &info, jerr) ||
+	    (info && json_get_bool(info, "more_records", JSON_OPTIONAL, more_records, jerr)) ||
+	    (info && json_get_str(info, "next_page_token", JSON_OPTIONAL, &tok, jerr))) {
+		rc = shape_err(z, what, jerr);
+		goto out;
+	}
+	rc = check_items(z, what, data, "row");
+	if (rc)
+		goto out;
+	/* It goes into the next URL as it is: URL-safe characters only. */
+	if (tok && *tok && strlen(tok) < 1024 &&
+	    strspn(tok, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_.~") ==
+		    strlen(tok))
+		*next_token = xstrdup(tok);
+	*rows = json_object_get(data);
+out:
+	json_object_put(root);
+	http_resp_free(&resp);
 	free(fieldlist);
 	free(path);
 	return rc;
@@ -1368,6 +1497,28 @@ out:
 	return rc;
 }
 
+/* GET path (with header, may be NULL) and the answer's array `key`: *arr
+ * NULL (RC_OK) when Zoho answered 204, 304 or nothing; *root holds it (the
+ * caller puts *root and frees resp). */
+static enum rc get_array(struct zoho *z, const char *what, const char *path, const char *header,
+			 const char *key, bool required, struct http_resp *resp,
+			 struct json_object **root, struct json_object **arr)
+{
+	char jerr[JSON_ERR_LEN];
+	struct call c = {.what = what, .path = path, .header = header};
+	enum rc rc = zoho_send(z, &c, resp);
+
+	*arr = NULL;
+	if (rc || resp->status == 204 || resp->status == 304 || resp->len == 0)
+		return rc;
+	rc = parse_answer(z, what, resp, root);
+	if (rc)
+		return rc;
+	if (json_get_arr(*root, key, required ? JSON_REQUIRED : JSON_OPTIONAL, arr, jerr))
+		return shape_err(z, what, jerr);
+	return RC_OK;
+}
+
 void zoho_fields_free(struct zoho_field *fields, size_t n)
 {
 	for (size_t i = 0; fields && i < n; i++) {
@@ -1375,6 +1526,7 @@ void zoho_fields_free(struct zoho_field *fields, size_t n)
 		free(fields[i].data_type);
 		free(fields[i].json_type);
 		free(fields[i].return_type);
+		free(fields[i].textarea_type);
 	}
 	free(fields);
 }
@@ -1394,22 +1546,14 @@ enum rc zoho_fields(struct zoho *z, const char *module, struct zoho_field **fiel
 	if (!module_ok(z, what, module))
 		return RC_USAGE;
 	path = xasprintf("/crm/v6/settings/fields?module=%s", module);
-	struct call c = {.what = what, .path = path};
-	rc = zoho_send(z, &c, &resp);
-	if (rc || resp.status == 204 || resp.len == 0)
-		goto out;
-	rc = parse_answer(z, what, &resp, &root);
+	rc = get_array(z, what, path, NULL, "fields", false, &resp, &root, &arr);
 	if (rc)
 		goto out;
-	if (json_get_arr(root, "fields", JSON_OPTIONAL, &arr, jerr)) {
-		rc = shape_err(z, what, jerr);
-		goto out;
-	}
 	size_t len = arr ? json_object_array_length(arr) : 0;
 	list = xcalloc(len ? len : 1, sizeof(*list));
 	for (size_t i = 0; i < len; i++) {
-		struct json_object *f = json_object_array_get_idx(arr, i), *formula;
-		const char *api, *dt, *jt, *ret = NULL;
+		struct json_object *f = json_object_array_get_idx(arr, i), *formula, *ta;
+		const char *api, *dt, *jt, *ret = NULL, *tt = NULL;
 		int64_t id;
 		if (json_as_obj(f, "field", jerr) ||
 		    json_get_str(f, "api_name", JSON_REQUIRED, &api, jerr) ||
@@ -1417,7 +1561,9 @@ enum rc zoho_fields(struct zoho *z, const char *module, struct zoho_field **fiel
 		    json_get_str(f, "json_type", JSON_OPTIONAL, &jt, jerr) ||
 		    json_get_int64(f, "id", JSON_OPTIONAL, &id, jerr) ||
 		    json_get_obj(f, "formula", JSON_OPTIONAL, &formula, jerr) ||
-		    (formula && json_get_str(formula, "return_type", JSON_OPTIONAL, &ret, jerr))) {
+		    (formula && json_get_str(formula, "return_type", JSON_OPTIONAL, &ret, jerr)) ||
+		    json_get_obj(f, "textarea", JSON_OPTIONAL, &ta, jerr) ||
+		    (ta && json_get_str(ta, "type", JSON_OPTIONAL, &tt, jerr))) {
 			rc = shape_err(z, what, jerr);
 			goto out;
 		}
@@ -1426,6 +1572,7 @@ enum rc zoho_fields(struct zoho *z, const char *module, struct zoho_field **fiel
 		list[count].json_type = jt ? xstrdup(jt) : NULL;
 		list[count].id = id;
 		list[count].return_type = ret ? xstrdup(ret) : NULL;
+		list[count].textarea_type = tt ? xstrdup(tt) : NULL;
 		count++;
 	}
 	*fields = list;
@@ -1433,6 +1580,73 @@ enum rc zoho_fields(struct zoho *z, const char *module, struct zoho_field **fiel
 	list = NULL;
 out:
 	zoho_fields_free(list, count);
+	free(path);
+	json_object_put(root);
+	http_resp_free(&resp);
+	return rc;
+}
+
+enum rc zoho_rich_text(struct zoho *z, const char *module, int64_t id,
+		       const char *const *fields, size_t nfields, struct json_object **record)
+{
+	const char *what = "rich text";
+	struct http_resp resp = {0};
+	struct json_object *root = NULL, *data;
+	char *path = NULL, *list = NULL, jerr[JSON_ERR_LEN];
+	enum rc rc;
+
+	*record = NULL;
+	if (!module_ok(z, what, module))
+		return RC_USAGE;
+	list = join_fields(fields, nfields);
+	path = xasprintf("/crm/v6/%s/%" PRId64 "/actions/fetch_full_data%s%s", module, id,
+			 nfields ? "?fields=" : "", nfields ? list : "");
+	rc = get_array(z, what, path, NULL, "data", true, &resp, &root, &data);
+	if (rc || !data)
+		goto out;
+	struct json_object *r = json_object_array_length(data) ? json_object_array_get_idx(data, 0)
+								: NULL;
+	if (r && json_as_obj(r, "record", jerr)) {
+		rc = shape_err(z, what, jerr);
+		goto out;
+	}
+	*record = r ? json_object_get(r) : NULL;
+out:
+	free(list);
+	free(path);
+	json_object_put(root);
+	http_resp_free(&resp);
+	return rc;
+}
+
+enum rc zoho_users(struct zoho *z, int64_t since, int page, struct json_object **users,
+		   bool *more_records)
+{
+	const char *what = "users";
+	struct http_resp resp = {0};
+	struct json_object *root = NULL, *arr, *info;
+	char *path = NULL, header[80], when[ZTIME_LEN], jerr[JSON_ERR_LEN];
+	enum rc rc;
+
+	*users = NULL;
+	*more_records = false;
+	path = xasprintf("/crm/v6/users?type=AllUsers&page=%d&per_page=200", page > 0 ? page : 1);
+	ztime_format(since, when);
+	snprintf(header, sizeof(header), "If-Modified-Since: %s", when);
+	rc = get_array(z, what, path, since > 0 ? header : NULL, "users", true, &resp, &root, &arr);
+	if (rc)
+		goto out;
+	if (!arr) {
+		*users = json_object_new_array();
+		goto out;
+	}
+	if (json_get_obj(root, "info", JSON_OPTIONAL, &info, jerr) ||
+	    (info && json_get_bool(info, "more_records", JSON_OPTIONAL, more_records, jerr))) {
+		rc = shape_err(z, what, jerr);
+		goto out;
+	}
+	*users = json_object_get(arr);
+out:
 	free(path);
 	json_object_put(root);
 	http_resp_free(&resp);

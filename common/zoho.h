@@ -43,6 +43,8 @@ enum zoho_endpoint {
 	ZOHO_EP_FIELDS,
 	ZOHO_EP_COUNT,
 	ZOHO_EP_WATCH,
+	ZOHO_EP_USERS,        /* Get Users */
+	ZOHO_EP_FULL_DATA,    /* Get Rich Text Fields ({id}/actions/fetch_full_data) */
 	ZOHO_EP_OTHER,
 	ZOHO_EP__COUNT
 };
@@ -170,6 +172,21 @@ enum rc zoho_get_records_all_fields(struct zoho *z, const char *module, const in
 				    size_t nids, const char *const *fields, size_t nfields,
 				    struct json_object **records) ZCRM_MUSTCHECK;
 
+/* One record by id (GET /crm/v6/{module}/{id}, 1 credit) with every field,
+ * subforms and multiselectlookup included (only this call returns them).
+ * *record is NULL when Zoho does not have it (204, 404, INVALID_DATA). */
+enum rc zoho_get_record(struct zoho *z, const char *module, int64_t id,
+			struct json_object **record) ZCRM_MUSTCHECK;
+/* One page (200 rows) of every row of a subform, whatever its parent:
+ * GET /crm/v6/{subform}?fields=…&per_page=200&page=N (1 credit), or with
+ * page_token once Zoho gave one (beyond 2,000 rows). Each row carries
+ * Parent_Id {"name","id"}. *rows is a new JSON array (204: empty);
+ * *next_token (caller frees) is info.next_page_token or NULL. */
+enum rc zoho_list_subform(struct zoho *z, const char *subform, const char *const *fields,
+			  size_t nfields, int page, const char *page_token,
+			  struct json_object **rows, bool *more_records,
+			  char **next_token) ZCRM_MUSTCHECK;
+
 /* One record of a change listing: its id and Modified_Time. */
 struct zoho_listed {
 	int64_t id;
@@ -206,12 +223,29 @@ struct zoho_field {
 	char *json_type;    /* NULL if absent (older API versions) */
 	int64_t id;
 	char *return_type;  /* formula fields: formula.return_type, else NULL */
+	char *textarea_type;/* textarea fields: textarea.type (small, large,
+			     * rich_text), else NULL */
 };
 
 /* Fields metadata of module (204: none). Free with zoho_fields_free. */
 enum rc zoho_fields(struct zoho *z, const char *module, struct zoho_field **fields,
 		    size_t *n) ZCRM_MUSTCHECK;
 void zoho_fields_free(struct zoho_field *fields, size_t n);
+
+/* The rich text fields of one record in full: GET
+ * /crm/v6/{module}/{id}/actions/fetch_full_data?fields=… (Zoho's "Get
+ * Rich Text Fields"; Get Records truncates them to 500 characters).
+ * *record is the answer's record object ({"id", field: text…}; NULL on
+ * 204); the caller puts it. */
+enum rc zoho_rich_text(struct zoho *z, const char *module, int64_t id,
+		       const char *const *fields, size_t nfields,
+		       struct json_object **record) ZCRM_MUSTCHECK;
+
+/* One page (1-based, 200 users) of GET /crm/v6/users?type=AllUsers, with
+ * If-Modified-Since: since when since > 0. *users is the answer's "users"
+ * array (an empty one on 304 or 204); the caller puts it. */
+enum rc zoho_users(struct zoho *z, int64_t since, int page, struct json_object **users,
+		   bool *more_records) ZCRM_MUSTCHECK;
 
 /* GET /crm/v6/{module}/actions/count. */
 enum rc zoho_record_count(struct zoho *z, const char *module, int64_t *count) ZCRM_MUSTCHECK;

@@ -15,11 +15,14 @@ set -eu
 export DEBIAN_FRONTEND=noninteractive
 
 # Plain packages: the name is the same on Debian 12 and Ubuntu 22.04/24.04.
-# (postgresql brings the server and psql, postgresql-client-N.)
+# (postgresql brings the server and psql, postgresql-client-N; prometheus
+# brings promtool, which checks monitoring/: its server is stopped below;
+# debhelper brings dpkg-dev: `make deb`.)
 PACKAGES="build-essential pkg-config libfcgi-dev libcurl4-openssl-dev
 libjson-c-dev libpq-dev zlib1g-dev libcmocka-dev postgresql
 python3 python3-pytest python3-pytest-xdist python3-psycopg2 spawn-fcgi
-wrk clang unzip zip curl ca-certificates procps time"
+wrk clang unzip zip curl ca-certificates procps time
+prometheus groff-base debhelper"
 # Any one of these provides /usr/sbin/nginx; nginx-light is preferred.
 NGINX_FLAVOURS="nginx-light nginx nginx-core nginx-full nginx-extras"
 
@@ -118,9 +121,13 @@ if [ -n "$missing" ]; then
 
 	# The postinst scripts may have started the system's servers: the tests
 	# run their own on free ports, and nothing should listen unasked.
-	for svc in nginx postgresql; do
+	for svc in nginx postgresql prometheus; do
 		$SUDO service "$svc" stop >/dev/null 2>&1 || true
 	done
+	# Only promtool is wanted of prometheus: its server stays off at boot.
+	if command -v systemctl >/dev/null 2>&1; then
+		$SUDO systemctl disable prometheus >/dev/null 2>&1 || true
+	fi
 fi
 
 if ! fuzzer_works; then

@@ -6,6 +6,7 @@
 #include "inbox.h"
 #include "log.h"
 #include "notification.h"
+#include "schemasync.h"
 #include "spool.h"
 #include "status.h"
 #include "webhook.h"
@@ -617,6 +618,20 @@ static void fetch_module(struct worker *w, const char *module, bool retries)
 		return;
 	log_set_module(module);
 	enum rc rc = fetch_dirty_opts(w->db, w->zoho, module, &o, &st, err, sizeof(err));
+	if (rc && st.schema_stale) {
+		/* Zoho refused a field we asked for (renamed or removed there):
+		 * read its fields (at most once a minute per module, across
+		 * every process), then fetch again. No Bulk Read from here: a
+		 * big back-fill waits for incremental_sync. */
+		struct bulk_ctx bc = {.cfg = w->app->cfg, .data = w->db, .zoho = w->zoho,
+				      .stop = &w->app->stop};
+		bool read = false;
+		if (schema_refresh(&bc, module, SCHEMA_SOON, false, NULL, &read) == RC_OK && read) {
+			struct fetch_opts again = {o.max_batches, 0, true};
+			atomic_fetch_add(&w->app->metrics->fetched_records, (unsigned long)st.returned);
+			rc = fetch_dirty_opts(w->db, w->zoho, module, &again, &st, err, sizeof(err));
+		}
+	}
 	if (st.returned)
 		atomic_fetch_add(&w->app->metrics->fetched_records, (unsigned long)st.returned);
 	if (rc && rc != RC_NOTFOUND) {

@@ -44,6 +44,15 @@ import pytest
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 BIN_ROOT = Path(os.environ.get("ZCRM_BIN_ROOT") or REPO)
+# The programs as `make install` names them: their build path under BIN_ROOT.
+INSTALLED_PROGRAMS = {
+    "zcrm-webhook": "webhook/zcrm_webhook",
+    "zcrm-initial-sync": "batch/initial_sync",
+    "zcrm-incremental-sync": "batch/incremental_sync",
+    "zcrm-renew-channel": "batch/renew_channel",
+    "zcrm-reconcile": "batch/reconcile",
+    "zcrm-status": "batch/status",
+}
 TOOLS = Path(os.environ.get("ZCRM_TOOLS") or (REPO / "build" / "normal" / "tools"))
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 SIM_SCRIPT = REPO / "tests" / "zoho_sim" / "zoho_sim.py"

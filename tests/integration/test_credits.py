@@ -87,7 +87,8 @@ def watermark(db):
 
 def test_idle_runs_and_day(db, sim_factory, config_factory, run_program):
     """Each cron program's idle run costs exactly: incremental_sync 2
-    (a 304 listing, an empty deleted-records page), renew_channel 0 while
+    (a 304 listing, an empty deleted-records page; 3 once an hour, with the
+    fields metadata), renew_channel 0 while
     the channel was confirmed within check_interval, 1 past it, 2 when it
     renews; reconcile one id export. The shipped crontab's idle day is
     arithmetic over these, and within 700 credits."""
@@ -99,6 +100,16 @@ def test_idle_runs_and_day(db, sim_factory, config_factory, run_program):
     assert "0 changes listed in 1 page(s)" in r.stdout, r.stdout
     assert spent(sim) == {"records": 1, "deleted": 1}
     day["incremental_sync"] = CRON_RUNS_PER_DAY["incremental_sync"] * 2
+    # The fields metadata (issue 16): read when [sync] schema_check (an
+    # hour) has passed since the last read - initial_sync's, moments ago
+    # here. Past it, one more credit; a day holds 24 such reads.
+    db.execute("UPDATE zcrm.sync_state SET fields_checked = now() - interval '3601 seconds'")
+    reset(sim)
+    run_ok(run_program, "batch/incremental_sync", c)
+    assert spent(sim) == {"records": 1, "deleted": 1, "fields": 1}
+    run_ok(run_program, "batch/incremental_sync", c)
+    assert spent(sim) == {"records": 2, "deleted": 2, "fields": 1}
+    day["schema_check"] = 24 * 1
 
     # Confirmed live by initial_sync moments ago: Zoho is not asked.
     reset(sim)
@@ -124,16 +135,18 @@ def test_idle_runs_and_day(db, sim_factory, config_factory, run_program):
     reset(sim)
     r = run_ok(run_program, "batch/reconcile", c)
     m = spent(sim)
-    # count, one Bulk Read job of ids (create, status polls, download), and
-    # the deleted records (no good run yet: all of them, one empty page)
-    assert m == {"count": 1, "bulk_create": 50, "bulk_status": m.get("bulk_status"),
+    # the fields metadata, count, one Bulk Read job of ids (create, status
+    # polls, download), and the deleted records (no good run yet: all of
+    # them, one empty page)
+    assert m == {"fields": 1, "count": 1, "bulk_create": 50, "bulk_status": m.get("bulk_status"),
                  "bulk_result": 1, "deleted": 1}, m
     assert 1 <= m["bulk_status"] <= 3, m
     day["reconcile"] = CRON_RUNS_PER_DAY["reconcile"] * sum(m.values())
 
     total = sum(day.values())
-    print("idle day per module: 288 x 2 (incremental_sync) + 24 x 1 + 3 x 1 (renew_channel)"
-          " + 1 x %d (reconcile) = %d" % (day["reconcile"], total))
+    print("idle day per module: 288 x 2 (incremental_sync) + 24 x 1 (fields metadata)"
+          " + 24 x 1 + 3 x 1 (renew_channel) + 1 x %d (reconcile) = %d"
+          % (day["reconcile"], total))
     assert total <= 700, (total, day)
 
 

@@ -472,7 +472,10 @@ def test_run_directory_without_the_socket_unit():
     tmpfiles = REPO / "systemd" / "zcrm-sync.tmpfiles"
     assert tmpfiles.exists(), "%s is missing" % tmpfiles
     lines = [ln.split() for ln in read(tmpfiles).splitlines() if ln.strip() and not ln.startswith("#")]
-    assert [ln[:2] for ln in lines] == [["d", str(Path(sock).parent)]], lines
+    assert ["d", str(Path(sock).parent)] in [ln[:2] for ln in lines], lines
+    # The default [sync] spool_dir, for the package (make deb) and make install alike.
+    assert ["d", "/var/spool/zcrm-sync", "0700", "zcrm-sync", "zcrm-sync"] in \
+        [ln[:5] for ln in lines], lines
     assert "zcrm-sync.tmpfiles" in read(REPO / "Makefile")
     part = md_section(read(OPERATIONS_MD), r"^systemd$", 2)
     for want in ("systemd-tmpfiles --create zcrm-sync.conf", "install -d",

@@ -16,15 +16,7 @@ import harness
 
 REPO = harness.REPO
 
-# installed name: build path (under ZCRM_BIN_ROOT)
-PROGRAMS = {
-    "zcrm-webhook": "webhook/zcrm_webhook",
-    "zcrm-initial-sync": "batch/initial_sync",
-    "zcrm-incremental-sync": "batch/incremental_sync",
-    "zcrm-renew-channel": "batch/renew_channel",
-    "zcrm-reconcile": "batch/reconcile",
-    "zcrm-status": "batch/status",
-}
+PROGRAMS = harness.INSTALLED_PROGRAMS   # installed name: build path
 MY_CONFIG = "# the operator's own config: install and uninstall leave it alone\n"
 
 
@@ -60,6 +52,7 @@ def files_under(root):
 def expected_files(prefix):
     p = prefix.strip("/")
     files = ["%s/bin/%s" % (p, name) for name in PROGRAMS]
+    files += ["%s/share/man/man1/%s.1" % (p, name) for name in PROGRAMS]
     files += ["%s/share/zcrm-sync/sql/%s" % (p, f.name)
               for f in sorted((REPO / "sql").glob("[0-9]*.sql"))]
     files += ["%s/share/zcrm-sync/nginx/zcrm-sync.conf" % p,
@@ -67,6 +60,9 @@ def expected_files(prefix):
               "%s/lib/systemd/system/zcrm-webhook.service" % p,
               "%s/lib/systemd/system/zcrm-webhook.socket" % p,
               "%s/lib/tmpfiles.d/zcrm-sync.conf" % p,
+              "%s/share/zcrm-sync/monitoring/zcrm-sync.rules.yml" % p,
+              "%s/share/zcrm-sync/monitoring/zcrm-sync.dashboard.json" % p,
+              "%s/share/man/man5/zcrm-sync.conf.5" % p,
               "etc/zcrm-sync/zcrm-sync.conf.example",
               "etc/cron.d/zcrm-sync"]
     return sorted(files)
@@ -132,13 +128,15 @@ def test_install_then_uninstall(prefix, zcrm_env):
                      (REPO / "nginx" / "zcrm-sync.conf").read_text(encoding="utf-8"), re.M)
 
     # tmpfiles.d: the socket's directory, which nothing else creates without
-    # zcrm-webhook.socket (spawn-fcgi: "bind failed"), owned by zcrm-sync.
+    # zcrm-webhook.socket (spawn-fcgi: "bind failed"), and the spool, owned
+    # by zcrm-sync.
     tmpfiles = dest / prefix.strip("/") / "lib" / "tmpfiles.d" / "zcrm-sync.conf"
     assert tmpfiles.read_text(encoding="utf-8") == \
         (REPO / "systemd" / "zcrm-sync.tmpfiles").read_text(encoding="utf-8")
     lines = [ln.split() for ln in tmpfiles.read_text(encoding="utf-8").splitlines()
              if ln.strip() and not ln.startswith("#")]
-    assert lines == [["d", "/run/zcrm-sync", "0755", "zcrm-sync", "zcrm-sync", "-"]], lines
+    assert lines == [["d", "/run/zcrm-sync", "0755", "zcrm-sync", "zcrm-sync", "-"],
+                     ["d", "/var/spool/zcrm-sync", "0700", "zcrm-sync", "zcrm-sync", "-"]], lines
     if os.geteuid() == 0 and shutil.which("systemd-tmpfiles"):
         # Applied to a scratch root whose passwd has the user: the directory
         # appears as the docs say.
@@ -152,6 +150,8 @@ def test_install_then_uninstall(prefix, zcrm_env):
         assert r.returncode == 0, r.stdout
         st = (img / "run" / "zcrm-sync").stat()
         assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (4242, 4243, 0o755), st
+        st = (img / "var" / "spool" / "zcrm-sync").stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (4242, 4243, 0o700), st
 
     # A second install over the first is fine (upgrades).
     make("install", dest, prefix, zcrm_env)

@@ -442,6 +442,7 @@ def sync_as_doc_role(doc_roles, sim, ng, config_factory, webhook_factory, run_pr
 def assert_app_reads_only_records(doc_roles, pg):
     assert doc_roles.app_select("leads") is None
     assert doc_roles.app_select("leads_live") is None
+    assert doc_roles.app_select("users") is None     # owners resolve with a join (issue 17)
     rels = [r[0] for r in pg.query(
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE n.nspname = 'zcrm' AND c.relkind IN ('r', 'v', 'p', 'm')", dbname=doc_roles.dbname)]
@@ -452,7 +453,7 @@ def assert_app_reads_only_records(doc_roles, pg):
     assert pg.value("SELECT count(*) FROM zcrm.inbox", dbname=doc_roles.dbname) >= 1
     readable = []
     for rel in rels:
-        if rel in ("leads", "leads_live"):
+        if rel in ("leads", "leads_live", "users"):
             continue
         err = doc_roles.app_select(rel)
         if err is None or not err.startswith("42501"):
@@ -536,8 +537,10 @@ def test_no_channel_token_stored(db, pg, nginx_factory, config_factory, webhook_
                    " to_timestamp(%s / 1000.0), %s, now())",
                    int(harness.CHANNEL_ID), [int(json.loads(raw)["ids"][0])],
                    json.loads(raw)["server_time"], raw.decode())
-    version = db.value("SELECT max(version) FROM zcrm.schema_migrations")
-    db.execute("DELETE FROM zcrm.schema_migrations WHERE version = %s", version)
+    # Migration 006 (the scrub) runs again, and only it: later ones are
+    # not written to run twice.
+    assert db.execute("DELETE FROM zcrm.schema_migrations WHERE version = 6"
+                      " AND name LIKE '006%%'") == 1
     res = run_program("tools/load_fields", ["--migrate-only"], config=cfg)
     assert res.returncode == 0, res.stderr
     assert db.value("SELECT count(*) FROM zcrm.inbox") == 2

@@ -426,7 +426,7 @@ def test_reconcile_repairs_drift_dry_run_changes_nothing(db, stack, zcrm_env, ru
     assert dry["outcome"] == "dry-run" and dry["finished_at"] is not None, dry
     d = dry["details"] if isinstance(dry["details"], dict) else json.loads(dry["details"])
     assert d == {"zoho_count": 699, "exported": 699, "ours_live": 699, "missing": 1,
-                 "older": 1, "gone": 1, "fetched": 0, "tombstoned": 0, "unexplained": 0}, d
+                 "older": 1, "gone": 1, "fetched": 0, "tombstoned": 0, "unexplained": 0, "lines_stale": 0}, d
 
     r = run_program("batch/reconcile", config=st.conf, timeout=180)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -14,6 +14,9 @@ turns both sides into the same Python values, by the field's `data_type`
     datetime           aware datetime in UTC (the instant, whatever the offset)
     multiselect        list of str        (JSON [] and null -> None; PostgreSQL text[])
     lookup, owner      int                (the id of a {id, ...} object)
+    multiselectlookup, list of int        (the linked records' / users' ids, in
+    multiuserlookup                        order; [] -> None; PostgreSQL bigint[])
+    subform            not a column: a child table, compared by diff_lines()
     anything else      left as is (jsonb)
 
 Use:
@@ -43,9 +46,11 @@ def _kind(meta):
     dt = meta.get("data_type")
     jt = meta.get("json_type")
     if dt in ("formula", "rollup_summary"):
-        rt = (meta.get("formula") or {}).get("return_type") or jt
-        return {"double": "numeric", "integer": "int", "boolean": "bool",
-                "string": "text"}.get(rt, "json")
+        # typed by the result: formula.return_type (rollup_summary.return_type)
+        rt = (meta.get(dt) or {}).get("return_type") or jt
+        return {"double": "numeric", "currency": "numeric", "percent": "numeric",
+                "decimal": "numeric", "integer": "int", "boolean": "bool", "string": "text",
+                "text": "text", "date": "date", "datetime": "datetime"}.get(rt, "json")
     if dt == "text" and jt == "jsonarray":
         return "multi"
     if dt in TEXT_TYPES:
@@ -64,7 +69,21 @@ def _kind(meta):
         return "multi"
     if dt in LOOKUP_TYPES:
         return "lookup"
+    if dt in ("multiselectlookup", "multiuserlookup"):
+        return "ids"
     return "json"
+
+
+def _linked_id(item):
+    """The linked record's id of a multiselectlookup/multiuserlookup item:
+    its first member that is an object with an id (the item's own id is
+    the link's)."""
+    if not isinstance(item, dict):
+        return int(item)
+    for v in item.values():
+        if isinstance(v, dict) and v.get("id") is not None:
+            return int(v["id"])
+    raise ValueError("no linked id in %r" % (item,))
 
 
 def _utc(d):
@@ -98,6 +117,8 @@ def theirs_value(kind, v):
         if isinstance(v, dict):
             return int(v["id"]) if v.get("id") is not None else None
         return int(v)
+    if kind == "ids":
+        return [_linked_id(x) for x in v] or None
     return v
 
 
@@ -109,7 +130,7 @@ def ours_value(kind, v):
         return _utc(v)
     if kind == "numeric":
         return decimal.Decimal(v)
-    if kind == "multi":
+    if kind in ("multi", "ids"):
         return list(v)
     if kind == "json" and isinstance(v, str):
         return v
@@ -133,11 +154,19 @@ class Diff:
         return "id=%s field=%s ours=%r theirs=%r" % (self.id, self.field, self.ours, self.theirs)
 
 
-def table_columns(db, module, schema="zcrm"):
-    """{api_name: column_name} from <schema>.fields for module."""
-    rows = db.query("SELECT api_name, column_name FROM %s.fields WHERE module = %%s" % schema,
-                    module)
-    return dict(rows)
+def table_columns(db, module, schema="zcrm", metas=None):
+    """{api_name: column_name} from <schema>.fields for module: the current
+    rows (a row superseded by a type change names a frozen column), matched
+    to the truth's fields (metas: {api_name: meta}) by Zoho's field id where
+    recorded, so a field renamed in Zoho maps to the column it always had."""
+    rows = db.query("SELECT api_name, column_name, field_id FROM %s.fields WHERE module = %%s"
+                    " AND superseded_at IS NULL" % schema, module)
+    cols = {a: c for a, c, _ in rows}
+    by_id = {f: c for _, c, f in rows if f}
+    for name, meta in (metas or {}).items():
+        if meta.get("id") in by_id:
+            cols[name] = by_id[meta["id"]]
+    return cols
 
 
 def diff_table(db, truth, module=None, schema="zcrm", tombstones="required", limit=None,
@@ -149,8 +178,10 @@ def diff_table(db, truth, module=None, schema="zcrm", tombstones="required", lim
     module = module or truth["module"]
     table = module.lower()
     metas = {m["api_name"]: m for m in truth["fields"]}
-    cols = table_columns(db, module, schema)
-    names = [n for n in (fields or metas) if n in metas]
+    cols = table_columns(db, module, schema, metas)
+    # A subform is a child table (diff_lines), not a column.
+    names = [n for n in (fields or metas) if n in metas
+             and metas[n].get("data_type") != "subform"]
     diffs = []
     missing_cols = [n for n in names if n not in cols]
     for n in missing_cols:
@@ -209,6 +240,60 @@ def diff_table(db, truth, module=None, schema="zcrm", tombstones="required", lim
             continue
         if deleted_at is None:
             diffs.append(Diff(rid, "<row>", "live", None))
+    return diffs
+
+
+def diff_lines(db, truth, field, schema="zcrm", limit=None):
+    """The differences between the child table of the subform `field` of
+    truth's module (<module>__<field>, one row per line) and the lines of
+    the truth's live records (truth["records"][i][field], each line a JSON
+    object with its id): a line missing or extra ("<line>"), on another
+    parent ("parent_id"), or a field that differs. The kinds come from the
+    data types zcrm.subform_fields recorded; a line field without a column
+    is a difference too."""
+    module = truth["module"]
+    table = "%s__%s" % (module.lower(), field.lower())
+    meta = db.query("SELECT api_name, column_name, data_type FROM %s.subform_fields"
+                    " WHERE table_name = %%s" % schema, table)
+    cols = {a: c for a, c, _ in meta}
+    kinds = {a: _kind({"data_type": d}) for a, _, d in meta}
+    names = sorted(cols)
+    theirs = {}
+    for rec in truth["records"]:
+        for line in rec.get(field) or []:
+            theirs[int(line["id"])] = (int(rec["id"]), line)
+    diffs = []
+    seen = set()
+    for _, line in theirs.values():
+        for k in line:
+            if k not in cols and k not in ("id", "Parent_Id") and k not in seen:
+                seen.add(k)
+                diffs.append(Diff("*", k, "<no column>", "line field"))
+    select = "".join(', "%s"' % cols[n].replace('"', '""') for n in names)
+    rows = db.query('SELECT id, parent_id%s FROM %s."%s"' % (select, schema, table))
+    ours = {int(r[0]): (int(r[1]), dict(zip(names, r[2:]))) for r in rows}
+    for lid in sorted(set(theirs) | set(ours)):
+        if limit is not None and len(diffs) >= limit:
+            break
+        if lid not in ours:
+            diffs.append(Diff(lid, "<line>", None, "parent %s" % theirs[lid][0]))
+            continue
+        if lid not in theirs:
+            diffs.append(Diff(lid, "<line>", "parent %s" % ours[lid][0], None))
+            continue
+        parent, line = theirs[lid]
+        if ours[lid][0] != parent:
+            diffs.append(Diff(lid, "parent_id", ours[lid][0], parent))
+        for n in names:
+            k = kinds[n]
+            try:
+                t = theirs_value(k, line.get(n))
+            except (ValueError, TypeError, KeyError, decimal.InvalidOperation) as e:
+                diffs.append(Diff(lid, n, ours[lid][1][n], "<unparsable %r: %s>" % (line.get(n), e)))
+                continue
+            o = ours_value(k, ours[lid][1][n])
+            if not _same(k, o, t):
+                diffs.append(Diff(lid, n, o, t))
     return diffs
 
 

@@ -104,7 +104,7 @@ int main(int argc, char **argv)
 		zf[i].field_id = str_of(f, "id");
 	}
 	long pending = 0;
-	if (schema_ensure_module(db, module, zf, n) != RC_OK ||
+	if (schema_ensure_module(db, module, zf, n, NULL) != RC_OK ||
 	    inbox_apply_pending(db, module, &pending) != RC_OK) {
 		status = EX_TEMPFAIL;
 		goto out;

@@ -240,6 +240,10 @@ static void test_call_endpoint(void **state)
 		{"PUT", "/crm/v6/actions/watch", "watch", 1},
 		{NULL, "/crm/v6/actions/watch?channel_ids=1000000068001", "watch", 1},
 		{"DELETE", "/crm/v6/actions/watch?channel_ids=1", "watch", 1},
+		{NULL, "/crm/v6/users?type=AllUsers&page=1&per_page=200", "users", 1},
+		{NULL, "/crm/v6/Invoices/5725768400000007919/actions/fetch_full_data?fields=Notes",
+		 "fetch_full_data", 1},
+		{NULL, "/crm/v6/Invoiced_Items?fields=Quantity&page=1", "records", 1},
 		{NULL, "/crm/bulk/v6/write", "other", 1},
 		{NULL, "/somewhere/else", "other", 1},
 	};

@@ -8,6 +8,7 @@ import threading
 import urllib.parse
 
 import datagen
+import inventory
 from store import SimError, parse_iso, parse_http_date_or_iso
 
 
@@ -366,7 +367,7 @@ class Api:
             raise SimError(400, "INVALID_DATA", "module must be an object with api_name",
                            {"api_name": "module", "json_path": "$.query.module",
                             "expected_data_type": "jsonobject"})
-        m = s.module(mod["api_name"], code="MODULE_NOT_AVAILABLE")
+        m = s.subform(mod["api_name"]) or s.module(mod["api_name"], code="MODULE_NOT_AVAILABLE")
         if "page_token" in q:
             raise SimError(400, "INVALID_DATA", "page_token is not supported in v6",
                            {"api_name": "page_token", "json_path": "$.query.page_token"})
@@ -381,10 +382,15 @@ class Api:
             for n, f in enumerate(fields):
                 base, dot, sub = f.partition(".")
                 fd = m.byname.get(base)
-                if f in ("$converted", "$approval_state"):
+                if f in ("$converted", "$approval_state") or (f == "$se_module" and "What_Id" in m.byname):
                     continue
                 if fd is None or (dot and fd.data_type not in ("lookup", "ownerlookup")):
                     raise SimError(400, "FIELD_NOT_AVAILABLE", "the field is not available",
+                                   {"api_name": f, "json_path": "$.query.fields[%d]" % n})
+                if fd.data_type in inventory.NOT_EXPORTABLE:
+                    # Bulk Read does not export these (zoho-api.md §3.5, §9 item 17)
+                    raise SimError(400, "NOT_SUPPORTED",
+                                   "the field type %s is not supported in bulk read" % fd.data_type,
                                    {"api_name": f, "json_path": "$.query.fields[%d]" % n})
             if len(fields) > 200:
                 fields = None            # > 200 fields -> all fields
@@ -495,7 +501,8 @@ class Api:
             raise SimError(400, "LIMIT_EXCEEDED", "the number of fields exceeds the limit",
                            {"limit": 50, "param_name": "fields"})
         for f in names:
-            if f not in m.byname and f not in ("$converted", "$approval_state"):
+            if f not in m.byname and f not in ("$converted", "$approval_state") \
+                    and not (f == "$se_module" and "What_Id" in m.byname):
                 raise SimError(400, "INVALID_DATA", "invalid field", {"api_name": f, "param_name": "fields"})
         return names
 
@@ -520,6 +527,8 @@ class Api:
 
     def records(self, req, module):
         s = self.s
+        if s.subform(module) is not None:
+            return self.subform_rows(req, s.subform(module))
         m = s.module(module)
         ids_raw = req.query.get("ids")
         fields = self._fields_param(req, m, required=True)
@@ -536,7 +545,7 @@ class Api:
                 had = bool(recs)
                 if ims is not None:
                     recs = [r for r in recs if (r.get("Modified_Time") or 0) > ims]
-                data = [datagen.record_json(r, m.fdefs, s.tz, only=fields) for r in recs]
+                data = [datagen.record_json(r, m.fdefs, s.tz, only=fields, single=False) for r in recs]
             if not data:
                 return empty(304 if (ims is not None and had) else 204)
             return json_resp(200, {"data": data, "info": self._info(len(data), 1, 200, "id", "desc", False)})
@@ -565,7 +574,7 @@ class Api:
                 key = lambda r: ((r.get(sort_by) or 0), int(r["id"]))
             recs.sort(key=key, reverse=(order == "desc"))
             chunk = recs[(page - 1) * per_page: page * per_page]
-            data = [datagen.record_json(r, m.fdefs, s.tz, only=fields) for r in chunk]
+            data = [datagen.record_json(r, m.fdefs, s.tz, only=fields, single=False) for r in chunk]
             more = len(recs) > page * per_page
         if not data:
             return empty(304 if (ims is not None and had) else 204)
@@ -590,6 +599,112 @@ class Api:
             rec.update({"$approval_state": "approved", "$editable": True, "$in_merge": False,
                         "$currency_symbol": "$", "$converted_detail": {}, "$process_flow": False})
         return json_resp(200, {"data": [rec]})
+
+    def subform_rows(self, req, sf):
+        """GET /crm/v6/{subform}?fields=…: every row of the subform across
+        parents (Zoho's Subform API), each with id and Parent_Id; fields
+        mandatory (≤ 50), per_page ≤ 200, page (≤ 2,000 rows) or page_token."""
+        s = self.s
+        fields = self._fields_param(req, sf, required=True)
+        per_page = _int_param(req, "per_page", 200, 1, 200)
+        tok = req.query.get("page_token")
+        if tok:
+            if req.query.get("page"):
+                raise SimError(400, "AMBIGUITY_DURING_PROCESSING", "page and page_token together",
+                               {"param_name": "page_token"})
+            mt = re.fullmatch(r"sf([0-9a-f]+)", tok)
+            if not mt:
+                raise SimError(400, "INVALID_DATA", "invalid page_token", {"param_name": "page_token"})
+            start = int(mt.group(1), 16)
+            page = start // per_page + 1
+        else:
+            page = _int_param(req, "page", 1)
+            if page * per_page > 2000:
+                raise SimError(400, "DISCRETE_PAGINATION_LIMIT_EXCEEDED",
+                               details={"limit": 2000, "param_name": "page"})
+            start = (page - 1) * per_page
+        order = req.query.get("sort_order", "desc")
+        if order not in ("asc", "desc"):
+            raise SimError(400, "INVALID_DATA", details={"param_name": "sort_order",
+                                                         "supported_values": ["asc", "desc"]})
+        with s.lock:
+            rows = sf.sorted_records()
+            if order == "desc":
+                rows.reverse()
+            chunk = rows[start:start + per_page]
+            more = len(rows) > start + per_page
+            data = []
+            for r in chunk:
+                out = {"id": r["id"]}
+                for name in fields:
+                    fd = sf.byname[name]
+                    out[name] = ({"name": r["Parent_Id"][1], "id": r["Parent_Id"][0]} if name == "Parent_Id"
+                                 else datagen.json_value(fd, r.get(name), s.tz))
+                out["Parent_Id"] = {"name": r["Parent_Id"][1], "id": r["Parent_Id"][0]}
+                data.append(out)
+        if not data:
+            return empty(204)
+        info = self._info(len(data), page, per_page, "id", order, more)
+        info["next_page_token"] = "sf%x" % (start + per_page) if more else None
+        info["page_token_expiry"] = s.fmt(int(time.time()) + 86400) if more else None
+        return json_resp(200, {"data": data, "info": info})
+
+    def fetch_full_data(self, req, module, rid):
+        """GET /crm/v6/{Module}/{id}/actions/fetch_full_data: the rich text
+        fields of one record in full (Zoho's "Get Rich Text Fields")."""
+        s = self.s
+        m = s.module(module)
+        rich = [fd for fd in m.fdefs if fd.meta.get("textarea", {}).get("type") == "rich_text"]
+        raw = req.query.get("fields")
+        if raw:
+            names = [f.strip() for f in raw.split(",") if f.strip()]
+            by = {fd.api_name: fd for fd in rich}
+            for f in names:
+                if f not in by:
+                    raise SimError(400, "INVALID_DATA", "not a rich text field",
+                                   {"api_name": f, "param_name": "fields"})
+            rich = [by[f] for f in names]
+        with s.lock:
+            r = m.records.get(rid)
+            if r is None:
+                return empty(204)
+            out = {fd.api_name: r.get(fd.api_name) for fd in rich}
+        out["id"] = rid
+        return json_resp(200, {"data": [out]})
+
+    def users(self, req):
+        """GET /crm/v6/users?type=AllUsers|ActiveUsers|DeactiveUsers&page&per_page
+        (Zoho's Get Users); If-Modified-Since → only users modified after, 304
+        when none."""
+        s = self.s
+        typ = req.query.get("type", "AllUsers")
+        if typ not in ("AllUsers", "ActiveUsers", "DeactiveUsers", "AdminUsers", "CurrentUser"):
+            raise SimError(400, "INVALID_DATA", details={"param_name": "type"})
+        page = _int_param(req, "page", 1)
+        per_page = _int_param(req, "per_page", 200, 1, 200)
+        ims = self._ims(req)
+        with s.lock:
+            us = list(s.users)
+            if typ == "ActiveUsers":
+                us = [u for u in us if u["status"] == "active"]
+            elif typ == "DeactiveUsers":
+                us = [u for u in us if u["status"] != "active"]
+            elif typ in ("AdminUsers", "CurrentUser"):
+                us = us[:1]
+            had = bool(us)
+            if ims is not None:
+                us = [u for u in us if u["_modified"] > ims]
+            chunk = us[(page - 1) * per_page: page * per_page]
+            data = []
+            for u in chunk:
+                d = {k: v for k, v in u.items() if not k.startswith("_")}
+                d["Modified_Time"] = s.fmt(u["_modified"])
+                d["created_time"] = s.fmt(u["_created"])
+                data.append(d)
+        if not data:
+            return empty(304 if (ims is not None and had) else 204)
+        return json_resp(200, {"users": data, "info": {"per_page": per_page, "count": len(data), "page": page,
+                                                       "more_records": len(us) > page * per_page}})
 
     def count(self, req, module):
         s = self.s
@@ -626,7 +741,7 @@ class Api:
         mod = req.query.get("module")
         if not mod:
             raise SimError(400, "REQUIRED_PARAM_MISSING", details={"param_name": "module"})
-        m = self.s.module(mod)
+        m = self.s.subform(mod) or self.s.module(mod)
         return json_resp(200, {"fields": m.metas})
 
 

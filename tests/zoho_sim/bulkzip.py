@@ -13,6 +13,7 @@ import io
 import zipfile
 
 import datagen
+import inventory
 
 
 class _RowSink:
@@ -36,7 +37,14 @@ def resolve_columns(fdefs, fields, tz):
     """fields: list of requested names (None/[] = all).  Returns (header, cell fns)."""
     byname = {fd.api_name: fd for fd in fdefs}
     if not fields:
-        names = [fd.api_name for fd in fdefs if fd.api_name != "id"]
+        # every field Bulk Read exports: not subform, multiselectlookup,
+        # multiuserlookup, fileupload, imageupload; $se_module after What_Id
+        names = []
+        for fd in fdefs:
+            if fd.api_name != "id" and fd.data_type not in inventory.NOT_EXPORTABLE:
+                names.append(fd.api_name)
+                if fd.gen == "what":
+                    names.append("$se_module")
     else:
         names = [f for f in fields if f != "id"]
     header = ["id"]
@@ -46,6 +54,10 @@ def resolve_columns(fdefs, fields, tz):
         if name == "$converted":
             header.append(name)
             fns.append(("Converted__s", lambda v: "true" if v else "false"))
+            continue
+        if name == "$se_module":
+            header.append(name)
+            fns.append(("What_Id", lambda v: "" if v is None else v[2]))
             continue
         if name == "$approval_state":
             header.append(name)

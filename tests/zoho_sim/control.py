@@ -4,9 +4,10 @@ import random
 import time
 
 import datagen
+import schema_ops
 from api import json_resp, _json_body
 from faults import FaultError
-from store import SimError
+from store import SimError, user_entry as store_user_entry
 
 CONFIG_KEYS = {
     "page_size": int, "bulk_polls": int, "bulk_step_ms": int, "bulk_job_ms": int, "download_limit_per_min": int,
@@ -141,6 +142,16 @@ class Control:
             flush()
         return json_resp(200, {"module": m.name, "count": len(done), "changes": done})
 
+    def formulas_recompute(self, req):
+        b = self._body(req)
+        steps = b.get("steps", 1)
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            raise SimError(400, "INVALID_DATA", "steps must be an integer >= 1")
+        s = self.s
+        with s.lock:
+            n = s.recompute_formulas(steps)
+            return json_resp(200, {"clock": s.formula_clock, "records": n})
+
     def truth(self, req, module):
         s = self.s
         m = s.module(module)
@@ -151,9 +162,76 @@ class Control:
                        for e in dels]
             log = list(m.log)
         out = {"module": m.name, "records": recs, "deleted": deleted, "fields": m.metas}
+        # line items: every row of each subform of the module, REST shape
+        # with Parent_Id, by id (also inside each record's subform field)
+        lines = {}
+        with s.lock:
+            for sf in s.subforms.values():
+                if sf.parent is m:
+                    lines[sf.name] = [dict(datagen.record_json(r, sf.fdefs, s.tz),
+                                           Parent_Id={"name": r["Parent_Id"][1], "id": r["Parent_Id"][0]})
+                                      for r in sf.sorted_records()]
+        if lines:
+            out["subforms"] = lines
         if req.query.get("log") in ("1", "true"):
             out["mutations"] = log
         return json_resp(200, out)
+
+    # ------------------------------------------------------------- fields --
+    def fields_post(self, req):
+        """Change the module's fields at run time (schema_ops.py)."""
+        s = self.s
+        b = self._body(req)
+        m = s.module(b.get("module") or "Leads")
+        with s.lock:
+            done = schema_ops.apply_all(s, m, b)
+            return json_resp(200, {"module": m.name, "changes": done, "fields": m.metas})
+    # -------------------------------------------------------------- users --
+    def users_get(self, req):
+        s = self.s
+        with s.lock:
+            return json_resp(200, {"users": [dict({k: v for k, v in u.items() if not k.startswith("_")},
+                                                  Modified_Time=s.fmt(u["_modified"])) for u in s.users]})
+
+    def users_add(self, req):
+        """{"full_name", "email", "role"?, "status"?} → the new user (it may
+        own records from now on; the generator still picks the initial users)."""
+        s = self.s
+        b = self._body(req)
+        name, email = b.get("full_name"), b.get("email")
+        if not isinstance(name, str) or not name or not isinstance(email, str) or not email:
+            raise SimError(400, "MANDATORY_NOT_FOUND", "full_name and email are required")
+        with s.lock:
+            s.user_seq += 1
+            uid = str(datagen.BASE_ID + 412_000 + s.user_seq * 18)
+            u = store_user_entry(uid, name, email, len(s.users), s.now())
+            if b.get("status") in ("active", "disabled", "deleted"):
+                u["status"] = b["status"]
+            s.users.append(u)
+            datagen.USER_BY_ID[uid] = {"name": name, "id": uid, "email": email}
+            return json_resp(201, dict({k: v for k, v in u.items() if not k.startswith("_")},
+                                       Modified_Time=s.fmt(u["_modified"])))
+
+    def users_update(self, req, uid):
+        """{"status": "disabled"} deactivates a user; full_name/email change
+        them; Modified_Time moves."""
+        s = self.s
+        b = self._body(req)
+        with s.lock:
+            u = next((x for x in s.users if x["id"] == uid), None)
+            if u is None:
+                raise SimError(404, "RESOURCE_NOT_FOUND", "no such user", {"id": uid})
+            if "status" in b:
+                if b["status"] not in ("active", "disabled", "deleted"):
+                    raise SimError(400, "INVALID_DATA", "status is active, disabled or deleted")
+                u["status"] = b["status"]
+            for k in ("full_name", "email"):
+                if k in b:
+                    u[k] = str(b[k])
+            u["_modified"] = max(s.now(), u["_modified"] + 1)
+            datagen.USER_BY_ID[uid] = {"name": u["full_name"], "id": uid, "email": u["email"]}
+            return json_resp(200, dict({k: v for k, v in u.items() if not k.startswith("_")},
+                                       Modified_Time=s.fmt(u["_modified"])))
 
     # ------------------------------------------------------------- faults --
     def faults_post(self, req):

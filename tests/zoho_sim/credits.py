@@ -29,6 +29,8 @@ COSTS = {
     "fields": 1,             # fields metadata
     "count": 1,              # record count
     "watch": 1,              # Notification API (enable, renew, list, disable)
+    "users": 1,              # Get Users
+    "fetch_full_data": 1,    # Get Rich Text Fields
 }
 COST_RECORDS_CVID = 3
 NOT_METERED = ("token",)     # the accounts server

@@ -21,9 +21,12 @@ Internal value representation (what store.py keeps per record):
 Records are treated as immutable once stored: an update builds a new dict.
 """
 
+import functools
 import random
 import zlib
 from datetime import date, datetime, timedelta, timezone
+
+import inventory
 
 BASE_ID = 5725767000000000000          # > 2**53, < 2**63
 ID_STRIDE = 7919                       # record ids: BASE + module*1e11 + (index+1)*stride
@@ -245,14 +248,57 @@ JSON_TYPES = {
     "ownerlookup": "jsonobject", "lookup": "jsonobject",
 }
 
+# Formula and rollup fields added by --formulas:
+# (api_name, label, data_type, length, return_type, expression). Their values
+# are formula_values() of the record and the formula clock, never generated
+# or edited; Zoho recomputes them without moving Modified_Time.
+FORMULA_FIELDS = [
+    ("Age_Days", "Age (days)", "formula", 16, "double",
+     "Datecomp(Now(),${Created Time})/1440"),
+    ("Age_Label", "Age label", "formula", 255, "text",
+     "Concat(${Owner},', day ',Tostring(Datecomp(Now(),${Created Time})/1440))"),
+    ("Rollup_Total", "Rollup total", "rollup_summary", 16, "currency", None),
+]
+RETURN_JSON_TYPES = {"double": "double", "currency": "double", "text": "string",
+                     "boolean": "boolean", "date": "string", "datetime": "string"}
+
 # Types whose value may be a user-editable field (update generator picks from these)
 SYSTEM_GENS = {"id", "full_name", "creator", "modifier", "created_time", "modified_time",
                "converted", "converted_time", "converted_account", "conversion_days",
-               "activity_time"}
+               "activity_time", "formula"} | inventory.DERIVED_GENS
+
+
+def value_type(fd):
+    """The data type a value is rendered by: a formula's return type."""
+    if fd.gen == "formula":
+        return fd.choices[0]
+    return fd.data_type
+
+
+def formula_values(rec, fdefs, anchor, clock):
+    """The formula fields' values of a record at formula clock `clock` (a
+    count of recomputes: the formulas' "now" is anchor + clock days), a
+    pure function of the record's other values and the clock, so a change
+    of clock changes every formula value without touching Modified_Time."""
+    out = {}
+    created = rec.get("Created_Time")
+    age = None if created is None else (anchor + clock * 86400 - created) / 86400.0
+    for fd in fdefs:
+        if fd.gen != "formula":
+            continue
+        ret = fd.choices[0]
+        if fd.data_type == "rollup_summary":
+            out[fd.api_name] = round((int(rec["id"]) % 100_000) / 100.0 + clock, 2)
+        elif ret == "double":
+            out[fd.api_name] = None if age is None else round(age, 2)
+        else:
+            owner = USER_BY_ID.get(rec.get("Owner"), {"name": "nobody"})["name"]
+            out[fd.api_name] = "%s, day %d" % (owner, clock)
+    return out
 
 
 def module_num(module):
-    n = KNOWN_MODULE_NUMS.get(module)
+    n = KNOWN_MODULE_NUMS.get(module) or inventory.MODULE_NUMS.get(module)
     if n is None:
         n = 100 + zlib.crc32(module.encode("utf-8")) % 800
     return n
@@ -276,20 +322,24 @@ class FieldDef:
         self.length = length
 
 
-def build_fields(module, width=None):
+def build_fields(module, width=None, formulas=False):
     """Return (metadata list, FieldDef list) for a module. width: pad the
     module's own fields with custom text fields (Custom_Text_1, …) up to
     that many fields in all (a wide module: Get Records then needs several
-    calls of at most 50 fields)."""
+    calls of at most 50 fields). formulas: add FORMULA_FIELDS (after the
+    padding, so width counts the module's own fields only)."""
     if module == "Leads":
         table = _leads_table()
     elif module == "Contacts":
         table = _contacts_table()
     else:
-        table = _generic_table(module)
+        table = inventory.table_for(module) or _generic_table(module)
     if width and width > len(table):
         table = table + [("Custom_Text_%d" % k, "Custom Text %d" % k, "text", 255, "co",
                           "company", None) for k in range(1, width - len(table) + 1)]
+    if formulas:
+        table = table + [(api, label, dtype, length, "cr", "formula", (ret, expr))
+                         for api, label, dtype, length, ret, expr in FORMULA_FIELDS]
     mnum = module_num(module)
     metas, defs = [], []
     for i, (api, label, dtype, length, flags, gen, extra) in enumerate(table):
@@ -300,7 +350,7 @@ def build_fields(module, width=None):
             "field_label": label,
             "display_label": label,
             "data_type": dtype,
-            "json_type": JSON_TYPES[dtype],
+            "json_type": JSON_TYPES.get(dtype) or inventory.EXTRA_JSON_TYPES.get(dtype),
             "length": length,
             "decimal_place": 2 if dtype in ("currency", "double", "percent") else None,
             "read_only": "r" in flags,
@@ -326,7 +376,7 @@ def build_fields(module, width=None):
                             "id": str(BASE_ID + 10 ** 10 + mnum * 10 ** 6 + i * 1000 + k + 1),
                             "sequence_number": k + 1, "type": "used"})
             meta["pick_list_values"] = plv
-        if dtype == "lookup":
+        if dtype == "lookup" and extra:
             meta["lookup"] = {"display_label": extra, "api_name": extra,
                               "module": {"api_name": extra, "id": module_id(extra)}, "id": fid}
         if dtype == "textarea":
@@ -335,6 +385,24 @@ def build_fields(module, width=None):
             meta["currency"] = {"rounding_option": "normal", "precision": 2}
         meta["multiselectlookup"] = {}
         meta["formula"] = {}
+        if gen == "formula":
+            # Zoho: the result's type is in formula.return_type (rollups:
+            # rollup_summary.return_type); json_type follows it.
+            ret, expr = extra
+            choices = extra
+            meta["json_type"] = RETURN_JSON_TYPES[ret]
+            meta["decimal_place"] = 2 if ret in ("double", "currency") else None
+            meta["sortable"] = False
+            if dtype == "formula":
+                meta["formula"] = {"return_type": ret, "expression": expr}
+            else:
+                meta["rollup_summary"] = {"return_type": ret, "expression": {
+                    "function": "SUM", "function_parameters": [{"api_name": "Amount"}]},
+                    "based_on_module": {"api_name": "Deals"}}
+            extra = None
+        inventory.extend_meta(meta, dtype, gen, extra, fid, module_id)
+        if gen == "ref_name":
+            choices = inventory.NAMES_BY_MODULE.get(extra)
         metas.append(meta)
         defs.append(FieldDef(api, dtype, gen, "o" in flags, "r" in flags, choices, meta, length))
     return metas, defs
@@ -456,7 +524,10 @@ def gen_value(fd, rng, ctx):
         return d.isoformat()
     if g == "account":
         return account_lookup(rng.randint(0, 1000))
-    raise ValueError("no generator for %s" % g)
+    v = inventory.gen_value(fd, rng, ctx)
+    if v is inventory.NOGEN:
+        raise ValueError("no generator for %s" % g)
+    return v
 
 
 def generate_record(seed, module, index, fdefs, anchor, now=None):
@@ -506,8 +577,9 @@ def generate_record(seed, module, index, fdefs, anchor, now=None):
             rec["Converted_Date_Time"] = None
             rec["Converted_Account"] = None
             rec["Lead_Conversion_Time"] = None
+    inventory.fill_record(rec, fdefs, rng, module, index, anchor)
     # order keys as the field list
-    return {fd.api_name: rec.get(fd.api_name, () if fd.data_type == "multiselectpicklist" else None)
+    return {fd.api_name: rec.get(fd.api_name, () if fd.data_type in inventory.TUPLE_TYPES else None)
             for fd in fdefs}
 
 
@@ -542,9 +614,12 @@ def fmt_dt(epoch, tz):
     return datetime.fromtimestamp(int(epoch), tz).isoformat()
 
 
-def json_value(fd, v, tz):
-    """Internal value -> Records-API JSON shape."""
-    dt = fd.data_type
+def json_value(fd, v, tz, ctx=None):
+    """Internal value -> Records-API JSON shape (ctx: the parent record's
+    subform context, for subform fields)."""
+    dt = value_type(fd)
+    if fd.data_type in inventory.OWN_TYPES or fd.gen == "tag":
+        return inventory.json_value(fd, v, tz, ctx)[1]
     if dt == "datetime":
         return fmt_dt(v, tz)
     if dt == "ownerlookup":
@@ -558,25 +633,65 @@ def json_value(fd, v, tz):
     return v
 
 
-def record_json(rec, fdefs, tz, only=None):
+@functools.lru_cache(maxsize=None)
+def subform_defs(sf):
+    """FieldDefs of a subform module (Invoiced_Items, ...)."""
+    return tuple(build_fields(sf)[1])
+
+
+def _subform_ctx(rec, fdefs):
+    if not any(fd.data_type == "subform" for fd in fdefs):
+        return None
+    sfs = {fd.api_name: subform_defs(fd.meta["subform"]["module"]["api_name"])
+           for fd in fdefs if fd.data_type == "subform"}
+    if not sfs:
+        return None
+    name = rec.get("Subject") or rec.get("Name") or ""
+    return {"subforms": sfs, "parent": (rec["id"], name)}
+
+
+def record_json(rec, fdefs, tz, only=None, single=True):
+    """Records-API JSON of a record.  only=None: every field (a single record
+    by id, the truth).  With `only` (the `fields` parameter): those fields;
+    single=False (ids= and list calls) leaves out subform, multiselectlookup
+    and multiuserlookup fields and truncates rich text to 500 characters,
+    as Get Records does (zoho-api.md §4.2, §4.3)."""
+    ctx = _subform_ctx(rec, fdefs)
     if only is None:
-        return {fd.api_name: json_value(fd, rec.get(fd.api_name), tz) for fd in fdefs}
+        out = {}
+        for fd in fdefs:
+            out[fd.api_name] = json_value(fd, rec.get(fd.api_name), tz, ctx)
+            if fd.gen == "what":
+                out["$se_module"] = rec[fd.api_name][2] if rec.get(fd.api_name) else None
+        return out
     out = {"id": rec["id"]}
     byname = {fd.api_name: fd for fd in fdefs}
     for name in only:
         fd = byname.get(name)
         if fd is not None:
-            out[name] = json_value(fd, rec.get(name), tz)
+            if not single and fd.data_type in inventory.SINGLE_ONLY:
+                continue
+            v = json_value(fd, rec.get(name), tz, ctx)
+            if not single and fd.meta.get("textarea", {}).get("type") == "rich_text" and v:
+                v = v[:inventory.RICH_TEXT_LIMIT]
+            out[name] = v
+            if fd.gen == "what":
+                out["$se_module"] = rec[name][2] if rec.get(name) else None
         elif name == "$converted":
             out[name] = bool(rec.get("Converted__s", False))
         elif name == "$approval_state":
             out[name] = "approved"
+        elif name == "$se_module" and "What_Id" in byname:
+            out[name] = rec["What_Id"][2] if rec.get("What_Id") else None
     return out
 
 
 def csv_cell_fn(fd, tz, sub=None):
     """Return a function internal value -> CSV cell text ('' for null)."""
-    dt = fd.data_type
+    dt = value_type(fd)
+    own = inventory.csv_cell_fn(fd)
+    if own is not None and sub is None:
+        return own
     if sub is not None:                      # dot notation on lookups
         if dt == "ownerlookup":
             def f(v):

@@ -19,6 +19,7 @@ from datetime import datetime
 
 import bulkzip
 import datagen
+import inventory
 
 
 class SimError(Exception):
@@ -88,11 +89,12 @@ def parse_http_date_or_iso(s):
 
 
 class ModuleState:
-    def __init__(self, name, width=None):
+    def __init__(self, name, width=None, formulas=False):
         self.name = name
         self.num = datagen.module_num(name)
         self.id = datagen.module_id(name)
-        self.metas, self.fdefs = datagen.build_fields(name, width)
+        self.metas, self.fdefs = datagen.build_fields(name, width, formulas)
+        self.has_formulas = any(fd.gen == "formula" for fd in self.fdefs)
         self.byname = {fd.api_name: fd for fd in self.fdefs}
         self.records = {}          # id -> internal record dict
         self.deleted = {}          # id -> entry (internal: times as epoch)
@@ -101,6 +103,45 @@ class ModuleState:
 
     def sorted_records(self):
         return sorted(self.records.values(), key=lambda r: int(r["id"]))
+
+
+class SubformState:
+    """A subform module (Invoiced_Items, ...): its fields metadata, and its
+    rows, which live in the parent records (field `field` of module
+    `parent`). Rows are served flattened with Parent_Id = (parent id, name)."""
+
+    def __init__(self, name, parent):
+        self.name = name
+        self.num = datagen.module_num(name)
+        self.id = datagen.module_id(name)
+        self.metas, self.fdefs = datagen.build_fields(name)
+        self.byname = {fd.api_name: fd for fd in self.fdefs}
+        self.parent = parent           # ModuleState
+        self.field = name              # the subform field's api name on the parent
+
+    def rows(self):
+        """Every row of every live parent, internal values plus Parent_Id."""
+        out = []
+        for rec in self.parent.records.values():
+            ref = (rec["id"], rec.get("Subject") or "")
+            for r in rec.get(self.field) or ():
+                row = dict(r)
+                row["Parent_Id"] = ref
+                out.append(row)
+        return out
+
+    def sorted_records(self):
+        return sorted(self.rows(), key=lambda r: int(r["id"]))
+
+
+def user_entry(uid, name, email, k, modified):
+    first, _, last = name.partition(" ")
+    role = inventory.ROLES[k % len(inventory.ROLES)]
+    prof = inventory.PROFILES[0 if k == 0 else 1]
+    return {"id": uid, "full_name": name, "first_name": first if last else None,
+            "last_name": last or first, "email": email, "role": {"name": role[1], "id": role[0]},
+            "profile": {"name": prof[1], "id": prof[0]}, "status": "active", "confirm": True,
+            "time_zone": "America/Los_Angeles", "_modified": modified, "_created": modified}
 
 
 def parse_scopes(text):
@@ -125,7 +166,9 @@ def scopes_needed(endpoint, req, groups):
     """What a call needs: a list of (any_of, also_all_of) pairs, one of
     which the token must satisfy — any scope of any_of, plus one of each
     list in also_all_of. None: no scope needed."""
-    if endpoint in ("deleted", "count", "record_by_id", "records"):
+    if endpoint == "users":
+        return [(["ZohoCRM.users.READ", "ZohoCRM.users.ALL"], [])]
+    if endpoint in ("deleted", "count", "record_by_id", "records", "fetch_full_data"):
         return [(_module_scopes(groups[0] if groups else None), [])]
     if endpoint in ("bulk_status", "bulk_result"):
         return [(["ZohoCRM.bulk.READ", "ZohoCRM.bulk.ALL"], [])]
@@ -185,11 +228,13 @@ class Store:
         }
         self.tmpdir = tempfile.mkdtemp(prefix="zoho_sim_")
         self.modules = {}
+        # Formula clock: POST /_sim/formulas/recompute moves it on a day.
+        self.formula_clock = 0
         for name, count, width in args.modules:
-            m = ModuleState(name, width)
+            m = ModuleState(name, width, getattr(args, "formulas", False))
             for i in range(count):
-                m.records[datagen.record_id(name, i)] = datagen.generate_record(
-                    self.seed, name, i, m.fdefs, self.anchor)
+                m.records[datagen.record_id(name, i)] = self.with_formulas(m, datagen.generate_record(
+                    self.seed, name, i, m.fdefs, self.anchor))
             m.next_index = count
             for i in range(args.initial_deleted):
                 rng = datagen.rng_for(self.seed, name, i, "predeleted")
@@ -203,6 +248,16 @@ class Store:
                     "created_by": None if perm else rng.choice(datagen.USER_IDS),
                 }
             self.modules[name] = m
+        self.subforms = {}
+        for m in self.modules.values():
+            for fd in m.fdefs:
+                if fd.data_type == "subform":
+                    sf = fd.meta["subform"]["module"]["api_name"]
+                    self.subforms[sf] = SubformState(sf, m)
+        self.row_seq = 0
+        self.users = [user_entry(uid, name, email, k, self.anchor - 40 * 86400 + k * 3600)
+                      for k, (uid, name, email) in enumerate(datagen.USERS)]
+        self.user_seq = 0
         self.tokens = {}                            # access token -> expiry epoch
         self.token_scopes = {}                      # access token -> {scope, lower case}
         self.mints = collections.defaultdict(collections.deque)
@@ -217,6 +272,51 @@ class Store:
         self.log_file = open(args.log, "a", encoding="utf-8") if args.log else None
 
     # ------------------------------------------------------------ modules --
+    def subform(self, name):
+        """The SubformState of a subform module name (any case), or None."""
+        for k, v in self.subforms.items():
+            if k.lower() == (name or "").lower():
+                return v
+        return None
+
+    def new_row_id(self, sf):
+        self.row_seq += 1
+        return str(datagen.BASE_ID + datagen.module_num(sf) * datagen.MODULE_SPAN
+                   + 60_000_000_000 + self.row_seq * 7)
+
+    def resolve_lines(self, m, fd, old_rows, given):
+        """REST subform input against the stored rows: a row with a known id
+        is that row edited (fields not given keep their values), a row
+        without id is added, a stored row not listed is removed (Zoho's
+        update semantics)."""
+        sf = fd.meta["subform"]["module"]["api_name"]
+        sfs = self.subforms[sf]
+        if not isinstance(given, list):
+            raise ValueError("a subform value is a list of rows")
+        old = {r["id"]: r for r in old_rows or ()}
+        out = []
+        seq = 0
+        for g in given:
+            if not isinstance(g, dict):
+                raise ValueError("a subform row is an object")
+            rid = str(g["id"]) if g.get("id") is not None else None
+            if rid is not None and rid not in old:
+                raise ValueError("unknown subform row id %s" % rid)
+            row = dict(old[rid]) if rid else {"id": self.new_row_id(sf), "Product_Name": None,
+                                                "Quantity": 1.0, "List_Price": 0.0, "Discount": 0.0,
+                                                "Tax": 0.0, "Description": None}
+            for k, v in g.items():
+                if k in ("id", "Parent_Id", "Total", "Net_Total", "Sequence_Number"):
+                    continue
+                sfd = sfs.byname.get(k)
+                if sfd is None:
+                    raise ValueError("unknown subform field %s" % k)
+                row[k] = self._conv(sfd, v)
+            seq += 1
+            row["Sequence_Number"] = seq
+            out.append(inventory.fix_line(row))
+        return tuple(out)
+
     def module(self, name, code="INVALID_MODULE", status=400):
         m = self.modules.get(name)
         if m is None:
@@ -228,6 +328,31 @@ class Store:
 
     def now(self):
         return int(time.time())
+
+    def with_formulas(self, m, rec):
+        """rec with its formula fields computed at the current clock (the
+        same dict when the module has none or nothing changes)."""
+        if not m.has_formulas:
+            return rec
+        vals = datagen.formula_values(rec, m.fdefs, self.anchor, self.formula_clock)
+        if all(rec.get(k) == v for k, v in vals.items()):
+            return rec
+        return dict(rec, **vals)
+
+    def recompute_formulas(self, steps=1):
+        """Lock held. Zoho recomputing formulas: the clock moves on `steps`
+        days and every live record's formula values change; Modified_Time
+        does not move and no notification goes out. Returns records
+        changed."""
+        self.formula_clock += steps
+        n = 0
+        for m in self.modules.values():
+            for rid, rec in list(m.records.items()):
+                new = self.with_formulas(m, rec)
+                if new is not rec:
+                    m.records[rid] = new
+                    n += 1
+        return n
 
     def fmt(self, epoch):
         return datagen.fmt_dt(epoch, self.tz)
@@ -312,8 +437,11 @@ class Store:
             raise SimError(400, "INVALID_DATA", "values must be an object")
         for k, v in values.items():
             fd = m.byname.get(k)
-            if fd is None or k == "id":
+            if fd is None or k == "id" or fd.gen == "formula":
                 raise SimError(400, "INVALID_DATA", "unknown or read-only field", {"api_name": k})
+            if fd.data_type == "subform":
+                out[k] = ("__rows__", v)        # resolved against the stored rows
+                continue
             try:
                 out[k] = self._conv(fd, v)
             except (TypeError, ValueError, KeyError) as e:
@@ -323,6 +451,50 @@ class Store:
 
     def _conv(self, fd, v):
         dt = fd.data_type
+        if fd.gen == "tag":
+            if v is None or v == "":
+                return ()
+            if isinstance(v, str):
+                v = [p for p in v.split(";") if p]
+            return tuple(str(t["name"]) if isinstance(t, dict) else str(t) for t in v)
+        if dt in ("multiuserlookup", "multiselectlookup", "fileupload", "imageupload"):
+            if v is None or v == "":
+                return ()
+            if not isinstance(v, list):
+                raise ValueError("expected a list")
+            out = []
+            for x in v:
+                if dt == "multiuserlookup":
+                    u = x.get("users", x) if isinstance(x, dict) else x
+                    uid = str(u["id"]) if isinstance(u, dict) else str(u)
+                    if uid not in datagen.USER_BY_ID:
+                        raise ValueError("unknown user id %s" % uid)
+                    out.append(uid)
+                elif dt == "multiselectlookup":
+                    mod = fd.meta["multiselectlookup"]["connected_module"]["api_name"]
+                    r = x.get(mod, x) if isinstance(x, dict) else {"id": x, "name": ""}
+                    out.append((str(r["id"]), str(r.get("name") or "")))
+                else:
+                    out.append((str(x.get("File_Id__s") or x.get("id")), str(x.get("File_Name__s") or ""),
+                                int(x.get("Size__s") or 0)))
+            return tuple(out)
+        if dt == "userlookup":
+            if v is None or v == "":
+                return None
+            uid = v["id"] if isinstance(v, dict) else str(v)
+            if uid not in datagen.USER_BY_ID:
+                raise ValueError("unknown user id %s" % uid)
+            return uid
+        if dt == "layout":
+            if v is None or v == "":
+                return None
+            return (str(v["id"]), str(v.get("name") or "")) if isinstance(v, dict) else (str(v), "")
+        if fd.gen == "what":
+            if v is None or v == "":
+                return None
+            if not isinstance(v, dict) or "id" not in v:
+                raise ValueError("What_Id is {id, name, $se_module}")
+            return (str(v["id"]), str(v.get("name") or ""), str(v.get("$se_module") or "Accounts"))
         if v is None or v == "":
             if dt == "multiselectpicklist":
                 return ()
@@ -370,6 +542,15 @@ class Store:
             raise ValueError("expected a string")
         return v
 
+    def _resolve_rows(self, m, old, parsed):
+        for k, v in list(parsed.items()):
+            if isinstance(v, tuple) and len(v) == 2 and v[0] == "__rows__":
+                try:
+                    parsed[k] = self.resolve_lines(m, m.byname[k], old.get(k) if old else (), v[1])
+                except (TypeError, ValueError, KeyError) as e:
+                    raise SimError(400, "INVALID_DATA", "bad value: %s" % e,
+                                   {"api_name": k, "expected_data_type": "subform"})
+
     def _log_mutation(self, m, op, rid, fields=None, t=None):
         self.mutation_seq += 1
         m.log.append({"seq": self.mutation_seq, "time": t or self.now(), "op": op, "id": rid,
@@ -387,12 +568,15 @@ class Store:
             # vary content by the mutation rng, keep id/time
             fresh = datagen.generate_record(rng.randrange(1 << 30), m.name, idx, m.fdefs, self.anchor, now=now)
             rec.update({k: v for k, v in fresh.items() if k not in ("id",)})
+        self._resolve_rows(m, rec, parsed)
         rec.update(parsed)
+        inventory.recompute_totals(rec, m.fdefs)
         if "Full_Name" in m.byname and "Full_Name" not in parsed:
             rec["Full_Name"] = datagen.full_name(rec.get("First_Name"), rec.get("Last_Name"))
         if rec.get("Last_Name") is None and "Last_Name" in m.byname:
             rec["Last_Name"] = "Unnamed"
             rec["Full_Name"] = datagen.full_name(rec.get("First_Name"), "Unnamed")
+        rec = self.with_formulas(m, rec)
         m.records[rec["id"]] = rec
         self._log_mutation(m, "create", rec["id"], t=now)
         return rec
@@ -412,9 +596,20 @@ class Store:
             parsed = {"Converted__s": True, "Converted_Date_Time": now, "Converted_Account": acc,
                       "Lead_Conversion_Time": max(0, (now - (old.get("Created_Time") or now)) // 86400)}
         else:
-            parsed = datagen.update_values(rng or random.Random(), m.fdefs, self.anchor)
+            r = rng or random.Random()
+            parsed = datagen.update_values(r, m.fdefs, self.anchor)
+            for fd in m.fdefs:             # line items: edited, added or removed
+                if fd.data_type == "subform" and r.random() < 0.5:
+                    sf = fd.meta["subform"]["module"]["api_name"]
+                    parsed[fd.api_name] = inventory.mutate_lines(r, old.get(fd.api_name) or (),
+                                                                 lambda: self.new_row_id(sf))
+        self._resolve_rows(m, old, parsed)
         new = dict(old)
         new.update(parsed)
+        inventory.recompute_totals(new, m.fdefs)
+        for k in ("Sub_Total", "Grand_Total"):
+            if k in m.byname and new.get(k) != old.get(k) and k not in parsed:
+                parsed[k] = new[k]
         if "Full_Name" in m.byname and ("First_Name" in parsed or "Last_Name" in parsed) \
                 and "Full_Name" not in parsed:
             new["Full_Name"] = datagen.full_name(new.get("First_Name"), new.get("Last_Name"))
@@ -425,6 +620,7 @@ class Store:
             new["Modified_Time"] = now
         if "Modified_By" in m.byname and "Modified_By" not in parsed:
             new["Modified_By"] = (rng or random).choice(datagen.USER_IDS)
+        new = self.with_formulas(m, new)
         m.records[rid] = new
         self._log_mutation(m, "convert" if convert else "update", rid, changed, t=now)
         return new, changed
@@ -452,6 +648,7 @@ class Store:
         del m.deleted[rid]
         rec = dict(entry["_record"])
         rec["Modified_Time"] = self.now()
+        rec = self.with_formulas(m, rec)
         m.records[rid] = rec
         self._log_mutation(m, "restore", rid)
         return rec
@@ -505,7 +702,8 @@ class Store:
 
     def affected_values(self, m, rec, fields):
         tz = self.tz
-        return {f: datagen.json_value(m.byname[f], rec.get(f), tz) for f in fields if f in m.byname}
+        ctx = datagen._subform_ctx(rec, m.fdefs)
+        return {f: datagen.json_value(m.byname[f], rec.get(f), tz, ctx) for f in fields if f in m.byname}
 
     def insert_values(self, m, rec):
         vals = datagen.record_json(rec, m.fdefs, self.tz)
@@ -540,7 +738,7 @@ class Store:
                                      job_id=job["id"])
 
     def _snapshot(self, job):
-        m = self.modules[job["module"]]
+        m = self.modules.get(job["module"]) or self.subforms[job["module"]]
         pred = job["predicate"]
         recs = [r for r in m.sorted_records() if pred is None or pred(r)]
         ps = job["per_page"]
@@ -585,7 +783,7 @@ class Store:
         """Render (once) and return the ZIP path of a completed job."""
         with job["zip_lock"]:
             if job["zip_path"] is None:
-                m = self.modules[job["module"]]
+                m = self.modules.get(job["module"]) or self.subforms[job["module"]]
                 path = os.path.join(self.tmpdir, "%s.zip" % job["id"])
                 bulkzip.write_zip(path, job["id"], job["snapshot"], m.fdefs, job["fields"], self.tz,
                                   streamed=job["zip_streamed"], csv_faults=job.get("csv_faults"))

@@ -42,6 +42,8 @@ API_ROUTES = [
     (r"/crm/bulk/v6/read/(\d+)", {"GET": "bulk_status"}),
     (r"/crm/bulk/v6/read/(\d+)/result", {"GET": "bulk_result"}),
     (r"/crm/v6/settings/fields", {"GET": "fields"}),
+    (r"/crm/v6/users", {"GET": "users"}),
+    (r"/crm/v6/%s/(\d+)/actions/fetch_full_data" % MODULE_RE, {"GET": "fetch_full_data"}),
     (r"/crm/v6/%s/deleted" % MODULE_RE, {"GET": "deleted"}),
     (r"/crm/v6/%s/actions/count" % MODULE_RE, {"GET": "count"}),
     (r"/crm/v6/%s/(\d+)" % MODULE_RE, {"GET": "record_by_id"}),
@@ -54,6 +56,10 @@ CONTROL_ROUTES = [
     (r"/_sim/records/%s/(\d+)/restore" % MODULE_RE, {"POST": "restore"}),
     (r"/_sim/mutate", {"POST": "mutate"}),
     (r"/_sim/truth/%s" % MODULE_RE, {"GET": "truth"}),
+    (r"/_sim/fields", {"POST": "fields_post"}),
+    (r"/_sim/formulas/recompute", {"POST": "formulas_recompute"}),
+    (r"/_sim/users", {"GET": "users_get", "POST": "users_add"}),
+    (r"/_sim/users/(\d+)", {"PATCH": "users_update"}),
     (r"/_sim/faults", {"POST": "faults_post", "GET": "faults_get", "DELETE": "faults_delete"}),
     (r"/_sim/expire_tokens", {"POST": "expire_tokens"}),
     (r"/_sim/channels", {"GET": "channels"}),
@@ -323,6 +329,10 @@ def build_parser():
     p.add_argument("--modules", type=parse_modules, default=parse_modules("Leads:1000"),
                    help="Module:initial_count[:fields],... (default Leads:1000; fields: pad with"
                         " custom text fields to that many)")
+    p.add_argument("--formulas", action="store_true",
+                   help="add formula and rollup fields to every module (Age_Days double and "
+                        "Age_Label text formulas, Rollup_Total currency rollup_summary), "
+                        "recomputed by POST /_sim/formulas/recompute without moving Modified_Time")
     p.add_argument("--page-size", type=int, default=200000, help="bulk records per page (default 200000)")
     p.add_argument("--client-id", default="sim-client-id")
     p.add_argument("--client-secret", default="sim-client-secret")

@@ -1,0 +1,779 @@
+/* subform.c — line items as child tables (see subform.h). */
+#include "subform.h"
+#include "log.h"
+#include "merge.h"
+#include "ztime.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Our columns of a child table; a subform field folding to one is suffixed. */
+static const char *const child_columns[] = {"id", "parent_id", "synced_at"};
+
+/* Reads are stamped with our clock less this (Zoho's may be behind). */
+#define SUBFORM_SKEW_MARGIN 2
+
+char *subform_table_name(const char *parent_table, const char *subform)
+{
+	char *lower = schema_table_name(subform);
+	char *t = xasprintf("%s__%s", parent_table, lower);
+
+	free(lower);
+	if (strlen(t) > 63)
+		t[63] = '\0';
+	return t;
+}
+
+bool subform_is_field(const char *data_type)
+{
+	return data_type && !strcmp(data_type, "subform");
+}
+
+bool subform_by_id_only(const char *data_type)
+{
+	return data_type &&
+	       (!strcmp(data_type, "multiselectlookup") || !strcmp(data_type, "multiuserlookup"));
+}
+
+bool subform_unexported_column(const struct zcolumn *c)
+{
+	return c->kind == FIELD_IDS ||
+	       (c->data_type && (!strcmp(c->data_type, "fileupload") ||
+				 !strcmp(c->data_type, "imageupload")));
+}
+
+long subform_listing_calls(long lines)
+{
+	if (lines <= 0)
+		return 1;
+	return (lines + ZOHO_LIST_PAGE - 1) / ZOHO_LIST_PAGE;
+}
+
+bool subform_listing_cheaper(size_t nids, long ids_calls, long listing_calls)
+{
+	return ids_calls + listing_calls < (long)nids;
+}
+
+/* ---- schema ---- */
+
+static bool api_name_ok(const char *s)
+{
+	if (!s || !*s || strlen(s) > 100)
+		return false;
+	for (; *s; s++)
+		if ((unsigned char)*s < ' ' || *s == 0x7f)
+			return false;
+	return true;
+}
+
+/* The line's own fields that are not typed columns: its id and parent. */
+static bool system_field(const char *api_name)
+{
+	return !strcasecmp(api_name, "id") || !strcmp(api_name, "Parent_Id");
+}
+
+/* Append printf output to the heap string *s. */
+static void catf(char **s, const char *fmt, ...) ZCRM_PRINTF(2, 3);
+static void catf(char **s, const char *fmt, ...)
+{
+	va_list ap;
+	char *add, *t;
+
+	va_start(ap, fmt);
+	if (vasprintf(&add, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	t = xasprintf("%s%s", *s, add);
+	free(add);
+	free(*s);
+	*s = t;
+}
+
+static enum rc exec_sql(struct db *db, char *sql)
+{
+	enum rc rc = db_exec(db, sql, 0, NULL, NULL);
+	free(sql);
+	return rc;
+}
+
+/* One typed column: its name (kept from the first time), ADD COLUMN, and
+ * its subform_fields row. */
+static enum rc ensure_column(struct db *db, const char *table, const char *qtable,
+			     const struct zoho_field *f)
+{
+	const char *jt = f->return_type ? f->return_type : f->json_type;
+	enum field_kind kind = schema_field_kind(f->data_type, jt);
+	const char *pg_type = schema_kind_pg_type(kind);
+	char *col = NULL, *existing = NULL, *taken = NULL;
+	enum rc rc;
+
+	rc = db_query_value(db,
+			    "SELECT column_name FROM subform_fields WHERE table_name = $1"
+			    " AND api_name = $2",
+			    2, (const char *[]){table, f->api_name}, &existing);
+	if (rc)
+		return rc;
+	if (existing) {
+		col = existing;
+	} else {
+		col = schema_column_name(f->api_name);
+		for (size_t i = 0; i < ARRAY_LEN(child_columns); i++) {
+			if (!strcmp(col, child_columns[i])) {
+				char *c2 = xasprintf("%s_zoho", col);
+				free(col);
+				col = c2;
+			}
+		}
+		/* Two API names folding to one column: suffix the newcomer. */
+		for (int n = 2; n < 100; n++) {
+			free(taken);
+			taken = NULL;
+			rc = db_query_value(db,
+					    "SELECT 1 FROM subform_fields WHERE table_name = $1"
+					    " AND column_name = $2",
+					    2, (const char *[]){table, col}, &taken);
+			if (rc || !taken)
+				break;
+			char *c2 = xasprintf("%.58s_%d", col, n);
+			free(col);
+			col = c2;
+		}
+		free(taken);
+		if (rc)
+			goto out;
+	}
+	char *qcol = db_quote_ident(db, col);
+	rc = exec_sql(db, xasprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s", qtable, qcol,
+				    pg_type));
+	free(qcol);
+	if (rc)
+		goto out;
+	rc = db_exec(db,
+		     "INSERT INTO subform_fields (table_name, api_name, column_name, data_type,"
+		     " pg_type) VALUES ($1, $2, $3, $4, $5)"
+		     " ON CONFLICT (table_name, api_name) DO UPDATE SET data_type = excluded.data_type,"
+		     " last_seen = now()",
+		     5, (const char *[]){table, f->api_name, col, f->data_type, pg_type}, NULL);
+out:
+	free(col);
+	return rc;
+}
+
+/* The child table of one subform, in one transaction. */
+static enum rc ensure_one(struct db *db, const char *module, const char *field,
+			  const char *subform_module, const struct zoho_field *sf, size_t nsf)
+{
+	char *parent = schema_table_name(module);
+	char *want = subform_table_name(parent, field);
+	char *table = NULL, *qtable = NULL, *idx = NULL, *qidx = NULL;
+	enum rc rc = db_begin(db);
+
+	if (rc)
+		goto out;
+	rc = db_exec(db, "SELECT pg_advisory_xact_lock(hashtext('zcrm-sync:schema'), hashtext($1))",
+		     1, (const char *[]){module}, NULL);
+	if (rc)
+		goto fail;
+	/* A known subform keeps the table it was given first. */
+	rc = db_exec(db,
+		     "INSERT INTO subforms (module, field, subform_module, table_name)"
+		     " VALUES ($1, $2, $3, $4) ON CONFLICT (module, field) DO UPDATE"
+		     " SET subform_module = excluded.subform_module, last_seen = now()",
+		     4, (const char *[]){module, field, subform_module, want}, NULL);
+	if (!rc)
+		rc = db_query_value(db,
+				    "SELECT table_name FROM subforms WHERE module = $1 AND field = $2",
+				    2, (const char *[]){module, field}, &table);
+	if (rc || !table)
+		goto fail;
+	qtable = db_quote_ident(db, table);
+	idx = xasprintf("%.50s_parent_idx", table);
+	qidx = db_quote_ident(db, idx);
+	rc = exec_sql(db, xasprintf("CREATE TABLE IF NOT EXISTS %s (id bigint PRIMARY KEY,"
+				    " parent_id bigint NOT NULL,"
+				    " synced_at timestamptz NOT NULL DEFAULT now())",
+				    qtable));
+	if (!rc)
+		rc = exec_sql(db, xasprintf("CREATE INDEX IF NOT EXISTS %s ON %s (parent_id)", qidx,
+					    qtable));
+	for (size_t i = 0; !rc && i < nsf; i++) {
+		if (!api_name_ok(sf[i].api_name) || system_field(sf[i].api_name) ||
+		    subform_is_field(sf[i].data_type))
+			continue;
+		rc = ensure_column(db, table, qtable, &sf[i]);
+	}
+	if (rc)
+		goto fail;
+	rc = db_commit(db);
+	if (rc)
+		goto fail;
+	log_info("line-item table ready", "subform=%s table=%s fields=%zu", log_q(field),
+		 log_q(table), nsf);
+	goto out;
+fail:
+	log_error("cannot create the line-item table", "subform=%s err=%s", log_q(field),
+		  log_q(db_error(db)));
+	db_rollback(db);
+	rc = rc ? rc : RC_DB;
+out:
+	free(parent);
+	free(want);
+	free(table);
+	free(qtable);
+	free(idx);
+	free(qidx);
+	return rc;
+}
+
+enum rc subform_ensure(struct db *db, struct zoho *zoho, const char *module,
+		       const struct zoho_field *fields, size_t nfields, int *count)
+{
+	enum rc rc = RC_OK;
+
+	*count = 0;
+	for (size_t i = 0; i < nfields && !rc; i++) {
+		struct zoho_field *sf = NULL;
+		size_t nsf = 0;
+		if (!subform_is_field(fields[i].data_type) || !api_name_ok(fields[i].api_name))
+			continue;
+		/* The subform's module is named as its field (Invoiced_Items). */
+		const char *sub = fields[i].api_name;
+		rc = zoho_fields(zoho, sub, &sf, &nsf);
+		if (rc) {
+			log_error("cannot read the subform's fields metadata", "subform=%s err=%s",
+				  log_q(sub), log_q(zoho_error(zoho)));
+			break;
+		}
+		rc = ensure_one(db, module, fields[i].api_name, sub, sf, nsf);
+		zoho_fields_free(sf, nsf);
+		if (!rc)
+			(*count)++;
+	}
+	return rc;
+}
+
+enum rc subform_load_set(struct db *db, const char *module, struct subform_set **out)
+{
+	struct db_res *res = NULL;
+	struct subform_set *set = xcalloc(1, sizeof(*set));
+	enum rc rc;
+
+	*out = NULL;
+	set->module = xstrdup(module);
+	set->parent_table = schema_table_name(module);
+	rc = db_prepared(db, "subform_load",
+			 "SELECT s.field, s.subform_module, s.table_name, f.api_name, f.column_name,"
+			 " f.data_type, f.pg_type"
+			 " FROM subforms s LEFT JOIN subform_fields f USING (table_name)"
+			 " WHERE s.module = $1 ORDER BY s.field, f.first_seen, f.api_name",
+			 1, (const char *[]){module}, &res);
+	if (rc) {
+		subform_set_free(set);
+		return rc;
+	}
+	int rows = db_res_rows(res);
+	set->sf = xcalloc(rows ? (size_t)rows : 1, sizeof(*set->sf));
+	for (int i = 0; i < rows; i++) {
+		const char *field = db_res_get(res, i, 0);
+		struct subform *sf = set->n ? &set->sf[set->n - 1] : NULL;
+		if (!sf || strcmp(sf->field, field)) {
+			sf = &set->sf[set->n++];
+			sf->field = xstrdup(field);
+			sf->module = xstrdup(db_res_get(res, i, 1));
+			sf->cols = xcalloc(1, sizeof(*sf->cols));
+			sf->cols->module = xstrdup(sf->module);
+			sf->cols->table = xstrdup(db_res_get(res, i, 2));
+			sf->cols->cols = xcalloc((size_t)rows, sizeof(*sf->cols->cols));
+		}
+		if (db_res_isnull(res, i, 3))
+			continue;
+		struct zcolumn *c = &sf->cols->cols[sf->cols->ncols++];
+		c->api_name = xstrdup(db_res_get(res, i, 3));
+		c->column = xstrdup(db_res_get(res, i, 4));
+		c->data_type = xstrdup(db_res_get(res, i, 5));
+		c->kind = schema_pg_type_kind(db_res_get(res, i, 6), c->data_type);
+		c->pg_type = schema_kind_pg_type(c->kind);
+		c->listed = true;
+	}
+	db_res_free(res);
+	*out = set;
+	return RC_OK;
+}
+
+void subform_set_free(struct subform_set *set)
+{
+	if (!set)
+		return;
+	for (size_t i = 0; i < set->n; i++) {
+		free(set->sf[i].field);
+		free(set->sf[i].module);
+		module_schema_free(set->sf[i].cols);
+	}
+	free(set->sf);
+	free(set->module);
+	free(set->parent_table);
+	free(set);
+}
+
+/* ---- staging ---- */
+
+/* The temporary table zcrm_lines (id, parent_id, c1 … cn as text), empty;
+ * dropped at commit when in_txn. */
+static enum rc stage_create(struct db *db, const struct subform *sf, bool in_txn)
+{
+	char *cols = xstrdup("");
+	enum rc rc;
+
+	for (size_t i = 0; i < sf->cols->ncols; i++)
+		catf(&cols, ", c%zu text", i + 1);
+	rc = db_exec(db, "DROP TABLE IF EXISTS pg_temp.zcrm_lines", 0, NULL, NULL);
+	if (!rc)
+		rc = exec_sql(db, xasprintf("CREATE TEMP TABLE zcrm_lines (id bigint NOT NULL,"
+					    " parent_id bigint NOT NULL%s)%s",
+					    cols, in_txn ? " ON COMMIT DROP" : ""));
+	free(cols);
+	return rc;
+}
+
+/* One line (a JSON object) as a CSV row of zcrm_lines into buf; false if
+ * it has no usable id. */
+static bool line_csv(const struct subform *sf, struct json_object *line, int64_t parent,
+		     char **buf, size_t *len, size_t *cap)
+{
+	struct json_object *v;
+	char num[24];
+
+	if (!json_object_is_type(line, json_type_object) ||
+	    !json_object_object_get_ex(line, "id", &v) || !v)
+		return false;
+	const char *ids = json_object_get_string(v);
+	char *end;
+	long long id = strtoll(ids ? ids : "", &end, 10);
+	if (!ids || !*ids || *end || id <= 0)
+		return false;
+	snprintf(num, sizeof(num), "%lld", id);
+	csv_append_cell(buf, len, cap, num, strlen(num));
+	snprintf(num, sizeof(num), "%" PRId64, parent);
+	csv_append_char(buf, len, cap, ',');
+	csv_append_cell(buf, len, cap, num, strlen(num));
+	for (size_t i = 0; i < sf->cols->ncols; i++) {
+		const struct zcolumn *c = &sf->cols->cols[i];
+		char *cell = NULL;
+		if (json_object_object_get_ex(line, c->api_name, &v))
+			cell = schema_json_cell(v, c->kind);
+		csv_append_char(buf, len, cap, ',');
+		csv_append_cell(buf, len, cap, cell, cell ? strlen(cell) : 0);
+		free(cell);
+	}
+	csv_append_char(buf, len, cap, '\n');
+	return true;
+}
+
+/* ---- the write of line sets ---- */
+
+/* Write the sets of the parents selected by parents_sql (rows of
+ * (parent_id bigint, ts numeric epoch seconds), $2/$3 its parameters if
+ * not both NULL) from
+ * zcrm_lines, by the rule of subform.h, in the caller's transaction. */
+static enum rc apply_sets(struct db *db, const struct subform_set *set, const struct subform *sf,
+			  const char *parents_sql, const char *p2, const char *p3,
+			  struct subform_stats *st)
+{
+	const char *table = sf->cols->table;
+	char *qparent = db_quote_ident(db, set->parent_table);
+	char *qtable = db_quote_ident(db, table);
+	char *sql = NULL, *cols = xstrdup(""), *vals = xstrdup(""), *safe = xstrdup("");
+	char *upd = xstrdup(""), *cmp_old = xstrdup(""), *cmp_new = xstrdup("");
+	struct db_res *res = NULL;
+	enum rc rc;
+
+	rc = db_exec(db, "DROP TABLE IF EXISTS pg_temp.zcrm_lines_ok", 0, NULL, NULL);
+	if (!rc)
+		rc = db_exec(db, "CREATE TEMP TABLE zcrm_lines_ok (parent_id bigint PRIMARY KEY)"
+				 " ON COMMIT DROP", 0, NULL, NULL);
+	if (rc)
+		goto out;
+	/* The guard: one upsert whose row lock orders concurrent writers. */
+	sql = xasprintf(
+		"WITH ok AS (INSERT INTO line_sets AS s (table_name, parent_id, read_at)"
+		"  SELECT DISTINCT ON (t.id) $1, t.id, to_timestamp(p.ts)"
+		"  FROM (%s) AS p(parent_id, ts) JOIN %s t ON t.id = p.parent_id"
+		"  WHERE t.deleted_at IS NULL"
+		"   AND (t.modified_time IS NULL OR t.modified_time <= to_timestamp(p.ts))"
+		"  ORDER BY t.id, p.ts DESC"
+		"  ON CONFLICT (table_name, parent_id) DO UPDATE SET read_at = excluded.read_at,"
+		"   synced_at = now() WHERE s.read_at <= excluded.read_at"
+		"  RETURNING s.parent_id)"
+		" INSERT INTO zcrm_lines_ok SELECT parent_id FROM ok",
+		parents_sql, qparent);
+	rc = db_exec(db, sql, p2 || p3 ? 3 : 1, (const char *[]){table, p2, p3}, &res);
+	if (rc)
+		goto out;
+	st->parents += db_res_affected(res);
+	db_res_free(res);
+	res = NULL;
+	free(sql);
+	/* Lines of those parents that are not in their new set. */
+	sql = xasprintf("DELETE FROM %s c USING zcrm_lines_ok k WHERE c.parent_id = k.parent_id"
+			" AND NOT EXISTS (SELECT 1 FROM zcrm_lines g WHERE g.id = c.id"
+			"  AND g.parent_id = c.parent_id)",
+			qtable);
+	rc = db_exec(db, sql, 0, NULL, &res);
+	if (rc)
+		goto out;
+	st->removed += db_res_affected(res);
+	db_res_free(res);
+	res = NULL;
+	free(sql);
+	sql = NULL;
+	for (size_t i = 0; i < sf->cols->ncols; i++) {
+		const struct zcolumn *c = &sf->cols->cols[i];
+		char *qc = db_quote_ident(db, c->column), *g = xasprintf("g.c%zu", i + 1);
+		char *cast = schema_cast_expr(c->kind, g), *scast = schema_safe_cast_expr(c->kind, g);
+		catf(&cols, ", %s", qc);
+		catf(&vals, ", %s", cast);
+		catf(&safe, ", %s", scast);
+		catf(&upd, ", %s = excluded.%s", qc, qc);
+		catf(&cmp_old, ", c.%s", qc);
+		catf(&cmp_new, ", excluded.%s", qc);
+		free(qc);
+		free(g);
+		free(cast);
+		free(scast);
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		sql = xasprintf(
+			"INSERT INTO %s AS c (id, parent_id%s, synced_at)"
+			" SELECT DISTINCT ON (g.id) g.id, g.parent_id%s, now()"
+			" FROM zcrm_lines g JOIN zcrm_lines_ok k ON k.parent_id = g.parent_id"
+			" ORDER BY g.id"
+			" ON CONFLICT (id) DO UPDATE SET parent_id = excluded.parent_id%s,"
+			"  synced_at = now()"
+			" WHERE (c.parent_id%s) IS DISTINCT FROM (excluded.parent_id%s)",
+			qtable, cols, pass ? safe : vals, upd, cmp_old, cmp_new);
+		rc = db_exec(db, "SAVEPOINT zcrm_lines", 0, NULL, NULL);
+		if (!rc)
+			rc = db_exec(db, sql, 0, NULL, &res);
+		free(sql);
+		sql = NULL;
+		if (!rc || pass || strncmp(db_sqlstate(db), "22", 2))
+			break;
+		/* A value that does not cast costs its cell, not the set. */
+		log_warn("a line-item value does not cast to its column; stored as NULL",
+			 "table=%s err=%s", log_q(table), log_q(db_error(db)));
+		rc = db_exec(db, "ROLLBACK TO SAVEPOINT zcrm_lines", 0, NULL, NULL);
+		if (rc)
+			break;
+	}
+	if (!rc) {
+		st->written += db_res_affected(res);
+		rc = db_exec(db, "RELEASE SAVEPOINT zcrm_lines", 0, NULL, NULL);
+	}
+out:
+	db_res_free(res);
+	free(sql);
+	free(cols);
+	free(vals);
+	free(safe);
+	free(upd);
+	free(cmp_old);
+	free(cmp_new);
+	free(qparent);
+	free(qtable);
+	return rc;
+}
+
+/* Records (single-record GET answers) that carry sf's field. */
+static enum rc write_one(struct db *db, const struct subform_set *set, const struct subform *sf,
+			 struct json_object *records, int64_t asked, struct subform_stats *st)
+{
+	size_t n = json_object_array_length(records), np = 0;
+	int64_t *parents = xcalloc(n ? n : 1, sizeof(*parents));
+	char *ts = xstrdup("{"), *buf = NULL, *ids = NULL;
+	size_t len = 0, cap = 0;
+	enum rc rc = RC_OK;
+	bool copying = false;
+
+	for (size_t r = 0; r < n; r++) {
+		struct json_object *rec = json_object_array_get_idx(records, r), *lines, *v;
+		int64_t mt = 0;
+		if (!json_object_object_get_ex(rec, sf->field, &lines) ||
+		    !json_object_object_get_ex(rec, "id", &v) || !v)
+			continue;
+		if (lines && !json_object_is_type(lines, json_type_array)) {
+			log_warn("a subform value is not an array; the record's lines are not written",
+				 "subform=%s", log_q(sf->field));
+			continue;
+		}
+		const char *idt = json_object_get_string(v);
+		int64_t pid = idt ? strtoll(idt, NULL, 10) : 0;
+		if (pid <= 0)
+			continue;
+		if (json_object_object_get_ex(rec, "Modified_Time", &v) && v &&
+		    ztime_parse(json_object_get_string(v), &mt) != RC_OK)
+			mt = 0;
+		if (!copying) {
+			rc = stage_create(db, sf, true);
+			if (!rc)
+				rc = db_copy_begin(db, "COPY zcrm_lines FROM STDIN (FORMAT csv)");
+			if (rc)
+				goto out;
+			copying = true;
+		}
+		parents[np++] = pid;
+		catf(&ts, "%s%" PRId64, np > 1 ? "," : "", mt > asked ? mt : asked);
+		size_t nl = lines ? json_object_array_length(lines) : 0;
+		for (size_t l = 0; l < nl; l++) {
+			len = 0;
+			if (!line_csv(sf, json_object_array_get_idx(lines, l), pid, &buf, &len, &cap))
+				continue;
+			st->staged++;
+			rc = db_copy_put(db, buf, len);
+			if (rc)
+				goto out;
+		}
+	}
+	if (!copying)
+		goto out;
+	copying = false;
+	rc = db_copy_end(db, NULL, NULL);
+	if (rc)
+		goto out;
+	catf(&ts, "}");
+	ids = db_int64_array(parents, np);
+	rc = apply_sets(db, set, sf,
+			"SELECT * FROM unnest($2::bigint[], $3::numeric[])", ids, ts, st);
+out:
+	if (copying && db_copy_end(db, "aborted", NULL) != RC_OK)
+		rc = rc ? rc : RC_DB;
+	free(parents);
+	free(ts);
+	free(buf);
+	free(ids);
+	return rc;
+}
+
+enum rc subform_write_records(struct db *db, const struct subform_set *set,
+			      struct json_object *records, int64_t asked, struct subform_stats *st)
+{
+	enum rc rc = RC_OK;
+
+	for (size_t i = 0; i < set->n && !rc; i++)
+		rc = write_one(db, set, &set->sf[i], records, asked, st);
+	return rc;
+}
+
+enum rc subform_drop_lines(struct db *db, const char *module, const char *ids_array)
+{
+	struct db_res *res = NULL;
+	char *parent = schema_table_name(module), *qparent = db_quote_ident(db, parent);
+	enum rc rc;
+
+	rc = db_prepared(db, "subform_tables", "SELECT table_name FROM subforms WHERE module = $1",
+			 1, (const char *[]){module}, &res);
+	for (int i = 0; !rc && i < db_res_rows(res); i++) {
+		const char *table = db_res_get(res, i, 0);
+		char *qtable = db_quote_ident(db, table);
+		char *sql = xasprintf(
+			"WITH gone AS (SELECT id FROM %s WHERE id = ANY($1::bigint[])"
+			"  AND deleted_at IS NOT NULL),"
+			" sets AS (DELETE FROM line_sets l USING gone g WHERE l.table_name = $2"
+			"  AND l.parent_id = g.id)"
+			" DELETE FROM %s c USING gone g WHERE c.parent_id = g.id",
+			qparent, qtable);
+		rc = db_exec(db, sql, 2, (const char *[]){ids_array, table}, NULL);
+		free(sql);
+		free(qtable);
+	}
+	db_res_free(res);
+	free(parent);
+	free(qparent);
+	return rc;
+}
+
+/* ---- the listing ---- */
+
+/* Every page of sf's listing COPYed into zcrm_lines (no transaction). */
+static enum rc list_pages(struct db *db, struct zoho *zoho, const struct subform *sf,
+			  struct subform_stats *st, char *err, size_t errlen)
+{
+	size_t nf = 0;
+	const char **fields = xcalloc(sf->cols->ncols + 1, sizeof(*fields));
+	char *token = NULL, *buf = NULL;
+	size_t len = 0, cap = 0;
+	bool more = true;
+	enum rc rc = RC_OK;
+
+	fields[nf++] = "Parent_Id";
+	for (size_t i = 0; i < sf->cols->ncols && nf < ZOHO_MAX_FIELDS; i++)
+		fields[nf++] = sf->cols->cols[i].api_name;
+	if (sf->cols->ncols + 1 > ZOHO_MAX_FIELDS)
+		log_warn("the subform has more fields than a listing call returns; the rest stay"
+			 " NULL until the parent is fetched by id",
+			 "subform=%s fields=%zu max=%d", log_q(sf->field), sf->cols->ncols,
+			 ZOHO_MAX_FIELDS - 1);
+	for (int page = 1; more; page++) {
+		struct json_object *rows = NULL;
+		char *next = NULL;
+		rc = zoho_list_subform(zoho, sf->module, fields, nf, page, token, &rows, &more, &next);
+		if (rc) {
+			snprintf(err, errlen, "%s", zoho_error(zoho));
+			break;
+		}
+		st->calls++;
+		free(token);
+		token = next;
+		size_t n = json_object_array_length(rows);
+		rc = db_copy_begin(db, "COPY zcrm_lines FROM STDIN (FORMAT csv)");
+		for (size_t r = 0; !rc && r < n; r++) {
+			struct json_object *row = json_object_array_get_idx(rows, r), *p, *pid;
+			if (!json_object_object_get_ex(row, "Parent_Id", &p) || !p ||
+			    !json_object_object_get_ex(p, "id", &pid) || !pid)
+				continue;
+			int64_t parent = strtoll(json_object_get_string(pid), NULL, 10);
+			len = 0;
+			if (parent <= 0 || !line_csv(sf, row, parent, &buf, &len, &cap))
+				continue;
+			st->staged++;
+			rc = db_copy_put(db, buf, len);
+		}
+		json_object_put(rows);
+		if (rc) {
+			snprintf(err, errlen, "COPY of lines: %s", db_error(db));
+			if (db_copy_end(db, "aborted", NULL) != RC_OK)
+				log_debug("COPY abort failed", "err=%s", log_q(db_error(db)));
+			break;
+		}
+		rc = db_copy_end(db, NULL, NULL);
+		if (rc) {
+			snprintf(err, errlen, "COPY of lines: %s", db_error(db));
+			break;
+		}
+		if (n == 0)
+			break;
+	}
+	free(token);
+	free(buf);
+	free(fields);
+	return rc;
+}
+
+enum rc subform_listing_load(struct db *db, struct zoho *zoho, const struct subform_set *set,
+			     const int64_t *parents, size_t nparents, struct subform_stats *st,
+			     char *err, size_t errlen)
+{
+	char *qparent = db_quote_ident(db, set->parent_table);
+	char *ids = parents ? db_int64_array(parents, nparents) : NULL;
+	/* The parents, as stored when the listing starts: whatever version of
+	 * a parent we hold was read before, so the listing's lines are at
+	 * least as new - their read time is the later of that version's
+	 * Modified_Time and the listing's start. */
+	char *snap = xasprintf("CREATE TEMP TABLE zcrm_lines_parents AS"
+			       " SELECT id AS parent_id, greatest($2::numeric,"
+			       "  coalesce(extract(epoch FROM modified_time), 0)) AS ts"
+			       " FROM %s WHERE deleted_at IS NULL"
+			       "  AND ($1::bigint[] IS NULL OR id = ANY($1::bigint[]))",
+			       qparent);
+	enum rc rc = RC_OK;
+
+	for (size_t i = 0; i < set->n && !rc; i++) {
+		const struct subform *sf = &set->sf[i];
+		char stamp[24];
+		snprintf(stamp, sizeof(stamp), "%lld",
+			 (long long)time(NULL) - SUBFORM_SKEW_MARGIN);
+		rc = db_exec(db, "DROP TABLE IF EXISTS pg_temp.zcrm_lines_parents", 0, NULL, NULL);
+		if (!rc)
+			rc = db_exec(db, snap, 2, (const char *[]){ids, stamp}, NULL);
+		if (!rc)
+			rc = stage_create(db, sf, false);
+		if (rc) {
+			snprintf(err, errlen, "%s", db_error(db));
+			break;
+		}
+		rc = list_pages(db, zoho, sf, st, err, errlen);
+		if (!rc)
+			rc = db_begin(db);
+		if (!rc)
+			rc = apply_sets(db, set, sf, "SELECT parent_id, ts FROM zcrm_lines_parents",
+					NULL, NULL, st);
+		if (!rc)
+			rc = db_commit(db);
+		if (rc) {
+			if (!err[0])
+				snprintf(err, errlen, "%s", db_error(db));
+			db_rollback(db);
+		}
+		if (db_exec(db, "DROP TABLE IF EXISTS pg_temp.zcrm_lines, pg_temp.zcrm_lines_parents",
+			    0, NULL, NULL) != RC_OK)
+			log_debug("cannot drop the lines staging tables", "err=%s",
+				  log_q(db_error(db)));
+	}
+	free(snap);
+	free(ids);
+	free(qparent);
+	return rc;
+}
+
+enum rc subform_count_lines(struct db *db, const struct subform_set *set, long *lines,
+			    long *listing_calls)
+{
+	enum rc rc = RC_OK;
+
+	*lines = 0;
+	*listing_calls = 0;
+	for (size_t i = 0; i < set->n && !rc; i++) {
+		char *qtable = db_quote_ident(db, set->sf[i].cols->table), *v = NULL;
+		/* The planner's estimate once the table is large (an exact count
+		 * would read it all on every fetch batch), else the count. */
+		char *sql = xasprintf("SELECT CASE WHEN c.reltuples > 10000 THEN c.reltuples::bigint"
+				      " ELSE (SELECT count(*) FROM %s) END FROM pg_class c"
+				      " WHERE c.oid = to_regclass($1)",
+				      qtable);
+		rc = db_query_value(db, sql, 1, (const char *[]){qtable}, &v);
+		long n = v ? atol(v) : 0;
+		*lines += n;
+		*listing_calls += subform_listing_calls(n);
+		free(v);
+		free(sql);
+		free(qtable);
+	}
+	return rc;
+}
+
+enum rc subform_stale_parents(struct db *db, const struct subform_set *set, int64_t **ids,
+			      size_t *n)
+{
+	struct db_res *res = NULL;
+	const char **tables = xcalloc(set->n ? set->n : 1, sizeof(*tables));
+	char *qparent = db_quote_ident(db, set->parent_table), *arr = NULL, *sql = NULL;
+	enum rc rc;
+
+	*ids = NULL;
+	*n = 0;
+	for (size_t i = 0; i < set->n; i++)
+		tables[i] = set->sf[i].cols->table;
+	arr = db_text_array(tables, NULL, set->n);
+	sql = xasprintf("SELECT t.id FROM %s t WHERE t.deleted_at IS NULL AND EXISTS ("
+			" SELECT 1 FROM unnest($1::text[]) AS s(tn) LEFT JOIN line_sets l"
+			"  ON l.table_name = s.tn AND l.parent_id = t.id"
+			" WHERE l.parent_id IS NULL OR l.read_at < t.modified_time) ORDER BY t.id",
+			qparent);
+	rc = db_exec(db, sql, 1, (const char *[]){arr}, &res);
+	if (!rc) {
+		size_t rows = (size_t)db_res_rows(res);
+		*ids = xcalloc(rows ? rows : 1, sizeof(**ids));
+		for (size_t i = 0; i < rows; i++)
+			(*ids)[i] = strtoll(db_res_get(res, (int)i, 0), NULL, 10);
+		*n = rows;
+	}
+	db_res_free(res);
+	free(sql);
+	free(arr);
+	free(qparent);
+	free(tables);
+	return rc;
+}
