@@ -373,7 +373,14 @@ bench-bulk: all
 bench-credits: all
 	ZCRM_BIN_ROOT=$(CURDIR)/$(BINROOT) $(PYTHON) bench/bench_credits.py $(CREDITS_ARGS)
 
-bench: bench-bulk bench-webhook bench-lag bench-credits
+# A first load at scale: 1,000,000 Leads in 5 pages whose jobs take 30 s at
+# the simulator, beside the floor (bench/bench_first_load.py;
+# FIRST_LOAD_ARGS="--records 20000 --job-s 3" for a quick look).
+.PHONY: bench-first-load
+bench-first-load: all
+	ZCRM_BIN_ROOT=$(CURDIR)/$(BINROOT) $(PYTHON) bench/bench_first_load.py $(FIRST_LOAD_ARGS)
+
+bench: bench-bulk bench-webhook bench-lag bench-credits bench-first-load
 
 # Notifications/s through nginx -> webhook -> PostgreSQL with wrk, against
 # nginx alone and pgbench running the same SQL (bench/bench_webhook.py;

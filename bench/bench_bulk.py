@@ -56,7 +56,7 @@ SEED = 1
 TZ = "-08:00"
 CACHE = REPO / "build" / "bench"
 
-TARGETS = {"initial": 2.0, "newer": 1.5, "unchanged": 1.3}
+TARGETS = {"initial": 1.5, "newer": 1.3, "unchanged": 1.2}   # issue 19
 RSS_TARGET_MIB = 64
 LABELS = {"ceiling": "ceiling: unzip | psql \\copy (UNLOGGED, text)",
           "initial": "initial load, empty table",
@@ -293,6 +293,16 @@ def markdown(head, rows, meta):
             "hashed again (14,000 rows against 200,000 stored: 49 ms against 123 ms). "
             "`--loader-args=--one-connection` measures the single-table path for "
             "comparison.", "",
+            "A first load (issue 19): into the empty table the page is not staged at all but "
+            "COPYed straight into the typed table (`COPY … FROM STDIN (FORMAT csv, FORCE_NULL "
+            "…)`, multi-select cells rewritten to array literals by the loader, under a "
+            "savepoint: a page COPY refuses is staged and merged instead; "
+            "docs/architecture.md). One backend parses, casts and inserts once, instead of "
+            "two staging text and casting it again: measured 2026-12-07 on this machine, "
+            "between other agents' builds, the initial case went from 2.14× and 2.48× the "
+            "ceiling staged (`--loader-args=--staged`, two runs, CPU 1.99× and 2.06×) to "
+            "1.45× (CPU 1.16×). The re-load cases take the merge as before (their spread "
+            "between runs on the loaded machine, above, is as wide as their margins).", "",
             "Where the time goes: the staging `COPY` is about the ceiling's own work; "
             "the merge of an initial page (casting 43 columns, ≈ 1 s per 200,000 rows, and "
             "inserting into a WAL-logged table with its primary key) now runs beside it. "
@@ -303,8 +313,9 @@ def markdown(head, rows, meta):
             "History, fastest runs: the first merge form (`DISTINCT ON` over cast rows) "
             "2.95× / 4.83× / 3.28× (initial / 10% newer / unchanged); one pass with the "
             "join before the casts 2.80× / 1.45× / 1.29×; chunks and `MERGE`, this table.", "",
-            "Targets: initial ≤ 2× the ceiling, 10%% newer ≤ 1.5×, unchanged ≤ 1.3×, peak RSS of "
-            "the loader ≤ %d MiB." % RSS_TARGET_MIB, "",
+            "Targets (issue 19): initial ≤ 1.5× the ceiling, 10%% newer ≤ 1.3×, unchanged "
+            "≤ 1.2×, peak RSS of the loader ≤ %d MiB (before: 2× / 1.5× / 1.3×)."
+            % RSS_TARGET_MIB, "",
             "Page: %s records of Leads from the simulator's generator (seed %d), %.1f MB ZIP, "
             "%.1f MB CSV, %d columns." % ("{:,}".format(meta["records"]), SEED,
                                           meta["zip_mb"], meta["csv_mb"], meta["ncols"]),
@@ -315,10 +326,12 @@ def markdown(head, rows, meta):
     return "\n".join(out)
 
 
-def write_docs(section):
+def write_docs(section, heading="Bulk merge"):
+    """Put section in docs/benchmarks.md instead of the one under
+    `## heading` (at the end if there is none)."""
     path = REPO / "docs" / "benchmarks.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    m = re.search(r"^## Bulk merge\n.*?(?=^## |\Z)", text, flags=re.S | re.M)
+    m = re.search(r"^## %s\n.*?(?=^## |\Z)" % re.escape(heading), text, flags=re.S | re.M)
     if m:
         text = text[:m.start()] + section + ("\n" if m.end() < len(text) else "") + text[m.end():]
     else:

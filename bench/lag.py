@@ -105,6 +105,20 @@ def pg_stop(directory, destroy):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def tear_down(name, procs, pg_dir, work, keep):
+    """Stop procs (newest first, their problems reported), then
+    PostgreSQL; remove work unless keep."""
+    for p in reversed(procs):
+        p.stop()
+        for problem in p.take_problems():
+            print("%s: %s" % (name, problem), file=sys.stderr)
+    pg_stop(pg_dir, destroy=not keep)
+    if keep:
+        print("%s: kept %s" % (name, work), file=sys.stderr)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description="notification-to-row lag through nginx + webhook")
     ap.add_argument("--records", type=int, default=2000)
@@ -233,15 +247,7 @@ def main():
         args.keep = True
         return 2
     finally:
-        for p in reversed(procs):
-            p.stop()
-            for problem in p.take_problems():
-                print("bench-lag: %s" % problem, file=sys.stderr)
-        pg_stop(pg_dir, destroy=not args.keep)
-        if args.keep:
-            print("bench-lag: kept %s" % work, file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        tear_down("bench-lag", procs, pg_dir, work, args.keep)
     return 0 if ok else 1
 
 

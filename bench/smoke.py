@@ -54,6 +54,11 @@ SMOKES = {
         r"^  outage: 100 edits, caught up\s+\d+\s+\d+\s",
         r"^result   ok: every scenario ran$",
     ]),
+    "bench-first-load": ("FIRST_LOAD_ARGS", "--records 600 --pages 3 --job-s 1 --no-docs", [
+        r"^0\s+1\s+\d+\.\d\s+\d+\.\d\s+\d+\.\d\s+\d+\.\d\s+\d+\.\d\d$",
+        r"^2\s+3\s+\d+\.\d\s",
+        r"^floor\s+\d+\.\d s = job 1\.0 \+ downloads",
+    ]),
 }
 
 

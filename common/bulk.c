@@ -155,12 +155,155 @@ static void fetch_deferred(struct bulk_ctx *ctx, const char *module, long deferr
 			 "claimed=%ld returned=%ld missing=%ld", fs.claimed, fs.returned, fs.missing);
 }
 
-/* Merge the downloaded page and move the checkpoint, in one transaction. */
+/* Zoho's page: 200,000 records (zoho-api.md §3.7). A completed job's
+ * result.per_page, when given, is believed instead. */
+#define BULK_PER_PAGE 200000
+#define AHEAD_MAX 8
+
+/* Jobs asked for ahead of the page being exported ([sync] bulk_jobs_ahead):
+ * for pages page[0], page[0]+1, ... in order. Persisted in
+ * sync_state.bulk_ahead as flat (page, job) pairs, so a killed run's
+ * successor reuses them. */
+struct ahead {
+	int n;
+	int page[AHEAD_MAX];
+	int64_t job[AHEAD_MAX];
+};
+
+/* The pairs of a beyond the page `after` as a bigint[] literal, or NULL. */
+static char *ahead_literal(const struct ahead *a, int after)
+{
+	int64_t v[2 * AHEAD_MAX];
+	size_t n = 0;
+
+	for (int i = 0; i < a->n; i++)
+		if (a->page[i] > after) {
+			v[n++] = a->page[i];
+			v[n++] = a->job[i];
+		}
+	return n ? db_int64_array(v, n) : NULL;
+}
+
+/* Store the jobs ahead of page `after` (none: NULL). Runs in the caller's
+ * transaction if one is open. */
+static enum rc ahead_save(struct db *db, const char *module, const struct ahead *a, int after)
+{
+	char *lit = ahead_literal(a, after);
+	enum rc rc = db_prepared(db, "bulk_ahead_set",
+				 "UPDATE sync_state SET bulk_ahead = $2::bigint[] WHERE module = $1", 2,
+				 (const char *[]){module, lit}, NULL);
+	free(lit);
+	return rc;
+}
+
+/* The jobs a killed run had asked for beyond `page` (consecutive from
+ * page + 1). Unreadable: none - they are only a saving. */
+static void ahead_load(struct db *db, const char *module, int page, struct ahead *a)
+{
+	char *v = NULL;
+
+	a->n = 0;
+	if (db_query_value(db, "SELECT bulk_ahead::text FROM sync_state WHERE module = $1", 1,
+			   (const char *[]){module}, &v) != RC_OK || !v)
+		goto out;
+	const char *p = v[0] == '{' ? v + 1 : v;
+	while (*p && *p != '}' && a->n < AHEAD_MAX) {
+		char *end;
+		long long pg = strtoll(p, &end, 10);
+		if (*end != ',')
+			break;
+		long long job = strtoll(end + 1, &end, 10);
+		if (pg == page + 1 + a->n && job > 0) {
+			a->page[a->n] = (int)pg;
+			a->job[a->n++] = job;
+		}
+		if (*end != ',')
+			break;
+		p = end + 1;
+	}
+	if (a->n)
+		log_info("reusing the jobs asked for ahead by a killed run", "pages=%d-%d",
+			 a->page[0], a->page[a->n - 1]);
+out:
+	free(v);
+}
+
+/* The job asked for ahead for page, or 0; taken out of a. */
+static int64_t ahead_take(struct ahead *a, int page)
+{
+	if (a->n == 0 || a->page[0] != page)
+		return 0;
+	int64_t job = a->job[0];
+	a->n--;
+	memmove(a->page, a->page + 1, (size_t)a->n * sizeof(a->page[0]));
+	memmove(a->job, a->job + 1, (size_t)a->n * sizeof(a->job[0]));
+	return job;
+}
+
+static enum rc create_job(struct bulk_ctx *ctx, const char *module, int64_t from, int64_t to,
+			  int page, int64_t *job, int64_t *created)
+{
+	struct zoho_bulk_query q = {
+		.module = module,
+		.from = from,
+		.to = to,
+		.page = page,
+		.fields = ctx->fields,
+		.nfields = ctx->nfields,
+		.callback_url = ctx->cfg->callback_url,
+	};
+	*created = 0;
+	return zoho_bulk_create(ctx->zoho, &q, job, created);
+}
+
+/* Ask Zoho for the jobs of the pages after `page` that are known to exist
+ * (up to last_known), at most [sync] bulk_jobs_ahead of them. A page is
+ * known once the page before it said more_records, or - for an export of
+ * the whole module - from the record count. A job that cannot be created
+ * now is not an error: its page creates it when its turn comes. */
+static void top_up(struct bulk_ctx *ctx, const char *module, int64_t from, int64_t to, int page,
+		   int last_known, struct ahead *a)
+{
+	long want = ctx->cfg->bulk_jobs_ahead < AHEAD_MAX ? ctx->cfg->bulk_jobs_ahead : AHEAD_MAX;
+	bool added = false;
+
+	while (a->n < want && page + 1 + a->n <= last_known) {
+		int next = page + 1 + a->n;
+		int64_t job = 0, created = 0;
+		if (ctx->stop && *ctx->stop)
+			break;
+		if (create_job(ctx, module, from, to, next, &job, &created) != RC_OK) {
+			log_warn("cannot ask for a page ahead; it is asked for in its turn",
+				 "page=%d err=%s", next, log_q(zoho_error(ctx->zoho)));
+			break;
+		}
+		a->page[a->n] = next;
+		a->job[a->n++] = job;
+		added = true;
+		log_debug("job asked for ahead", "page=%d job=%" PRId64, next, job);
+	}
+	if (added && ahead_save(ctx->data, module, a, page) != RC_OK)
+		log_warn("cannot record the jobs asked for ahead", "err=%s",
+			 log_q(db_error(ctx->data)));
+}
+
+/* How many pages the count says a whole-module export has (0: unknown). */
+static int pages_by_count(int64_t count, int64_t per_page)
+{
+	if (count < 0 || per_page <= 0)
+		return 0;
+	int64_t n = (count + per_page - 1) / per_page;
+	return n < 1 ? 1 : n > 100000 ? 100000 : (int)n;
+}
+
+/* Merge the downloaded page and move the checkpoint, in one transaction:
+ * to page + 1 with its job asked for ahead (next_job, 0: none), and the
+ * jobs beyond it. */
 static enum rc merge_page(struct bulk_ctx *ctx, const char *module,
 			  const struct module_schema *schema, const char *kind, const char *zip,
 			  int page, bool more, int64_t expected, int64_t started, int64_t from,
-			  int64_t to, enum merge_rule rule, struct bulkload_stats *ls, char *err,
-			  size_t errlen)
+			  int64_t to, enum merge_rule rule, const struct ahead *a,
+			  bool direct_always, struct bulkload_stats *ls, char *err, size_t errlen)
 {
 	struct zipstream_limits lim = {(uint64_t)ctx->cfg->max_unzipped,
 				       (uint64_t)ctx->cfg->max_ratio, 1u << 20};
@@ -169,7 +312,7 @@ static enum rc merge_page(struct bulk_ctx *ctx, const char *module,
 	rc = db_begin(ctx->data);
 	if (rc)
 		goto dberr;
-	struct bulkload_opts bo = {rule, started, "bulk", ctx->ids_only, true, 0};
+	struct bulkload_opts bo = {rule, started, "bulk", ctx->ids_only, true, 0, true, direct_always};
 	rc = bulkload_zip(ctx->data, schema, zip, &lim, &bo, ls, err, errlen);
 	if (rc) {
 		/* Name the page: "not a zip file" alone does not say which. */
@@ -204,13 +347,17 @@ static enum rc merge_page(struct bulk_ctx *ctx, const char *module,
 		if (rc)
 			goto dberr;
 	}
-	if (more)
-		rc = sync_set_bulk(ctx->data, module, kind, page + 1, 0, started, from, to);
-	else
+	if (more) {
+		int64_t next_job = a->n && a->page[0] == page + 1 ? a->job[0] : 0;
+		rc = sync_set_bulk(ctx->data, module, kind, page + 1, next_job, started, from, to);
+		if (!rc)
+			rc = ahead_save(ctx->data, module, a, page + 1);
+	} else {
 		rc = db_prepared(ctx->data, "bulk_done",
 				 "UPDATE sync_state SET bulk_state = 'done', bulk_job_id = NULL,"
-				 " updated_at = now() WHERE module = $1",
+				 " bulk_ahead = NULL, updated_at = now() WHERE module = $1",
 				 1, (const char *[]){module}, NULL);
+	}
 	if (rc)
 		goto dberr;
 	rc = db_commit(ctx->data);
@@ -230,11 +377,14 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 {
 	struct sync_row row;
 	struct zoho_bulk_status st;
+	struct ahead ahead = {0};
 	char zip[4096] = "";
 	double t0 = now_s();
 	int page = 1;
-	int64_t job = 0, started = 0;
+	int64_t job = 0, started = 0, count = -1, per_page = BULK_PER_PAGE;
 	int zip_fd = -1;
+	bool went_direct = false;
+	int mismatched = 0; /* the page whose job said another page */
 	enum rc rc;
 
 	memset(res, 0, sizeof(*res));
@@ -262,10 +412,24 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 		job = row.bulk_job_id;
 		started = row.bulk_started;
 		log_info("resuming export", "kind=%s page=%d job=%" PRId64, kind, page, job);
+		ahead_load(ctx->data, module, page, &ahead);
 	} else {
 		rc = sync_set_bulk(ctx->data, module, kind, 1, 0, 0, from, to);
+		if (!rc)
+			rc = ahead_save(ctx->data, module, &ahead, 0);
 		if (rc)
 			goto dberr;
+	}
+	/* The pages of an export of the whole module are known from its
+	 * record count: their jobs can run at Zoho side by side. A windowed
+	 * export knows a page only once the one before says more_records. */
+	if (ctx->record_count > 0)
+		count = ctx->record_count;
+	else if (ctx->cfg->bulk_jobs_ahead > 0 && from == 0 && to == 0 &&
+		 zoho_record_count(ctx->zoho, module, &count) != RC_OK) {
+		log_info("no record count; pages are asked for one ahead as they are known", "err=%s",
+			 log_q(zoho_error(ctx->zoho)));
+		count = -1;
 	}
 
 	for (;;) {
@@ -274,18 +438,11 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 			snprintf(err, errlen, "interrupted");
 			goto out;
 		}
+		if (!job)
+			job = ahead_take(&ahead, page);
 		if (!job) {
-			struct zoho_bulk_query q = {
-				.module = module,
-				.from = from,
-				.to = to,
-				.page = page,
-				.fields = ctx->fields,
-				.nfields = ctx->nfields,
-				.callback_url = ctx->cfg->callback_url,
-			};
 			int64_t created = 0;
-			rc = zoho_bulk_create(ctx->zoho, &q, &job, &created);
+			rc = create_job(ctx, module, from, to, page, &job, &created);
 			if (rc) {
 				snprintf(err, errlen, "%s", zoho_error(ctx->zoho));
 				goto out;
@@ -297,6 +454,7 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 				goto dberr;
 			log_debug("export checkpoint", "kind=%s page=%d job=%" PRId64, kind, page, job);
 		}
+		top_up(ctx, module, from, to, page, pages_by_count(count, per_page), &ahead);
 		rc = wait_job(ctx, module, page, job, &st, res, t0, err, errlen);
 		if (rc == RC_NOTFOUND) {
 			/* Zoho forgot the job (results expire after a day): again. */
@@ -306,6 +464,23 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 		}
 		if (rc)
 			goto out;
+		if (st.state == ZOHO_BULK_COMPLETED && st.page > 0 && st.page != page) {
+			/* Not the job of this page (a checkpoint from elsewhere):
+			 * again, once - a new job that says so too is Zoho's error. */
+			if (mismatched == page) {
+				snprintf(err, errlen, "bulk job %" PRId64 " for page %d says page %d",
+					 job, page, st.page);
+				rc = RC_ZOHO;
+				goto out;
+			}
+			mismatched = page;
+			log_warn("bulk job is of another page; creating a new one",
+				 "job=%" PRId64 " page=%d its_page=%d", job, page, st.page);
+			zoho_bulk_status_free(&st);
+			memset(&st, 0, sizeof(st));
+			job = 0;
+			continue;
+		}
 		if (st.state == ZOHO_BULK_FAILED) {
 			snprintf(err, errlen, "bulk job %" PRId64 " failed: %s", job,
 				 st.error ? st.error : "no reason given");
@@ -322,6 +497,14 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 			rc = RC_BADINPUT;
 			goto out;
 		}
+		/* The next page, now known to exist, runs at Zoho while this one
+		 * is downloaded and merged. */
+		if (st.per_page > 0)
+			per_page = st.per_page;
+		int last_known = pages_by_count(count, per_page);
+		if (st.more_records && last_known < page + 1)
+			last_known = page + 1;
+		top_up(ctx, module, from, to, page, last_known, &ahead);
 		snprintf(zip, sizeof(zip), "%s/zcrm-%s-%" PRId64 "-XXXXXX", ctx->cfg->work_dir,
 			 module, job);
 		zip_fd = mkostemp(zip, O_CLOEXEC);
@@ -337,6 +520,7 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 			log_warn("cannot lock the download", "file=%s err=%s", log_q(zip),
 				 log_q(strerror(errno)));
 		int64_t bytes = 0;
+		double t_dl = now_s();
 		progress_line(ctx, module, page, "downloading", res, t0);
 		rc = zoho_bulk_download(ctx->zoho, st.download_url, zip, &bytes);
 		if (rc) {
@@ -346,12 +530,16 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 		progress_line(ctx, module, page, "loading", res, t0);
 		struct bulkload_stats ls;
 		bool more = st.more_records;
+		double t_merge = now_s();
 		rc = merge_page(ctx, module, schema, kind, zip, page, more, st.count, started, from,
-				to, rule, &ls, err, errlen);
+				to, rule, &ahead, went_direct, &ls, err, errlen);
 		unlink(zip);
 		zip[0] = '\0';
 		if (rc)
 			goto out;
+		/* A first load: the next page's ids are new too, unless pages
+		 * shifted or a notification came (then COPY refuses the page). */
+		went_direct = ls.direct;
 		if (!res->pages)
 			res->first_page = page;
 		res->pages++;
@@ -367,8 +555,10 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 		progress_line(ctx, module, page, "merged", res, t0);
 		if (!ctx->progress)
 			log_info("page merged", "kind=%s page=%d rows=%ld applied=%ld bytes=%" PRId64
-				 " more=%d",
-				 kind, page, ls.rows_staged, ls.rows_applied, bytes, (int)more);
+				 " more=%d download_ms=%.0f merge_ms=%.0f direct=%d ahead=%d",
+				 kind, page, ls.rows_staged, ls.rows_applied, bytes, (int)more,
+				 (t_merge - t_dl) * 1e3, (now_s() - t_merge) * 1e3, (int)ls.direct,
+				 ahead.n);
 		if (ctx->run_id) {
 			struct run_counts c = {res->pages, res->rows_seen, res->rows_applied, 0};
 			if (run_progress(ctx->data, ctx->run_id, &c))
@@ -379,8 +569,13 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 		if (!more)
 			break;
 		page++;
-		job = 0;
+		job = ahead_take(&ahead, page);
 	}
+	/* Jobs asked for beyond the last page (the count was higher than
+	 * what the pages held): never downloaded, left to expire at Zoho. */
+	if (ahead.n)
+		log_info("jobs asked for ahead were not needed", "count=%d first_page=%d", ahead.n,
+			 ahead.page[0]);
 	if (ctx->progress)
 		fputc('\n', stderr);
 	res->started = started;

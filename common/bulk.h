@@ -35,6 +35,10 @@ struct bulk_ctx {
 	const char *const *fields;
 	size_t nfields;
 	bool ids_only;
+	/* Zoho's record count of the module, if the caller has just asked
+	 * (> 0); else a whole-module export asks for it when it plans jobs
+	 * ahead ([sync] bulk_jobs_ahead). */
+	int64_t record_count;
 };
 
 struct bulk_result {

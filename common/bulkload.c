@@ -16,7 +16,24 @@
 struct source {
 	struct zipstream *zip;
 	int fd;
+	const char *zip_path; /* to read it again (source_rewind) */
+	const struct zipstream_limits *lim;
 };
+
+/* Back to the first byte: the direct load gave the page up. */
+static enum rc source_rewind(struct source *s, char *err, size_t errlen)
+{
+	if (s->zip) {
+		zipstream_close(s->zip);
+		s->zip = NULL;
+		return zipstream_open(s->zip_path, s->lim, &s->zip, err, errlen);
+	}
+	if (lseek(s->fd, 0, SEEK_SET) < 0) {
+		snprintf(err, errlen, "lseek: %s", strerror(errno));
+		return RC_IO;
+	}
+	return RC_OK;
+}
 
 static enum rc source_read(struct source *s, char *buf, size_t cap, size_t *n, char *err,
 			   size_t errlen)
@@ -362,6 +379,338 @@ out:
 	return rc;
 }
 
+/* ---- a first load: COPY straight into the empty module table ---- */
+
+/* CSV cells of the page, rewritten where COPY into the typed table needs
+ * another spelling: a multi-select cell "a;b" (merge.c casts it with
+ * string_to_array(…, ';')) becomes the array literal {"a","b"}. Other
+ * cells pass byte for byte. */
+enum cell_state { CELL_START, CELL_PLAIN, CELL_QUOTED, CELL_QUOTE_SEEN };
+
+struct direct {
+	struct db *db;
+	const bool *multi;   /* per CSV column */
+	size_t ncols;
+	size_t field;
+	enum cell_state state;
+	char *cell;          /* a multi-select cell, unquoted */
+	size_t clen, ccap;
+	char *out;
+	size_t olen, ocap;
+	bool failed;         /* a COPY put failed: the rest is not sent */
+};
+
+static void out_char(struct direct *D, char c)
+{
+	csv_append_char(&D->out, &D->olen, &D->ocap, c);
+}
+
+static void direct_flush(struct direct *D)
+{
+	if (D->olen && !D->failed && db_copy_put(D->db, D->out, D->olen) != RC_OK)
+		D->failed = true;
+	D->olen = 0;
+}
+
+/* The multi-select cell just read, as a CSV-quoted array literal (an
+ * empty one: NULL). A trailing CR of a CRLF line end goes after it. */
+static void end_multi(struct direct *D)
+{
+	bool cr = D->clen && D->cell[D->clen - 1] == '\r' && D->state == CELL_PLAIN;
+
+	if (cr)
+		D->clen--;
+	if (D->clen) {
+		out_char(D, '"');
+		out_char(D, '{');
+		out_char(D, '"');
+		out_char(D, '"');
+		for (size_t i = 0; i < D->clen; i++) {
+			char c = D->cell[i];
+			if (c == ';') {
+				out_char(D, '"');
+				out_char(D, '"');
+				out_char(D, ',');
+				out_char(D, '"');
+				out_char(D, '"');
+				continue;
+			}
+			if (c == '\\' || c == '"')
+				out_char(D, '\\');
+			out_char(D, c);
+			if (c == '"')
+				out_char(D, '"');
+		}
+		out_char(D, '"');
+		out_char(D, '"');
+		out_char(D, '}');
+		out_char(D, '"');
+	}
+	if (cr)
+		out_char(D, '\r');
+	D->clen = 0;
+}
+
+static void out_span(struct direct *D, const char *p, size_t n)
+{
+	if (D->olen + n + 1 > D->ocap) {
+		D->ocap = (D->olen + n + 1) * 2;
+		D->out = xrealloc(D->out, D->ocap);
+	}
+	memcpy(D->out + D->olen, p, n);
+	D->olen += n;
+}
+
+/* Bytes of a cell that pass unchanged from i on: the end of a run without
+ * a quote (in quotes), or without a quote, comma or line end (outside). */
+static size_t plain_run(const char *buf, size_t i, size_t n, bool quoted)
+{
+	if (quoted) {
+		const char *q = memchr(buf + i, '"', n - i);
+		return q ? (size_t)(q - buf) : n;
+	}
+	while (i < n && buf[i] != ',' && buf[i] != '\n' && buf[i] != '"')
+		i++;
+	return i;
+}
+
+static void direct_feed(struct direct *D, const char *buf, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char c = buf[i];
+		bool multi = D->field < D->ncols && D->multi[D->field];
+
+		if (!multi && (D->state == CELL_QUOTED || D->state == CELL_PLAIN)) {
+			size_t end = plain_run(buf, i, n, D->state == CELL_QUOTED);
+			if (end > i) {
+				out_span(D, buf + i, end - i);
+				i = end - 1;
+				continue;
+			}
+		}
+
+		if (D->state == CELL_QUOTE_SEEN) {
+			if (c == '"') { /* a doubled quote: one quote of the value */
+				D->state = CELL_QUOTED;
+				if (multi)
+					csv_append_char(&D->cell, &D->clen, &D->ccap, c);
+				else
+					out_char(D, c);
+				continue;
+			}
+			D->state = CELL_PLAIN; /* the value ended, or goes on unquoted */
+		}
+		if (D->state == CELL_QUOTED) {
+			if (c == '"')
+				D->state = CELL_QUOTE_SEEN;
+			else if (multi)
+				csv_append_char(&D->cell, &D->clen, &D->ccap, c);
+			if (!multi)
+				out_char(D, c);
+			continue;
+		}
+		if (c == ',' || c == '\n') {
+			if (multi)
+				end_multi(D);
+			out_char(D, c);
+			D->field = c == ',' ? D->field + 1 : 0;
+			D->state = CELL_START;
+			if (D->olen >= (256u << 10))
+				direct_flush(D);
+			continue;
+		}
+		if (D->state == CELL_START && c == '"') {
+			D->state = CELL_QUOTED;
+			if (!multi)
+				out_char(D, c);
+			continue;
+		}
+		D->state = CELL_PLAIN;
+		if (multi)
+			csv_append_char(&D->cell, &D->clen, &D->ccap, c);
+		else
+			out_char(D, c);
+	}
+}
+
+/* Can the page go straight in? Its columns must all be the module's
+ * (none lacking, none unknown, no JSON kind, none twice). multi: which
+ * CSV columns are multi-select. The COPY column list into *cols. */
+static bool direct_columns(struct db *db, const struct module_schema *schema, struct loader *L,
+			   bool *multi, char **cols)
+{
+	char *list = NULL;
+	bool ok = true, id = false, mt = false;
+
+	check_columns(L);
+	if (L->stats->missing[0] || L->stats->extra[0])
+		return false;
+	for (size_t h = 0; h < L->ncols && ok; h++) {
+		const struct zcolumn *c = !strcasecmp(L->names[h], "id") ? NULL
+								       : schema_column(schema, L->names[h]);
+		const char *col = c ? c->column : "id";
+		for (size_t k = 0; k < h && ok; k++)
+			ok = strcmp(L->names[k], L->names[h]) != 0 &&
+			     (strcasecmp(L->names[k], "id") || strcasecmp(L->names[h], "id"));
+		if (c && c->kind == FIELD_JSON)
+			ok = false;
+		if (!strcmp(col, "id"))
+			id = true;
+		if (!strcmp(col, "modified_time"))
+			mt = true;
+		multi[h] = c && c->kind == FIELD_MULTI;
+		char *q = db_quote_ident(db, col);
+		char *next = xasprintf("%s%s%s", list ? list : "", list ? ", " : "", q);
+		free(q);
+		free(list);
+		list = next;
+	}
+	if (!ok || !id || !mt) {
+		free(list);
+		return false;
+	}
+	*cols = list;
+	return true;
+}
+
+/* The page COPYed into the module table under a savepoint: what the
+ * merge would do as long as no stored row has an id of the page, which
+ * the primary key checks (a collision, or a row a notification inserts
+ * meanwhile, makes COPY refuse the page). So it is tried when the table is
+ * empty, or with always when the caller expects no collision. *done
+ * false: not loaded this way (rows stored, the columns do not fit, or
+ * COPY refused the page: rolled back) - stage it from the first byte. An
+ * error reading the page fails the page (*done true). */
+static enum rc load_direct(struct db *db, const struct module_schema *schema, struct source *src,
+			   bool always, struct bulkload_stats *stats, bool *done, char *err,
+			   size_t errlen)
+{
+	struct csvhead *head = csvhead_new(0);
+	struct rowguard guard = {false, 0, 0};
+	struct loader L = {0};
+	struct direct D = {0};
+	char *buf = xmalloc(CHUNK), *v = NULL, *cols = NULL, *sql = NULL;
+	char *qt = db_quote_ident(db, schema->table);
+	bool *multi = NULL, copying = false, header = false, savepoint = false;
+	long rows = 0;
+	enum rc rc;
+
+	*done = false;
+	sql = xasprintf("SELECT NOT EXISTS (SELECT 1 FROM %s)", qt);
+	rc = db_query_value(db, sql, 0, NULL, &v);
+	free(sql);
+	sql = NULL;
+	if (rc)
+		goto give_up;
+	/* Rows stored: the merge, unless the caller expects none of the
+	 * page's ids among them (a collision makes COPY refuse the page). */
+	if (!always && (!v || strcmp(v, "t")))
+		goto give_up;
+	for (;;) {
+		size_t n = 0, consumed = 0;
+		rc = source_read(src, buf, CHUNK, &n, err, errlen);
+		if (rc)
+			goto fail;
+		stats->bytes_csv += n;
+		if (!header) {
+			if (n == 0)
+				goto give_up; /* no row: the staged path says what is wrong */
+			rc = csvhead_feed(head, buf, n, &consumed, &header, err, errlen);
+			if (rc)
+				goto give_up;
+			if (!header)
+				continue;
+			if (csvhead_check(head, err, errlen) != RC_OK)
+				goto give_up;
+			L.schema = schema;
+			L.stats = stats;
+			L.ncols = csvhead_ncols(head);
+			L.names = xcalloc(L.ncols, sizeof(*L.names));
+			for (size_t i = 0; i < L.ncols; i++)
+				L.names[i] = csvhead_col(head, i);
+			multi = xcalloc(L.ncols, sizeof(*multi));
+			if (!direct_columns(db, schema, &L, multi, &cols))
+				goto give_up;
+			sql = xasprintf("COPY %s (%s) FROM STDIN (FORMAT csv, FORCE_NULL (%s))", qt,
+					cols, cols);
+			if (db_exec(db, "SAVEPOINT zcrm_direct", 0, NULL, NULL) != RC_OK)
+				goto give_up;
+			savepoint = true;
+			if (db_copy_begin(db, sql) != RC_OK)
+				goto refused;
+			copying = true;
+			D.db = db;
+			D.multi = multi;
+			D.ncols = L.ncols;
+		}
+		if (n == 0)
+			break;
+		size_t used = 0;
+		rc = rowguard_feed(&guard, buf + consumed, n - consumed, false, &used, err, errlen);
+		if (rc)
+			goto fail;
+		direct_feed(&D, buf + consumed, n - consumed);
+		if (D.failed)
+			goto refused;
+	}
+	if (D.state != CELL_START && D.field < D.ncols && D.multi[D.field])
+		end_multi(&D); /* the last record had no line end */
+	direct_flush(&D);
+	copying = false;
+	if (D.failed || db_copy_end(db, NULL, &rows) != RC_OK)
+		goto refused;
+	/* The merge skips a row without Modified_Time: so does this. */
+	struct db_res *res = NULL;
+	free(sql);
+	sql = xasprintf("DELETE FROM %s WHERE modified_time IS NULL", qt);
+	rc = db_exec(db, sql, 0, NULL, &res);
+	long dropped = rc ? 0 : db_res_affected(res);
+	db_res_free(res);
+	if (rc || db_exec(db, "RELEASE SAVEPOINT zcrm_direct", 0, NULL, NULL) != RC_OK) {
+		snprintf(err, errlen, "%s", db_error(db));
+		rc = RC_DB;
+		goto fail;
+	}
+	stats->rows_staged = rows;
+	stats->rows_applied = rows - dropped;
+	stats->direct = true;
+	*done = true;
+	rc = RC_OK;
+	goto out;
+refused:
+	log_info("the page does not COPY straight into the empty table; staging it",
+		 "err=%s", log_q(db_error(db)));
+	if (copying && db_copy_end(db, "given up", NULL) == RC_OK)
+		log_warn("an aborted COPY reported success", "");
+	copying = false;
+give_up:
+	if (savepoint && db_exec(db, "ROLLBACK TO SAVEPOINT zcrm_direct", 0, NULL, NULL) != RC_OK) {
+		snprintf(err, errlen, "%s", db_error(db));
+		rc = RC_DB;
+		*done = true;
+		goto out;
+	}
+	err[0] = '\0';
+	rc = RC_OK;
+	goto out;
+fail:
+	*done = true;
+	if (copying && db_copy_end(db, "page failed", NULL) == RC_OK)
+		log_warn("an aborted COPY reported success", "");
+out:
+	free(D.out);
+	free(D.cell);
+	free(L.names);
+	free(multi);
+	free(cols);
+	free(sql);
+	free(v);
+	free(qt);
+	free(buf);
+	csvhead_free(head);
+	return rc;
+}
+
 /* The stager, when asked for: a second connection, or none (one table on
  * db) if it cannot be had - slower, not wrong. */
 static struct db *open_stager(struct db *db, const struct bulkload_opts *opts)
@@ -388,6 +737,18 @@ static enum rc load_with(struct db *db, const struct module_schema *schema, stru
 	struct loader L = {0};
 	enum rc rc;
 
+	if (opts->direct && opts->rule == MERGE_BULK && !opts->ids_only) {
+		bool done = false;
+		uint64_t zipped = stats->bytes_zip;
+		rc = load_direct(db, schema, src, opts->direct_always, stats, &done, err, errlen);
+		if (done)
+			return rc;
+		memset(stats, 0, sizeof(*stats));
+		stats->bytes_zip = zipped;
+		rc = source_rewind(src, err, errlen);
+		if (rc)
+			return rc;
+	}
 	L.db = db;
 	L.stager = open_stager(db, opts);
 	L.schema = schema;
@@ -403,7 +764,7 @@ enum rc bulkload_zip(struct db *db, const struct module_schema *schema, const ch
 		     const struct zipstream_limits *lim, const struct bulkload_opts *opts,
 		     struct bulkload_stats *stats, char *err, size_t errlen)
 {
-	struct source src = {NULL, -1};
+	struct source src = {NULL, -1, zip_path, lim};
 	enum rc rc;
 
 	memset(stats, 0, sizeof(*stats));
@@ -421,7 +782,7 @@ enum rc bulkload_csv(struct db *db, const struct module_schema *schema, const ch
 		     const struct bulkload_opts *opts, struct bulkload_stats *stats, char *err,
 		     size_t errlen)
 {
-	struct source src = {NULL, -1};
+	struct source src = {NULL, -1, NULL, NULL};
 	enum rc rc;
 
 	memset(stats, 0, sizeof(*stats));

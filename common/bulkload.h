@@ -49,6 +49,7 @@ struct bulkload_stats {
 	char missing[BULKLOAD_COLUMNS_MAX];
 	char extra[BULKLOAD_COLUMNS_MAX];
 	long rows_deferred;
+	bool direct;            /* COPYed straight into the empty table (opts->direct) */
 };
 
 /* How the staged rows are used. */
@@ -65,6 +66,17 @@ struct bulkload_opts {
 	/* CSV bytes per chunk when parallel; 0: BULKLOAD_CHUNK (tests make
 	 * it small to cut a page into many). */
 	size_t chunk_bytes;
+	/* A first load: when the module table is empty, COPY the page
+	 * straight into it (typed, FORCE_NULL) instead of staging and
+	 * merging - nothing stored means the bulk rule applies every row.
+	 * A page COPY refuses (a cell that does not cast, an id twice, a row
+	 * a notification wrote meanwhile) is rolled back to a savepoint and
+	 * staged and merged as usual. Only with MERGE_BULK, not ids_only. */
+	bool direct;
+	/* With direct: COPY straight in even into a table holding rows - the
+	 * caller expects none of the page's ids among them (the earlier pages
+	 * of a first load went in so). A collision costs the COPY's time. */
+	bool direct_always;
 };
 
 enum rc bulkload_zip(struct db *db, const struct module_schema *schema, const char *zip_path,

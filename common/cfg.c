@@ -98,6 +98,8 @@ static const struct cfg_key cfg_keys[] = {
 	 "largest inflated/compressed ratio accepted (zip bomb guard)"},
 	{"sync", "bulk_threshold", CFG_INT, O(bulk_threshold), "50", 0, 1000000, 0, NULL,
 	 "credits: incremental sync uses a Bulk Read job when fetching the changes by REST would cost more"},
+	{"sync", "bulk_jobs_ahead", CFG_INT, O(bulk_jobs_ahead), "1", 0, 8, 0, NULL,
+	 "bulk read jobs asked for ahead of the page being exported (0 = one page at a time)"},
 	{"sync", "schema_check", CFG_INT, O(schema_check), "3600", 0, 86400, 0, NULL,
 	 "seconds: incremental sync reads Zoho's fields metadata at most this often (1 credit)"},
 	{"sync", "formula_refresh", CFG_INT, O(formula_refresh), "86400", 0, 366 * 86400, 0, NULL,

@@ -47,6 +47,7 @@ struct cfg {
 	long max_unzipped;     /* bytes, one bulk page inflated */
 	long max_ratio;        /* inflated/compressed */
 	long bulk_threshold;   /* credits: a catch-up dearer by REST uses Bulk Read */
+	long bulk_jobs_ahead;  /* bulk jobs in flight beyond the page being exported */
 	long schema_check;     /* seconds between reads of the fields metadata */
 	long formula_refresh;  /* seconds between formula refreshes by reconcile; 0: off */
 	long users_interval;   /* seconds between refreshes of zcrm.users; 0 = never */

@@ -134,10 +134,12 @@ enum rc reconcile_module(struct bulk_ctx *ctx, const char *module, bool dry_run,
 	ctx->fields = fields;
 	ctx->nfields = nfields;
 	ctx->ids_only = true;
+	ctx->record_count = rep->zoho_count; /* the export plans its pages by it */
 	rc = bulk_export(ctx, module, schema, "reconcile", 0, 0, MERGE_BULK, &br, err, errlen);
 	ctx->fields = NULL;
 	ctx->nfields = 0;
 	ctx->ids_only = false;
+	ctx->record_count = 0;
 	if (!rc) {
 		/* The export checkpoint has no use once the ids are collected. */
 		rc = db_prepared(ctx->data, "reconcile_clear",

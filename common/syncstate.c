@@ -110,7 +110,8 @@ enum rc sync_clear_bulk(struct db *db, const char *module)
 	return db_prepared(db, "sync_clear_bulk",
 			   "UPDATE sync_state SET bulk_kind = NULL, bulk_page = NULL,"
 			   " bulk_job_id = NULL, bulk_state = NULL, bulk_started = NULL,"
-			   " bulk_from = NULL, bulk_to = NULL, last_error = NULL, updated_at = now()"
+			   " bulk_from = NULL, bulk_to = NULL, bulk_ahead = NULL, last_error = NULL,"
+			   " updated_at = now()"
 			   " WHERE module = $1",
 			   1, (const char *[]){module}, NULL);
 }

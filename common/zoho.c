@@ -1002,6 +1002,7 @@ enum rc zoho_bulk_status(struct zoho *z, int64_t job_id, struct zoho_bulk_status
 		goto out;
 	}
 	if (json_get_int64(result, "page", JSON_OPTIONAL, &page, jerr) ||
+	    json_get_int64(result, "per_page", JSON_OPTIONAL, &st->per_page, jerr) ||
 	    json_get_int64(result, "count", JSON_OPTIONAL, &st->count, jerr) ||
 	    json_get_bool(result, "more_records", JSON_OPTIONAL, &st->more_records, jerr) ||
 	    json_get_str(result, "download_url", JSON_REQUIRED, &url, jerr) ||
@@ -1009,7 +1010,7 @@ enum rc zoho_bulk_status(struct zoho *z, int64_t job_id, struct zoho_bulk_status
 		rc = shape_err(z, what, jerr);
 		goto out;
 	}
-	st->page = page > 0 && page < 1000000 ? (int)page : 1;
+	st->page = page > 0 && page < 1000000 ? (int)page : 0;
 	st->download_url = xstrdup(url);
 	st->next_page_token = tok ? xstrdup(tok) : NULL;
 out:

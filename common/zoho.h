@@ -134,7 +134,8 @@ struct zoho_bulk_status {
 	char *state_text;       /* as Zoho wrote it ("IN PROGRESS") */
 	int64_t created_time;   /* epoch seconds, 0 if absent */
 	/* result, once COMPLETED */
-	int page;
+	int page;               /* 0 if absent */
+	int64_t per_page;       /* records a page holds (200,000), 0 if absent */
 	int64_t count;
 	bool more_records;
 	char *download_url;     /* as given (relative) */

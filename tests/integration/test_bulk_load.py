@@ -43,6 +43,9 @@ EX_OK = 0
 # (8 MiB: one chunk for these pages), chunks of ~3 KB (5-6 records each),
 # or one TEMP table on the merging connection.
 MODES = {"chunks": [], "tiny": ["--chunk-bytes", "3000"], "one": ["--one-connection"]}
+# Staging even into an empty table (load_page --staged), where initial_sync
+# COPYs straight in (bulkload.h: direct).
+OTHER_MODES = {"staged": ["--staged"]}
 
 
 # ----------------------------------------------------------------- helpers
@@ -112,7 +115,8 @@ def leads(db, config_factory, run_program, zcrm_env):
     assert r.returncode == 0, r.stderr
 
     def load(path, kind="zip", ok=True, module="Leads", mode="chunks"):
-        r = run_program("tools/load_page", ["--module", module, "--" + kind, path] + MODES[mode],
+        r = run_program("tools/load_page", ["--module", module, "--" + kind, path]
+                        + {**MODES, **OTHER_MODES}[mode],
                         config=conf, timeout=120)
         if ok:
             assert r.returncode == EX_OK, r.stderr[-2000:]
@@ -139,6 +143,76 @@ def test_page_lands_typed(db, leads, zcrm_env, streamed, mode):
     assert_matches_truth(db, truth_of(recs))
     assert db.value("SELECT count(*) FROM zcrm.leads WHERE source = 'bulk'") == 1200
     assert stage_tables(db) == 0
+
+
+def content_digest(db):
+    """Every row of zcrm.leads but the columns that say when and how it
+    was written (synced_at, source), as one hash."""
+    cols = [c for (c,) in db.query(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'zcrm'"
+        " AND table_name = 'leads' AND column_name NOT IN ('synced_at', 'source')"
+        " ORDER BY ordinal_position")]
+    return db.value("SELECT count(*) || ':' || md5(string_agg(ROW(%s)::text, '|' ORDER BY id))"
+                    " FROM zcrm.leads" % ", ".join('"%s"' % c for c in cols))
+
+
+TRICKY_MULTI = [(), ("a",), ('quote " in it', "back\\slash"), ("{braces}", "com,ma", " spaced "),
+                ("NULL", ""), ("line\nbreak", "x")]
+
+
+@pytest.mark.parametrize("kind", ["zip", "csv"])
+def test_first_load_copies_straight_in_as_the_merge_would(db, leads, zcrm_env, kind):
+    """Issue 19: into the empty table a page is COPYed straight in (typed,
+    FORCE_NULL), multi-select cells rewritten as array literals - the
+    same rows as staging and merging it, with the rows that lack
+    Modified_Time skipped as the merge skips them, and its quoted or CRLF
+    cells read the same. Once the table holds rows, or for a page COPY
+    refuses (an id twice), the page is staged and merged. (The CRLF copy
+    turns line breaks inside values into CRLF too: compared with the
+    merge, not with the truth.)"""
+    _, load = leads
+
+    def bump(i, rec):
+        rec = dict(rec, Product_Interest=TRICKY_MULTI[i % len(TRICKY_MULTI)])
+        if i % 97 == 5:
+            rec["Modified_Time"] = None
+        return rec
+
+    recs = leads_records(700, bump=bump)
+    data = page_csv_bytes(recs)
+    skipped = sum(1 for r in recs if r["Modified_Time"] is None)
+    assert skipped >= 5
+    for name, body in (("lf", data), ("crlf", data.replace(b"\n", b"\r\n"))):
+        path = zcrm_env.dir / ("first-%s.%s" % (name, kind))
+        if kind == "zip":
+            zip_of(path, body)
+        else:
+            path.write_bytes(body)
+        db.execute("TRUNCATE zcrm.leads")
+        r = load(path, kind=kind)
+        assert r.json["direct"] is True, r.json
+        assert (r.json["staged"], r.json["applied"]) == (700, 700 - skipped)
+        direct = content_digest(db)
+        db.execute("TRUNCATE zcrm.leads")
+        r = load(path, kind=kind, mode="staged")
+        assert r.json["direct"] is False
+        assert (r.json["staged"], r.json["applied"]) == (700, 700 - skipped)
+        assert content_digest(db) == direct, name
+        if name == "lf":
+            assert_matches_truth(db, truth_of([r for r in recs if r["Modified_Time"] is not None]))
+    rid = int([r for r in recs if r["Product_Interest"] == TRICKY_MULTI[2]][0]["id"])
+    assert db.value("SELECT product_interest FROM zcrm.leads WHERE id = %s", rid) == \
+        list(TRICKY_MULTI[2])
+    # The table holds rows: the freshness rule decides each, by the merge.
+    r = load(path, kind=kind)
+    assert r.json["direct"] is False and r.json["applied"] == 0
+    # An id twice: COPY refuses, the merge keeps the newest.
+    db.execute("TRUNCATE zcrm.leads")
+    twice = recs[:3] + [dict(recs[0], Modified_Time=recs[0]["Modified_Time"] + 60, City="Later")]
+    (zcrm_env.dir / "twice.csv").write_bytes(page_csv_bytes(twice))
+    r = load(zcrm_env.dir / "twice.csv", kind="csv")
+    assert r.json["direct"] is False and r.json["applied"] == 3
+    assert db.value("SELECT city FROM zcrm.leads WHERE id = %s", int(recs[0]["id"])) == "Later"
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -339,7 +339,12 @@ def test_kill_9_mid_export_resumes(db, stack, zcrm_env, run_program):
         if not table_exists(db):
             return False
         st = sync_state(db)
-        return (st["bulk_page"] or 0) >= 3 and st["bulk_job_id"] is not None
+        if (st["bulk_page"] or 0) < 3 or st["bulk_job_id"] is None:
+            return False
+        # The next page's job ([sync] bulk_jobs_ahead 1) recorded too: a
+        # kill between its creation and its checkpoint would orphan it.
+        ahead = db.value("SELECT bulk_ahead FROM zcrm.sync_state WHERE module = %s", MODULE)
+        return bool(ahead) and ahead[0] == st["bulk_page"] + 1
 
     wait_until(on_page_3, scaled(60), interval=0.02, what="export at page 3", proc=proc,
                log=proc.stderr_path)

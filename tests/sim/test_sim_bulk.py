@@ -1,5 +1,6 @@
 """Bulk Read: create, status lifecycle, paging, criteria, ZIP/CSV, callback, limits."""
 
+import time
 from datetime import datetime
 
 import pytest
@@ -234,3 +235,27 @@ def test_streamed_zip_variant(s):
     assert info.flag_bits & 0x08
     _, rows = read_zip(r.body, jid)
     assert len(rows) == 6
+
+
+def test_job_wall_time(make_sim):
+    """--bulk-job-ms: polls do not hurry a job past its wall time; once it
+    is over the job completes by itself. jobs_running_max counts the jobs
+    at work side by side."""
+    s = make_sim("--modules", "Leads:30", "--bulk-polls", "1", "--bulk-step-ms", "0",
+                 "--bulk-job-ms", "3600000")
+    slow = create(s, {"module": {"api_name": "Leads"}}).json["data"][0]["details"]["id"]
+    for _ in range(5):
+        st = s.api("GET", "%s/%s" % (READ, slow)).json["data"][0]
+        assert st["state"] == "IN PROGRESS" and "result" not in st
+    s.ctl("POST", "/_sim/config", {"bulk_job_ms": 50})
+    quick = create(s, {"module": {"api_name": "Leads"}}).json["data"][0]["details"]["id"]
+    # No polls: the ticker completes it once its wall time is over.
+    for _ in range(6000):
+        if [j for j in s.ctl("GET", "/_sim/jobs")["jobs"] if j["id"] == quick][0]["state"] \
+                == "COMPLETED":
+            break
+        time.sleep(0.01)
+    st = s.api("GET", "%s/%s" % (READ, quick)).json["data"][0]
+    assert st["state"] == "COMPLETED" and st["result"]["count"] == 30
+    assert s.api("GET", "%s/%s" % (READ, slow)).json["data"][0]["state"] == "IN PROGRESS"
+    assert s.ctl("GET", "/_sim/stats")["jobs_running_max"] == 2

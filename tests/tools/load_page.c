@@ -3,11 +3,13 @@
  * does after downloading, and print what happened as JSON.
  *
  *   load_page --config FILE --module Leads (--zip F | --csv F) [--rule bulk|fetch]
- *             [--one-connection | --chunk-bytes N]
+ *             [--one-connection | --chunk-bytes N] [--staged]
  *
  * --one-connection stages the whole page in one TEMP table on the merging
  * connection instead of chunks on a second one (bulkload.h: parallel);
- * --chunk-bytes sets the chunk size (tests cut small pages into many).
+ * --chunk-bytes sets the chunk size (tests cut small pages into many);
+ * --staged stages and merges a page even into an empty table (bulkload.h:
+ * direct, which initial_sync uses).
  */
 #include "bulkload.h"
 #include "cfg.h"
@@ -28,12 +30,12 @@ int main(int argc, char **argv)
 		{"config", required_argument, NULL, 'c'}, {"module", required_argument, NULL, 'm'},
 		{"zip", required_argument, NULL, 'z'},	  {"csv", required_argument, NULL, 'f'},
 		{"rule", required_argument, NULL, 'r'},	  {"one-connection", no_argument, NULL, '1'},
-		{"chunk-bytes", required_argument, NULL, 'k'},
+		{"chunk-bytes", required_argument, NULL, 'k'},	  {"staged", no_argument, NULL, 's'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *config = NULL, *module = "Leads", *zip = NULL, *csv = NULL;
 	enum merge_rule rule = MERGE_BULK;
-	bool parallel = true;
+	bool parallel = true, direct = true;
 	size_t chunk_bytes = 0;
 	struct cfg *cfg = NULL;
 	struct db *db = NULL;
@@ -47,6 +49,9 @@ int main(int argc, char **argv)
 		switch (c) {
 		case '1':
 			parallel = false;
+			break;
+		case 's':
+			direct = false;
 			break;
 		case 'k':
 			chunk_bytes = strtoul(optarg, NULL, 10);
@@ -92,7 +97,7 @@ int main(int argc, char **argv)
 	}
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	struct bulkload_opts bo = {rule, 0, "bulk", false, parallel, chunk_bytes};
+	struct bulkload_opts bo = {rule, 0, "bulk", false, parallel, chunk_bytes, direct, false};
 	rc = db_begin(db);
 	if (!rc) {
 		if (zip) {
@@ -114,9 +119,9 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	printf("{\"staged\":%ld,\"applied\":%ld,\"bytes_zip\":%llu,\"bytes_csv\":%llu,"
-	       "\"seconds\":%.3f}\n",
+	       "\"direct\":%s,\"seconds\":%.3f}\n",
 	       st.rows_staged, st.rows_applied, (unsigned long long)st.bytes_zip,
-	       (unsigned long long)st.bytes_csv,
+	       (unsigned long long)st.bytes_csv, st.direct ? "true" : "false",
 	       (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	status = EX_OK;
 out:

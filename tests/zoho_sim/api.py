@@ -440,9 +440,14 @@ class Api:
                    "snapshot": None, "count": 0, "more_records": False, "fail": s.faults.take_bulk_failure(),
                    "csv_faults": s.faults.bulk_csv(),
                    "zip_path": None, "zip_lock": threading.Lock(), "completed_at": None,
-                   "zip_streamed": s.cfg["zip_streamed"], "downloads": 0}
+                   "zip_streamed": s.cfg["zip_streamed"], "downloads": 0,
+                   "ready_at": now + s.cfg["bulk_job_ms"] / 1000.0}
             s.jobs[jid] = job
             s.stats["jobs_created"] += 1
+            # Jobs at work side by side (Zoho's limit is not documented):
+            # the most there ever were, for tests and benchmarks.
+            running = sum(1 for j in s.jobs.values() if j["state"] in ("ADDED", "IN PROGRESS"))
+            s.stats["jobs_running_max"] = max(s.stats["jobs_running_max"], running)
             created = {"status": "success", "code": "ADDED_SUCCESSFULLY", "message": "Added successfully.",
                        "details": {"id": jid, "operation": "read", "state": "ADDED",
                                    "created_by": {"id": job["created_by"],

@@ -10,7 +10,7 @@ from faults import FaultError
 from store import SimError, user_entry as store_user_entry
 
 CONFIG_KEYS = {
-    "page_size": int, "bulk_polls": int, "bulk_step_ms": int, "download_limit_per_min": int,
+    "page_size": int, "bulk_polls": int, "bulk_step_ms": int, "bulk_job_ms": int, "download_limit_per_min": int,
     "token_mint_limit": int, "token_mint_window_s": int, "token_lifetime": int, "notify_enabled": bool,
     "zip_streamed": bool, "watch_max_expiry_s": int, "watch_default_expiry_s": int,
     "credit_budget": int, "credit_window_s": int, "max_concurrency": int, "scopes": str,
@@ -360,6 +360,7 @@ class Control:
             "requests": st.get("requests", 0),
             "jobs": jobs,
             "jobs_created": st.get("jobs_created", 0),
+            "jobs_running_max": st.get("jobs_running_max", 0),
             "downloads": st.get("downloads", 0),
             "downloads_throttled": st.get("downloads_throttled", 0),
             "channels_live": live_channels,

@@ -210,6 +210,7 @@ class Store:
             "page_size": args.page_size,
             "bulk_polls": args.bulk_polls,
             "bulk_step_ms": args.bulk_step_ms,
+            "bulk_job_ms": args.bulk_job_ms,
             "download_limit_per_min": 10,
             "token_mint_limit": 10,
             "token_mint_window_s": 600,
@@ -726,7 +727,7 @@ class Store:
         if job["progress"] >= 1 and job["state"] == "ADDED":
             self._snapshot(job)
             job["state"] = "IN PROGRESS"
-        if job["progress"] >= job["polls_needed"]:
+        if job["progress"] >= job["polls_needed"] and now >= job.get("ready_at", 0):
             if job["state"] == "ADDED":
                 self._snapshot(job)
             job["state"] = "FAILURE" if job["fail"] else "COMPLETED"
@@ -751,10 +752,14 @@ class Store:
         """Time-based progress (called by the ticker thread)."""
         with self.lock:
             step = self.cfg["bulk_step_ms"] / 1000.0
-            if step <= 0:
-                return
             now = time.time()
             for job in self.jobs.values():
+                # Steps done, waiting only for bulk_job_ms of wall time.
+                if job["state"] not in ("COMPLETED", "FAILURE") and \
+                        job["progress"] >= job["polls_needed"] and now >= job.get("ready_at", 0):
+                    self.advance_job(job, 0, now)
+                if step <= 0:
+                    continue
                 while job["state"] not in ("COMPLETED", "FAILURE") and now >= job["next_step_at"]:
                     job["next_step_at"] += step
                     self.advance_job(job, 1, now)

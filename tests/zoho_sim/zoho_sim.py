@@ -347,6 +347,10 @@ def build_parser():
     p.add_argument("--bulk-step-ms", type=int, default=1000,
                    help="a bulk job also advances one step per this many ms without polls "
                         "(0 = only polls advance it; default 1000)")
+    p.add_argument("--bulk-job-ms", type=int, default=0,
+                   help="a bulk job also takes at least this many ms of wall time from its "
+                        "creation to COMPLETED, however often it is polled (a real job takes "
+                        "minutes; default 0)")
     p.add_argument("--tz-offset", type=parse_offset, default="-08:00",
                    help="API user's UTC offset used in every emitted datetime (default -08:00)")
     p.add_argument("--anchor", type=int, default=None,
