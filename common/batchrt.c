@@ -8,6 +8,7 @@
 #include "tablehooks.h"
 #include "syncstate.h"
 
+#include <stdatomic.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
@@ -16,7 +17,7 @@
 #include <unistd.h>
 
 /* The one signal-to-flag pointer: set before handlers are installed. */
-static volatile sig_atomic_t *stop_flag;
+static atomic_int *stop_flag;
 
 static void on_signal(int sig)
 {

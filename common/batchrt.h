@@ -14,6 +14,7 @@
 #include "rc.h"
 #include "zoho.h"
 
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -52,7 +53,7 @@ struct batch_env {
 	const char *module;     /* --module, or NULL for all configured */
 	bool json;              /* --json, where the program offers it */
 	bool tty;               /* stderr is a terminal */
-	volatile sig_atomic_t stop;
+	atomic_int stop;
 	enum rc db_rc;          /* db_optional: why data is NULL */
 	char db_err[512];
 };

@@ -18,6 +18,7 @@
 #include "schema.h"
 #include "zoho.h"
 
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -26,7 +27,7 @@ struct bulk_ctx {
 	const struct cfg *cfg;
 	struct db *data;
 	struct zoho *zoho;
-	volatile sig_atomic_t *stop;
+	atomic_int *stop;
 	bool progress;          /* a terminal: redraw a progress line */
 	int64_t run_id;
 	/* tests: wait at most this long between status polls (0: default) */

@@ -14,6 +14,7 @@
 #include "compiler.h"
 #include "rc.h"
 
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -28,7 +29,8 @@ struct http;
 /* Knobs that are not configuration: the stop flag and the backoff scale
  * (tests shrink it). Zeroes mean the defaults. */
 struct http_opts {
-	volatile sig_atomic_t *stop; /* set by a signal handler; NULL: never */
+	atomic_int *stop;       /* set by a signal handler or another thread;
+				 * NULL: never */
 	long backoff_base_ms;        /* first retry waits up to this; default 1000 */
 	long backoff_cap_ms;         /* no single wait longer; default 60000 */
 };

@@ -1,6 +1,7 @@
 /* slots.c — host-wide cap on calls in flight (see slots.h). */
 #include "slots.h"
 
+#include <stdatomic.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -21,7 +22,7 @@ static int open_slot(const char *dir, long i)
 	return open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 }
 
-int slot_take(const char *dir, long n, volatile sig_atomic_t *stop, bool *stopped)
+int slot_take(const char *dir, long n, atomic_int *stop, bool *stopped)
 {
 	*stopped = false;
 	if (n <= 0 || !dir || !*dir)

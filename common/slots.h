@@ -13,6 +13,7 @@
 
 #include "compiler.h"
 
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdbool.h>
 
@@ -21,7 +22,7 @@
  * used (the directory cannot be made, a file cannot be opened: logged
  * once by the caller's choice, and the call goes ahead uncapped) or when
  * *stop became set while waiting (*stopped then true). */
-int slot_take(const char *dir, long n, volatile sig_atomic_t *stop, bool *stopped) ZCRM_MUSTCHECK;
+int slot_take(const char *dir, long n, atomic_int *stop, bool *stopped) ZCRM_MUSTCHECK;
 /* Give a slot back (fd < 0: nothing). */
 void slot_give(int fd);
 

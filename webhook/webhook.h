@@ -8,6 +8,7 @@
 #include "metrics.h"
 #include "zoho.h"
 
+#include <stdatomic.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -21,7 +22,9 @@ struct app {
 	const struct cfg *cfg;
 	struct metrics *metrics;
 	int listen_fd;
-	volatile sig_atomic_t stop;
+	/* Set by the main thread once a signal asks to stop; read by
+	 * every thread (atomic: threads, not a signal handler). */
+	atomic_int stop;
 	struct conns *conns;    /* the connections from nginx (conn.c) */
 };
 

@@ -31,6 +31,7 @@
 #include "zoho.h"
 #include "ztime.h"
 
+#include <stdatomic.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -41,7 +42,7 @@
 #include <sys/stat.h>
 #include <sysexits.h>
 
-static volatile sig_atomic_t stop_flag;
+static atomic_int stop_flag;
 
 static void on_signal(int sig)
 {

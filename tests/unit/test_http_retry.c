@@ -2,6 +2,7 @@
  * statuses are retried, Retry-After parsing, and http_do() against a tiny
  * scripted HTTP server on 127.0.0.1 (retries, give-up bound, Retry-After,
  * the retry budget, size caps, downloads, and the stop flag). */
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -207,7 +208,7 @@ static void server_stop(struct server *s)
 struct fixture {
 	struct cfg *cfg;
 	struct http *http;
-	volatile sig_atomic_t stop;
+	atomic_int stop;
 	char url[64];
 };
 

@@ -2,6 +2,7 @@
  * held at once, the next taker waits (and gives up when told to stop), a
  * slot given back is taken again, and a directory that cannot be made
  * means "no cap" rather than a failure. */
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,7 +22,7 @@ static void test_cap_wait_and_give_back(void **state)
 {
 	char tmpl[] = "/tmp/zcrm-slots-XXXXXX";
 	char dir[64];
-	volatile sig_atomic_t stop = 1; /* a taker that would wait returns at once */
+	atomic_int stop = 1; /* a taker that would wait returns at once */
 	bool stopped = false;
 
 	assert_non_null(mkdtemp(tmpl));
