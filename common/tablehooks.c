@@ -23,17 +23,21 @@ static enum rc run(struct db *db, char *sql)
 	return rc;
 }
 
+/* Drop the two triggers named a and b of the table, if there. */
+static enum rc drop_triggers(struct db *db, const char *qtable, const char *a, const char *b)
+{
+	enum rc rc = run(db, xasprintf("DROP TRIGGER IF EXISTS %s ON %s", a, qtable));
+	if (!rc)
+		rc = run(db, xasprintf("DROP TRIGGER IF EXISTS %s ON %s", b, qtable));
+	return rc;
+}
+
 static enum rc set_notify(struct db *db, const char *qschema, const char *qtable, bool on)
 {
 	enum rc rc;
 
-	if (!on) {
-		rc = run(db, xasprintf("DROP TRIGGER IF EXISTS zcrm_notify_insert ON %s", qtable));
-		if (!rc)
-			rc = run(db, xasprintf("DROP TRIGGER IF EXISTS zcrm_notify_update ON %s",
-					       qtable));
-		return rc;
-	}
+	if (!on)
+		return drop_triggers(db, qtable, "zcrm_notify_insert", "zcrm_notify_update");
 	/* A trigger with a transition table takes one event: two of them. */
 	rc = run(db, xasprintf("CREATE TRIGGER zcrm_notify_insert AFTER INSERT ON %s"
 			       " REFERENCING NEW TABLE AS written FOR EACH STATEMENT"
@@ -57,10 +61,7 @@ static enum rc set_history(struct db *db, const char *qschema, const char *table
 	enum rc rc;
 
 	if (!on) {
-		rc = run(db, xasprintf("DROP TRIGGER IF EXISTS zcrm_history_update ON %s", qtable));
-		if (!rc)
-			rc = run(db, xasprintf("DROP TRIGGER IF EXISTS zcrm_history_delete ON %s",
-					       qtable));
+		rc = drop_triggers(db, qtable, "zcrm_history_update", "zcrm_history_delete");
 		goto out;
 	}
 	rc = run(db, xasprintf("CREATE TABLE IF NOT EXISTS %s ("
@@ -112,7 +113,6 @@ enum rc table_hooks_apply(struct db *db, bool notify_changes, bool history)
 	const char *schema = db_schema(db);
 	char *qschema = db_quote_ident(db, schema);
 	enum rc rc;
-	int changed = 0;
 
 	/* Per module table: which of our triggers it has now. */
 	rc = db_prepared(db, "table_hooks_state",
@@ -165,7 +165,6 @@ enum rc table_hooks_apply(struct db *db, bool notify_changes, bool history)
 		} else {
 			log_info("module table triggers set", "module=%s notify_changes=%s history=%s",
 				 log_q(module), notify_changes ? "on" : "off", history ? "on" : "off");
-			changed++;
 		}
 		free(table);
 		free(qtable);

@@ -56,8 +56,6 @@ def test_program_page_has_every_option(name):
 
 def test_config_page_has_every_key():
     text = render(man_dir() / "zcrm-sync.conf.5")
-    sample = program_help("webhook/zcrm_webhook").replace("--help", "")  # prove it runs
-    assert sample
     r = subprocess.run([str(harness.BIN_ROOT / "webhook/zcrm_webhook"), "--sample-config"],
                        capture_output=True, text=True, env=harness.clean_env())
     assert r.returncode == 0
