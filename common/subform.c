@@ -1,5 +1,6 @@
 /* subform.c — line items as child tables (see subform.h). */
 #include "subform.h"
+#include "listcover.h"
 #include "log.h"
 #include "merge.h"
 #include "ztime.h"
@@ -48,9 +49,11 @@ bool subform_unexported_column(const struct zcolumn *c)
 
 long subform_listing_calls(long lines)
 {
-	if (lines <= 0)
+	if (lines <= ZOHO_LIST_PAGE)
 		return 1;
-	return (lines + ZOHO_LIST_PAGE - 1) / ZOHO_LIST_PAGE;
+	/* and the page of edits and the page of deletions that tell whether a
+	 * line was skipped between two pages (listcover.h) */
+	return (lines + ZOHO_LIST_PAGE - 1) / ZOHO_LIST_PAGE + 2;
 }
 
 bool subform_listing_cheaper(size_t nids, long ids_calls, long listing_calls)
@@ -381,7 +384,7 @@ static bool line_csv(const struct subform *sf, struct json_object *line, int64_t
  * zcrm_lines, by the rule of subform.h, in the caller's transaction. */
 static enum rc apply_sets(struct db *db, const struct subform_set *set, const struct subform *sf,
 			  const char *parents_sql, const char *p2, const char *p3,
-			  struct subform_stats *st)
+			  bool provisional, struct subform_stats *st)
 {
 	const char *table = sf->cols->table;
 	char *qparent = db_quote_ident(db, set->parent_table);
@@ -417,15 +420,21 @@ static enum rc apply_sets(struct db *db, const struct subform_set *set, const st
 	db_res_free(res);
 	res = NULL;
 	free(sql);
-	/* Lines of those parents that are not in their new set. */
-	sql = xasprintf("DELETE FROM %s c USING zcrm_lines_ok k WHERE c.parent_id = k.parent_id"
+	/* Lines of those parents that are not in their new set (a provisional
+	 * set may lack lines Zoho has: it deletes none, and stays stale). */
+	if (provisional)
+		sql = xasprintf("UPDATE line_sets SET read_at = '-infinity' WHERE table_name = $1"
+				" AND parent_id IN (SELECT parent_id FROM zcrm_lines_ok)");
+	else
+		sql = xasprintf("DELETE FROM %s c USING zcrm_lines_ok k WHERE c.parent_id = k.parent_id"
 			" AND NOT EXISTS (SELECT 1 FROM zcrm_lines g WHERE g.id = c.id"
 			"  AND g.parent_id = c.parent_id)",
 			qtable);
-	rc = db_exec(db, sql, 0, NULL, &res);
+	rc = db_exec(db, sql, provisional ? 1 : 0, (const char *[]){table}, &res);
 	if (rc)
 		goto out;
-	st->removed += db_res_affected(res);
+	if (!provisional)
+		st->removed += db_res_affected(res);
 	db_res_free(res);
 	res = NULL;
 	free(sql);
@@ -546,7 +555,7 @@ static enum rc write_one(struct db *db, const struct subform_set *set, const str
 	catf(&ts, "}");
 	ids = db_int64_array(parents, np);
 	rc = apply_sets(db, set, sf,
-			"SELECT * FROM unnest($2::bigint[], $3::numeric[])", ids, ts, st);
+			"SELECT * FROM unnest($2::bigint[], $3::numeric[])", ids, ts, false, st);
 out:
 	if (copying && db_copy_end(db, "aborted", NULL) != RC_OK)
 		rc = rc ? rc : RC_DB;
@@ -597,17 +606,103 @@ enum rc subform_drop_lines(struct db *db, const char *module, const char *ids_ar
 
 /* ---- the listing ---- */
 
-/* Every page of sf's listing COPYed into zcrm_lines (no transaction). */
-static enum rc list_pages(struct db *db, struct zoho *zoho, const struct subform *sf,
-			  struct subform_stats *st, char *err, size_t errlen)
+/* Passes over a listing before its sets are applied provisionally. */
+#define SUBFORM_LIST_PASSES 3
+
+static double wall_clock(void)
 {
-	size_t nf = 0;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Zoho's times of the changes to module's records after since (epoch
+ * seconds): edits by Modified_Time, deletions by deleted_time, a page of
+ * each (2 credits). *all when either had more than a page. */
+static enum rc parent_changes(struct zoho *zoho, const char *module, int64_t since,
+			      int64_t **times, size_t *n, bool *all)
+{
+	struct zoho_listed *edited = NULL;
+	struct zoho_deleted *deleted = NULL;
+	size_t ne = 0, nd = 0;
+	bool more_e = false, more_d = false;
+	int64_t date;
+	enum rc rc;
+
+	*times = NULL;
+	*n = 0;
+	*all = false;
+	rc = zoho_list_modified(zoho, module, since, &edited, &ne, &more_e, &date);
+	if (!rc)
+		rc = zoho_deleted_since(zoho, module, since, 1, &deleted, &nd, &more_d);
+	if (!rc) {
+		*times = xcalloc(ne + nd + 1, sizeof(**times));
+		for (size_t i = 0; i < ne; i++)
+			(*times)[(*n)++] = edited[i].modified;
+		for (size_t i = 0; i < nd; i++)
+			(*times)[(*n)++] = deleted[i].deleted_time;
+		*all = more_e || more_d;
+	}
+	free(edited);
+	free(deleted);
+	return rc;
+}
+
+/* One page of sf's listing COPYed into zcrm_lines; *ids (grown as needed)
+ * gets the ids of its rows, *n how many. */
+static enum rc copy_page(struct db *db, const struct subform *sf, struct json_object *rows,
+			 int64_t **ids, size_t *idcap, size_t *n, struct subform_stats *st,
+			 char **buf, size_t *cap)
+{
+	size_t len, nrows = json_object_array_length(rows);
+	enum rc rc;
+
+	*n = 0;
+	if (nrows > *idcap) {
+		*idcap = nrows;
+		*ids = xrealloc(*ids, nrows * sizeof(**ids));
+	}
+	rc = db_copy_begin(db, "COPY zcrm_lines FROM STDIN (FORMAT csv)");
+	for (size_t r = 0; !rc && r < nrows; r++) {
+		struct json_object *row = json_object_array_get_idx(rows, r), *p, *pid, *id;
+		if (json_object_object_get_ex(row, "id", &id) && id)
+			(*ids)[(*n)++] = strtoll(json_object_get_string(id), NULL, 10);
+		if (!json_object_object_get_ex(row, "Parent_Id", &p) || !p ||
+		    !json_object_object_get_ex(p, "id", &pid) || !pid)
+			continue;
+		int64_t parent = strtoll(json_object_get_string(pid), NULL, 10);
+		len = 0;
+		if (parent <= 0 || !line_csv(sf, row, parent, buf, &len, cap))
+			continue;
+		st->staged++;
+		rc = db_copy_put(db, *buf, len);
+	}
+	if (rc) {
+		if (db_copy_end(db, "aborted", NULL) != RC_OK)
+			log_debug("COPY abort failed", "err=%s", log_q(db_error(db)));
+		return rc;
+	}
+	return db_copy_end(db, NULL, NULL);
+}
+
+/* sf's listing COPYed into zcrm_lines (no transaction), in ascending id
+ * order, read again (listcover.h) while a parent of module changed during
+ * a pass in a way that may have shifted a line out of every page. After
+ * SUBFORM_LIST_PASSES passes *complete is false: the lines read are all
+ * that can be trusted. */
+static enum rc list_pages(struct db *db, struct zoho *zoho, const char *module,
+			  const struct subform *sf, struct subform_stats *st, bool *complete,
+			  char *err, size_t errlen)
+{
+	size_t nf = 0, idcap = 0;
 	const char **fields = xcalloc(sf->cols->ncols + 1, sizeof(*fields));
 	char *token = NULL, *buf = NULL;
-	size_t len = 0, cap = 0;
-	bool more = true;
+	int64_t *ids = NULL, *changes = NULL;
+	size_t cap = 0;
+	struct listcover lc = {0};
 	enum rc rc = RC_OK;
 
+	*complete = false;
 	fields[nf++] = "Parent_Id";
 	for (size_t i = 0; i < sf->cols->ncols && nf < ZOHO_MAX_FIELDS; i++)
 		fields[nf++] = sf->cols->cols[i].api_name;
@@ -616,46 +711,63 @@ static enum rc list_pages(struct db *db, struct zoho *zoho, const struct subform
 			 " NULL until the parent is fetched by id",
 			 "subform=%s fields=%zu max=%d", log_q(sf->field), sf->cols->ncols,
 			 ZOHO_MAX_FIELDS - 1);
-	for (int page = 1; more; page++) {
-		struct json_object *rows = NULL;
-		char *next = NULL;
-		rc = zoho_list_subform(zoho, sf->module, fields, nf, page, token, &rows, &more, &next);
-		if (rc) {
-			snprintf(err, errlen, "%s", zoho_error(zoho));
-			break;
+	for (int pass = 1; !rc && !*complete && pass <= SUBFORM_LIST_PASSES; pass++) {
+		/* If-Modified-Since is "after": the second before the pass less the skew. */
+		int64_t since = (int64_t)time(NULL) - SUBFORM_SKEW_MARGIN - 1;
+		bool more = true, all = false;
+		size_t nchanges = 0;
+		for (int page = 1; more; page++) {
+			struct json_object *rows = NULL;
+			char *next = NULL;
+			size_t n = 0;
+			double t0 = wall_clock();
+			rc = zoho_list_subform(zoho, sf->module, fields, nf, page, token, &rows,
+					       &more, &next);
+			if (rc) {
+				snprintf(err, errlen, "%s", zoho_error(zoho));
+				break;
+			}
+			double t1 = wall_clock();
+			st->calls++;
+			free(token);
+			token = next;
+			rc = copy_page(db, sf, rows, &ids, &idcap, &n, st, &buf, &cap);
+			json_object_put(rows);
+			if (rc) {
+				snprintf(err, errlen, "COPY of lines: %s", db_error(db));
+				break;
+			}
+			listcover_page(&lc, t0, t1, ids, n);
+			if (n == 0 || listcover_past_open(&lc))
+				break;
 		}
-		st->calls++;
 		free(token);
-		token = next;
-		size_t n = json_object_array_length(rows);
-		rc = db_copy_begin(db, "COPY zcrm_lines FROM STDIN (FORMAT csv)");
-		for (size_t r = 0; !rc && r < n; r++) {
-			struct json_object *row = json_object_array_get_idx(rows, r), *p, *pid;
-			if (!json_object_object_get_ex(row, "Parent_Id", &p) || !p ||
-			    !json_object_object_get_ex(p, "id", &pid) || !pid)
-				continue;
-			int64_t parent = strtoll(json_object_get_string(pid), NULL, 10);
-			len = 0;
-			if (parent <= 0 || !line_csv(sf, row, parent, &buf, &len, &cap))
-				continue;
-			st->staged++;
-			rc = db_copy_put(db, buf, len);
-		}
-		json_object_put(rows);
-		if (rc) {
-			snprintf(err, errlen, "COPY of lines: %s", db_error(db));
-			if (db_copy_end(db, "aborted", NULL) != RC_OK)
-				log_debug("COPY abort failed", "err=%s", log_q(db_error(db)));
+		token = NULL;
+		if (rc)
 			break;
+		/* A single page, or pages of adjacent ids, cannot have lost a row. */
+		if (listcover_boundaries(&lc) > 0) {
+			free(changes);
+			rc = parent_changes(zoho, module, since, &changes, &nchanges, &all);
+			if (rc) {
+				snprintf(err, errlen, "%s", zoho_error(zoho));
+				break;
+			}
+			st->calls += 2;
 		}
-		rc = db_copy_end(db, NULL, NULL);
-		if (rc) {
-			snprintf(err, errlen, "COPY of lines: %s", db_error(db));
-			break;
-		}
-		if (n == 0)
-			break;
+		*complete = listcover_end_pass(&lc, changes, nchanges, all, SUBFORM_SKEW_MARGIN);
+		if (!*complete)
+			log_info("records changed while their line items were listed; reading the"
+				 " listing again where a line may have been skipped",
+				 "subform=%s pass=%d open=%zu", log_q(sf->field), pass, lc.nopen);
 	}
+	if (!rc && !*complete)
+		log_warn("the line items kept changing while they were listed; their sets are kept"
+			 " stale, to be read again by the next run",
+			 "subform=%s passes=%d", log_q(sf->field), SUBFORM_LIST_PASSES);
+	listcover_free(&lc);
+	free(changes);
+	free(ids);
 	free(token);
 	free(buf);
 	free(fields);
@@ -694,12 +806,13 @@ enum rc subform_listing_load(struct db *db, struct zoho *zoho, const struct subf
 			snprintf(err, errlen, "%s", db_error(db));
 			break;
 		}
-		rc = list_pages(db, zoho, sf, st, err, errlen);
+		bool complete = false;
+		rc = list_pages(db, zoho, set->module, sf, st, &complete, err, errlen);
 		if (!rc)
 			rc = db_begin(db);
 		if (!rc)
 			rc = apply_sets(db, set, sf, "SELECT parent_id, ts FROM zcrm_lines_parents",
-					NULL, NULL, st);
+					NULL, NULL, !complete, st);
 		if (!rc)
 			rc = db_commit(db);
 		if (rc) {

@@ -70,7 +70,8 @@ bool subform_by_id_only(const char *data_type);
 /* Is c a column Bulk Read cannot fill (multiselectlookup, multiuserlookup:
  * the ids kind; fileupload, imageupload)? */
 bool subform_unexported_column(const struct zcolumn *c);
-/* Listing calls for lines rows: ceil(lines / 200), at least 1. */
+/* Listing calls for lines rows: ceil(lines / 200), at least 1; past one
+ * page, 2 more for the changes made while it ran (listcover.h). */
 long subform_listing_calls(long lines);
 /* The cheaper way to fetch nids parents with their lines: by id (nids
  * single-record GETs, 1 credit each) or by Get Records of the ids

@@ -1213,11 +1213,11 @@ enum rc zoho_list_subform(struct zoho *z, const char *subform, const char *const
 	}
 	fieldlist = join_fields(fields, nfields);
 	if (page_token && *page_token)
-		path = xasprintf("/crm/v6/%s?fields=%s&per_page=%d&page_token=%s", subform,
-				 fieldlist, ZOHO_LIST_PAGE, page_token);
+		path = xasprintf("/crm/v6/%s?fields=%s&sort_order=asc&per_page=%d&page_token=%s",
+				 subform, fieldlist, ZOHO_LIST_PAGE, page_token);
 	else
-		path = xasprintf("/crm/v6/%s?fields=%s&per_page=%d&page=%d", subform, fieldlist,
-				 ZOHO_LIST_PAGE, page > 0 ? page : 1);
+		path = xasprintf("/crm/v6/%s?fields=%s&sort_order=asc&per_page=%d&page=%d",
+				 subform, fieldlist, ZOHO_LIST_PAGE, page > 0 ? page : 1);
 	struct call c = {.what = what, .path = path};
 	rc = send_json(z, &c, &resp, &root);
 	if (rc)

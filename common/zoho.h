@@ -178,8 +178,9 @@ enum rc zoho_get_records_all_fields(struct zoho *z, const char *module, const in
 enum rc zoho_get_record(struct zoho *z, const char *module, int64_t id,
 			struct json_object **record) ZCRM_MUSTCHECK;
 /* One page (200 rows) of every row of a subform, whatever its parent:
- * GET /crm/v6/{subform}?fields=…&per_page=200&page=N (1 credit), or with
- * page_token once Zoho gave one (beyond 2,000 rows). Each row carries
+ * GET /crm/v6/{subform}?fields=…&sort_order=asc&per_page=200&page=N (1
+ * credit; ascending ids, as listcover.h needs), or with page_token once
+ * Zoho gave one (beyond 2,000 rows). Each row carries
  * Parent_Id {"name","id"}. *rows is a new JSON array (204: empty);
  * *next_token (caller frees) is info.next_page_token or NULL. */
 enum rc zoho_list_subform(struct zoho *z, const char *subform, const char *const *fields,

@@ -1033,6 +1033,35 @@ def resolve_program(path):
     return BIN_ROOT / p
 
 
+def start_program(zcrm_env, path, config, args=(), name=None, marker=False):
+    """A batch program started in the background (own process group, its
+    stderr shown on failure); collect it with finish(). marker: tag the
+    process with its config and name, so that leftovers are found by it
+    rather than by the process group alone (two copies may share a
+    config: leave it off for those)."""
+    exe = resolve_program(path)
+    if not exe.exists():
+        pytest.fail("%s is not built (run make)" % exe, pytrace=False)
+    name = name or zcrm_env.next_name(exe.name)
+    p = Proc(name, [exe, "--config", config] + list(args), zcrm_env.dir, env=clean_env(),
+             marker=str(config) + " " + name if marker else None)
+    zcrm_env.add_log("%s stderr" % name, p.stderr_path, since=0)
+    return p.start()
+
+
+def finish(zcrm_env, proc, timeout=180):
+    """Wait for a background program to exit by itself; its status. Fails
+    the test on a sanitizer report or a leftover process."""
+    try:
+        proc.wait(timeout=scaled(timeout))
+    except Exception:
+        proc.stop(signal.SIGKILL)
+        zcrm_env.fail(proc.take_problems() + ["%s did not finish" % proc.name])
+    rc = proc.stop()
+    zcrm_env.fail(proc.take_problems())
+    return rc
+
+
 def run_program_in(workdir, path, args=(), config=None, env=None, timeout=60, input=None,
                    name=None):
     """Run a batch program or tool to completion. Returns a CompletedProcess

@@ -26,7 +26,7 @@ import zlib
 
 import pytest
 
-from harness import Proc, clean_env, REPO, resolve_program, scaled, wait_until
+from harness import finish, REPO, scaled, start_program, wait_until
 
 FIELDS = REPO / "tests" / "data" / "fields" / "leads.json"
 EX_DATAERR, EX_UNAVAILABLE, EX_TEMPFAIL = 65, 69, 75
@@ -106,25 +106,6 @@ def refusal(res):
     lines = [ln for ln in res.stderr.splitlines() if "level=error" in ln]
     assert lines, res.stderr[-2000:]
     return lines[-1]
-
-
-def start_program(zcrm_env, path, config, args=()):
-    exe = resolve_program(path)
-    name = zcrm_env.next_name(exe.name)
-    p = Proc(name, [exe, "--config", config] + list(args), zcrm_env.dir, env=clean_env())
-    zcrm_env.add_log("%s stderr" % name, p.stderr_path, since=0)
-    return p.start()
-
-
-def finish(zcrm_env, proc, timeout=120):
-    try:
-        proc.wait(timeout=scaled(timeout))
-    except Exception:
-        proc.stop(signal.SIGKILL)
-        zcrm_env.fail(proc.take_problems() + ["%s did not finish" % proc.name])
-    rc = proc.stop()
-    zcrm_env.fail(proc.take_problems())
-    return rc
 
 
 @pytest.fixture

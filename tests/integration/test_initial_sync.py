@@ -34,7 +34,7 @@ import zipfile
 
 import pytest
 
-from harness import REPO, Proc, clean_env, resolve_program, scaled, wait_until
+from harness import finish, REPO, scaled, start_program, wait_until
 from truth import assert_matches_truth, diff_table, format_diffs
 
 sys.path.insert(0, str(REPO / "tests" / "zoho_sim"))
@@ -47,33 +47,6 @@ MODULE = "Leads"
 
 
 # ----------------------------------------------------------------- helpers
-
-def start_program(zcrm_env, path, config, args=(), name=None):
-    """A batch program started in the background (own process group, its
-    stderr shown on failure); stop it with finish()."""
-    exe = resolve_program(path)
-    if not exe.exists():
-        pytest.fail("%s is not built (run make)" % exe, pytrace=False)
-    name = name or zcrm_env.next_name(exe.name)
-    # No marker: two copies may share a config; the process group check
-    # still finds anything a copy leaves behind.
-    p = Proc(name, [exe, "--config", config] + list(args), zcrm_env.dir, env=clean_env())
-    zcrm_env.add_log("%s stderr" % name, p.stderr_path, since=0)
-    return p.start()
-
-
-def finish(zcrm_env, proc, timeout=120):
-    """Wait for a background program to exit by itself; returns its status
-    and fails the test on a sanitizer report or a leftover process."""
-    try:
-        proc.wait(timeout=scaled(timeout))
-    except Exception:
-        proc.stop(signal.SIGKILL)
-        zcrm_env.fail(proc.take_problems() + ["%s did not finish" % proc.name])
-    rc = proc.stop()
-    zcrm_env.fail(proc.take_problems())
-    return rc
-
 
 def killed(zcrm_env, db, proc):
     """kill -9 proc, then wait until PostgreSQL has dealt with its sessions:

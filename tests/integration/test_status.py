@@ -16,7 +16,7 @@ import signal
 
 import pytest
 
-from harness import Proc, alloc_port, clean_env, resolve_program, scaled, wait_until
+from harness import alloc_port, scaled, start_program, wait_until
 
 EX_TEMPFAIL = 75
 MODULE = "Leads"
@@ -66,14 +66,6 @@ def test_status_with_postgres_says_so(db, config_factory, run_program):
 
 
 # ------------------------------------------------------------ killed runs
-
-def start_program(zcrm_env, path, config, args=()):
-    exe = resolve_program(path)
-    name = zcrm_env.next_name(exe.name)
-    p = Proc(name, [exe, "--config", config] + list(args), zcrm_env.dir, env=clean_env())
-    zcrm_env.add_log("%s stderr" % name, p.stderr_path, since=0)
-    return p.start()
-
 
 def last_run(run_program, cfg, kind):
     res = status(run_program, cfg, "--json")

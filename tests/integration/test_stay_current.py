@@ -36,7 +36,7 @@ import urllib.parse
 
 import pytest
 
-from harness import CHANNEL_ID, Proc, clean_env, resolve_program, scaled, wait_until
+from harness import CHANNEL_ID, finish, scaled, start_program, wait_until
 from harness import http as harness_http
 from truth import diff_table, dump_truth, format_diffs
 
@@ -118,32 +118,6 @@ def wait_truth(sim, db, zcrm_env, timeout=60, tombstones="required"):
     except AssertionError as e:
         pytest.fail("%s: %s" % (e, format_diffs(last.get("diffs") or [], 25)), pytrace=False)
     return check_truth(sim, db, zcrm_env, tombstones)
-
-
-def start_program(zcrm_env, path, config, args=(), name=None):
-    """A batch program started in the background (own process group, its
-    stderr shown on failure); collect it with finish()."""
-    exe = resolve_program(path)
-    if not exe.exists():
-        pytest.fail("%s is not built (run make)" % exe, pytrace=False)
-    name = name or zcrm_env.next_name(exe.name)
-    p = Proc(name, [exe, "--config", config] + list(args), zcrm_env.dir, env=clean_env(),
-             marker=str(config) + " " + name)
-    zcrm_env.add_log("%s stderr" % name, p.stderr_path, since=0)
-    return p.start()
-
-
-def finish(zcrm_env, proc, timeout=180):
-    """Wait for a background program to exit by itself; its status. Fails
-    the test on a sanitizer report or a leftover process."""
-    try:
-        proc.wait(timeout=scaled(timeout))
-    except Exception:
-        proc.stop(signal.SIGKILL)
-        zcrm_env.fail(proc.take_problems() + ["%s did not finish" % proc.name])
-    rc = proc.stop()
-    zcrm_env.fail(proc.take_problems())
-    return rc
 
 
 def sync_state(db):
@@ -458,8 +432,10 @@ def test_two_incremental_runs_one_works(db, stack, zcrm_env):
                        {"values": {"Description": "silent edit"}, "silent": True})
     # A job now needs 3 polls (1 s, 2 s, 4 s apart) and never completes by time.
     st.sim.control("POST", "/config", {"bulk_polls": 3, "bulk_step_ms": 0})
-    a = start_program(zcrm_env, "batch/incremental_sync", st.conf, name="incremental-a")
-    b = start_program(zcrm_env, "batch/incremental_sync", st.conf, name="incremental-b")
+    a = start_program(zcrm_env, "batch/incremental_sync", st.conf, name="incremental-a",
+                      marker=True)
+    b = start_program(zcrm_env, "batch/incremental_sync", st.conf, name="incremental-b",
+                      marker=True)
     ra, rb = finish(zcrm_env, a), finish(zcrm_env, b)
     assert sorted([ra, rb]) == [0, EX_TEMPFAIL], (ra, rb, a.stderr_text()[-2000:],
                                                  b.stderr_text()[-2000:])
