@@ -10,12 +10,6 @@
 #include <string.h>
 #include <strings.h>
 
-/* The merge statement's forms, tried in this order: MERGE (plain inserts,
- * PostgreSQL 15+, bulk rule), then INSERT … ON CONFLICT, then its dedup
- * variant. A later form runs only when the earlier one met a repeated id
- * or a row inserted meanwhile by another writer (see merge_apply_finish). */
-enum merge_form { FORM_MERGE, FORM_UPSERT, FORM_DEDUP };
-
 struct merge_stage {
 	struct db *db;      /* the caller's transaction: merges run here */
 	struct db *copy_db; /* where COPY goes: db, or a chunk's stager */
@@ -29,6 +23,7 @@ struct merge_stage {
 	/* the merge in flight (merge_apply_start … merge_apply_finish) */
 	bool in_flight;
 	enum merge_form form;
+	enum merge_form pinned; /* merge_stage_pin_form; MERGE_FORM_AUTO: none */
 	enum merge_rule rule;
 	int64_t tie_before;
 	char *source;
@@ -260,7 +255,7 @@ static char *build_sql(struct db *db, const struct module_schema *schema, const 
 		free(set.s);
 		goto done;
 	}
-	if (form == FORM_MERGE) {
+	if (form == MERGE_FORM_MERGE) {
 		/* Like the ON CONFLICT form below, but new rows are plain inserts:
 		 * `ON CONFLICT` makes each a speculative insertion (an extra WAL
 		 * record and index probe), 1.48 s against 0.96 s for 200,000 typed
@@ -283,7 +278,7 @@ static char *build_sql(struct db *db, const struct module_schema *schema, const 
 			source);
 		goto done;
 	}
-	if (form == FORM_UPSERT) {
+	if (form == MERGE_FORM_UPSERT) {
 		/* The staged rows' casts are a pulled-up subquery: the join and
 		 * its filter need only id and Modified_Time, so the other columns
 		 * are cast only for the rows that pass (an unchanged page costs a
@@ -602,8 +597,12 @@ enum rc merge_apply_start(struct merge_stage *st, enum merge_rule rule, int64_t 
 	st->source = xstrdup(source);
 	/* MERGE for bulk pages only: a fetch merges a few rows that webhook
 	 * threads race to insert, where ON CONFLICT is the form that fits. */
-	st->form = rule == MERGE_BULK && db_server_version(st->db) >= 150000 ? FORM_MERGE :
-									      FORM_UPSERT;
+	if (st->pinned != MERGE_FORM_AUTO)
+		st->form = st->pinned;
+	else if (rule == MERGE_BULK && db_server_version(st->db) >= 150000)
+		st->form = MERGE_FORM_MERGE;
+	else
+		st->form = MERGE_FORM_UPSERT;
 	char *sql = form_sql(st);
 	rc = db_send(st->db, sql);
 	free(sql);
@@ -773,12 +772,12 @@ enum rc merge_apply_finish(struct merge_stage *st, long *applied, char *err, siz
 		 * our snapshot. ON CONFLICT resolves the second, its dedup form
 		 * the first. */
 		bool repeated = !strcmp(db_sqlstate(st->db), "21000");
-		bool raced = st->form == FORM_MERGE && !strcmp(db_sqlstate(st->db), "23505");
+		bool raced = st->form == MERGE_FORM_MERGE && !strcmp(db_sqlstate(st->db), "23505");
 		/* Class 22 (a value that does not cast: "lots" in a bigint
 		 * column): the bad cells become NULL and are recorded, then the
 		 * same statement runs again. */
 		bool cast = data_exception(st->db) && scrubs < SCRUBS_MAX;
-		if (!cast && (st->form == FORM_DEDUP || (!repeated && !raced)))
+		if (!cast && (st->form == MERGE_FORM_DEDUP || (!repeated && !raced)))
 			break;
 		if (cast) {
 			free(cast_err);
@@ -805,7 +804,7 @@ enum rc merge_apply_finish(struct merge_stage *st, long *applied, char *err, siz
 			}
 			st->cells_nulled += n;
 		} else {
-			st->form = repeated ? FORM_DEDUP : FORM_UPSERT;
+			st->form = repeated ? MERGE_FORM_DEDUP : MERGE_FORM_UPSERT;
 		}
 		char *sql = form_sql(st);
 		db_res_free(res);
@@ -825,6 +824,11 @@ out:
 	db_res_free(res);
 	free(cast_err);
 	return rc;
+}
+
+void merge_stage_pin_form(struct merge_stage *st, enum merge_form form)
+{
+	st->pinned = form;
 }
 
 long merge_stage_cells_nulled(const struct merge_stage *st)

@@ -45,6 +45,12 @@ enum merge_rule { MERGE_BULK, MERGE_FETCH, MERGE_BACKFILL };
 
 struct merge_stage;
 
+/* The merge statement's forms, tried in this order: MERGE (plain inserts,
+ * PostgreSQL 15+, bulk rule), then INSERT … ON CONFLICT, then its dedup
+ * variant. A later form runs only when the earlier one met a repeated id
+ * or a row inserted meanwhile by another writer (see merge_apply_finish). */
+enum merge_form { MERGE_FORM_AUTO, MERGE_FORM_MERGE, MERGE_FORM_UPSERT, MERGE_FORM_DEDUP };
+
 /* Create the staging table with one text column per header (API names, in
  * CSV order) and start COPY (FORMAT csv, no header: the caller consumed it).
  * Headers must include id (any case) and Modified_Time. */
@@ -76,6 +82,10 @@ enum rc merge_apply_finish(struct merge_stage *st, long *applied, char *err,
  * Modified_Time does not cast is skipped, as one without them. The
  * statement of a merge without a bad cell is unchanged. */
 long merge_stage_cells_nulled(const struct merge_stage *st);
+/* The form merge_apply starts with, instead of its choice (the fallbacks
+ * above still apply): tests/unit/test_merge_rule.c pins each form to the
+ * same table of cases. */
+void merge_stage_pin_form(struct merge_stage *st, enum merge_form form);
 /* True once merge_apply_finish would not wait for the server. */
 bool merge_apply_ready(struct merge_stage *st);
 /* Reconcile's use of the staged rows instead of a merge: (id,
