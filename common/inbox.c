@@ -17,96 +17,28 @@ static void ms_literal(int64_t ms, char *buf, size_t cap)
 	snprintf(buf, cap, "%" PRId64 ".%03d", ms / 1000, (int)(ms % 1000));
 }
 
-/* Columns affected_values may never set: identity and the freshness clock. */
-static bool system_column(const char *column)
+/* A field affected_values names that we do not know (added or renamed in
+ * Zoho): the fields metadata is read at the next chance (schemasync.h);
+ * one write, the first time only. */
+static enum rc note_unknown_fields(struct db *db, const struct module_schema *schema,
+				   struct json_object *values)
 {
-	return !strcmp(column, "id") || !strcmp(column, "modified_time") ||
-	       !strcmp(column, "created_time");
-}
-
-/* Apply one affected_values entry to its existing live row, at once, so
- * the change is visible before the record is fetched. The fetch that the
- * notification queued stays the source of truth: modified_time is left
- * alone, and only the newest notification of the id applies (none newer
- * waits in fetch_queue or dirty), so a reordered older one cannot overwrite
- * a newer one. A newer one already fetched left a newer modified_time. */
-static enum rc apply_values(struct db *db, const struct module_schema *schema,
-			    const char *qtable, int64_t id, struct json_object *values,
-			    const char *when)
-{
-	char idtext[24];
-	const char **params = NULL;
-	char **cells = NULL;
-	char *sets = xstrdup(""), *sql = NULL;
-	size_t n = 0, cap = (size_t)json_object_object_length(values) + 3;
-	bool unknown = false;
-	enum rc rc = RC_OK;
-
-	params = xcalloc(cap, sizeof(*params));
-	cells = xcalloc(cap, sizeof(*cells));
-	snprintf(idtext, sizeof(idtext), "%" PRId64, id);
-	params[n++] = idtext;
-	params[n++] = when;
-	params[n++] = schema->module;
 	json_object_object_foreach(values, key, v)
 	{
-		const struct zcolumn *c = schema_column(schema, key);
-		if (!c && key[0] != '$' && strcasecmp(key, "id"))
-			unknown = true;
-		if (!c || system_column(c->column))
-			continue;
-		char ref[16];
-		snprintf(ref, sizeof(ref), "$%zu", n + 1);
-		char *qc = db_quote_ident(db, c->column);
-		/* A value that does not cast is a preview's NULL; the fetch that
-		 * follows records it in cell_errors (merge.h). */
-		char *cast = schema_safe_cast_expr(c->kind, ref);
-		char *more = xasprintf("%s%s%s = %s", sets, *sets ? ", " : "", qc, cast);
-		free(sets);
-		sets = more;
-		free(qc);
-		free(cast);
-		cells[n] = schema_json_cell(v, c->kind);
-		params[n] = cells[n];
-		n++;
+		(void)v;
+		if (!schema_column(schema, key) && key[0] != '$' && strcasecmp(key, "id"))
+			return db_prepared(db, "inbox_fields_stale",
+					   "UPDATE sync_state SET fields_checked = NULL WHERE module = $1"
+					   " AND fields_checked IS NOT NULL",
+					   1, (const char *[]){schema->module}, NULL);
 	}
-	/* A field we do not know (added or renamed in Zoho): the fields
-	 * metadata is read at the next chance (schemasync.h); one write, the
-	 * first time only. */
-	if (unknown) {
-		rc = db_prepared(db, "inbox_fields_stale",
-				 "UPDATE sync_state SET fields_checked = NULL WHERE module = $1"
-				 " AND fields_checked IS NOT NULL",
-				 1, (const char *[]){schema->module}, NULL);
-		if (rc)
-			goto out;
-	}
-	if (!*sets)
-		goto out;
-	sql = xasprintf("UPDATE %s SET %s, synced_at = now(), source = 'notify'"
-			" WHERE id = $1::bigint AND deleted_at IS NULL"
-			" AND (modified_time IS NULL OR modified_time <= to_timestamp($2::numeric))"
-			" AND NOT EXISTS (SELECT 1 FROM fetch_queue q WHERE q.module = $3"
-			"  AND q.server_time > to_timestamp($2::numeric) AND $1::bigint = ANY(q.ids))"
-			" AND NOT EXISTS (SELECT 1 FROM dirty d WHERE d.module = $3 AND d.id = $1::bigint"
-			"  AND d.server_time > to_timestamp($2::numeric))",
-			qtable, sets);
-	rc = db_exec(db, sql, (int)n, params, NULL);
-out:
-	for (size_t i = 0; i < cap; i++)
-		free(cells[i]);
-	free(cells);
-	free(params);
-	free(sets);
-	free(sql);
-	return rc;
+	return RC_OK;
 }
 
 static enum rc apply_affected(struct db *db, const struct notification *n, const char *when)
 {
 	struct json_object *arr = n->affected_values;
 	struct module_schema *schema = NULL;
-	char *qtable = NULL;
 	enum rc rc;
 
 	if (!arr || n->op == NOTIF_DELETE || json_object_array_length(arr) == 0)
@@ -114,7 +46,6 @@ static enum rc apply_affected(struct db *db, const struct notification *n, const
 	rc = schema_load(db, n->module, &schema);
 	if (rc)
 		return rc == RC_NOTFOUND ? RC_OK : rc;
-	qtable = db_quote_ident(db, schema->table);
 	for (size_t i = 0; i < json_object_array_length(arr) && !rc; i++) {
 		struct json_object *e = json_object_array_get_idx(arr, i), *rid, *values;
 		int64_t id;
@@ -127,10 +58,10 @@ static enum rc apply_affected(struct db *db, const struct notification *n, const
 			continue;
 		for (size_t k = 0; k < n->nids && !listed; k++)
 			listed = n->ids[k] == id;
-		if (listed)
-			rc = apply_values(db, schema, qtable, id, values, when);
+		rc = note_unknown_fields(db, schema, values);
+		if (!rc && listed)
+			rc = merge_preview(db, schema, id, values, when);
 	}
-	free(qtable);
 	module_schema_free(schema);
 	return rc;
 }

@@ -1,7 +1,7 @@
-/* merge.h — the freshness rule's SQL: every merge of records and every
- * tombstone. (The other writers of module rows, each an UPDATE with its
- * own guard: inbox.c's affected_values preview, issue #18; formula.c's
- * refresh of formula and rollup columns only.)
+/* merge.h — the freshness rule's SQL: every merge of records, every
+ * tombstone, and the preview of a notification's affected_values. (The one
+ * other writer of module rows: formula.c's refresh of formula and rollup
+ * columns only, which never moves modified_time.)
  *
  * Both sources of records (bulk CSV pages and records fetched by id) are
  * written as CSV text into a temporary all-text staging table whose columns
@@ -32,6 +32,7 @@
 #include "rc.h"
 #include "schema.h"
 
+#include <json-c/json.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -128,6 +129,18 @@ void merge_stage_free(struct merge_stage *st);
 enum rc merge_tombstones(struct db *db, const char *module, const int64_t *ids,
 			 const int64_t *deleted_ms, size_t n, const char *source,
 			 long *applied) ZCRM_MUSTCHECK;
+
+/* The preview (inbox.c): the values a notification's affected_values
+ * carries for record id (a JSON object by API name), set at once on its
+ * live row so the change shows before the record is fetched; the fetch the
+ * notification queued stays the source of truth. Applies only if the row
+ * is not newer than the notification (when: its server time, epoch
+ * seconds as text) and no newer notification of the id waits to be
+ * fetched, so a reordered older one cannot overwrite a newer one; never
+ * sets id, modified_time or created_time. A value that does not cast is
+ * stored NULL. Unknown fields are skipped. */
+enum rc merge_preview(struct db *db, const struct module_schema *schema, int64_t id,
+		      struct json_object *values, const char *when) ZCRM_MUSTCHECK;
 
 /* Append one CSV cell (RFC 4180: quoted when needed, quotes doubled) to a
  * growable buffer; NULL writes an empty unquoted cell (COPY's NULL). */
