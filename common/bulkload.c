@@ -662,7 +662,9 @@ static enum rc load_direct(struct db *db, const struct module_schema *schema, st
 	/* The merge skips a row without Modified_Time: so does this. */
 	struct db_res *res = NULL;
 	free(sql);
-	sql = xasprintf("DELETE FROM %s WHERE modified_time IS NULL", qt);
+	/* Only rows of this page: a tombstone a notification wrote for an id
+	 * we did not hold (modified_time NULL too) stays. */
+	sql = xasprintf("DELETE FROM %s WHERE modified_time IS NULL AND deleted_at IS NULL", qt);
 	rc = db_exec(db, sql, 0, NULL, &res);
 	long dropped = rc ? 0 : db_res_affected(res);
 	db_res_free(res);

@@ -13,5 +13,5 @@ from harness import (  # noqa: E402,F401  (pytest finds fixtures and hooks by na
     pytest_runtest_makereport, pytest_sessionfinish, pytest_testnodedown,
     pytest_terminal_summary,
     zcrm_env, pg, db, config_factory, nginx_factory, webhook_factory, sim_factory,
-    run_program, http_fixture,
+    run_program, http_fixture, fields_stack, sim_stack,
 )

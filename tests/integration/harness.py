@@ -1033,6 +1033,76 @@ def resolve_program(path):
     return BIN_ROOT / p
 
 
+FIELDS = REPO / "tests" / "data" / "fields"
+
+
+def load_table(run_program, cfg, module):
+    """The module's table from tests/data/fields/<module>.json (tools/load_fields)."""
+    res = run_program("tools/load_fields", ["--module", module, "--fields",
+                                            FIELDS / ("%s.json" % module.lower())], config=cfg)
+    assert res.returncode == 0, res.stderr
+    return res
+
+
+class WebhookStack:
+    """nginx + webhook + migrated database with module tables (no Zoho)."""
+
+    def __init__(self, db, ng, wh, config, spool):
+        self.db, self.ng, self.wh, self.config, self.spool = db, ng, wh, config, spool
+
+    def post(self, body, path="/zcrm/notify", headers=None):
+        h = {"Content-Type": "application/json"}
+        h.update(headers or {})
+        return http("POST", self.ng.url + path, body, h)
+
+    def get(self, path, method="GET"):
+        return http(method, self.ng.url + path)
+
+
+@pytest.fixture
+def fields_stack(db, run_program, config_factory, nginx_factory, webhook_factory, zcrm_env):
+    """fields_stack(overrides=None, tables=("Leads",), nginx_kw=None, args=(),
+    cls=WebhookStack, **launch) -> cls(db, nginx, webhook, config, spool):
+    the webhook (fetch off) behind nginx, its tables made by
+    tools/load_fields from tests/data/fields/<module>.json (which also
+    applies the migrations). launch: webhook_factory's listen, wrap,
+    pass_fds, env."""
+
+    def make(overrides=None, tables=("Leads",), nginx_kw=None, args=(), cls=WebhookStack,
+             **launch):
+        ov = {"webhook": {"fetch": False}}
+        for sec, kv in (overrides or {}).items():
+            ov.setdefault(sec, {}).update(kv)
+        ng = nginx_factory(**(nginx_kw or {}))
+        cfg = config_factory(ov, nginx=ng)
+        res = run_program("tools/load_fields", ["--migrate-only"], config=cfg)
+        assert res.returncode == 0, res.stderr
+        for mod in tables:
+            load_table(run_program, cfg, mod)
+        wh = webhook_factory(config=cfg, nginx=ng, args=args, **launch)
+        return cls(db, ng, wh, cfg, zcrm_env.dir / "spool")
+
+    return make
+
+
+@pytest.fixture
+def sim_stack(sim_factory, nginx_factory, webhook_factory, config_factory):
+    """sim_stack(*sim_args, cfg=None) -> (sim, nginx, webhook, config path):
+    the simulator, nginx and the webhook behind it (fetch on, 2 threads),
+    sharing one config with the batch programs - what they run beside."""
+
+    def make(*sim_args, cfg=None):
+        sim = sim_factory("-q", *sim_args)
+        ng = nginx_factory()
+        overrides = {"webhook": {"fetch": True, "threads": 2}}
+        overrides.update(cfg or {})
+        conf = config_factory(overrides, sim=sim, nginx=ng, name="zcrm")
+        wh = webhook_factory(config=conf, nginx=ng)
+        return sim, ng, wh, conf
+
+    return make
+
+
 def start_program(zcrm_env, path, config, args=(), name=None, marker=False):
     """A batch program started in the background (own process group, its
     stderr shown on failure); collect it with finish(). marker: tag the

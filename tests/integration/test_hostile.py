@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 
 import harness
-from harness import BIN_ROOT, CHANNEL_ID, REPO, TOKEN, scaled
+from harness import BIN_ROOT, CHANNEL_ID, TOKEN, scaled
 
 WEBHOOK = BIN_ROOT / "webhook" / "zcrm_webhook"
-FIELDS = REPO / "tests" / "data" / "fields"
 TABLES = ("inbox", "to_fetch", "leads", "bulk_callbacks")
 T0 = 1718117126473
 MAX_BODY = 1048576          # nginx client_max_body_size 1m == [webhook] max_body
@@ -50,19 +49,11 @@ def notif(ids=("5725767000003000064",), token=TOKEN, op="update", module="Leads"
     return json.dumps(d).encode()
 
 
-class Stack:
-    def __init__(self, db, ng, wh, spool):
-        self.db, self.ng, self.wh, self.spool = db, ng, wh, spool
-
+class Stack(harness.WebhookStack):
     def snapshot(self):
         out = {t: self.db.query("SELECT * FROM zcrm.%s ORDER BY 1, 2" % t) for t in TABLES}
         out["spool"] = sorted(p.name for p in Path(self.spool).iterdir())
         return out
-
-    def post(self, body, path="/zcrm/notify", headers=None):
-        h = {"Content-Type": "application/json"}
-        h.update(headers or {})
-        return harness.http("POST", self.ng.url + path, body, h)
 
     def raw(self, data, **kw):
         return raw_request(self.ng.port, data, **kw)
@@ -76,19 +67,11 @@ class Stack:
 
 
 @pytest.fixture
-def stack(db, run_program, config_factory, nginx_factory, webhook_factory, zcrm_env):
-    ng = nginx_factory()
-    cfg = config_factory({"webhook": {"fetch": False}}, nginx=ng)
-    res = run_program("tools/load_fields", ["--migrate-only"], config=cfg)
-    assert res.returncode == 0, res.stderr
-    res = run_program("tools/load_fields", ["--module", "Leads", "--fields",
-                                            FIELDS / "leads.json"], config=cfg)
-    assert res.returncode == 0, res.stderr
+def stack(fields_stack):
     # A small ASan quarantine, so that the RSS test measures leaks and
     # growth, not freed memory ASan keeps on purpose.
     env = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:quarantine_size_mb=16"}
-    wh = webhook_factory(config=cfg, nginx=ng, env=env)
-    return Stack(db, ng, wh, zcrm_env.dir / "spool")
+    return fields_stack(cls=Stack, env=env)
 
 
 def raw_request(port, data, timeout=10, half_close=False):

@@ -25,6 +25,7 @@ import base64
 import datetime as dt
 import fcntl
 import io
+import json
 import os
 import re
 import signal
@@ -34,7 +35,7 @@ import zipfile
 
 import pytest
 
-from harness import finish, REPO, scaled, start_program, wait_until
+from harness import CHANNEL_ID, finish, http, REPO, scaled, start_program, TOKEN, wait_until
 from truth import assert_matches_truth, diff_table, format_diffs
 
 sys.path.insert(0, str(REPO / "tests" / "zoho_sim"))
@@ -131,17 +132,12 @@ def check_truth(sim, db, zcrm_env, tombstones="required"):
 
 
 @pytest.fixture
-def stack(db, sim_factory, nginx_factory, webhook_factory, config_factory):
+def stack(db, sim_stack):
     """stack(*sim_args, cfg=None) -> (sim, config path): the simulator, nginx,
     and the webhook behind it (fetch on) — what initial_sync runs beside."""
 
     def make(*sim_args, cfg=None):
-        sim = sim_factory("-q", *sim_args)
-        ng = nginx_factory()
-        overrides = {"webhook": {"fetch": True, "threads": 2}}
-        overrides.update(cfg or {})
-        webhook_factory(overrides, sim=sim, nginx=ng)
-        conf = config_factory(overrides, sim=sim, nginx=ng)
+        sim, _, _, conf = sim_stack(*sim_args, cfg=cfg)
         return sim, conf
 
     return make
@@ -281,6 +277,35 @@ def test_changes_during_export_end_newest(db, stack, zcrm_env):
     assert {d["id"] for d in truth["deleted"]} == changed["delete"]
     assert db.value("SELECT count(*) FROM zcrm.leads WHERE deleted_at IS NOT NULL") == \
         len(changed["delete"])
+
+
+def test_tombstone_of_an_unknown_id_survives_the_next_page(db, sim_stack, zcrm_env):
+    """A first load COPYs its pages straight into the table, then drops the
+    page's rows without Modified_Time (the merge skips them). A delete
+    notified between two pages, for an id we never held, is a tombstone
+    row without modified_time too: it must stay, or a record created and
+    deleted during the load is forgotten (the export never saw it)."""
+    sim, ng, _, conf = sim_stack("--modules", "Leads:900", "--page-size", "300",
+                                 "--bulk-polls", "3", "--seed", "8",
+                                 cfg={"sync": {"bulk_jobs_ahead": 0}})
+    unknown = 5725767199999999001
+    proc = start_program(zcrm_env, "batch/initial_sync", conf)
+    wait_until(lambda: table_exists(db) and (db.value(
+        "SELECT bulk_page FROM zcrm.sync_state WHERE module = 'Leads'") or 0) >= 2,
+        scaled(120), interval=0.05, what="page 1 merged", proc=proc, log=proc.stderr_path)
+    body = json.dumps({"server_time": int(time.time() * 1000), "query_params": {},
+                       "module": "Leads", "ids": [str(unknown)], "affected_fields": [],
+                       "operation": "delete", "channel_id": CHANNEL_ID, "token": TOKEN})
+    status, _, raw = http("POST", ng.url + "/zcrm/notify", body.encode(),
+                          {"Content-Type": "application/json"})
+    assert status == 200, raw
+    wait_until(lambda: db.value("SELECT count(*) FROM zcrm.inbox WHERE processed_at IS NULL")
+               == 0, scaled(30), what="the delete applied")
+    assert db.value("SELECT deleted_at IS NOT NULL FROM zcrm.leads WHERE id = %s", unknown)
+    assert finish(zcrm_env, proc) == 0, proc.stderr_text()[-3000:]
+    assert db.value("SELECT deleted_at IS NOT NULL FROM zcrm.leads WHERE id = %s", unknown), \
+        "the tombstone of the unknown id was dropped by a later page"
+    assert db.value("SELECT count(*) FROM zcrm.leads WHERE deleted_at IS NULL") == 900
 
 
 def test_deletes_during_export_skip_no_record(db, stack, zcrm_env):

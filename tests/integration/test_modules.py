@@ -39,17 +39,12 @@ def settled(db):
 
 
 @pytest.fixture
-def stack(db, sim_factory, nginx_factory, webhook_factory, config_factory, run_program):
+def stack(db, sim_stack):
     def make(*sim_args, cfg=None):
-        sim = sim_factory("-q", "--bulk-polls", "1", "--scopes", SCOPES, *sim_args)
+        sim, _, _, conf = sim_stack("--bulk-polls", "1", "--scopes", SCOPES, *sim_args, cfg=cfg)
         # 15 modules are 15 downloads in a few seconds: Zoho's 10 a minute
         # is another test's subject (test_hostile_remote), not this one's.
         sim.control("POST", "/config", {"download_limit_per_min": 0})
-        ng = nginx_factory()
-        overrides = {"webhook": {"fetch": True, "threads": 2}}
-        overrides.update(cfg or {})
-        conf = config_factory(overrides, sim=sim, nginx=ng, name="zcrm")
-        webhook_factory(config=conf, nginx=ng)
         return sim, conf
 
     return make

@@ -55,18 +55,13 @@ class Stack:
 
 
 @pytest.fixture
-def stack(db, sim_factory, nginx_factory, webhook_factory, config_factory, run_program):
+def stack(db, sim_stack, run_program):
     """stack(records=600, *sim_args, cfg=None) -> Stack, after a successful
     batch/initial_sync and with every notification of it applied."""
 
     def make(records=600, *sim_args, cfg=None):
-        sim = sim_factory("-q", "--modules", "%s:%d" % (MODULE, records), "--bulk-polls", "1",
-                          *sim_args)
-        ng = nginx_factory()
-        overrides = {"webhook": {"fetch": True, "threads": 2}}
-        overrides.update(cfg or {})
-        conf = config_factory(overrides, sim=sim, nginx=ng, name="zcrm")
-        wh = webhook_factory(config=conf, nginx=ng)
+        sim, ng, wh, conf = sim_stack("--modules", "%s:%d" % (MODULE, records),
+                                      "--bulk-polls", "1", *sim_args, cfg=cfg)
         r = run_program("batch/initial_sync", config=conf, timeout=180)
         assert r.returncode == 0, r.stderr[-3000:]
         settle(sim, db)

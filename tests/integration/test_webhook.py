@@ -10,6 +10,7 @@ everywhere: fetching records needs Zoho (or the simulator).
 
 import concurrent.futures
 import contextlib
+import functools
 import json
 import os
 import re
@@ -28,7 +29,6 @@ from harness import BIN_ROOT, CHANNEL_ID, REPO, TOKEN, scaled, wait_until
 
 BASE = int(CHANNEL_ID)          # channel of module 0; module i uses BASE + i
 NOTIFY_DATA = REPO / "tests" / "data" / "notify"
-FIELDS = REPO / "tests" / "data" / "fields"
 WEBHOOK = BIN_ROOT / "webhook" / "zcrm_webhook"
 T0 = 1718117126473              # server_time of the documented insert sample
 TABLES = ("inbox", "to_fetch", "leads", "bulk_callbacks")
@@ -103,19 +103,8 @@ def spool_files(path):
                   and not p.name.startswith("."))
 
 
-class Stack:
+class Stack(harness.WebhookStack):
     """nginx + webhook + migrated database with module tables."""
-
-    def __init__(self, db, ng, wh, config, spool):
-        self.db, self.ng, self.wh, self.config, self.spool = db, ng, wh, config, spool
-
-    def post(self, body, path="/zcrm/notify", headers=None):
-        h = {"Content-Type": "application/json"}
-        h.update(headers or {})
-        return harness.http("POST", self.ng.url + path, body, h)
-
-    def get(self, path, method="GET"):
-        return harness.http(method, self.ng.url + path)
 
     def notify(self, body, expect=200):
         status, _, raw = self.post(body)
@@ -130,33 +119,9 @@ class Stack:
 
 
 @pytest.fixture
-def stack_factory(db, run_program, config_factory, nginx_factory, webhook_factory, zcrm_env):
-    """stack_factory(overrides=None, tables=("Leads",), nginx_kw=None,
-    args=(), **launch) -> Stack (launch: webhook_factory's listen, wrap,
-    pass_fds). Tables are created with tools/load_fields from
-    tests/data/fields/<module>.json (which also applies the migrations)."""
-
-    def make(overrides=None, tables=("Leads",), nginx_kw=None, args=(), **launch):
-        ov = {"webhook": {"fetch": False}}
-        for sec, kv in (overrides or {}).items():
-            ov.setdefault(sec, {}).update(kv)
-        ng = nginx_factory(**(nginx_kw or {}))
-        cfg = config_factory(ov, nginx=ng)
-        res = run_program("tools/load_fields", ["--migrate-only"], config=cfg)
-        assert res.returncode == 0, res.stderr
-        for mod in tables:
-            load_table(run_program, cfg, mod)
-        wh = webhook_factory(config=cfg, nginx=ng, args=args, **launch)
-        return Stack(db, ng, wh, cfg, zcrm_env.dir / "spool")
-
-    return make
-
-
-def load_table(run_program, cfg, module):
-    res = run_program("tools/load_fields", ["--module", module, "--fields",
-                                            FIELDS / ("%s.json" % module.lower())], config=cfg)
-    assert res.returncode == 0, res.stderr
-    return res
+def stack_factory(fields_stack):
+    """fields_stack (harness.py) making this file's Stack."""
+    return functools.partial(fields_stack, cls=Stack)
 
 
 @pytest.fixture
@@ -825,7 +790,7 @@ def test_notification_waits_for_module_table(stack_factory, run_program):
     assert st.notify(upd) == {"status": "duplicate"}
     assert st.metrics()[("zcrm_webhook_inbox_pending_total", frozenset())] == 2
 
-    res = load_table(run_program, st.config, "Contacts")
+    res = harness.load_table(run_program, st.config, "Contacts")
     assert "applied notifications that waited" in res.stderr
     assert db.query("SELECT module, id, %s FROM zcrm.to_fetch ORDER BY id" % ms("server_time")) == [
         ("Contacts", 81, T0), ("Contacts", 82, T0), ("Leads", 84, T0)]
@@ -991,7 +956,7 @@ def test_webhook_migrates_an_empty_database(db, nginx_factory, webhook_factory, 
     body = notif("update", [1201], T0)
     status, _, raw = http("POST", ng.url + "/zcrm/notify", body)
     assert status == 200 and jbody(raw) == {"status": "pending"}, raw
-    load_table(run_program, cfg, "Leads")
+    harness.load_table(run_program, cfg, "Leads")
     assert db.query("SELECT raw, via, processed_at IS NOT NULL FROM zcrm.inbox") == \
         [(stored(body).decode(), "webhook", True)]
     assert db.query("SELECT id FROM zcrm.to_fetch") == [(1201,)]
