@@ -449,17 +449,21 @@ def unprivileged_user():
     return os.environ.get("PG_TEMP_USER", "nobody")
 
 
+PG_TEMP = REPO / "scripts" / "pg-temp"
+
+
 class Postgres:
-    """A throwaway cluster in dir/data, like scripts/pg-temp (and
+    """A throwaway cluster in dir/data made and run by scripts/pg-temp (as
     pgbouncer's test/utils.py Postgres): trust auth, fsync off, 127.0.0.1
     only, socket in dir, log in dir/postgres.log. The database superuser is
-    named after the user running the tests."""
+    named after the user running the tests. Adds connections and SQL."""
 
     def __init__(self, directory, port=None):
         self.dir = Path(directory)
         self.data = self.dir / "data"
         self.log_path = self.dir / "postgres.log"
-        self.port = port or alloc_port()
+        self.fixed_port = port
+        self.port = port or 0  # set by start()
         self.bindir = pg_bindir()
         self.user = pwd.getpwuid(os.geteuid()).pw_name
         self.owner = unprivileged_user() if is_root() else self.user
@@ -478,50 +482,43 @@ class Postgres:
                                   self.log_path, tail(self.log_path)))
         return r
 
+    # -- the cluster itself: scripts/pg-temp makes, starts and stops it (one
+    # implementation, shared with make check-unit and make demo)
+    def _pg_temp(self, *args, check=True):
+        env = clean_env({"PG_TEMP_USER": self.owner, "PG_BINDIR": str(self.bindir)})
+        r = subprocess.run([str(PG_TEMP)] + [str(a) for a in args], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, env=env, timeout=scaled(300))
+        if check and r.returncode != 0:
+            raise RuntimeError("pg-temp %s failed (%d):\n%s\n--- %s ---\n%s"
+                               % (" ".join(str(a) for a in args), r.returncode,
+                                  r.stdout.decode("utf-8", "replace"), self.log_path,
+                                  tail(self.log_path)))
+        return r
+
     def init(self):
+        """The directory; the cluster is made by the first start()."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.log_path.touch()
-        if is_root():
-            pw = pwd.getpwnam(self.owner)
-            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
-            os.chown(self.log_path, pw.pw_uid, pw.pw_gid)
-        self._run([self.bindir / "initdb", "-D", self.data, "-U", self.user, "-A", "trust",
-                   "-E", "UTF8", "--no-locale", "--no-sync"])
-        sockdir = str(self.dir) if len(str(self.dir)) <= 90 else ""
-        with open(self.data / "postgresql.conf", "a") as f:
-            f.write("\n# --- zcrm-sync test harness ---\n"
-                    "fsync = off\n"
-                    "synchronous_commit = off\n"
-                    "full_page_writes = off\n"
-                    "listen_addresses = '127.0.0.1'\n"
-                    "unix_socket_directories = '%s'\n"
-                    "port = %d\n"
-                    "max_connections = 200\n"
-                    "logging_collector = off\n"
-                    "log_line_prefix = '%%m [%%p] %%q%%u@%%d '\n"
-                    % (sockdir, self.port))
         return self
 
     def start(self):
-        for attempt in range(5):
-            before = file_size(self.log_path)
-            r = self._run([self.bindir / "pg_ctl", "-D", self.data, "-l", self.log_path, "-w",
-                           "-t", str(int(scaled(60))), "-s", "start"], check=attempt == 4)
-            if r.returncode == 0:
-                break
-            if "could not bind" not in tail(self.log_path, 50, since=before):
-                raise RuntimeError("postgres did not start:\n%s" % tail(self.log_path, since=before))
-            # Someone took the port since it was allocated: take another.
-            self.port = alloc_port()
-            with open(self.data / "postgresql.conf", "a") as f:
-                f.write("port = %d\n" % self.port)
-        if not self.query("SELECT 1 FROM pg_database WHERE datname = 'zcrm'", dbname="postgres"):
-            self.execute("CREATE DATABASE zcrm", dbname="postgres")
+        """Start the cluster (made at the first start, at a free port; later
+        starts keep its port) with a database zcrm."""
+        fresh = not (self.data / "PG_VERSION").exists()
+        port = self.fixed_port if fresh else self.port
+        r = self._pg_temp("start", self.dir, *([port] if port else []))
+        m = re.search(r"port=(\d+)", r.stdout.decode("utf-8", "replace"))
+        if not m:
+            raise RuntimeError("pg-temp start printed no conninfo: %r" % r.stdout)
+        self.port = int(m.group(1))
         return self
 
     def stop(self, mode="fast"):
         self.close_connections()
-        if (self.data / "postmaster.pid").exists():
+        if not (self.data / "postmaster.pid").exists():
+            return
+        if mode == "fast":
+            self._pg_temp("stop", self.dir, check=False)
+        else:
             self._run([self.bindir / "pg_ctl", "-D", self.data, "-m", mode, "-w",
                        "-t", str(int(scaled(60))), "-s", "stop"], check=False)
 
