@@ -129,6 +129,9 @@ enum rc formula_merge(struct db *db, const struct module_schema *s, int64_t job_
 	rep->exported = rep->refreshed = rep->kept = 0;
 	if (n == 0)
 		goto out;
+	rc = schema_cast_prepare(db, s);
+	if (rc)
+		goto dberr;
 	for (int safe = 0; safe < 2; safe++) {
 		free(sql);
 		sql = merge_sql(db, s, names, n, job_created, dry_run, safe);

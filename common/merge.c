@@ -31,42 +31,6 @@ struct merge_stage {
 	long cells_nulled;  /* bad cells stored as NULL by the retry (scrub) */
 };
 
-/* The typed expression of staged text column q (already quoted). */
-static void cast_expr(struct buf *b, enum field_kind kind, const char *q)
-{
-	switch (kind) {
-	case FIELD_TEXT:
-		buf_printf(b, "NULLIF(s.%s, '')", q);
-		break;
-	case FIELD_INT:
-	case FIELD_LOOKUP:
-		buf_printf(b, "NULLIF(s.%s, '')::bigint", q);
-		break;
-	case FIELD_NUMERIC:
-		buf_printf(b, "NULLIF(s.%s, '')::numeric", q);
-		break;
-	case FIELD_BOOL:
-		buf_printf(b, "NULLIF(s.%s, '')::boolean", q);
-		break;
-	case FIELD_DATE:
-		buf_printf(b, "NULLIF(s.%s, '')::date", q);
-		break;
-	case FIELD_DATETIME:
-		buf_printf(b, "NULLIF(s.%s, '')::timestamptz", q);
-		break;
-	case FIELD_MULTI:
-		buf_printf(b, "string_to_array(NULLIF(s.%s, ''), ';')", q);
-		break;
-	case FIELD_IDS:
-		buf_printf(b, "NULLIF(s.%s, '')::bigint[]", q);
-		break;
-	case FIELD_JSON:
-		/* JSON text from the fetch path; anything else is kept as a string. */
-		buf_printf(b, "pg_temp.zcrm_to_jsonb_(NULLIF(s.%s, ''))", q);
-		break;
-	}
-}
-
 /* Which staged header feeds the column c, or -1. The id header may be "Id". */
 static int header_of(const char *const *headers, size_t n, const struct zcolumn *c)
 {
@@ -120,8 +84,11 @@ static void parts_init(struct merge_parts *p, struct db *db, const struct module
 		buf_printf(&p->cols, "%s%s", p->cols.len ? ", " : "", qc);
 		if (p->sel.len)
 			buf_adds(&p->sel, ", ");
-		cast_expr(&p->sel, is_id ? FIELD_INT : c->kind, qh);
-		buf_printf(&p->sel, " AS %s", qc);
+		char *ref = xasprintf("s.%s", qh);
+		char *cast = schema_cast_expr(is_id ? FIELD_INT : c->kind, ref);
+		buf_printf(&p->sel, "%s AS %s", cast, qc);
+		free(cast);
+		free(ref);
 		buf_printf(&p->mval, "n.%s, ", qc);
 		if (!is_id) {
 			const char *sep = p->vn.len ? ", " : "";
@@ -542,20 +509,9 @@ enum rc merge_apply_start(struct merge_stage *st, enum merge_rule rule, int64_t 
 {
 	enum rc rc;
 
-	/* The cast of a JSON field (cast_expr): a value that parses as JSON
-	 * stays JSON, anything else becomes a JSON string. */
-	for (size_t i = 0; i < st->schema->ncols; i++) {
-		if (st->schema->cols[i].kind != FIELD_JSON)
-			continue;
-		rc = db_exec(st->db,
-			     "CREATE OR REPLACE FUNCTION pg_temp.zcrm_to_jsonb_(v text) RETURNS jsonb"
-			     " LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN RETURN v::jsonb;"
-			     " EXCEPTION WHEN others THEN RETURN to_jsonb(v); END $$",
-			     0, NULL, NULL);
-		if (rc)
-			goto fail;
-		break;
-	}
+	rc = schema_cast_prepare(st->db, st->schema);
+	if (rc)
+		goto fail;
 	/* Inside the caller's transaction: a savepoint lets a failed form be
 	 * replaced by the next. */
 	rc = db_exec(st->db, "SAVEPOINT zcrm_merge", 0, NULL, NULL);
@@ -605,7 +561,7 @@ fail:
 }
 
 /* The type a staged column is cast to by the merge, if that cast can
- * fail: text, multi-select and JSON never do (cast_expr). */
+ * fail: text, multi-select and JSON never do (schema_cast_expr). */
 static const char *fallible_type(const struct zcolumn *c)
 {
 	if (!strcmp(c->column, "id"))

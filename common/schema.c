@@ -1008,6 +1008,25 @@ char *schema_json_cell(struct json_object *v, enum field_kind kind)
 }
 
 
+/* The cast of JSON text: a value that parses as JSON stays JSON, anything
+ * else becomes a JSON string (a Bulk Read cell of a field we keep as jsonb
+ * is plain text; schema_json_cell's JSON always parses). */
+#define JSON_CAST_FN "pg_temp.zcrm_to_jsonb_"
+
+enum rc schema_cast_prepare(struct db *db, const struct module_schema *s)
+{
+	for (size_t i = 0; i < s->ncols; i++) {
+		if (s->cols[i].kind != FIELD_JSON)
+			continue;
+		return db_exec(db,
+			       "CREATE OR REPLACE FUNCTION " JSON_CAST_FN "(v text) RETURNS jsonb"
+			       " LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN RETURN v::jsonb;"
+			       " EXCEPTION WHEN others THEN RETURN to_jsonb(v); END $$",
+			       0, NULL, NULL);
+	}
+	return RC_OK;
+}
+
 char *schema_cast_expr(enum field_kind kind, const char *expr)
 {
 	switch (kind) {
@@ -1016,7 +1035,7 @@ char *schema_cast_expr(enum field_kind kind, const char *expr)
 	case FIELD_MULTI:
 		return xasprintf("string_to_array(NULLIF(%s, ''), ';')", expr);
 	case FIELD_JSON:
-		return xasprintf("NULLIF(%s, '')::jsonb", expr);
+		return xasprintf(JSON_CAST_FN "(NULLIF(%s, ''))", expr);
 	default:
 		return xasprintf("NULLIF(%s, '')::%s", expr, schema_kind_pg_type(kind));
 	}
@@ -1028,6 +1047,12 @@ char *schema_safe_cast_expr(enum field_kind kind, const char *expr)
 	case FIELD_TEXT:
 	case FIELD_MULTI:
 		return schema_cast_expr(kind, expr);
+	case FIELD_JSON:
+		/* The same value as JSON_CAST_FN's, without the session
+		 * function (the webhook's preview, inbox.c, has none). */
+		return xasprintf("coalesce(try_cast(NULLIF(%s, ''), NULL::jsonb),"
+				 " to_jsonb(NULLIF(%s, '')))",
+				 expr, expr);
 	default:
 		/* try_cast: sql/005_cells.sql */
 		return xasprintf("try_cast(NULLIF(%s, ''), NULL::%s)", expr, schema_kind_pg_type(kind));

@@ -134,11 +134,19 @@ const struct zcolumn *schema_column(const struct module_schema *s, const char *a
  * an empty array. Caller frees. */
 struct json_object;
 char *schema_json_cell(struct json_object *v, enum field_kind kind);
-/* SQL casting the text expression expr (a column or $n) to the kind's
- * type, empty text being NULL. Caller frees. */
+/* The one map from a kind to SQL: casting the text expression expr (a
+ * column or $n; a CSV cell, or schema_json_cell's text) to the kind's type,
+ * empty text being NULL. Text, multi-select and JSON never fail: JSON text
+ * stays JSON, any other text becomes a JSON string. The JSON cast calls a
+ * session function: run schema_cast_prepare first in the session (or
+ * transaction) that runs the SQL. Caller frees. */
 char *schema_cast_expr(enum field_kind kind, const char *expr);
 /* The same, but a value that does not cast gives NULL instead of an error
- * (slower: for a few values, never for a page). Caller frees. */
+ * (slower: for a few values, never for a page); needs no
+ * schema_cast_prepare. Caller frees. */
 char *schema_safe_cast_expr(enum field_kind kind, const char *expr);
+/* Create the session function schema_cast_expr's JSON cast calls, if a
+ * column of s is JSON (CREATE OR REPLACE, each call). */
+enum rc schema_cast_prepare(struct db *db, const struct module_schema *s) ZCRM_MUSTCHECK;
 
 #endif

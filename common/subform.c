@@ -394,6 +394,10 @@ static enum rc apply_sets(struct db *db, const struct subform_set *set, const st
 	struct db_res *res = NULL;
 	enum rc rc;
 
+	/* for the casts below */
+	rc = schema_cast_prepare(db, sf->cols);
+	if (rc)
+		goto out;
 	rc = db_exec(db, "DROP TABLE IF EXISTS pg_temp.zcrm_lines_ok", 0, NULL, NULL);
 	if (!rc)
 		rc = db_exec(db, "CREATE TEMP TABLE zcrm_lines_ok (parent_id bigint PRIMARY KEY)"
