@@ -10,6 +10,7 @@
 #include "db.h"
 #include "log.h"
 #include "migrations.h"
+#include "testdb.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,33 +20,8 @@
 
 static int setup(void **state)
 {
-	const char *conninfo = getenv("ZCRM_TEST_CONNINFO");
-	struct db *db = NULL;
-
-	if (!conninfo) {
-		fprintf(stderr, "ZCRM_TEST_CONNINFO is not set (run via scripts/run-unit.sh)\n");
-		return -1;
-	}
-	if (db_connect(conninfo, TEST_SCHEMA, &db) != RC_OK) {
-		fprintf(stderr, "cannot connect: %s\n", db_error(db));
-		db_close(db);
-		return -1;
-	}
-	if (db_exec(db, "DROP SCHEMA IF EXISTS " TEST_SCHEMA " CASCADE", 0, NULL, NULL) != RC_OK) {
-		db_close(db);
-		return -1;
-	}
-	*state = db;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct db *db = *state;
-	if (db && db_exec(db, "DROP SCHEMA IF EXISTS " TEST_SCHEMA " CASCADE", 0, NULL, NULL))
-		fprintf(stderr, "cleanup failed: %s\n", db_error(db));
-	db_close(db);
-	return 0;
+	*state = testdb_open(TEST_SCHEMA, false);
+	return *state ? 0 : -1;
 }
 
 static void test_first_run_applies_all(void **state)
@@ -106,5 +82,5 @@ int main(void)
 		cmocka_unit_test(test_embedded_order),
 	};
 	log_init("test_migrate", LOG_LVL_WARN);
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, setup, testdb_teardown);
 }

@@ -12,6 +12,7 @@
 #include "db.h"
 #include "json.h"
 #include "schema.h"
+#include "testdb.h"
 
 #include <json-c/json.h>
 
@@ -341,32 +342,8 @@ static void test_json_cell(void **state)
 
 static int db_setup(void **state)
 {
-	const char *conninfo = getenv("ZCRM_TEST_CONNINFO");
-	struct db *db = NULL;
-	int applied = 0;
-
-	if (!conninfo) {
-		fprintf(stderr, "ZCRM_TEST_CONNINFO is not set (run via scripts/run-unit.sh)\n");
-		return -1;
-	}
-	if (db_connect(conninfo, TEST_SCHEMA, &db) != RC_OK ||
-	    db_exec(db, "DROP SCHEMA IF EXISTS " TEST_SCHEMA " CASCADE", 0, NULL, NULL) ||
-	    db_migrate(db, &applied) || db_exec(db, "SET TimeZone = 'UTC'", 0, NULL, NULL)) {
-		fprintf(stderr, "setup: %s\n", db ? db_error(db) : "no connection");
-		db_close(db);
-		return -1;
-	}
-	*state = db;
-	return 0;
-}
-
-static int db_teardown(void **state)
-{
-	struct db *db = *state;
-	if (db && db_exec(db, "DROP SCHEMA IF EXISTS " TEST_SCHEMA " CASCADE", 0, NULL, NULL))
-		fprintf(stderr, "cleanup failed: %s\n", db_error(db));
-	db_close(db);
-	return 0;
+	*state = testdb_open(TEST_SCHEMA, true);
+	return *state ? 0 : -1;
 }
 
 #define FAILS "<fails>" /* the plain cast raises a data exception (class 22) */
@@ -439,6 +416,7 @@ static void test_cast_values(void **state)
 	struct zcolumn col = {.kind = FIELD_JSON};
 	struct module_schema s = {.ncols = 1, .cols = &col};
 
+	assert_int_equal(db_exec(db, "SET TimeZone = 'UTC'", 0, NULL, NULL), RC_OK);
 	assert_int_equal(schema_cast_prepare(db, &s), RC_OK);
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
 		for (int safe = 0; safe < 2; safe++) {
@@ -487,6 +465,6 @@ int main(void)
 		cmocka_unit_test(test_cast_prepare_only_for_json),
 	};
 	int failed = cmocka_run_group_tests_name("schema", pure, NULL, NULL);
-	failed += cmocka_run_group_tests_name("schema_db", with_db, db_setup, db_teardown);
+	failed += cmocka_run_group_tests_name("schema_db", with_db, db_setup, testdb_teardown);
 	return failed;
 }

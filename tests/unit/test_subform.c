@@ -15,6 +15,7 @@
 #include "json.h"
 #include "merge.h"
 #include "subform.h"
+#include "testdb.h"
 #include "zoho.h"
 
 #include <stdio.h>
@@ -137,45 +138,28 @@ static void test_linked_ids(void **state)
 
 static int db_setup(void **state)
 {
-	const char *conninfo = getenv("ZCRM_TEST_CONNINFO");
-	struct db *db = NULL;
-	int applied = 0;
+	struct db *db = testdb_open(TEST_SCHEMA, true);
 
-	if (!conninfo) {
-		fprintf(stderr, "ZCRM_TEST_CONNINFO is not set (run via scripts/run-unit.sh)\n");
-		return -1;
-	}
-	if (db_connect(conninfo, TEST_SCHEMA, &db) != RC_OK ||
-	    db_exec(db, "DROP SCHEMA IF EXISTS " TEST_SCHEMA " CASCADE", 0, NULL, NULL) ||
-	    db_migrate(db, &applied) ||
-	    db_script(db, "CREATE TABLE invoices (id bigint PRIMARY KEY, modified_time timestamptz,"
-			  " deleted_at timestamptz, synced_at timestamptz, source text);"
-			  "INSERT INTO subforms (module, field, subform_module, table_name)"
-			  " VALUES ('Invoices', 'Invoiced_Items', 'Invoiced_Items',"
-			  " 'invoices__invoiced_items');"
-			  "INSERT INTO subform_fields (table_name, api_name, column_name, data_type,"
-			  " pg_type) VALUES"
-			  " ('invoices__invoiced_items', 'Quantity', 'quantity', 'double', 'numeric'),"
-			  " ('invoices__invoiced_items', 'Product_Name', 'product_name', 'lookup',"
-			  "  'bigint');"
-			  "CREATE TABLE invoices__invoiced_items (id bigint PRIMARY KEY,"
-			  " parent_id bigint NOT NULL, quantity numeric, product_name bigint,"
-			  " synced_at timestamptz NOT NULL DEFAULT now());")) {
-		fprintf(stderr, "setup: %s\n", db ? db_error(db) : "no connection");
+	if (db && db_script(db,
+			    "CREATE TABLE invoices (id bigint PRIMARY KEY, modified_time timestamptz,"
+			    " deleted_at timestamptz, synced_at timestamptz, source text);"
+			    "INSERT INTO subforms (module, field, subform_module, table_name)"
+			    " VALUES ('Invoices', 'Invoiced_Items', 'Invoiced_Items',"
+			    " 'invoices__invoiced_items');"
+			    "INSERT INTO subform_fields (table_name, api_name, column_name, data_type,"
+			    " pg_type) VALUES"
+			    " ('invoices__invoiced_items', 'Quantity', 'quantity', 'double', 'numeric'),"
+			    " ('invoices__invoiced_items', 'Product_Name', 'product_name', 'lookup',"
+			    "  'bigint');"
+			    "CREATE TABLE invoices__invoiced_items (id bigint PRIMARY KEY,"
+			    " parent_id bigint NOT NULL, quantity numeric, product_name bigint,"
+			    " synced_at timestamptz NOT NULL DEFAULT now());")) {
+		fprintf(stderr, "setup: %s\n", db_error(db));
 		db_close(db);
-		return -1;
+		db = NULL;
 	}
 	*state = db;
-	return 0;
-}
-
-static int db_teardown(void **state)
-{
-	struct db *db = *state;
-	if (db && db_exec(db, "DROP SCHEMA IF EXISTS " TEST_SCHEMA " CASCADE", 0, NULL, NULL))
-		fprintf(stderr, "cleanup failed: %s\n", db_error(db));
-	db_close(db);
-	return 0;
+	return db ? 0 : -1;
 }
 
 static char *value(struct db *db, const char *sql)
@@ -340,5 +324,5 @@ int main(void)
 		cmocka_unit_test(test_bad_cell),
 	};
 	int failed = cmocka_run_group_tests_name("subform", pure, NULL, NULL);
-	return failed + cmocka_run_group_tests_name("subform_db", withdb, db_setup, db_teardown);
+	return failed + cmocka_run_group_tests_name("subform_db", withdb, db_setup, testdb_teardown);
 }
