@@ -16,6 +16,7 @@
 #include "db.h"
 #include "merge.h"
 #include "schema.h"
+#include "testdb.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -36,9 +37,7 @@ struct fixture {
 
 static int setup(void **state)
 {
-	const char *conninfo = getenv("ZCRM_TEST_CONNINFO");
 	struct fixture *f = calloc(1, sizeof(*f));
-	int applied = 0;
 	const struct zfield fields[] = {
 		{.api_name = "id", .data_type = "bigint", .json_type = "string"},
 		{.api_name = "Modified_Time", .data_type = "datetime", .json_type = "string"},
@@ -48,16 +47,12 @@ static int setup(void **state)
 	if (!f)
 		return -1;
 	*state = f;
-	if (!conninfo) {
-		fprintf(stderr, "ZCRM_TEST_CONNINFO is not set (run via scripts/run-unit.sh)\n");
+	f->db = testdb_open(TEST_SCHEMA, true);
+	if (!f->db)
 		return -1;
-	}
-	if (db_connect(conninfo, TEST_SCHEMA, &f->db) != RC_OK ||
-	    db_exec(f->db, "DROP SCHEMA IF EXISTS " TEST_SCHEMA " CASCADE", 0, NULL, NULL) ||
-	    db_migrate(f->db, &applied) ||
-	    schema_ensure_module(f->db, "Things", fields, 3, NULL) ||
+	if (schema_ensure_module(f->db, "Things", fields, 3, NULL) ||
 	    schema_load(f->db, "Things", &f->schema)) {
-		fprintf(stderr, "setup: %s\n", f->db ? db_error(f->db) : "no connection");
+		fprintf(stderr, "setup: %s\n", db_error(f->db));
 		return -1;
 	}
 	return 0;
@@ -69,7 +64,7 @@ static int teardown(void **state)
 
 	if (f->db)
 		db_rollback(f->db); /* after a failed case */
-	if (f->db && db_exec(f->db, "DROP SCHEMA IF EXISTS " TEST_SCHEMA " CASCADE", 0, NULL, NULL))
+	if (f->db && testdb_drop(f->db))
 		fprintf(stderr, "cleanup failed: %s\n", db_error(f->db));
 	module_schema_free(f->schema);
 	db_close(f->db);
