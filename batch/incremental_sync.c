@@ -12,6 +12,50 @@
 #include <string.h>
 #include <time.h>
 
+static enum rc run_module(struct batch_env *env, const char *module, struct batch_run *run)
+{
+	struct incremental_result res;
+	struct bulk_ctx ctx = batch_bulk_ctx(env, run->id);
+	enum rc rc = incremental_module(&ctx, module, &res, run->err, sizeof(run->err));
+
+	/* rows seen: what the export read, or (REST path) what the listing did */
+	run->counts = (struct run_counts){res.bulk.pages,
+					  res.bulk.pages ? res.bulk.rows_seen : res.listed,
+					  res.bulk.rows_applied + res.fetched, res.tombstoned};
+	if (rc) {
+		log_error("incremental sync failed", "err=%s", log_q(run->err));
+		return rc;
+	}
+	char wm[32];
+	time_t t = (time_t)res.watermark;
+	strftime(wm, sizeof(wm), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+	printf("%s: %ld changes listed in %ld page(s), %ld newer than ours; %ld changed records "
+	       "exported, %ld applied, %ld fetched, %ld deletes seen (%ld tombstoned), %ld gap(s) "
+	       "closed; watermark %s\n",
+	       module, res.listed, res.list_pages, res.marked, res.bulk.rows_seen,
+	       res.bulk.rows_applied, res.fetched, res.deleted_seen, res.tombstoned,
+	       res.gaps_closed, wm);
+	log_info("incremental sync done",
+		 "listed=%ld list_pages=%ld newer=%ld exported=%ld applied=%ld fetched=%ld"
+		 " deletes=%ld tombstoned=%ld gaps_closed=%ld watermark=%s",
+		 res.listed, res.list_pages, res.marked, res.bulk.rows_seen, res.bulk.rows_applied,
+		 res.fetched, res.deleted_seen, res.tombstoned, res.gaps_closed, wm);
+	return RC_OK;
+}
+
+/* Once, before the modules. */
+static void before_modules(struct batch_env *env)
+{
+	long replayed = 0;
+
+	/* The spool of this host, whatever the webhook did or did not replay;
+	 * on failure the modules still run (the spool waits for next time). */
+	if (inbox_replay_spool(env->data, env->cfg->spool_dir, &replayed) != RC_OK)
+		log_warn("spool not fully replayed; it stays for the next run", "");
+	/* zcrm.users, when [sync] users_interval has passed (one call). */
+	users_refresh_logged(env->data, env->zoho, env->cfg->users_interval);
+}
+
 static const struct batch_prog prog = {
 	.name = "incremental_sync",
 	.summary = "Catch up changes and deletes the notifications missed",
@@ -30,70 +74,12 @@ static const struct batch_prog prog = {
 	.opts = NULL,
 	.needs_zoho = true,
 	.exports = true,
+	.run_kind = "incremental",
+	.before = before_modules,
+	.module_fn = run_module,
 };
-
-static enum rc run_module(struct batch_env *env, const char *module)
-{
-	struct incremental_result res;
-	struct run_counts counts = {0, 0, 0, 0};
-	int64_t run_id = 0;
-	char err[1024] = "";
-	enum rc rc;
-
-	log_set_module(module);
-	rc = batch_lock(env, module);
-	if (rc)
-		goto out_nolock;
-	rc = run_start(env->data, "incremental", module, &run_id);
-	if (rc)
-		goto out;
-	struct bulk_ctx ctx = batch_bulk_ctx(env, run_id);
-	rc = incremental_module(&ctx, module, &res, err, sizeof(err));
-	/* rows seen: what the export read, or (REST path) what the listing did */
-	counts = (struct run_counts){res.bulk.pages,
-				     res.bulk.pages ? res.bulk.rows_seen : res.listed,
-				     res.bulk.rows_applied + res.fetched, res.tombstoned};
-	if (rc) {
-		log_error("incremental sync failed", "err=%s", log_q(err));
-		goto out;
-	}
-	char wm[32];
-	time_t t = (time_t)res.watermark;
-	strftime(wm, sizeof(wm), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
-	printf("%s: %ld changes listed in %ld page(s), %ld newer than ours; %ld changed records "
-	       "exported, %ld applied, %ld fetched, %ld deletes seen (%ld tombstoned), %ld gap(s) "
-	       "closed; watermark %s\n",
-	       module, res.listed, res.list_pages, res.marked, res.bulk.rows_seen,
-	       res.bulk.rows_applied, res.fetched, res.deleted_seen, res.tombstoned,
-	       res.gaps_closed, wm);
-	log_info("incremental sync done",
-		 "listed=%ld list_pages=%ld newer=%ld exported=%ld applied=%ld fetched=%ld"
-		 " deletes=%ld tombstoned=%ld gaps_closed=%ld watermark=%s",
-		 res.listed, res.list_pages, res.marked, res.bulk.rows_seen, res.bulk.rows_applied,
-		 res.fetched, res.deleted_seen, res.tombstoned, res.gaps_closed, wm);
-out:
-	batch_finish_run(env, module, run_id, rc, &counts, err, sizeof(err), NULL, false);
-	batch_unlock(env, module);
-out_nolock:
-	log_set_module(NULL);
-	return rc;
-}
 
 int main(int argc, char **argv)
 {
-	struct batch_env env;
-	long replayed = 0;
-	int code = batch_start(&env, &prog, argc, argv);
-
-	if (code >= 0) {
-		batch_end(&env);
-		return code;
-	}
-	/* The spool of this host, whatever the webhook did or did not replay;
-	 * on failure the modules still run (the spool waits for next time). */
-	if (inbox_replay_spool(env.data, env.cfg->spool_dir, &replayed) != RC_OK)
-		log_warn("spool not fully replayed; it stays for the next run", "");
-	/* zcrm.users, when [sync] users_interval has passed (one call). */
-	users_refresh_logged(env.data, env.zoho, env.cfg->users_interval);
-	return batch_run_modules(&env, run_module);
+	return batch_main(&prog, argc, argv);
 }

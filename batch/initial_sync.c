@@ -8,6 +8,7 @@
 #include "inbox.h"
 #include "log.h"
 #include "reconcile.h"
+#include "renew.h"
 #include "schema.h"
 #include "schemasync.h"
 #include "syncstate.h"
@@ -19,30 +20,9 @@
 #include <sysexits.h>
 #include <time.h>
 
-static bool no_channel;
-
 static const struct batch_opt opts[] = {
-	{"no-channel", 0, NULL, "do not enable the notification channel (not recommended)", NULL,
-	 &no_channel},
-	{NULL, 0, NULL, NULL, NULL, NULL},
-};
-
-static const struct batch_prog prog = {
-	.name = "initial_sync",
-	.summary = "First full load of Zoho CRM modules into PostgreSQL",
-	.description =
-		"For each module: applies pending migrations, creates or evolves the module\n"
-		"table from Zoho's fields metadata, enables the notification channel (so\n"
-		"changes made during the export reach the webhook), exports every record with\n"
-		"the Bulk Read API page by page, merges each page by the freshness rule, and\n"
-		"sets the watermark to the creation time of the first export job. Then what\n"
-		"Bulk Read cannot export: line items (subforms, as child tables) by the\n"
-		"subform listing, and multiselectlookup, multiuserlookup, fileupload and\n"
-		"imageupload fields by fetching the records by id. Progress is checkpointed\n"
-		"after every page: a killed run resumes where it stopped.",
-	.opts = opts,
-	.needs_zoho = true,
-	.exports = true,
+	{"no-channel", 0, NULL, "do not enable the notification channel (not recommended)"},
+	{NULL, 0, NULL, NULL},
 };
 
 /* Fields metadata → module table (schemasync.h), then the notifications
@@ -60,37 +40,6 @@ static enum rc ensure_table(struct batch_env *env, const char *module, int64_t r
 	if (!rc && applied)
 		log_info("applied notifications that waited for the table", "count=%ld", applied);
 	return rc;
-}
-
-static enum rc enable_channel(struct batch_env *env, const char *module)
-{
-	int idx = cfg_module_index(env->cfg, module);
-	uint64_t channel = cfg_channel_id(env->cfg, (size_t)idx);
-	int64_t expiry = 0;
-	enum rc rc;
-
-	if (!env->cfg->notify_url[0]) {
-		log_error("[notify] url is not set: Zoho needs it to send notifications",
-			  "hint=%s", log_q("set it, or pass --no-channel"));
-		return RC_CONFIG;
-	}
-	rc = zoho_watch_enable(env->zoho, module, channel, &expiry);
-	if (rc) {
-		log_error("cannot enable the notification channel", "err=%s",
-			  log_q(zoho_error(env->zoho)));
-		return rc;
-	}
-	rc = sync_set_channel(env->data, module, channel, expiry, "active");
-	if (rc)
-		return rc;
-	char when[32];
-	time_t t = (time_t)expiry;
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
-	log_info("notification channel enabled", "channel=%" PRIu64 " expiry=%s", channel, when);
-	if (expiry && expiry - time(NULL) < 2 * 3600)
-		log_warn("Zoho granted a short channel life; renew_channel must run often",
-			 "expiry=%s", when);
-	return RC_OK;
 }
 
 /* Bulk Read pages are offsets into the live record set: a record deleted
@@ -131,41 +80,66 @@ static void check_page_boundaries(struct batch_env *env, struct bulk_ctx *ctx, c
 			 rep.fetched, rep.tombstoned);
 }
 
-static enum rc sync_module(struct batch_env *env, const char *module)
+/* What the export and the steps after it did: stdout and the log. */
+static void report(const char *module, const struct bulk_result *res,
+		   const struct fetch_after_bulk_stats *ls, long spent)
+{
+	char wm[32];
+	time_t t = (time_t)res->started;
+	strftime(wm, sizeof(wm), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+	if (res->first_page > 1) {
+		char merged[32];
+		if (res->pages > 1)
+			snprintf(merged, sizeof(merged), "pages %d-%d", res->first_page,
+				 res->last_page);
+		else
+			snprintf(merged, sizeof(merged), "page %d", res->first_page);
+		printf("%s: %d page(s) exported; this run merged %d (%s), %ld records, %ld applied,"
+		       " %.1f MB; watermark %s\n  resumed: pages 1-%d merged by an earlier run\n",
+		       module, res->last_page, res->pages, merged, res->rows_seen,
+		       res->rows_applied, (double)res->bytes / 1e6, wm, res->first_page - 1);
+	} else {
+		printf("%s: %ld records in %d page(s), %ld applied, %.1f MB; watermark %s\n",
+		       module, res->rows_seen, res->pages, res->rows_applied,
+		       (double)res->bytes / 1e6, wm);
+	}
+	if (ls->filled)
+		printf("  fields Bulk Read does not export: %ld records by REST, %ld credits\n",
+		       ls->filled, ls->fill_credits);
+	if (ls->stale)
+		printf("  line items: %ld lines of %ld records by %s, %ld call(s)\n", ls->lines,
+		       ls->stale, ls->listing ? "the subform listing" : "single-record GETs",
+		       ls->calls);
+	printf("  credits spent: %ld\n", spent);
+	log_info("initial sync done", "pages=%d export_pages=%d first_page=%d rows=%ld applied=%ld"
+		 " watermark=%s lines=%ld credits=%ld", res->pages, res->last_page,
+		 res->first_page, res->rows_seen, res->rows_applied, wm, ls->lines, spent);
+}
+
+static enum rc sync_module(struct batch_env *env, const char *module, struct batch_run *run)
 {
 	struct module_schema *schema = NULL;
 	struct bulk_result res;
-	struct run_counts counts = {0, 0, 0, 0};
-	int64_t run_id = 0;
-	char err[1024] = "", *details = NULL;
+	long spent0 = zoho_credits_spent(env->zoho, ZOHO_EP__COUNT);
 	enum rc rc;
 
-	long spent0 = zoho_credits_spent(env->zoho, ZOHO_EP__COUNT);
-
-	log_set_module(module);
-	rc = batch_lock(env, module);
-	if (rc)
-		return rc;
-	rc = run_start(env->data, "initial", module, &run_id);
+	rc = ensure_table(env, module, run->id);
 	if (rc)
 		goto out;
-	rc = ensure_table(env, module, run_id);
-	if (rc)
-		goto out;
-	if (!no_channel) {
-		rc = enable_channel(env, module);
+	if (!batch_flag(env, "no-channel")) {
+		rc = renew_enable(env->cfg, env->data, env->zoho, module);
 		if (rc)
 			goto out;
 	}
 	rc = schema_load(env->data, module, &schema);
 	if (rc)
 		goto out;
-	struct bulk_ctx ctx = batch_bulk_ctx(env, run_id);
-	rc = bulk_export(&ctx, module, schema, "initial", 0, 0, MERGE_BULK, &res, err,
-			 sizeof(err));
-	counts = (struct run_counts){res.pages, res.rows_seen, res.rows_applied, 0};
+	struct bulk_ctx ctx = batch_bulk_ctx(env, run->id);
+	rc = bulk_export(&ctx, module, schema, "initial", 0, 0, MERGE_BULK, &res, run->err,
+			 sizeof(run->err));
+	run->counts = (struct run_counts){res.pages, res.rows_seen, res.rows_applied, 0};
 	if (rc) {
-		log_error("export failed", "err=%s", log_q(err));
+		log_error("export failed", "err=%s", log_q(run->err));
 		goto out;
 	}
 	rc = sync_set_watermark(env->data, module, res.started);
@@ -188,59 +162,38 @@ static enum rc sync_module(struct batch_env *env, const char *module)
 	if (fetch_after_bulk(env->data, env->zoho, module, &ls, lerr, sizeof(lerr)) != RC_OK) {
 		log_error("cannot load the line items or unexported fields", "err=%s", log_q(lerr));
 		rc = RC_ZOHO;
-		snprintf(err, sizeof(err), "line items: %s", lerr);
+		snprintf(run->err, sizeof(run->err), "line items: %s", lerr);
 		goto out;
 	}
-	long spent = zoho_credits_spent(env->zoho, ZOHO_EP__COUNT) - spent0;
-	char wm[32];
-	time_t t = (time_t)res.started;
-	strftime(wm, sizeof(wm), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
-	if (res.first_page > 1) {
-		char merged[32];
-		if (res.pages > 1)
-			snprintf(merged, sizeof(merged), "pages %d-%d", res.first_page, res.last_page);
-		else
-			snprintf(merged, sizeof(merged), "page %d", res.first_page);
-		printf("%s: %d page(s) exported; this run merged %d (%s), %ld records, %ld applied,"
-		       " %.1f MB; watermark %s\n  resumed: pages 1-%d merged by an earlier run\n",
-		       module, res.last_page, res.pages, merged, res.rows_seen, res.rows_applied,
-		       (double)res.bytes / 1e6, wm, res.first_page - 1);
-	} else {
-		printf("%s: %ld records in %d page(s), %ld applied, %.1f MB; watermark %s\n",
-		       module, res.rows_seen, res.pages, res.rows_applied, (double)res.bytes / 1e6,
-		       wm);
-	}
-	if (ls.filled)
-		printf("  fields Bulk Read does not export: %ld records by REST, %ld credits\n",
-		       ls.filled, ls.fill_credits);
-	if (ls.stale)
-		printf("  line items: %ld lines of %ld records by %s, %ld call(s)\n", ls.lines,
-		       ls.stale, ls.listing ? "the subform listing" : "single-record GETs",
-		       ls.calls);
-	printf("  credits spent: %ld\n", spent);
-	log_info("initial sync done", "pages=%d export_pages=%d first_page=%d rows=%ld applied=%ld"
-		 " watermark=%s lines=%ld credits=%ld", res.pages, res.last_page, res.first_page,
-		 res.rows_seen, res.rows_applied, wm, ls.lines, spent);
-	details = xasprintf("{\"export_pages\": %d, \"first_page\": %d}", res.last_page,
-			    res.first_page);
+	report(module, &res, &ls, zoho_credits_spent(env->zoho, ZOHO_EP__COUNT) - spent0);
+	run->details = xasprintf("{\"export_pages\": %d, \"first_page\": %d}", res.last_page,
+				 res.first_page);
 out:
-	batch_finish_run(env, module, run_id, rc, &counts, err, sizeof(err), details, false);
-	free(details);
-	if (rc != RC_LOCKED)
-		batch_unlock(env, module);
 	module_schema_free(schema);
-	log_set_module(NULL);
 	return rc;
 }
 
+static const struct batch_prog prog = {
+	.name = "initial_sync",
+	.summary = "First full load of Zoho CRM modules into PostgreSQL",
+	.description =
+		"For each module: applies pending migrations, creates or evolves the module\n"
+		"table from Zoho's fields metadata, enables the notification channel (so\n"
+		"changes made during the export reach the webhook), exports every record with\n"
+		"the Bulk Read API page by page, merges each page by the freshness rule, and\n"
+		"sets the watermark to the creation time of the first export job. Then what\n"
+		"Bulk Read cannot export: line items (subforms, as child tables) by the\n"
+		"subform listing, and multiselectlookup, multiuserlookup, fileupload and\n"
+		"imageupload fields by fetching the records by id. Progress is checkpointed\n"
+		"after every page: a killed run resumes where it stopped.",
+	.opts = opts,
+	.needs_zoho = true,
+	.exports = true,
+	.run_kind = "initial",
+	.module_fn = sync_module,
+};
+
 int main(int argc, char **argv)
 {
-	struct batch_env env;
-	int code = batch_start(&env, &prog, argc, argv);
-
-	if (code >= 0) {
-		batch_end(&env);
-		return code;
-	}
-	return batch_run_modules(&env, sync_module);
+	return batch_main(&prog, argc, argv);
 }

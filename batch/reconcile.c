@@ -10,12 +10,48 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static bool dry_run;
-
 static const struct batch_opt opts[] = {
-	{"dry-run", 0, NULL, "report drift without repairing anything", NULL, &dry_run},
-	{NULL, 0, NULL, NULL, NULL, NULL},
+	{"dry-run", 0, NULL, "report drift without repairing anything"},
+	{NULL, 0, NULL, NULL},
 };
+
+static enum rc run_module(struct batch_env *env, const char *module, struct batch_run *run)
+{
+	struct reconcile_report rep;
+	bool dry_run = batch_flag(env, "dry-run");
+	enum rc rc;
+
+	run->dry_run = dry_run;
+	struct bulk_ctx ctx = batch_bulk_ctx(env, run->id);
+	rc = reconcile_module(&ctx, module, dry_run, &rep, run->err, sizeof(run->err));
+	/* The nightly look at the fields metadata too (1 credit), once the
+	 * reconcile went through (below [zoho] credit_floor it waits too); a
+	 * failure leaves the schema as it was. */
+	if (!rc && !dry_run &&
+	    schema_refresh(&ctx, module, SCHEMA_ALWAYS, true, NULL, NULL) != RC_OK)
+		log_warn("fields metadata not refreshed", "");
+	run->details = reconcile_json(&rep);
+	run->counts = (struct run_counts){0, rep.exported, rep.fetched, rep.tombstoned};
+	if (rc) {
+		log_error("reconcile failed", "err=%s", log_q(run->err));
+		return rc;
+	}
+	printf("%s: zoho_count=%" PRId64 " exported=%ld ours_live=%ld missing=%ld older=%ld "
+	       "gone=%ld%s fetched=%ld tombstoned=%ld unexplained=%ld",
+	       module, rep.zoho_count, rep.exported, rep.ours_live, rep.missing, rep.older, rep.gone,
+	       dry_run ? " (dry run: nothing repaired)" : "", rep.fetched, rep.tombstoned,
+	       rep.unexplained);
+	if (rep.formulas.fields > 0 && rep.formulas.due)
+		printf(" formulas_refreshed=%ld formulas_kept=%ld", rep.formulas.refreshed,
+		       rep.formulas.kept);
+	else if (rep.formulas.fields > 0)
+		printf(" formulas=not-due");
+	putchar('\n');
+	if (rep.lines_stale)
+		printf("%s: line items of %ld records read again\n", module, rep.lines_stale);
+	log_info("reconcile done", "details=%s", log_q(run->details));
+	return RC_OK;
+}
 
 static const struct batch_prog prog = {
 	.name = "reconcile",
@@ -35,69 +71,11 @@ static const struct batch_prog prog = {
 	.opts = opts,
 	.needs_zoho = true,
 	.exports = true,
+	.run_kind = "reconcile",
+	.module_fn = run_module,
 };
-
-static enum rc run_module(struct batch_env *env, const char *module)
-{
-	struct reconcile_report rep;
-	struct run_counts counts = {0, 0, 0, 0};
-	int64_t run_id = 0;
-	char err[1024] = "";
-	char *details = NULL;
-	enum rc rc;
-
-	log_set_module(module);
-	rc = batch_lock(env, module);
-	if (rc)
-		goto out_nolock;
-	rc = run_start(env->data, "reconcile", module, &run_id);
-	if (rc)
-		goto out;
-	struct bulk_ctx ctx = batch_bulk_ctx(env, run_id);
-	rc = reconcile_module(&ctx, module, dry_run, &rep, err, sizeof(err));
-	/* The nightly look at the fields metadata too (1 credit), once the
-	 * reconcile went through (below [zoho] credit_floor it waits too); a
-	 * failure leaves the schema as it was. */
-	if (!rc && !dry_run &&
-	    schema_refresh(&ctx, module, SCHEMA_ALWAYS, true, NULL, NULL) != RC_OK)
-		log_warn("fields metadata not refreshed", "");
-	details = reconcile_json(&rep);
-	counts = (struct run_counts){0, rep.exported, rep.fetched, rep.tombstoned};
-	if (rc) {
-		log_error("reconcile failed", "err=%s", log_q(err));
-		goto out;
-	}
-	printf("%s: zoho_count=%" PRId64 " exported=%ld ours_live=%ld missing=%ld older=%ld "
-	       "gone=%ld%s fetched=%ld tombstoned=%ld unexplained=%ld",
-	       module, rep.zoho_count, rep.exported, rep.ours_live, rep.missing, rep.older, rep.gone,
-	       dry_run ? " (dry run: nothing repaired)" : "", rep.fetched, rep.tombstoned,
-	       rep.unexplained);
-	if (rep.formulas.fields > 0 && rep.formulas.due)
-		printf(" formulas_refreshed=%ld formulas_kept=%ld", rep.formulas.refreshed,
-		       rep.formulas.kept);
-	else if (rep.formulas.fields > 0)
-		printf(" formulas=not-due");
-	putchar('\n');
-	if (rep.lines_stale)
-		printf("%s: line items of %ld records read again\n", module, rep.lines_stale);
-	log_info("reconcile done", "details=%s", log_q(details));
-out:
-	batch_finish_run(env, module, run_id, rc, &counts, err, sizeof(err), details, dry_run);
-	batch_unlock(env, module);
-out_nolock:
-	free(details);
-	log_set_module(NULL);
-	return rc;
-}
 
 int main(int argc, char **argv)
 {
-	struct batch_env env;
-	int code = batch_start(&env, &prog, argc, argv);
-
-	if (code >= 0) {
-		batch_end(&env);
-		return code;
-	}
-	return batch_run_modules(&env, run_module);
+	return batch_main(&prog, argc, argv);
 }

@@ -5,12 +5,24 @@
 
 #include <stdio.h>
 
-static bool want_json;
-
 static const struct batch_opt opts[] = {
-	{"json", 0, NULL, "print one JSON object instead of a table", NULL, &want_json},
-	{NULL, 0, NULL, NULL, NULL, NULL},
+	{"json", 0, NULL, "print one JSON object instead of a table"},
+	{NULL, 0, NULL, NULL},
 };
+
+static enum rc report(struct batch_env *env)
+{
+	const char *mods[CFG_MAX_MODULES];
+	size_t n = batch_modules(env, mods, CFG_MAX_MODULES);
+	enum rc rc = status_report(env->data, env->db_err, env->cfg, mods, n,
+				   batch_flag(env, "json"), stdout);
+
+	if (rc)
+		log_error("cannot read the status", "err=%s", log_q(db_error(env->data)));
+	else if (!env->data)
+		rc = env->db_rc; /* printed what it could; the exit says the rest */
+	return rc;
+}
 
 static const struct batch_prog prog = {
 	.name = "status",
@@ -26,24 +38,10 @@ static const struct batch_prog prog = {
 	.opts = opts,
 	.needs_zoho = false,
 	.db_optional = true,
+	.run_all = report,
 };
 
 int main(int argc, char **argv)
 {
-	struct batch_env env;
-	const char *mods[CFG_MAX_MODULES];
-	int code = batch_start(&env, &prog, argc, argv);
-
-	if (code >= 0) {
-		batch_end(&env);
-		return code;
-	}
-	size_t n = batch_modules(&env, mods, CFG_MAX_MODULES);
-	enum rc rc = status_report(env.data, env.db_err, env.cfg, mods, n, want_json, stdout);
-	if (rc)
-		log_error("cannot read the status", "err=%s", log_q(db_error(env.data)));
-	else if (!env.data)
-		rc = env.db_rc; /* printed what it could; the exit says the rest */
-	batch_end(&env);
-	return batch_exit(rc);
+	return batch_main(&prog, argc, argv);
 }

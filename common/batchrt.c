@@ -54,18 +54,16 @@ static void usage(const struct batch_prog *p, FILE *f)
 		   "copy running), 77 authentication (Zoho or PostgreSQL), 78 configuration.\n");
 }
 
-int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, char **argv)
+/* Parse the options into env, config (--config) and level. Returns -1 to
+ * go on, or an exit code to return at once (--help, --version, usage). */
+static int parse_options(struct batch_env *env, int argc, char **argv, const char **config,
+			 enum log_level *level, bool *check_creds)
 {
-	struct option longopts[48];
+	const struct batch_prog *prog = env->prog;
+	struct option longopts[8 + BATCH_MAX_OPTS];
 	size_t n = 0;
-	const char *config = NULL;
-	enum log_level level = LOG_LVL_INFO;
-	char err[CFG_ERR_LEN];
 	int c;
-	bool check_creds = false;
 
-	memset(env, 0, sizeof(*env));
-	env->prog = prog;
 	longopts[n++] = (struct option){"config", required_argument, NULL, 'c'};
 	longopts[n++] = (struct option){"module", required_argument, NULL, 'm'};
 	longopts[n++] = (struct option){"verbose", no_argument, NULL, 'v'};
@@ -74,7 +72,8 @@ int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, 
 	longopts[n++] = (struct option){"version", no_argument, NULL, 'V'};
 	longopts[n++] = (struct option){"check-credentials", no_argument, NULL, 'K'};
 	size_t first_extra = n;
-	for (const struct batch_opt *o = prog->opts; o && o->name && n < 46; o++) {
+	for (const struct batch_opt *o = prog->opts;
+	     o && o->name && n - first_extra < BATCH_MAX_OPTS; o++) {
 		int index = (int)(n - first_extra);
 		longopts[n] = (struct option){o->name, o->has_arg ? required_argument : no_argument,
 					      NULL, 1000 + index};
@@ -85,16 +84,16 @@ int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, 
 	while ((c = getopt_long(argc, argv, "c:m:vqhV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
-			config = optarg;
+			*config = optarg;
 			break;
 		case 'm':
 			env->module = optarg;
 			break;
 		case 'v':
-			level = LOG_LVL_DEBUG;
+			*level = LOG_LVL_DEBUG;
 			break;
 		case 'q':
-			level = LOG_LVL_WARN;
+			*level = LOG_LVL_WARN;
 			break;
 		case 'h':
 			usage(prog, stdout);
@@ -103,17 +102,12 @@ int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, 
 			printf("%s %s\n", program_invocation_short_name, ZCRM_VERSION);
 			return EX_OK;
 		case 'K':
-			check_creds = true;
+			*check_creds = true;
 			break;
 		default:
 			if (c >= 1000) {
-				const struct batch_opt *o = &prog->opts[c - 1000];
-				if (o->has_arg && o->str_value)
-					*o->str_value = optarg;
-				if (!o->has_arg && o->flag)
-					*o->flag = true;
-				if (!strcmp(o->name, "json"))
-					env->json = true;
+				env->opt_given[c - 1000] = true;
+				env->opt_arg[c - 1000] = prog->opts[c - 1000].has_arg ? optarg : NULL;
 				break;
 			}
 			fprintf(stderr, "Try '%s --help'.\n", program_invocation_short_name);
@@ -127,30 +121,40 @@ int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, 
 			program_invocation_short_name, argv[optind], program_invocation_short_name);
 		return EX_USAGE;
 	}
-	log_init(prog->name, level);
-	env->tty = isatty(STDERR_FILENO) && level != LOG_LVL_DEBUG;
-	if (cfg_load(config, &env->cfg, err) != RC_OK) {
-		log_error("configuration error", "err=%s", log_q(err));
-		return EX_CONFIG;
-	}
-	cfg_register_secrets(env->cfg);
-	if (env->module && cfg_module_index(env->cfg, env->module) < 0) {
-		log_error("module is not configured", "module=%s modules=%s", log_q(env->module),
-			  log_q(env->cfg->modules));
-		return EX_USAGE;
-	}
-	if (check_creds)
-		return batch_exit(credcheck_run(env->cfg, env->module, stdout));
+	return -1;
+}
 
-	stop_flag = &env->stop;
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = 0; /* no SA_RESTART: blocking calls return EINTR */
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+/* The Zoho client on its own connection (env->tokdb). Returns -1, or the
+ * exit code when it cannot be set up. */
+static int start_zoho(struct batch_env *env)
+{
+	struct zoho_opts zo;
+	enum rc rc;
+
+	memset(&zo, 0, sizeof(zo));
+	zo.http.stop = &env->stop;
+	if (http_global_init() != RC_OK) {
+		log_error("cannot initialise libcurl", "");
+		return EX_OSERR;
+	}
+	rc = db_connect(env->cfg->conninfo, env->cfg->schema, &env->tokdb);
+	if (rc != RC_OK) {
+		log_error("cannot connect to PostgreSQL", "err=%s", log_q(db_error(env->tokdb)));
+		return batch_exit(rc);
+	}
+	rc = zoho_new(env->cfg, env->tokdb, &zo, &env->zoho);
+	if (rc) {
+		log_error("cannot set up the Zoho client", "err=%s", log_q(rc_str(rc)));
+		return batch_exit(rc);
+	}
+	return -1;
+}
+
+/* Connect, migrate, then the Zoho client. Returns -1 to go on, or an exit
+ * code. */
+static int start_connections(struct batch_env *env)
+{
+	const struct batch_prog *prog = env->prog;
 
 	/* Down or unreachable: 75, try again; refused (password, pg_hba.conf) or
 	 * a conninfo libpq cannot parse: 77 / 78, retrying cannot help. */
@@ -177,27 +181,7 @@ int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, 
 	 * failure is logged and does not stop the sync. */
 	if (schema_grant_read(env->data, env->cfg->read_role) != RC_OK)
 		log_warn("read_role privileges not checked this run", "");
-	if (prog->needs_zoho) {
-		struct zoho_opts zo;
-		memset(&zo, 0, sizeof(zo));
-		zo.http.stop = &env->stop;
-		if (http_global_init() != RC_OK) {
-			log_error("cannot initialise libcurl", "");
-			return EX_OSERR;
-		}
-		crc = db_connect(env->cfg->conninfo, env->cfg->schema, &env->tokdb);
-		if (crc != RC_OK) {
-			log_error("cannot connect to PostgreSQL", "err=%s",
-				  log_q(db_error(env->tokdb)));
-			return batch_exit(crc);
-		}
-		enum rc rc = zoho_new(env->cfg, env->tokdb, &zo, &env->zoho);
-		if (rc) {
-			log_error("cannot set up the Zoho client", "err=%s", log_q(rc_str(rc)));
-			return batch_exit(rc);
-		}
-	}
-	return -1;
+	return prog->needs_zoho ? start_zoho(env) : -1;
 
 without_db:
 	env->db_rc = crc;
@@ -207,7 +191,49 @@ without_db:
 	return -1;
 }
 
-void batch_end(struct batch_env *env)
+/* Parse options and set everything up. Returns -1 to go on, or an exit
+ * code to return at once (--help, --version, errors); batch_end either way. */
+static int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc,
+		       char **argv)
+{
+	const char *config = NULL;
+	enum log_level level = LOG_LVL_INFO;
+	char err[CFG_ERR_LEN];
+	bool check_creds = false;
+
+	memset(env, 0, sizeof(*env));
+	env->prog = prog;
+	int code = parse_options(env, argc, argv, &config, &level, &check_creds);
+	if (code >= 0)
+		return code;
+	log_init(prog->name, level);
+	env->tty = isatty(STDERR_FILENO) && level != LOG_LVL_DEBUG;
+	if (cfg_load(config, &env->cfg, err) != RC_OK) {
+		log_error("configuration error", "err=%s", log_q(err));
+		return EX_CONFIG;
+	}
+	cfg_register_secrets(env->cfg);
+	if (env->module && cfg_module_index(env->cfg, env->module) < 0) {
+		log_error("module is not configured", "module=%s modules=%s", log_q(env->module),
+			  log_q(env->cfg->modules));
+		return EX_USAGE;
+	}
+	if (check_creds)
+		return batch_exit(credcheck_run(env->cfg, env->module, stdout));
+
+	stop_flag = &env->stop;
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = 0; /* no SA_RESTART: blocking calls return EINTR */
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	return start_connections(env);
+}
+
+static void batch_end(struct batch_env *env)
 {
 	zoho_free(env->zoho);
 	env->zoho = NULL;
@@ -234,7 +260,11 @@ size_t batch_modules(const struct batch_env *env, const char **mods, size_t cap)
 	return n;
 }
 
-enum rc batch_lock(struct batch_env *env, const char *module)
+/* Take the (job, module) advisory lock on env->data; RC_LOCKED, logged
+ * with a clear message, when another copy holds it. An exporting program
+ * then waits (up to [sync] bulk_wait) for the module's export lock while
+ * another exporting program holds it. */
+static enum rc batch_lock(struct batch_env *env, const char *module)
 {
 	bool got = false;
 	enum rc rc = db_try_lock(env->data, env->prog->name, module, &got);
@@ -275,7 +305,7 @@ enum rc batch_lock(struct batch_env *env, const char *module)
 	return RC_OK;
 }
 
-void batch_unlock(struct batch_env *env, const char *module)
+static void batch_unlock(struct batch_env *env, const char *module)
 {
 	if (env->prog->exports && db_unlock(env->data, "export", module) != RC_OK)
 		log_debug("unlock failed (the session ends anyway)", "");
@@ -301,38 +331,112 @@ int batch_exit(enum rc rc)
 	return rc_exit_code(rc);
 }
 
-int batch_run_modules(struct batch_env *env, batch_module_fn fn)
+/* Close a run's row in `runs`: the outcome follows from rc (ok, failed,
+ * interrupted; "dry-run" when run->dry_run and rc is RC_OK), run->err
+ * (filled with rc's name when empty) becomes the message and the module's
+ * last_error. Nothing without a row. */
+static void batch_finish_run(struct batch_env *env, const char *module, enum rc rc,
+			     struct batch_run *run)
+{
+	const char *outcome = rc == RC_OK ? (run->dry_run ? "dry-run" : "ok")
+			    : rc == RC_INTERRUPTED ? "interrupted" : "failed";
+
+	if (!run->id)
+		return;
+	if (rc && !run->err[0])
+		snprintf(run->err, sizeof(run->err), "%s", rc_str(rc));
+	if (rc && module && sync_set_error(env->data, module, run->err))
+		log_warn("cannot record the error", "err=%s", log_q(db_error(env->data)));
+	if (run_finish(env->data, run->id, outcome, &run->counts, rc ? run->err : NULL,
+		       run->details))
+		log_warn("cannot record the run", "err=%s", log_q(db_error(env->data)));
+	if (credits_prune(env->data))
+		log_warn("cannot prune the credit counts", "err=%s", log_q(db_error(env->data)));
+}
+
+/* One module: its lock, its run row, the program's work, the row closed. */
+static enum rc run_module(struct batch_env *env, const char *module)
+{
+	const struct batch_prog *prog = env->prog;
+	struct batch_run run;
+	enum rc rc;
+
+	memset(&run, 0, sizeof(run));
+	log_set_module(module);
+	rc = batch_lock(env, module);
+	if (rc)
+		goto out_nolock;
+	if (prog->run_kind)
+		rc = run_start(env->data, prog->run_kind, module, &run.id);
+	if (!rc)
+		rc = prog->module_fn(env, module, &run);
+	batch_finish_run(env, module, rc, &run);
+	batch_unlock(env, module);
+out_nolock:
+	free(run.details);
+	log_set_module(NULL);
+	return rc;
+}
+
+/* Every module (--module, or all configured), until SIGTERM: the first
+ * failure's result. */
+static enum rc run_modules(struct batch_env *env)
 {
 	const char *mods[CFG_MAX_MODULES];
 	enum rc worst = RC_OK;
 	size_t n = batch_modules(env, mods, CFG_MAX_MODULES);
 
 	for (size_t i = 0; i < n && !env->stop; i++) {
-		enum rc rc = fn(env, mods[i]);
+		enum rc rc = run_module(env, mods[i]);
 		if (rc && !worst)
 			worst = rc;
 	}
 	if (env->stop && !worst)
 		worst = RC_INTERRUPTED;
-	batch_end(env);
-	return batch_exit(worst);
+	return worst;
 }
 
-void batch_finish_run(struct batch_env *env, const char *module, int64_t run_id, enum rc rc,
-		      const struct run_counts *counts, char *err, size_t errlen,
-		      const char *details, bool dry_run)
+int batch_main(const struct batch_prog *prog, int argc, char **argv)
 {
-	const char *outcome = rc == RC_OK ? (dry_run ? "dry-run" : "ok")
-			    : rc == RC_INTERRUPTED ? "interrupted" : "failed";
+	struct batch_env env;
+	enum rc rc;
+	int code = batch_start(&env, prog, argc, argv);
 
-	if (!run_id)
-		return;
-	if (rc && !err[0])
-		snprintf(err, errlen, "%s", rc_str(rc));
-	if (rc && module && sync_set_error(env->data, module, err))
-		log_warn("cannot record the error", "err=%s", log_q(db_error(env->data)));
-	if (run_finish(env->data, run_id, outcome, counts, rc ? err : NULL, details))
-		log_warn("cannot record the run", "err=%s", log_q(db_error(env->data)));
-	if (credits_prune(env->data))
-		log_warn("cannot prune the credit counts", "err=%s", log_q(db_error(env->data)));
+	if (code >= 0) {
+		batch_end(&env);
+		return code;
+	}
+	if (prog->run_all) {
+		rc = prog->run_all(&env);
+	} else {
+		if (prog->before)
+			prog->before(&env);
+		rc = run_modules(&env);
+	}
+	batch_end(&env);
+	return batch_exit(rc);
+}
+
+/* The index of the program's option `name` in prog->opts, or -1. */
+static int opt_index(const struct batch_env *env, const char *name)
+{
+	const struct batch_opt *o = env->prog->opts;
+
+	for (int i = 0; o && o[i].name && i < BATCH_MAX_OPTS; i++) {
+		if (!strcmp(o[i].name, name))
+			return i;
+	}
+	return -1;
+}
+
+bool batch_flag(const struct batch_env *env, const char *name)
+{
+	int i = opt_index(env, name);
+	return i >= 0 && env->opt_given[i];
+}
+
+const char *batch_arg(const struct batch_env *env, const char *name)
+{
+	int i = opt_index(env, name);
+	return i >= 0 ? env->opt_arg[i] : NULL;
 }

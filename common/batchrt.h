@@ -1,9 +1,11 @@
 /* batchrt.h — what every cron-run batch program does before and after its
- * job: options common to all (--config, --module, -v, -q, --help,
- * --version), configuration, signals (SIGTERM/SIGINT set a stop flag that
+ * job, so that a program is a table of its options plus the function that
+ * does its work (batch_main): options common to all (--config, --module,
+ * -v, -q, --help, --version), configuration, signals (SIGTERM/SIGINT set a stop flag that
  * every wait checks), two PostgreSQL connections (data + token), pending
- * migrations, the Zoho client, per-(job, module) advisory locks, and the
- * mapping of results to sysexits codes. */
+ * migrations, the Zoho client, per-(job, module) advisory locks, the row of
+ * each module's run in zcrm.runs, and the mapping of results to sysexits
+ * codes. */
 #ifndef ZCRM_BATCHRT_H
 #define ZCRM_BATCHRT_H
 
@@ -12,6 +14,7 @@
 #include "compiler.h"
 #include "db.h"
 #include "rc.h"
+#include "syncstate.h"
 #include "zoho.h"
 
 #include <stdatomic.h>
@@ -19,14 +22,33 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+/* Options of one program besides the common ones, at most BATCH_MAX_OPTS;
+ * what a run was given is read with batch_flag() / batch_arg(). */
+#define BATCH_MAX_OPTS 8
+
 struct batch_opt {
 	const char *name;       /* long option without "--" */
 	int has_arg;            /* 0 or 1 */
 	const char *arg_name;   /* for --help */
 	const char *help;
-	const char **str_value; /* set when has_arg */
-	bool *flag;             /* set when !has_arg */
 };
+
+struct batch_env;
+
+/* One module's row in zcrm.runs, filled by the program's module function
+ * and closed by batch_main (batch_finish_run). */
+struct batch_run {
+	int64_t id;             /* 0 when the program keeps no runs */
+	struct run_counts counts;
+	char err[1024];         /* the message; rc's name when left empty */
+	char *details;          /* JSON for runs.details or NULL; batch_main frees it */
+	bool dry_run;           /* an RC_OK run closes as "dry-run" */
+};
+
+/* The work on one module, run by batch_main under the module's lock with
+ * the log's module set, the run row (if any) already started. */
+typedef enum rc (*batch_module_fn)(struct batch_env *env, const char *module,
+				   struct batch_run *run);
 
 struct batch_prog {
 	const char *name;       /* "initial_sync" */
@@ -42,6 +64,14 @@ struct batch_prog {
 	 * when the connection or the migrations fail, data is NULL and
 	 * db_rc/db_err say why, instead of batch_start returning. */
 	bool db_optional;
+	/* The job's name in zcrm.runs ("initial"): a row per module and run;
+	 * NULL for none. */
+	const char *run_kind;
+	/* The work: run_all once for the whole run, or else before (if any)
+	 * once and then module_fn for every module until SIGTERM. */
+	enum rc (*run_all)(struct batch_env *env);
+	void (*before)(struct batch_env *env);
+	batch_module_fn module_fn;
 };
 
 struct batch_env {
@@ -51,41 +81,27 @@ struct batch_env {
 	struct db *tokdb;       /* the Zoho client's connection */
 	struct zoho *zoho;      /* NULL unless prog->needs_zoho */
 	const char *module;     /* --module, or NULL for all configured */
-	bool json;              /* --json, where the program offers it */
 	bool tty;               /* stderr is a terminal */
 	atomic_int stop;
 	enum rc db_rc;          /* db_optional: why data is NULL */
 	char db_err[512];
+	bool opt_given[BATCH_MAX_OPTS];       /* prog->opts[i] was given */
+	const char *opt_arg[BATCH_MAX_OPTS];  /* and its argument */
 };
 
-/* Parse options and set everything up. Returns -1 to go on, or an exit
- * code to return at once (--help, --version, errors). */
-int batch_start(struct batch_env *env, const struct batch_prog *prog, int argc, char **argv);
-void batch_end(struct batch_env *env);
+/* The whole program: options, set-up, the work (prog->run_all, or
+ * prog->module_fn per module), clean-up; returns the exit code. */
+int batch_main(const struct batch_prog *prog, int argc, char **argv);
+/* Whether the program's option `name` (one of prog->opts) was given, and
+ * its argument (NULL when not given). */
+bool batch_flag(const struct batch_env *env, const char *name);
+const char *batch_arg(const struct batch_env *env, const char *name);
+
 /* The modules to work on: --module, or every configured one. */
 size_t batch_modules(const struct batch_env *env, const char **mods, size_t cap);
-/* Take the (job, module) advisory lock on env->data; RC_LOCKED, logged
- * with a clear message, when another copy holds it. An exporting program
- * then waits (up to [sync] bulk_wait) for the module's export lock while
- * another exporting program holds it. */
-enum rc batch_lock(struct batch_env *env, const char *module) ZCRM_MUSTCHECK;
-void batch_unlock(struct batch_env *env, const char *module);
 /* The export context of a run of this program. */
 struct bulk_ctx batch_bulk_ctx(struct batch_env *env, int64_t run_id);
 /* The exit code for a run's overall result. */
 int batch_exit(enum rc rc);
-
-/* Run fn for every module (--module, or all configured), until SIGTERM;
- * then batch_end(). Returns the exit code of the first failure. */
-typedef enum rc (*batch_module_fn)(struct batch_env *env, const char *module);
-int batch_run_modules(struct batch_env *env, batch_module_fn fn);
-
-/* Close a run's row in `runs`: the outcome follows from rc (ok, failed,
- * interrupted; "dry-run" when dry_run and rc is RC_OK), err (filled with
- * rc's name when empty) becomes the message and the module's last_error. */
-struct run_counts;
-void batch_finish_run(struct batch_env *env, const char *module, int64_t run_id, enum rc rc,
-		      const struct run_counts *counts, char *err, size_t errlen,
-		      const char *details, bool dry_run);
 
 #endif
