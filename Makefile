@@ -142,6 +142,11 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LIBS_ALL) $(CMOCKA_LIBS)
 
+# test_reply tests a file of the webhook (reply.c), which is not in the library.
+$(BUILD)/tests/test_reply: $(BUILD)/tests/unit/test_reply.o $(BUILD)/webhook/reply.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL) $(CMOCKA_LIBS)
+
 # Test-only programs (tests/tools/*.c) that drive common/ from integration tests.
 $(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(LIB)
 	@mkdir -p $(dir $@)

@@ -7,9 +7,7 @@
 #include "syncstate.h"
 #include "users.h"
 
-#include <inttypes.h>
 #include <stdio.h>
-#include <string.h>
 #include <time.h>
 
 static enum rc run_module(struct batch_env *env, const char *module, struct batch_run *run)

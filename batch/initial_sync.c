@@ -13,11 +13,7 @@
 #include "schemasync.h"
 #include "syncstate.h"
 
-#include <inttypes.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sysexits.h>
 #include <time.h>
 
 static const struct batch_opt opts[] = {
@@ -40,44 +36,6 @@ static enum rc ensure_table(struct batch_env *env, const char *module, int64_t r
 	if (!rc && applied)
 		log_info("applied notifications that waited for the table", "count=%ld", applied);
 	return rc;
-}
-
-/* Bulk Read pages are offsets into the live record set: a record deleted
- * during a multi-page export shifts the later pages, and the record that
- * crosses a page boundary is in neither - and no notification will ever
- * name it. One id-only pass (reconcile) finds and fetches such records.
- * A failure here is only a warning: the nightly reconcile repeats it. */
-static void check_page_boundaries(struct batch_env *env, struct bulk_ctx *ctx, const char *module)
-{
-	struct reconcile_report rep;
-	struct bulk_ctx check = *ctx;
-	char err[1024] = "";
-
-	check.run_id = 0; /* the run's counts are the export's */
-	/* Cheap first: a record lost between pages leaves us short of Zoho. */
-	int64_t zoho_count = -1;
-	char *ours = NULL, *table = schema_table_name(module), *qt = db_quote_ident(env->data, table);
-	char *sql = xasprintf("SELECT count(*) FROM %s WHERE deleted_at IS NULL", qt);
-	enum rc crc = zoho_record_count(env->zoho, module, &zoho_count);
-	if (!crc)
-		crc = db_query_value(env->data, sql, 0, NULL, &ours);
-	long ours_live = ours ? atol(ours) : -1;
-	free(ours);
-	free(sql);
-	free(qt);
-	free(table);
-	if (!crc && zoho_count <= ours_live)
-		return;
-	log_info("checking for records that crossed a page boundary during the export",
-		 "zoho_count=%lld ours=%ld", (long long)zoho_count, ours_live);
-	if (reconcile_module(&check, module, false, &rep, err, sizeof(err)) != RC_OK) {
-		log_warn("page-boundary check failed; the nightly reconcile will repeat it", "err=%s",
-			 log_q(err));
-		return;
-	}
-	if (rep.fetched || rep.tombstoned)
-		log_info("page-boundary check repaired records", "fetched=%ld tombstoned=%ld",
-			 rep.fetched, rep.tombstoned);
 }
 
 /* What the export and the steps after it did: stdout and the log. */
@@ -153,7 +111,7 @@ static enum rc sync_module(struct batch_env *env, const char *module, struct bat
 	/* The check follows the export, not this run: a resumed run may merge
 	 * only the last page of an export whose earlier pages shifted. */
 	if (res.last_page > 1)
-		check_page_boundaries(env, &ctx, module);
+		reconcile_page_boundaries(&ctx, module);
 	/* Bulk Read cannot export subforms and some field types: those now
 	 * (fetch.h). A killed run redoes this step; a failure fails the run,
 	 * whose re-run (or incremental_sync, or reconcile) repeats it. */

@@ -8,7 +8,6 @@
 
 #include <inttypes.h>
 #include <stdio.h>
-#include <stdlib.h>
 
 static const struct batch_opt opts[] = {
 	{"dry-run", 0, NULL, "report drift without repairing anything"},

@@ -349,7 +349,17 @@ static void *housekeeper_main(void *arg)
 	return NULL;
 }
 
-int main(int argc, char **argv)
+/* What the command line asks for. */
+struct options {
+	const char *config, *listen_spec;
+	long threads;             /* 0: [webhook] threads */
+	bool check_only, check_creds;
+	enum log_level level;
+};
+
+/* Parse the command line into o. Returns -1 to go on, or an exit code to
+ * return at once (--help, --version, --sample-config, usage). */
+static int parse_args(int argc, char **argv, struct options *o)
 {
 	static const struct option opts[] = {
 		{"config", required_argument, NULL, 'c'},
@@ -364,40 +374,31 @@ int main(int argc, char **argv)
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *config = NULL, *listen_spec = NULL;
-	long threads = 0;
-	bool check_only = false, check_creds = false;
-	enum log_level level = LOG_LVL_INFO;
-	struct cfg *cfg = NULL;
-	struct app app;
-	struct worker *workers = NULL, housekeeper;
-	pthread_t *tids = NULL, htid;
-	char err[CFG_ERR_LEN];
-	int c, status = EX_OK;
-	long started = 0;
-	bool housekeeper_started = false;
+	int c;
 
+	memset(o, 0, sizeof(*o));
+	o->level = LOG_LVL_INFO;
 	while ((c = getopt_long(argc, argv, "c:l:t:vqhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
-			config = optarg;
+			o->config = optarg;
 			break;
 		case 'l':
-			listen_spec = optarg;
+			o->listen_spec = optarg;
 			break;
 		case 't':
-			threads = strtol(optarg, NULL, 10);
-			if (threads < 1 || threads > 256) {
+			o->threads = strtol(optarg, NULL, 10);
+			if (o->threads < 1 || o->threads > 256) {
 				fprintf(stderr, "%s: --threads must be 1..256\n",
 					program_invocation_short_name);
 				return EX_USAGE;
 			}
 			break;
 		case 'C':
-			check_only = true;
+			o->check_only = true;
 			break;
 		case 'K':
-			check_creds = true;
+			o->check_creds = true;
 			break;
 		case 'S':
 			/* Needs no configuration: etc/zcrm-sync.conf.example is made
@@ -405,10 +406,10 @@ int main(int argc, char **argv)
 			cfg_print_sample(stdout);
 			return EX_OK;
 		case 'v':
-			level = LOG_LVL_DEBUG;
+			o->level = LOG_LVL_DEBUG;
 			break;
 		case 'q':
-			level = LOG_LVL_WARN;
+			o->level = LOG_LVL_WARN;
 			break;
 		case 'h':
 			usage(stdout);
@@ -427,41 +428,162 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EX_USAGE;
 	}
-	log_init("zcrm_webhook", level);
-	if (cfg_load(config, &cfg, err) != RC_OK) {
+	return -1;
+}
+
+/* Load and check the configuration into *cfg and the socket's group into
+ * *sgid; do --check-config and --check-credentials; create the spool.
+ * Returns -1 to go on, or an exit code with *cfg freed. */
+static int load_config(const struct options *o, struct cfg **cfg, gid_t *sgid)
+{
+	char err[CFG_ERR_LEN];
+	int status = -1;
+
+	*cfg = NULL;
+	if (cfg_load(o->config, cfg, err) != RC_OK) {
 		log_error("configuration error", "err=%s", log_q(err));
 		return EX_CONFIG;
 	}
-	cfg_register_secrets(cfg);
-	if (!cfg->token[0]) {
+	cfg_register_secrets(*cfg);
+	if (!(*cfg)->token[0]) {
 		log_error("configuration error", "err=%s",
 			  log_q("[notify] token must be set: it is how the webhook knows Zoho"));
-		cfg_free(cfg);
-		return EX_CONFIG;
+		status = EX_CONFIG;
+		goto out;
 	}
-	gid_t sgid;
-	int gstatus = socket_gid(cfg, &sgid);
+	int gstatus = socket_gid(*cfg, sgid);
 	if (gstatus) {
-		cfg_free(cfg);
-		return gstatus;
+		status = gstatus;
+		goto out;
 	}
-	if (check_only) {
-		cfg_dump(cfg, stdout);
-		cfg_free(cfg);
-		return EX_OK;
+	if (o->check_only) {
+		cfg_dump(*cfg, stdout);
+		status = EX_OK;
+		goto out;
 	}
-	if (check_creds) {
-		enum rc crc = credcheck_run(cfg, NULL, stdout);
+	if (o->check_creds) {
+		enum rc crc = credcheck_run(*cfg, NULL, stdout);
 		log_clear_secrets();
-		cfg_free(cfg);
-		return rc_exit_code(crc);
+		status = rc_exit_code(crc);
+		goto out;
 	}
-	if (threads == 0)
-		threads = cfg->threads;
-	if (spool_init(cfg->spool_dir) != RC_OK) {
-		cfg_free(cfg);
-		return EX_CANTCREAT;
+	if (spool_init((*cfg)->spool_dir) != RC_OK)
+		status = EX_CANTCREAT;
+out:
+	if (status >= 0) {
+		cfg_free(*cfg);
+		*cfg = NULL;
 	}
+	return status;
+}
+
+/* libcurl, libfcgi, the listening socket, the metrics' identity and the
+ * connection set of app. Returns EX_OK or EX_OSERR (logged). */
+static int start_app(struct app *app, const char *listen_spec, gid_t sgid)
+{
+	if (http_global_init() != RC_OK) {
+		log_error("cannot initialise libcurl", "");
+		return EX_OSERR;
+	}
+	if (FCGX_Init()) {
+		log_error("FCGX_Init failed", "");
+		return EX_OSERR;
+	}
+	app->listen_fd = open_listener(listen_spec, sgid);
+	if (app->listen_fd < 0)
+		return EX_OSERR;
+	set_identity(app->metrics, app->cfg, app->listen_fd);
+	const char *endpoints[ZOHO_EP__COUNT];
+	for (size_t i = 0; i < ZOHO_EP__COUNT; i++)
+		endpoints[i] = zoho_endpoint_name((enum zoho_endpoint)i);
+	metrics_set_endpoints(app->metrics, endpoints, ZOHO_EP__COUNT);
+	app->conns = conns_new(app, app->listen_fd);
+	return app->conns ? EX_OK : EX_OSERR;
+}
+
+/* Block in sigwait until SIGTERM or SIGINT (SIGHUP is logged and
+ * ignored), then set app->stop. */
+static void wait_for_stop(struct app *app, const sigset_t *sigs)
+{
+	while (!app->stop) {
+		int sig = 0;
+		if (sigwait(sigs, &sig))
+			continue;
+		if (sig == SIGHUP) {
+			log_info("SIGHUP ignored; restart to reload the configuration", "");
+			continue;
+		}
+		log_info("shutting down; finishing requests in flight", "signal=%d", sig);
+		app->stop = 1;
+	}
+}
+
+/* The worker threads and the housekeeper, until a signal stops them.
+ * Returns EX_OK, or EX_OSERR when a worker could not be started. */
+static int run_threads(struct app *app, long threads, const char *listen_spec,
+		       const sigset_t *sigs)
+{
+	const struct cfg *cfg = app->cfg;
+	struct worker *workers = xcalloc((size_t)threads, sizeof(*workers)), housekeeper;
+	pthread_t *tids = xcalloc((size_t)threads, sizeof(*tids)), htid;
+	long started = 0;
+	bool housekeeper_started = false;
+	int status = EX_OK;
+
+	for (long i = 0; i < threads; i++) {
+		workers[i].app = app;
+		workers[i].index = (int)i;
+		workers[i].fetch_wanted = xcalloc(cfg->nmodules ? cfg->nmodules : 1,
+						  sizeof(*workers[i].fetch_wanted));
+		if (pthread_create(&tids[i], NULL, worker_main, &workers[i])) {
+			log_error("cannot start worker thread", "err=%s", log_q(strerror(errno)));
+			status = EX_OSERR;
+			app->stop = 1;
+			break;
+		}
+		started++;
+	}
+	memset(&housekeeper, 0, sizeof(housekeeper));
+	housekeeper.app = app;
+	housekeeper.index = -1;
+	if (!app->stop && pthread_create(&htid, NULL, housekeeper_main, &housekeeper) == 0)
+		housekeeper_started = true;
+	if (!app->stop)
+		log_info("webhook started", "threads=%ld listen=%s modules=%s", threads,
+			 log_q(listen_spec ? listen_spec : "inherited"), log_q(cfg->modules));
+	wait_for_stop(app, sigs);
+	/* Wake the worker waiting for connections: the workers stop accepting,
+	 * serve the requests in flight and those already waiting, and close the
+	 * idle connections. The listening socket is left as it is: shutdown()
+	 * would also make systemd's copy of it refuse connections, which then
+	 * could no longer wait in the backlog for the next start. */
+	conns_wake(app->conns);
+	for (long i = 0; i < started; i++)
+		pthread_join(tids[i], NULL);
+	if (housekeeper_started)
+		pthread_join(htid, NULL);
+	log_info("webhook stopped", "");
+	for (long i = 0; i < threads; i++)
+		free(workers[i].fetch_wanted);
+	free(workers);
+	free(tids);
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	struct options o;
+	struct cfg *cfg = NULL;
+	struct app app;
+	gid_t sgid;
+	int status = parse_args(argc, argv, &o);
+
+	if (status >= 0)
+		return status;
+	log_init("zcrm_webhook", o.level);
+	status = load_config(&o, &cfg, &sgid);
+	if (status >= 0)
+		return status;
 
 	/* Signals go to main only (sigwait below); workers never see them. */
 	sigset_t sigs;
@@ -475,86 +597,13 @@ int main(int argc, char **argv)
 	memset(&app, 0, sizeof(app));
 	app.cfg = cfg;
 	app.metrics = metrics_new();
-	if (http_global_init() != RC_OK) {
-		log_error("cannot initialise libcurl", "");
-		status = EX_OSERR;
-		goto out;
-	}
-	if (FCGX_Init()) {
-		log_error("FCGX_Init failed", "");
-		status = EX_OSERR;
-		goto out;
-	}
-	app.listen_fd = open_listener(listen_spec, sgid);
-	if (app.listen_fd < 0) {
-		status = EX_OSERR;
-		goto out;
-	}
-	set_identity(app.metrics, cfg, app.listen_fd);
-	const char *endpoints[ZOHO_EP__COUNT];
-	for (size_t i = 0; i < ZOHO_EP__COUNT; i++)
-		endpoints[i] = zoho_endpoint_name((enum zoho_endpoint)i);
-	metrics_set_endpoints(app.metrics, endpoints, ZOHO_EP__COUNT);
-	app.conns = conns_new(&app, app.listen_fd);
-	if (!app.conns) {
-		status = EX_OSERR;
-		goto out;
-	}
-
-	workers = xcalloc((size_t)threads, sizeof(*workers));
-	tids = xcalloc((size_t)threads, sizeof(*tids));
-	for (long i = 0; i < threads; i++) {
-		workers[i].app = &app;
-		workers[i].index = (int)i;
-		workers[i].fetch_wanted = xcalloc(cfg->nmodules ? cfg->nmodules : 1,
-						  sizeof(*workers[i].fetch_wanted));
-		if (pthread_create(&tids[i], NULL, worker_main, &workers[i])) {
-			log_error("cannot start worker thread", "err=%s", log_q(strerror(errno)));
-			status = EX_OSERR;
-			app.stop = 1;
-			break;
-		}
-		started++;
-	}
-	memset(&housekeeper, 0, sizeof(housekeeper));
-	housekeeper.app = &app;
-	housekeeper.index = -1;
-	if (!app.stop && pthread_create(&htid, NULL, housekeeper_main, &housekeeper) == 0)
-		housekeeper_started = true;
-	if (!app.stop)
-		log_info("webhook started", "threads=%ld listen=%s modules=%s", threads,
-			 log_q(listen_spec ? listen_spec : "inherited"), log_q(cfg->modules));
-
-	while (!app.stop) {
-		int sig = 0;
-		if (sigwait(&sigs, &sig))
-			continue;
-		if (sig == SIGHUP) {
-			log_info("SIGHUP ignored; restart to reload the configuration", "");
-			continue;
-		}
-		log_info("shutting down; finishing requests in flight", "signal=%d", sig);
-		app.stop = 1;
-	}
-	/* Wake the worker waiting for connections: the workers stop accepting,
-	 * serve the requests in flight and those already waiting, and close the
-	 * idle connections. The listening socket is left as it is: shutdown()
-	 * would also make systemd's copy of it refuse connections, which then
-	 * could no longer wait in the backlog for the next start. */
-	conns_wake(app.conns);
-	for (long i = 0; i < started; i++)
-		pthread_join(tids[i], NULL);
-	if (housekeeper_started)
-		pthread_join(htid, NULL);
-	log_info("webhook stopped", "");
-out:
-	if (listen_spec && !strncmp(listen_spec, "unix:", 5) && app.listen_fd >= 0)
-		unlink(listen_spec + 5);
+	status = start_app(&app, o.listen_spec, sgid);
+	if (status == EX_OK)
+		status = run_threads(&app, o.threads ? o.threads : cfg->threads, o.listen_spec,
+				     &sigs);
+	if (o.listen_spec && !strncmp(o.listen_spec, "unix:", 5) && app.listen_fd >= 0)
+		unlink(o.listen_spec + 5);
 	conns_free(app.conns);
-	for (long i = 0; workers && i < threads; i++)
-		free(workers[i].fetch_wanted);
-	free(workers);
-	free(tids);
 	http_global_cleanup();
 	metrics_free(app.metrics);
 	log_clear_secrets();
