@@ -40,7 +40,7 @@ struct batch_env;
 struct batch_run {
 	int64_t id;             /* 0 when the program keeps no runs */
 	struct run_counts counts;
-	char err[1024];         /* the message; rc's name when left empty */
+	char err[1024];         /* the message; rc_str(rc) when left empty */
 	char *details;          /* JSON for runs.details or NULL; batch_main frees it */
 	bool dry_run;           /* an RC_OK run closes as "dry-run" */
 };
@@ -62,7 +62,7 @@ struct batch_prog {
 	bool exports;
 	/* Goes on without PostgreSQL (status: what it can know without it):
 	 * when the connection or the migrations fail, data is NULL and
-	 * db_rc/db_err say why, instead of batch_start returning. */
+	 * db_rc/db_err say why, instead of the program stopping. */
 	bool db_optional;
 	/* The job's name in zcrm.runs ("initial"): a row per module and run;
 	 * NULL for none. */
