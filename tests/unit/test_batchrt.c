@@ -13,6 +13,7 @@
 
 #include "batchrt.h"
 #include "compiler.h"
+#include "testdb.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -137,21 +138,16 @@ static char *query(struct db *db, const char *sql)
 
 static void test_module_frame(void **state)
 {
-	const char *conninfo = getenv("ZCRM_TEST_CONNINFO");
 	const struct batch_prog prog = {.name = "unit", .summary = "s", .description = "d",
 					 .opts = opts, .run_kind = "unit",
 					 .module_fn = module_work};
-	struct db *db = NULL;
+	struct db *db = testdb_open(TEST_SCHEMA, false);
 	char conf[64];
 
 	(void)state;
-	if (!conninfo)
-		fail_msg("ZCRM_TEST_CONNINFO is not set (run via scripts/run-unit.sh)");
-	assert_int_equal(db_connect(conninfo, TEST_SCHEMA, &db), RC_OK);
-	assert_int_equal(db_exec(db, "DROP SCHEMA IF EXISTS " TEST_SCHEMA " CASCADE", 0, NULL,
-				 NULL), RC_OK);
+	assert_non_null(db); /* batch_main migrates the schema itself */
 	empty_config(conf, sizeof(conf));
-	setenv("ZCRM_DATABASE_CONNINFO", conninfo, 1);
+	setenv("ZCRM_DATABASE_CONNINFO", getenv("ZCRM_TEST_CONNINFO"), 1);
 	setenv("ZCRM_DATABASE_SCHEMA", TEST_SCHEMA, 1);
 	setenv("ZCRM_SYNC_MODULES", "Leads,Contacts,Deals", 1);
 	const char *argv[] = {"unit", "-q", "--config", conf, "--dry-run"};
@@ -184,9 +180,8 @@ static void test_module_frame(void **state)
 	unsetenv("ZCRM_DATABASE_SCHEMA");
 	unsetenv("ZCRM_SYNC_MODULES");
 	unlink(conf);
-	assert_int_equal(db_exec(db, "DROP SCHEMA IF EXISTS " TEST_SCHEMA " CASCADE", 0, NULL,
-				 NULL), RC_OK);
-	db_close(db);
+	void *st = db;
+	testdb_teardown(&st);
 }
 
 int main(void)
