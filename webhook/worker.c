@@ -135,6 +135,13 @@ long webhook_replay_spool(struct worker *w)
 		return 0;
 	if (!webhook_db(w))
 		return -1;
+	/* A connection opened before the server went away still looks open:
+	 * ask it, rather than take a file out of the spool only to put it
+	 * back (operators and the spool_depth gauge would see it vanish). */
+	if (db_exec(w->db, "SELECT 1", 0, NULL, NULL) != RC_OK) {
+		log_warn("database unreachable", "err=%s", log_q(db_error(w->db)));
+		return -1;
+	}
 	enum rc rc = inbox_replay_spool(w->db, w->app->cfg->spool_dir, &replayed);
 	if (replayed)
 		atomic_fetch_add(&w->app->metrics->spool_replayed, (unsigned long)replayed);
