@@ -103,6 +103,11 @@ const char *buf_str(const struct buf *b)
 	return b->s ? b->s : "";
 }
 
+size_t buf_len(const struct buf *b)
+{
+	return b->len;
+}
+
 char *buf_steal(struct buf *b)
 {
 	char *s = b->s ? b->s : xstrdup("");

@@ -30,6 +30,8 @@ void buf_csv_cell(struct buf *b, const char *value, size_t vlen);
 /* Empties the buffer, keeping its memory. */
 void buf_reset(struct buf *b);
 const char *buf_str(const struct buf *b);
+/* Bytes held (the NUL not counted). */
+size_t buf_len(const struct buf *b);
 /* The bytes (NUL-terminated; never NULL), now the caller's; b is empty. */
 char *buf_steal(struct buf *b);
 void buf_free(struct buf *b);

@@ -1,5 +1,6 @@
 /* bulkload.c — stream a bulk CSV into the module table (see bulkload.h). */
 #include "bulkload.h"
+#include "buf.h"
 #include "csvhead.h"
 #include "log.h"
 
@@ -393,40 +394,41 @@ struct direct {
 	size_t ncols;
 	size_t field;
 	enum cell_state state;
-	char *cell;          /* a multi-select cell, unquoted */
-	size_t clen, ccap;
-	char *out;
-	size_t olen, ocap;
+	struct buf cell;     /* a multi-select cell, unquoted */
+	struct buf out;      /* CSV for COPY, sent in pieces */
 	bool failed;         /* a COPY put failed: the rest is not sent */
 };
 
 static void out_char(struct direct *D, char c)
 {
-	csv_append_char(&D->out, &D->olen, &D->ocap, c);
+	buf_addc(&D->out, c);
 }
 
 static void direct_flush(struct direct *D)
 {
-	if (D->olen && !D->failed && db_copy_put(D->db, D->out, D->olen) != RC_OK)
+	if (buf_len(&D->out) && !D->failed &&
+	    db_copy_put(D->db, buf_str(&D->out), buf_len(&D->out)) != RC_OK)
 		D->failed = true;
-	D->olen = 0;
+	buf_reset(&D->out);
 }
 
 /* The multi-select cell just read, as a CSV-quoted array literal (an
  * empty one: NULL). A trailing CR of a CRLF line end goes after it. */
 static void end_multi(struct direct *D)
 {
-	bool cr = D->clen && D->cell[D->clen - 1] == '\r' && D->state == CELL_PLAIN;
+	const char *cell = buf_str(&D->cell);
+	size_t len = buf_len(&D->cell);
+	bool cr = len && cell[len - 1] == '\r' && D->state == CELL_PLAIN;
 
 	if (cr)
-		D->clen--;
-	if (D->clen) {
+		len--;
+	if (len) {
 		out_char(D, '"');
 		out_char(D, '{');
 		out_char(D, '"');
 		out_char(D, '"');
-		for (size_t i = 0; i < D->clen; i++) {
-			char c = D->cell[i];
+		for (size_t i = 0; i < len; i++) {
+			char c = cell[i];
 			if (c == ';') {
 				out_char(D, '"');
 				out_char(D, '"');
@@ -448,17 +450,7 @@ static void end_multi(struct direct *D)
 	}
 	if (cr)
 		out_char(D, '\r');
-	D->clen = 0;
-}
-
-static void out_span(struct direct *D, const char *p, size_t n)
-{
-	if (D->olen + n + 1 > D->ocap) {
-		D->ocap = (D->olen + n + 1) * 2;
-		D->out = xrealloc(D->out, D->ocap);
-	}
-	memcpy(D->out + D->olen, p, n);
-	D->olen += n;
+	buf_reset(&D->cell);
 }
 
 /* Bytes of a cell that pass unchanged from i on: the end of a run without
@@ -483,7 +475,7 @@ static void direct_feed(struct direct *D, const char *buf, size_t n)
 		if (!multi && (D->state == CELL_QUOTED || D->state == CELL_PLAIN)) {
 			size_t end = plain_run(buf, i, n, D->state == CELL_QUOTED);
 			if (end > i) {
-				out_span(D, buf + i, end - i);
+				buf_add(&D->out, buf + i, end - i);
 				i = end - 1;
 				continue;
 			}
@@ -493,7 +485,7 @@ static void direct_feed(struct direct *D, const char *buf, size_t n)
 			if (c == '"') { /* a doubled quote: one quote of the value */
 				D->state = CELL_QUOTED;
 				if (multi)
-					csv_append_char(&D->cell, &D->clen, &D->ccap, c);
+					buf_addc(&D->cell, c);
 				else
 					out_char(D, c);
 				continue;
@@ -504,7 +496,7 @@ static void direct_feed(struct direct *D, const char *buf, size_t n)
 			if (c == '"')
 				D->state = CELL_QUOTE_SEEN;
 			else if (multi)
-				csv_append_char(&D->cell, &D->clen, &D->ccap, c);
+				buf_addc(&D->cell, c);
 			if (!multi)
 				out_char(D, c);
 			continue;
@@ -515,7 +507,7 @@ static void direct_feed(struct direct *D, const char *buf, size_t n)
 			out_char(D, c);
 			D->field = c == ',' ? D->field + 1 : 0;
 			D->state = CELL_START;
-			if (D->olen >= (256u << 10))
+			if (buf_len(&D->out) >= (256u << 10))
 				direct_flush(D);
 			continue;
 		}
@@ -527,7 +519,7 @@ static void direct_feed(struct direct *D, const char *buf, size_t n)
 		}
 		D->state = CELL_PLAIN;
 		if (multi)
-			csv_append_char(&D->cell, &D->clen, &D->ccap, c);
+			buf_addc(&D->cell, c);
 		else
 			out_char(D, c);
 	}
@@ -539,7 +531,7 @@ static void direct_feed(struct direct *D, const char *buf, size_t n)
 static bool direct_columns(struct db *db, const struct module_schema *schema, struct loader *L,
 			   bool *multi, char **cols)
 {
-	char *list = NULL;
+	struct buf list = {0};
 	bool ok = true, id = false, mt = false;
 
 	check_columns(L);
@@ -560,16 +552,14 @@ static bool direct_columns(struct db *db, const struct module_schema *schema, st
 			mt = true;
 		multi[h] = c && c->kind == FIELD_MULTI;
 		char *q = db_quote_ident(db, col);
-		char *next = xasprintf("%s%s%s", list ? list : "", list ? ", " : "", q);
+		buf_printf(&list, "%s%s", h ? ", " : "", q);
 		free(q);
-		free(list);
-		list = next;
 	}
 	if (!ok || !id || !mt) {
-		free(list);
+		buf_free(&list);
 		return false;
 	}
-	*cols = list;
+	*cols = buf_steal(&list);
 	return true;
 }
 
@@ -700,8 +690,8 @@ fail:
 	if (copying && db_copy_end(db, "page failed", NULL) == RC_OK)
 		log_warn("an aborted COPY reported success", "");
 out:
-	free(D.out);
-	free(D.cell);
+	buf_free(&D.out);
+	buf_free(&D.cell);
 	free(L.names);
 	free(multi);
 	free(cols);

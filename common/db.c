@@ -1,5 +1,6 @@
 /* db.c — libpq wrapper (see db.h). */
 #include "db.h"
+#include "buf.h"
 #include "log.h"
 
 #include <errno.h>
@@ -589,38 +590,36 @@ enum rc db_query_value(struct db *db, const char *sql, int nparams, const char *
 
 char *db_int64_array(const int64_t *ids, size_t n)
 {
-	size_t cap = n * 21 + 3, len = 0;
-	char *s = xmalloc(cap);
+	struct buf b = {0};
 
-	s[len++] = '{';
+	buf_addc(&b, '{');
 	for (size_t i = 0; i < n; i++)
-		len += (size_t)snprintf(s + len, cap - len, "%s%" PRId64, i ? "," : "", ids[i]);
-	s[len++] = '}';
-	s[len] = '\0';
-	return s;
+		buf_printf(&b, "%s%" PRId64, i ? "," : "", ids[i]);
+	buf_addc(&b, '}');
+	return buf_steal(&b);
 }
 
 char *db_text_array(const char *const *items, const size_t *lens, size_t n)
 {
-	size_t cap = 3, len = 0;
+	struct buf b = {0};
 
-	for (size_t i = 0; i < n; i++)
-		cap += 2 * (lens ? lens[i] : strlen(items[i])) + 3;
-	char *s = xmalloc(cap);
-	s[len++] = '{';
+	buf_addc(&b, '{');
 	for (size_t i = 0; i < n; i++) {
 		size_t l = lens ? lens[i] : strlen(items[i]);
 		if (i)
-			s[len++] = ',';
-		s[len++] = '"';
-		for (size_t k = 0; k < l; k++) {
-			if (items[i][k] == '"' || items[i][k] == '\\')
-				s[len++] = '\\';
-			s[len++] = items[i][k];
+			buf_addc(&b, ',');
+		buf_addc(&b, '"');
+		for (size_t k = 0, run = 0; k < l; k = run) {
+			while (run < l && items[i][run] != '"' && items[i][run] != '\\')
+				run++;
+			buf_add(&b, items[i] + k, run - k);
+			if (run < l) {
+				buf_addc(&b, '\\');
+				buf_addc(&b, items[i][run++]);
+			}
 		}
-		s[len++] = '"';
+		buf_addc(&b, '"');
 	}
-	s[len++] = '}';
-	s[len] = '\0';
-	return s;
+	buf_addc(&b, '}');
+	return buf_steal(&b);
 }

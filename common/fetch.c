@@ -1,5 +1,6 @@
 /* fetch.c — fetch dirty records and merge them (see fetch.h). */
 #include "fetch.h"
+#include "buf.h"
 #include "log.h"
 #include "merge.h"
 #include "subform.h"
@@ -32,8 +33,8 @@ static enum rc merge_records(struct db *data, const struct module_schema *schema
 {
 	const char **headers = xcalloc(schema->ncols, sizeof(*headers));
 	struct merge_stage *stage = NULL;
-	char *buf = NULL;
-	size_t len = 0, cap = 0, nh = 0;
+	struct buf row = {0};
+	size_t nh = 0;
 	long rows = 0;
 	enum rc rc;
 
@@ -46,7 +47,7 @@ static enum rc merge_records(struct db *data, const struct module_schema *schema
 	size_t n = json_object_array_length(records);
 	for (size_t r = 0; r < n; r++) {
 		struct json_object *rec = json_object_array_get_idx(records, r);
-		len = 0;
+		buf_reset(&row);
 		for (size_t i = 0, k = 0; i < schema->ncols; i++) {
 			struct json_object *v = NULL;
 			char *cell = NULL;
@@ -55,12 +56,12 @@ static enum rc merge_records(struct db *data, const struct module_schema *schema
 			if (json_object_object_get_ex(rec, schema->cols[i].api_name, &v))
 				cell = schema_json_cell(v, schema->cols[i].kind);
 			if (k++)
-				csv_append_char(&buf, &len, &cap, ',');
-			csv_append_cell(&buf, &len, &cap, cell, cell ? strlen(cell) : 0);
+				buf_addc(&row, ',');
+			buf_csv_cell(&row, cell, cell ? strlen(cell) : 0);
 			free(cell);
 		}
-		csv_append_char(&buf, &len, &cap, '\n');
-		rc = merge_stage_put(stage, buf, len);
+		buf_addc(&row, '\n');
+		rc = merge_stage_put(stage, buf_str(&row), buf_len(&row));
 		if (rc) {
 			snprintf(err, errlen, "COPY: %s", db_error(data));
 			goto out;
@@ -74,7 +75,7 @@ static enum rc merge_records(struct db *data, const struct module_schema *schema
 	rc = merge_apply(stage, rule, asked, "fetch", applied, err, errlen);
 out:
 	merge_stage_free(stage);
-	free(buf);
+	buf_free(&row);
 	free(headers);
 	return rc;
 }
@@ -465,22 +466,34 @@ static enum rc claim_dirty(struct db *data, const char *module, struct claim *c)
  * or backslash to escape). */
 static char *times_array(char *const *times, size_t n)
 {
-	size_t cap = 3;
-	for (size_t i = 0; i < n; i++)
-		cap += (times[i] ? strlen(times[i]) + 2 : 4) + 1;
-	char *out = xmalloc(cap), *p = out;
-	*p++ = '{';
+	struct buf b = {0};
+
+	buf_addc(&b, '{');
 	for (size_t i = 0; i < n; i++) {
 		if (i)
-			*p++ = ',';
+			buf_addc(&b, ',');
 		if (times[i])
-			p += sprintf(p, "\"%s\"", times[i]);
+			buf_printf(&b, "\"%s\"", times[i]);
 		else
-			p += sprintf(p, "NULL");
+			buf_adds(&b, "NULL");
 	}
-	*p++ = '}';
-	*p = '\0';
-	return out;
+	buf_addc(&b, '}');
+	return buf_steal(&b);
+}
+
+/* {t,f,…}: a bool[] parameter. */
+static char *bool_array(const bool *v, size_t n)
+{
+	struct buf b = {0};
+
+	buf_addc(&b, '{');
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			buf_addc(&b, ',');
+		buf_addc(&b, v[i] ? 't' : 'f');
+	}
+	buf_addc(&b, '}');
+	return buf_steal(&b);
 }
 
 /* After a fetch of ids[0..n): an id is settled when its record was returned
@@ -509,15 +522,7 @@ static enum rc settle(struct db *data, const struct module_schema *schema, const
 		qtable);
 	char *arr = db_int64_array(ids, n);
 	char *tarr = times_array(times, n);
-	char *oks = xmalloc(2 * n + 3), *p = oks;
-	*p++ = '{';
-	for (size_t i = 0; i < n; i++) {
-		if (i)
-			*p++ = ',';
-		*p++ = returned[i] ? 't' : 'f';
-	}
-	*p++ = '}';
-	*p = '\0';
+	char *oks = bool_array(returned, n);
 	enum rc rc = db_prepared(data, name, sql, 5,
 				 (const char *[]){schema->module, arr, tarr, oks, why}, NULL);
 	free(oks);

@@ -1,6 +1,7 @@
 /* formula.c — formula and rollup fields refreshed on a schedule (see
  * formula.h). */
 #include "formula.h"
+#include "buf.h"
 #include "log.h"
 
 #include <inttypes.h>
@@ -69,26 +70,20 @@ static char *merge_sql(struct db *db, const struct module_schema *s, const char 
 		       size_t n, int64_t job_created, bool dry_run, bool safe)
 {
 	char *table = db_quote_ident(db, s->table);
-	char *nsel = xstrdup(""), *diff = xstrdup(""), *set = xstrdup(""), *sql;
+	struct buf nsel = {0}, diff = {0}, set = {0};
+	char *sql;
 
 	for (size_t i = 0; i < n; i++) {
 		const struct zcolumn *c = schema_column(s, names[i]);
 		char *qc = db_quote_ident(db, c->column);
 		char *src = xasprintf("(z.vals ->> $%zu::text)", i + 1);
 		char *cast = safe ? schema_safe_cast_expr(c->kind, src) : schema_cast_expr(c->kind, src);
-		char *t;
 
-		t = xasprintf("%s, (z.vals ? $%zu::text) AS h%zu, %s AS v%zu", nsel, i + 1, i, cast, i);
-		free(nsel);
-		nsel = t;
-		t = xasprintf("%s%s(n.h%zu AND t.%s IS DISTINCT FROM n.v%zu)", diff, i ? " OR " : "", i,
-			      qc, i);
-		free(diff);
-		diff = t;
-		t = xasprintf("%s%s%s = CASE WHEN d.h%zu THEN d.v%zu ELSE t.%s END", set, i ? ", " : "",
-			      qc, i, i, qc);
-		free(set);
-		set = t;
+		buf_printf(&nsel, ", (z.vals ? $%zu::text) AS h%zu, %s AS v%zu", i + 1, i, cast, i);
+		buf_printf(&diff, "%s(n.h%zu AND t.%s IS DISTINCT FROM n.v%zu)", i ? " OR " : "", i,
+			   qc, i);
+		buf_printf(&set, "%s%s = CASE WHEN d.h%zu THEN d.v%zu ELSE t.%s END", i ? ", " : "",
+			   qc, i, i, qc);
 		free(cast);
 		free(src);
 		free(qc);
@@ -99,7 +94,7 @@ static char *merge_sql(struct db *db, const struct module_schema *s, const char 
 				job_created);
 	char *write = dry_run ? xasprintf("SELECT 1 FROM d JOIN %s t ON %s", table, guard)
 			      : xasprintf("UPDATE %s t SET %s FROM d WHERE %s RETURNING 1", table,
-					  set, guard);
+					  buf_str(&set), guard);
 	sql = xasprintf("WITH n AS (SELECT z.id, r.modified_time%s FROM zcrm_formula z"
 			"  JOIN zcrm_reconcile r ON r.id = z.id),"
 			" d AS (SELECT n.* FROM n JOIN %s t ON t.id = n.id WHERE t.deleted_at IS NULL"
@@ -107,12 +102,12 @@ static char *merge_sql(struct db *db, const struct module_schema *s, const char 
 			" w AS (%s)"
 			" SELECT (SELECT count(*) FROM zcrm_formula), (SELECT count(*) FROM d),"
 			" (SELECT count(*) FROM w)",
-			nsel, table, diff, write);
+			buf_str(&nsel), table, buf_str(&diff), write);
 	free(write);
 	free(guard);
-	free(set);
-	free(diff);
-	free(nsel);
+	buf_free(&set);
+	buf_free(&diff);
+	buf_free(&nsel);
 	free(table);
 	return sql;
 }

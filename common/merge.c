@@ -936,47 +936,6 @@ void merge_stage_free(struct merge_stage *st)
 	free(st);
 }
 
-void csv_append_cell(char **buf, size_t *len, size_t *cap, const char *value, size_t vlen)
-{
-	bool quote = false;
-
-	if (value) {
-		quote = vlen == 0; /* "" is an empty string, not NULL */
-		for (size_t i = 0; i < vlen && !quote; i++) {
-			char c = value[i];
-			if (c == ',' || c == '"' || c == '\n' || c == '\r')
-				quote = true;
-		}
-	}
-	size_t need = *len + 2 * vlen + 3;
-	if (need > *cap) {
-		*cap = need * 2;
-		*buf = xrealloc(*buf, *cap);
-	}
-	char *p = *buf + *len;
-	if (value) {
-		if (quote)
-			*p++ = '"';
-		for (size_t i = 0; i < vlen; i++) {
-			if (value[i] == '"')
-				*p++ = '"';
-			*p++ = value[i];
-		}
-		if (quote)
-			*p++ = '"';
-	}
-	*len = (size_t)(p - *buf);
-}
-
-void csv_append_char(char **buf, size_t *len, size_t *cap, char c)
-{
-	if (*len + 1 >= *cap) {
-		*cap = *cap ? *cap * 2 : 256;
-		*buf = xrealloc(*buf, *cap);
-	}
-	(*buf)[(*len)++] = c;
-}
-
 /* Columns a preview may never set: identity and the freshness clock. */
 static bool preview_skips(const char *column)
 {

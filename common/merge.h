@@ -142,10 +142,4 @@ enum rc merge_tombstones(struct db *db, const char *module, const int64_t *ids,
 enum rc merge_preview(struct db *db, const struct module_schema *schema, int64_t id,
 		      struct json_object *values, const char *when) ZCRM_MUSTCHECK;
 
-/* Append one CSV cell (RFC 4180: quoted when needed, quotes doubled) to a
- * growable buffer; NULL writes an empty unquoted cell (COPY's NULL). */
-void csv_append_cell(char **buf, size_t *len, size_t *cap, const char *value, size_t vlen);
-/* Append one raw byte (a separator or the row's newline). */
-void csv_append_char(char **buf, size_t *len, size_t *cap, char c);
-
 #endif

@@ -1,5 +1,6 @@
 /* schemasync.c — follow Zoho's schema changes (see schemasync.h). */
 #include "schemasync.h"
+#include "buf.h"
 #include "fetch.h"
 #include "log.h"
 #include "subform.h"
@@ -197,18 +198,13 @@ static enum rc backfill_due(struct bulk_ctx *ctx, const char *module, bool allow
 		goto out;
 	n = (size_t)db_res_rows(res);
 	names = xcalloc(n, sizeof(*names));
-	size_t len = 1;
+	struct buf joined = {0};
 	for (size_t i = 0; i < n; i++) {
 		names[i] = xstrdup(db_res_get(res, (int)i, 0));
-		len += strlen(names[i]) + 1;
+		buf_printf(&joined, "%s%s", i ? "," : "", names[i]);
 	}
 	started = xstrdup(db_res_get(res, 0, 1));
-	list = xcalloc(1, len);
-	for (size_t i = 0; i < n; i++) {
-		if (i)
-			strcat(list, ",");
-		strcat(list, names[i]);
-	}
+	list = buf_steal(&joined);
 	rc = schema_load(ctx->data, module, &full);
 	if (rc)
 		goto out;

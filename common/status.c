@@ -1,5 +1,6 @@
 /* status.c — operator status report (see status.h). */
 #include "status.h"
+#include "buf.h"
 #include "credits.h"
 #include "metrics.h"
 #include "schema.h"
@@ -472,31 +473,21 @@ out:
 /* Appends one gauge family: HELP and TYPE, then one sample per row of res
  * whose value is in column col (rows: module in column 0, and, when
  * label2 is set, that label's value in column 1). */
-static void put_gauge(char **buf, size_t *len, size_t *cap, const char *name, const char *help,
-		      const char *labels, struct db_res *res, const char *label2, int col)
+static void put_gauge(struct buf *b, const char *name, const char *help, const char *labels,
+		      struct db_res *res, const char *label2, int col)
 {
-	for (int i = -1; i < db_res_rows(res); i++) {
-		char line[2048], mod[256], l2[256];
-		if (i < 0)
-			snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s gauge\n", name, help,
-				 name);
-		else if (label2) {
-			metrics_label_value(mod, sizeof(mod), db_res_get(res, i, 0));
+	buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+	for (int i = 0; i < db_res_rows(res); i++) {
+		char mod[256], l2[256];
+		metrics_label_value(mod, sizeof(mod), db_res_get(res, i, 0));
+		if (label2) {
 			metrics_label_value(l2, sizeof(l2), db_res_get(res, i, 1));
-			snprintf(line, sizeof(line), "%s{%smodule=\"%s\",%s=\"%s\"} %s\n", name,
-				 labels, mod, label2, l2, db_res_get(res, i, col));
+			buf_printf(b, "%s{%smodule=\"%s\",%s=\"%s\"} %s\n", name, labels, mod, label2,
+				   l2, db_res_get(res, i, col));
 		} else {
-			metrics_label_value(mod, sizeof(mod), db_res_get(res, i, 0));
-			snprintf(line, sizeof(line), "%s{%smodule=\"%s\"} %s\n", name, labels, mod,
-				 db_res_get(res, i, col));
+			buf_printf(b, "%s{%smodule=\"%s\"} %s\n", name, labels, mod,
+				   db_res_get(res, i, col));
 		}
-		size_t n = strlen(line);
-		if (*len + n + 1 > *cap) {
-			*cap = (*len + n + 1) * 2;
-			*buf = xrealloc(*buf, *cap);
-		}
-		memcpy(*buf + *len, line, n + 1);
-		*len += n;
 	}
 }
 
@@ -530,8 +521,7 @@ enum rc status_metrics(struct db *db, const char *labels, char **out)
 		 "Time ranges in which notifications may have been missed, not yet repaired."},
 	};
 	struct db_res *res = NULL;
-	size_t len = 0, cap = 4096;
-	char *buf = NULL;
+	struct buf b = {0};
 	enum rc rc;
 
 	*out = NULL;
@@ -552,11 +542,8 @@ enum rc status_metrics(struct db *db, const char *labels, char **out)
 			 0, NULL, &res);
 	if (rc)
 		goto out;
-	buf = xmalloc(cap);
-	buf[0] = '\0';
 	for (size_t g = 0; g < ARRAY_LEN(gauges); g++)
-		put_gauge(&buf, &len, &cap, gauges[g].name, gauges[g].help, labels, res, NULL,
-			  (int)g + 1);
+		put_gauge(&b, gauges[g].name, gauges[g].help, labels, res, NULL, (int)g + 1);
 	db_res_free(res);
 	res = NULL;
 	/* The last run that ended well, per module and program: a cron job
@@ -568,13 +555,12 @@ enum rc status_metrics(struct db *db, const char *labels, char **out)
 			 0, NULL, &res);
 	if (rc)
 		goto out;
-	put_gauge(&buf, &len, &cap, "zcrm_last_success_timestamp_seconds",
+	put_gauge(&b, "zcrm_last_success_timestamp_seconds",
 		  "When the last run of a batch program for the module ended well (Unix time).",
 		  labels, res, "program", 2);
-	*out = buf;
-	buf = NULL;
+	*out = buf_steal(&b);
 out:
-	free(buf);
+	buf_free(&b);
 	db_res_free(res);
 	return rc;
 }

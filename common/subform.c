@@ -1,12 +1,12 @@
 /* subform.c — line items as child tables (see subform.h). */
 #include "subform.h"
+#include "buf.h"
 #include "listcover.h"
 #include "log.h"
 #include "merge.h"
 #include "ztime.h"
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,23 +77,6 @@ static bool api_name_ok(const char *s)
 static bool system_field(const char *api_name)
 {
 	return !strcasecmp(api_name, "id") || !strcmp(api_name, "Parent_Id");
-}
-
-/* Append printf output to the heap string *s. */
-static void catf(char **s, const char *fmt, ...) ZCRM_PRINTF(2, 3);
-static void catf(char **s, const char *fmt, ...)
-{
-	va_list ap;
-	char *add, *t;
-
-	va_start(ap, fmt);
-	if (vasprintf(&add, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	t = xasprintf("%s%s", *s, add);
-	free(add);
-	free(*s);
-	*s = t;
 }
 
 static enum rc exec_sql(struct db *db, char *sql)
@@ -328,27 +311,26 @@ void subform_set_free(struct subform_set *set)
  * dropped at commit when in_txn. */
 static enum rc stage_create(struct db *db, const struct subform *sf, bool in_txn)
 {
-	char *cols = xstrdup("");
+	struct buf cols = {0};
 	enum rc rc;
 
 	for (size_t i = 0; i < sf->cols->ncols; i++)
-		catf(&cols, ", c%zu text", i + 1);
+		buf_printf(&cols, ", c%zu text", i + 1);
 	rc = db_exec(db, "DROP TABLE IF EXISTS pg_temp.zcrm_lines", 0, NULL, NULL);
 	if (!rc)
 		rc = exec_sql(db, xasprintf("CREATE TEMP TABLE zcrm_lines (id bigint NOT NULL,"
 					    " parent_id bigint NOT NULL%s)%s",
-					    cols, in_txn ? " ON COMMIT DROP" : ""));
-	free(cols);
+					    buf_str(&cols), in_txn ? " ON COMMIT DROP" : ""));
+	buf_free(&cols);
 	return rc;
 }
 
-/* One line (a JSON object) as a CSV row of zcrm_lines into buf; false if
- * it has no usable id. */
+/* One line (a JSON object) as a CSV row of zcrm_lines appended to out;
+ * false (nothing appended) if it has no usable id. */
 static bool line_csv(const struct subform *sf, struct json_object *line, int64_t parent,
-		     char **buf, size_t *len, size_t *cap)
+		     struct buf *out)
 {
 	struct json_object *v;
-	char num[24];
 
 	if (!json_object_is_type(line, json_type_object) ||
 	    !json_object_object_get_ex(line, "id", &v) || !v)
@@ -358,21 +340,17 @@ static bool line_csv(const struct subform *sf, struct json_object *line, int64_t
 	long long id = strtoll(ids ? ids : "", &end, 10);
 	if (!ids || !*ids || *end || id <= 0)
 		return false;
-	snprintf(num, sizeof(num), "%lld", id);
-	csv_append_cell(buf, len, cap, num, strlen(num));
-	snprintf(num, sizeof(num), "%" PRId64, parent);
-	csv_append_char(buf, len, cap, ',');
-	csv_append_cell(buf, len, cap, num, strlen(num));
+	buf_printf(out, "%lld,%" PRId64, id, parent);
 	for (size_t i = 0; i < sf->cols->ncols; i++) {
 		const struct zcolumn *c = &sf->cols->cols[i];
 		char *cell = NULL;
 		if (json_object_object_get_ex(line, c->api_name, &v))
 			cell = schema_json_cell(v, c->kind);
-		csv_append_char(buf, len, cap, ',');
-		csv_append_cell(buf, len, cap, cell, cell ? strlen(cell) : 0);
+		buf_addc(out, ',');
+		buf_csv_cell(out, cell, cell ? strlen(cell) : 0);
 		free(cell);
 	}
-	csv_append_char(buf, len, cap, '\n');
+	buf_addc(out, '\n');
 	return true;
 }
 
@@ -389,8 +367,8 @@ static enum rc apply_sets(struct db *db, const struct subform_set *set, const st
 	const char *table = sf->cols->table;
 	char *qparent = db_quote_ident(db, set->parent_table);
 	char *qtable = db_quote_ident(db, table);
-	char *sql = NULL, *cols = xstrdup(""), *vals = xstrdup(""), *safe = xstrdup("");
-	char *upd = xstrdup(""), *cmp_old = xstrdup(""), *cmp_new = xstrdup("");
+	char *sql = NULL;
+	struct buf cols = {0}, vals = {0}, safe = {0}, upd = {0}, cmp_old = {0}, cmp_new = {0};
 	struct db_res *res = NULL;
 	enum rc rc;
 
@@ -447,12 +425,12 @@ static enum rc apply_sets(struct db *db, const struct subform_set *set, const st
 		const struct zcolumn *c = &sf->cols->cols[i];
 		char *qc = db_quote_ident(db, c->column), *g = xasprintf("g.c%zu", i + 1);
 		char *cast = schema_cast_expr(c->kind, g), *scast = schema_safe_cast_expr(c->kind, g);
-		catf(&cols, ", %s", qc);
-		catf(&vals, ", %s", cast);
-		catf(&safe, ", %s", scast);
-		catf(&upd, ", %s = excluded.%s", qc, qc);
-		catf(&cmp_old, ", c.%s", qc);
-		catf(&cmp_new, ", excluded.%s", qc);
+		buf_printf(&cols, ", %s", qc);
+		buf_printf(&vals, ", %s", cast);
+		buf_printf(&safe, ", %s", scast);
+		buf_printf(&upd, ", %s = excluded.%s", qc, qc);
+		buf_printf(&cmp_old, ", c.%s", qc);
+		buf_printf(&cmp_new, ", excluded.%s", qc);
 		free(qc);
 		free(g);
 		free(cast);
@@ -467,7 +445,8 @@ static enum rc apply_sets(struct db *db, const struct subform_set *set, const st
 			" ON CONFLICT (id) DO UPDATE SET parent_id = excluded.parent_id%s,"
 			"  synced_at = now()"
 			" WHERE (c.parent_id%s) IS DISTINCT FROM (excluded.parent_id%s)",
-			qtable, cols, pass ? safe : vals, upd, cmp_old, cmp_new);
+			qtable, buf_str(&cols), buf_str(pass ? &safe : &vals), buf_str(&upd),
+			buf_str(&cmp_old), buf_str(&cmp_new));
 		rc = db_exec(db, "SAVEPOINT zcrm_lines", 0, NULL, NULL);
 		if (!rc)
 			rc = db_exec(db, sql, 0, NULL, &res);
@@ -489,12 +468,12 @@ static enum rc apply_sets(struct db *db, const struct subform_set *set, const st
 out:
 	db_res_free(res);
 	free(sql);
-	free(cols);
-	free(vals);
-	free(safe);
-	free(upd);
-	free(cmp_old);
-	free(cmp_new);
+	buf_free(&cols);
+	buf_free(&vals);
+	buf_free(&safe);
+	buf_free(&upd);
+	buf_free(&cmp_old);
+	buf_free(&cmp_new);
 	free(qparent);
 	free(qtable);
 	return rc;
@@ -506,11 +485,12 @@ static enum rc write_one(struct db *db, const struct subform_set *set, const str
 {
 	size_t n = json_object_array_length(records), np = 0;
 	int64_t *parents = xcalloc(n ? n : 1, sizeof(*parents));
-	char *ts = xstrdup("{"), *buf = NULL, *ids = NULL;
-	size_t len = 0, cap = 0;
+	struct buf ts = {0}, row = {0};
+	char *ids = NULL;
 	enum rc rc = RC_OK;
 	bool copying = false;
 
+	buf_addc(&ts, '{');
 	for (size_t r = 0; r < n; r++) {
 		struct json_object *rec = json_object_array_get_idx(records, r), *lines, *v;
 		int64_t mt = 0;
@@ -538,14 +518,14 @@ static enum rc write_one(struct db *db, const struct subform_set *set, const str
 			copying = true;
 		}
 		parents[np++] = pid;
-		catf(&ts, "%s%" PRId64, np > 1 ? "," : "", mt > asked ? mt : asked);
+		buf_printf(&ts, "%s%" PRId64, np > 1 ? "," : "", mt > asked ? mt : asked);
 		size_t nl = lines ? json_object_array_length(lines) : 0;
 		for (size_t l = 0; l < nl; l++) {
-			len = 0;
-			if (!line_csv(sf, json_object_array_get_idx(lines, l), pid, &buf, &len, &cap))
+			buf_reset(&row);
+			if (!line_csv(sf, json_object_array_get_idx(lines, l), pid, &row))
 				continue;
 			st->staged++;
-			rc = db_copy_put(db, buf, len);
+			rc = db_copy_put(db, row.s, row.len);
 			if (rc)
 				goto out;
 		}
@@ -556,16 +536,16 @@ static enum rc write_one(struct db *db, const struct subform_set *set, const str
 	rc = db_copy_end(db, NULL, NULL);
 	if (rc)
 		goto out;
-	catf(&ts, "}");
+	buf_addc(&ts, '}');
 	ids = db_int64_array(parents, np);
-	rc = apply_sets(db, set, sf,
-			"SELECT * FROM unnest($2::bigint[], $3::numeric[])", ids, ts, false, st);
+	rc = apply_sets(db, set, sf, "SELECT * FROM unnest($2::bigint[], $3::numeric[])", ids,
+			buf_str(&ts), false, st);
 out:
 	if (copying && db_copy_end(db, "aborted", NULL) != RC_OK)
 		rc = rc ? rc : RC_DB;
 	free(parents);
-	free(ts);
-	free(buf);
+	buf_free(&ts);
+	buf_free(&row);
 	free(ids);
 	return rc;
 }
@@ -656,9 +636,9 @@ static enum rc parent_changes(struct zoho *zoho, const char *module, int64_t sin
  * gets the ids of its rows, *n how many. */
 static enum rc copy_page(struct db *db, const struct subform *sf, struct json_object *rows,
 			 int64_t **ids, size_t *idcap, size_t *n, struct subform_stats *st,
-			 char **buf, size_t *cap)
+			 struct buf *line)
 {
-	size_t len, nrows = json_object_array_length(rows);
+	size_t nrows = json_object_array_length(rows);
 	enum rc rc;
 
 	*n = 0;
@@ -675,11 +655,11 @@ static enum rc copy_page(struct db *db, const struct subform *sf, struct json_ob
 		    !json_object_object_get_ex(p, "id", &pid) || !pid)
 			continue;
 		int64_t parent = strtoll(json_object_get_string(pid), NULL, 10);
-		len = 0;
-		if (parent <= 0 || !line_csv(sf, row, parent, buf, &len, cap))
+		buf_reset(line);
+		if (parent <= 0 || !line_csv(sf, row, parent, line))
 			continue;
 		st->staged++;
-		rc = db_copy_put(db, *buf, len);
+		rc = db_copy_put(db, line->s, line->len);
 	}
 	if (rc) {
 		if (db_copy_end(db, "aborted", NULL) != RC_OK)
@@ -700,9 +680,9 @@ static enum rc list_pages(struct db *db, struct zoho *zoho, const char *module,
 {
 	size_t nf = 0, idcap = 0;
 	const char **fields = xcalloc(sf->cols->ncols + 1, sizeof(*fields));
-	char *token = NULL, *buf = NULL;
+	char *token = NULL;
 	int64_t *ids = NULL, *changes = NULL;
-	size_t cap = 0;
+	struct buf line = {0};
 	struct listcover lc = {0};
 	enum rc rc = RC_OK;
 
@@ -735,7 +715,7 @@ static enum rc list_pages(struct db *db, struct zoho *zoho, const char *module,
 			st->calls++;
 			free(token);
 			token = next;
-			rc = copy_page(db, sf, rows, &ids, &idcap, &n, st, &buf, &cap);
+			rc = copy_page(db, sf, rows, &ids, &idcap, &n, st, &line);
 			json_object_put(rows);
 			if (rc) {
 				snprintf(err, errlen, "COPY of lines: %s", db_error(db));
@@ -773,7 +753,7 @@ static enum rc list_pages(struct db *db, struct zoho *zoho, const char *module,
 	free(changes);
 	free(ids);
 	free(token);
-	free(buf);
+	buf_free(&line);
 	free(fields);
 	return rc;
 }

@@ -1,6 +1,7 @@
 /* zoho.c — typed Zoho CRM v6 calls (see zoho.h; paths and shapes follow
  * zoho-api.md). */
 #include "zoho.h"
+#include "buf.h"
 #include "credits.h"
 #include "json.h"
 #include "log.h"
@@ -1060,34 +1061,24 @@ long zoho_fetch_calls(size_t n, size_t nfields)
 /* "a,b,c" of ids; caller frees. */
 static char *join_ids(const int64_t *ids, size_t n)
 {
-	char *s = xmalloc(n * 21 + 1);
-	size_t len = 0;
+	struct buf b = {0};
 
-	s[0] = '\0';
 	for (size_t i = 0; i < n; i++)
-		len += (size_t)snprintf(s + len, 22, "%s%" PRId64, i ? "," : "", ids[i]);
-	return s;
+		buf_printf(&b, "%s%" PRId64, i ? "," : "", ids[i]);
+	return buf_steal(&b);
 }
 
 /* "a,b,c" of escaped field names; caller frees. */
 static char *join_fields(const char *const *fields, size_t n)
 {
-	size_t cap = 1, len = 0;
-	char **esc = xcalloc(n ? n : 1, sizeof(*esc));
-	char *s;
+	struct buf b = {0};
 
 	for (size_t i = 0; i < n; i++) {
-		esc[i] = http_escape(fields[i]);
-		cap += strlen(esc[i]) + 3;
+		char *esc = http_escape(fields[i]);
+		buf_printf(&b, "%s%s", i ? "%2C" : "", esc);
+		free(esc);
 	}
-	s = xmalloc(cap);
-	s[0] = '\0';
-	for (size_t i = 0; i < n; i++) {
-		len += (size_t)snprintf(s + len, cap - len, "%s%s", i ? "%2C" : "", esc[i]);
-		free(esc[i]);
-	}
-	free(esc);
-	return s;
+	return buf_steal(&b);
 }
 
 enum rc zoho_get_records(struct zoho *z, const char *module, const int64_t *ids, size_t nids,
