@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "buf.h"
 #include "cfg.h"
 #include "http.h"
 #include "log.h"
@@ -469,16 +470,13 @@ static char *long_url(int port)
 {
 	static const char *const names[] = {"Last_Name", "First_Name", "Email", "Phone",
 					    "Company", "Lead_Status", "Probability"};
-	size_t cap = 4096, n;
-	char *u = malloc(cap);
+	struct buf u = {0};
 
-	assert_non_null(u);
-	n = (size_t)snprintf(u, cap, "http://127.0.0.1:%d/crm/v6/Leads?ids=5725767000003000064"
-				     "%%2C5725767000003000065&fields=", port);
+	buf_printf(&u, "http://127.0.0.1:%d/crm/v6/Leads?ids=5725767000003000064"
+		       "%%2C5725767000003000065&fields=", port);
 	for (int i = 0; i < 49; i++)
-		n += (size_t)snprintf(u + n, cap - n, "%s%s_%02d", i ? "%2C" : "",
-				      names[i % 7], i);
-	return u;
+		buf_printf(&u, "%s%s_%02d", i ? "%2C" : "", names[i % 7], i);
+	return buf_steal(&u);
 }
 
 static void test_do_long_url_keeps_reason(void **state)

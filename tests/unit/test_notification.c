@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "buf.h"
 #include "notification.h"
 
 #include <stdio.h>
@@ -226,14 +227,13 @@ static void test_deep_nesting(void **state)
 
 static char *ids_body(size_t nids)
 {
-	size_t cap = nids * 24 + 256, len = 0;
-	char *b = malloc(cap);
-	len += (size_t)snprintf(b, cap, "{\"server_time\":1718117126473,\"module\":\"Leads\",\"ids\":[");
+	struct buf b = {0};
+
+	buf_adds(&b, "{\"server_time\":1718117126473,\"module\":\"Leads\",\"ids\":[");
 	for (size_t i = 0; i < nids; i++)
-		len += (size_t)snprintf(b + len, cap - len, "%s\"%llu\"", i ? "," : "",
-					5725767000000000000ULL + i);
-	snprintf(b + len, cap - len, "],\"operation\":\"update\",\"channel_id\":\"1\"}");
-	return b;
+		buf_printf(&b, "%s\"%llu\"", i ? "," : "", 5725767000000000000ULL + i);
+	buf_adds(&b, "],\"operation\":\"update\",\"channel_id\":\"1\"}");
+	return buf_steal(&b);
 }
 
 static void test_huge_id_lists(void **state)
