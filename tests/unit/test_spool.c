@@ -1,7 +1,10 @@
-/* test_spool.c — the spool directory: two processes replaying one directory
- * each replay a file exactly once (claims), a failed replay puts the file
- * back, and claims left by a process that is gone are recovered (dead pid
- * on this host; age for another host) while a live claimer's are kept. */
+/* test_spool.c — the spool directory: bodies come back byte for byte in the
+ * order they were written, at most max per pass; what is not a spool file
+ * (temporaries, failed/, other names) is neither counted nor replayed; two
+ * processes replaying one directory each replay a file exactly once
+ * (claims), a failed replay puts the file back, and claims left by a
+ * process that is gone are recovered (dead pid on this host; age for
+ * another host) while a live claimer's are kept. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -274,6 +277,182 @@ static void test_recover_claims(void **state)
 	rm_tree(t.path);
 }
 
+/* What a replayer saw: the bodies and names, in order. */
+struct seen {
+	size_t n;
+	char *body[64];
+	size_t len[64];
+	char *name[64];
+};
+
+static enum rc record(void *vctx, const char *body, size_t len, const char *name)
+{
+	struct seen *s = vctx;
+
+	assert_true(s->n < 64);
+	s->body[s->n] = malloc(len + 1);
+	assert_non_null(s->body[s->n]);
+	memcpy(s->body[s->n], body, len + 1); /* with the NUL after it */
+	s->len[s->n] = len;
+	s->name[s->n] = strdup(name);
+	s->n++;
+	return RC_OK;
+}
+
+static void seen_free(struct seen *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		free(s->body[i]);
+		free(s->name[i]);
+	}
+	s->n = 0;
+}
+
+static void test_bodies_come_back_in_order(void **state)
+{
+	struct tmpdir t;
+	struct seen s = {0};
+	size_t done = 9;
+	char body[64];
+	/* bytes a JSON body may hold, a NUL included: passed through as is */
+	static const char odd[] = "{\"a\":\"x\ny\"}\0tail\xc3\xa9";
+
+	make_dir(&t);
+	for (int i = 0; i < 20; i++) {
+		int len = snprintf(body, sizeof(body), "{\"n\":%d}", i);
+		assert_int_equal(spool_write(t.path, body, (size_t)len), RC_OK);
+	}
+	assert_int_equal(spool_write(t.path, odd, sizeof(odd) - 1), RC_OK);
+	assert_int_equal(spool_write(t.path, "", 0), RC_OK);
+	assert_int_equal(spool_count(t.path), 22);
+	assert_int_equal(spool_replay(t.path, 0, record, &s, &done), RC_OK);
+	assert_int_equal(done, 22);
+	assert_int_equal(s.n, 22);
+	for (int i = 0; i < 20; i++) {
+		int len = snprintf(body, sizeof(body), "{\"n\":%d}", i);
+		assert_int_equal(s.len[i], (size_t)len);
+		assert_string_equal(s.body[i], body);
+	}
+	assert_int_equal(s.len[20], sizeof(odd) - 1);
+	assert_memory_equal(s.body[20], odd, sizeof(odd) - 1);
+	assert_int_equal(s.len[21], 0);
+	assert_string_equal(s.body[21], "");
+	/* the names handed over are the queue's (no claim prefix), sorted */
+	for (size_t i = 0; i < s.n; i++) {
+		assert_null(strchr(s.name[i], '/'));
+		assert_null(strchr(s.name[i], '+'));
+		assert_non_null(strstr(s.name[i], ".json"));
+		if (i)
+			assert_true(strcmp(s.name[i - 1], s.name[i]) < 0);
+	}
+	assert_int_equal(spool_count(t.path), 0);
+	assert_int_equal(files_in(t.path, "claimed"), 0);
+	seen_free(&s);
+	rm_tree(t.path);
+}
+
+static void test_replay_at_most_max(void **state)
+{
+	struct tmpdir t;
+	struct seen s = {0};
+	size_t done = 0;
+
+	make_dir(&t);
+	for (int i = 0; i < 5; i++) {
+		char body[16];
+		int len = snprintf(body, sizeof(body), "%d", i);
+		assert_int_equal(spool_write(t.path, body, (size_t)len), RC_OK);
+	}
+	assert_int_equal(spool_replay(t.path, 2, record, &s, &done), RC_OK);
+	assert_int_equal(done, 2);
+	assert_int_equal(spool_count(t.path), 3);
+	assert_int_equal(spool_replay(t.path, 2, record, &s, &done), RC_OK);
+	assert_int_equal(done, 2);
+	assert_int_equal(spool_replay(t.path, 2, record, &s, &done), RC_OK);
+	assert_int_equal(done, 1);
+	assert_int_equal(spool_replay(t.path, 2, record, &s, &done), RC_OK);
+	assert_int_equal(done, 0);
+	/* the passes together: each file once, oldest first */
+	assert_int_equal(s.n, 5);
+	for (size_t i = 0; i < 5; i++) {
+		char want[16];
+		snprintf(want, sizeof(want), "%zu", i);
+		assert_string_equal(s.body[i], want);
+	}
+	seen_free(&s);
+	rm_tree(t.path);
+}
+
+static void put_file(const char *dir, const char *name, const char *text)
+{
+	char path[1024];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* Only *.json files not starting with a dot are spool files: a temporary
+ * of a write in progress, a stray file, and failed/ are left alone. */
+static void test_only_spool_files_count(void **state)
+{
+	struct tmpdir t;
+	struct seen s = {0};
+	size_t done = 9;
+
+	make_dir(&t);
+	put_file(t.path, ".tmp-host-1-2-3", "{}");
+	put_file(t.path, ".hidden.json", "{}");
+	put_file(t.path, "notes.txt", "{}");
+	put_file(t.path, "x.json.bak", "{}");
+	put_file(t.path, ".json", "{}");
+	assert_int_equal(spool_write_failed(t.path, "{\"bad\":1}", 9), RC_OK);
+	assert_int_equal(files_in(t.path, "failed"), 1);
+	assert_int_equal(spool_count(t.path), 0);
+	assert_int_equal(spool_replay(t.path, 0, record, &s, &done), RC_OK);
+	assert_int_equal(done, 0);
+	assert_int_equal(s.n, 0);
+	assert_true(exists(t.path, ".tmp-host-1-2-3"));
+	assert_true(exists(t.path, "notes.txt"));
+	assert_int_equal(files_in(t.path, "failed"), 1);
+	/* a file named by hand that ends in .json is one */
+	put_file(t.path, "0000000000.000000001-by-hand.json", "{\"hand\":1}");
+	assert_int_equal(spool_count(t.path), 1);
+	assert_int_equal(spool_replay(t.path, 0, record, &s, &done), RC_OK);
+	assert_int_equal(done, 1);
+	assert_string_equal(s.body[0], "{\"hand\":1}");
+	assert_string_equal(s.name[0], "0000000000.000000001-by-hand.json");
+	seen_free(&s);
+	rm_tree(t.path);
+}
+
+/* No directory: nothing spooled (-1 for the count, which cannot tell),
+ * nothing to replay, and a write fails without leaving anything. */
+static void test_missing_directory(void **state)
+{
+	struct seen s = {0};
+	size_t done = 9;
+	char path[256];
+
+	snprintf(path, sizeof(path), "/tmp/zcrm-test-spool-none-%d", (int)getpid());
+	rm_tree(path);
+	assert_int_equal(spool_count(path), -1);
+	assert_int_equal(spool_replay(path, 0, record, &s, &done), RC_OK);
+	assert_int_equal(done, 0);
+	assert_int_equal(spool_write(path, "{}", 2), RC_IO);
+	assert_int_equal(access(path, F_OK), -1);
+	/* spool_init makes it, with failed/, private */
+	struct stat st;
+	assert_int_equal(spool_init(path), RC_OK);
+	assert_int_equal(spool_init(path), RC_OK); /* twice is fine */
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+	assert_int_equal(files_in(path, "failed"), 0);
+	assert_int_equal(spool_count(path), 0);
+	rm_tree(path);
+}
+
 static void test_host_name(void **state)
 {
 	char me[SPOOL_HOST_MAX];
@@ -287,6 +466,10 @@ int main(void)
 {
 	log_init("test_spool", LOG_LVL_ERROR);
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_bodies_come_back_in_order),
+		cmocka_unit_test(test_replay_at_most_max),
+		cmocka_unit_test(test_only_spool_files_count),
+		cmocka_unit_test(test_missing_directory),
 		cmocka_unit_test(test_two_replayers_each_file_once),
 		cmocka_unit_test(test_failed_replay_puts_file_back),
 		cmocka_unit_test(test_recover_claims),
