@@ -1,5 +1,6 @@
 /* http.c — libcurl wrapper with the one retry policy (see http.h). */
 #include "http.h"
+#include "buf.h"
 #include "log.h"
 #include "slots.h"
 
@@ -43,7 +44,8 @@ struct xfer {
 	bool toobig;
 	bool io_error;
 	int io_errno;
-	size_t mem_cap;       /* allocated size of resp->body */
+	struct buf body;      /* an answer kept in memory, resp->body after the transfer */
+	bool body_seen;       /* on_body wrote to body (an empty answer may call it) */
 };
 
 void http_format_error(char *dst, size_t cap, const char *reason, const char *url)
@@ -415,16 +417,8 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 		}
 		return len;
 	}
-	if (r->len + len + 1 > x->mem_cap) {
-		size_t cap2 = x->mem_cap ? x->mem_cap : 16384;
-		while (cap2 < r->len + len + 1)
-			cap2 *= 2;
-		r->body = xrealloc(r->body, cap2);
-		x->mem_cap = cap2;
-	}
-	memcpy(r->body + r->len, data, len);
-	r->len += len;
-	r->body[r->len] = '\0';
+	buf_add(&x->body, data, len);
+	x->body_seen = true;
 	return len;
 }
 
@@ -617,6 +611,10 @@ static enum attempt attempt_once(struct http *h, const struct http_req *req,
 	c = curl_easy_perform(h->curl);
 	int64_t took = mono_ms() - t0;
 	slot_give(slot);
+	if (x.body_seen) {
+		resp->len = buf_len(&x.body);
+		resp->body = buf_steal(&x.body);
+	}
 	if (x.fd >= 0) {
 		int fd = x.fd;
 		x.fd = -1;
@@ -667,6 +665,7 @@ static enum attempt attempt_once(struct http *h, const struct http_req *req,
 	*rc = RC_OK;
 	out = ATT_DONE;
 out:
+	buf_free(&x.body);
 	if (x.fd >= 0)
 		close(x.fd);
 	curl_slist_free_all(hdrs);
