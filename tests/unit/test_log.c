@@ -126,7 +126,7 @@ static void test_q_ring_of_eight(void **state)
 {
 	(void)state;
 	const char *q[9];
-	char v[9][8];
+	char v[9][16];
 
 	for (int i = 0; i < 9; i++) {
 		snprintf(v[i], sizeof(v[i]), "v %d", i);
