@@ -1,5 +1,6 @@
 /* schema.c — module tables from fields metadata (see schema.h). */
 #include "schema.h"
+#include "buf.h"
 #include "log.h"
 
 #include <json-c/json.h>
@@ -897,10 +898,9 @@ const struct zcolumn *schema_column(const struct module_schema *s, const char *a
 
 static char *join_strings(struct json_object *arr, bool names)
 {
-	size_t n = json_object_array_length(arr), len = 0, cap = 64;
-	char *s = xmalloc(cap);
+	size_t n = json_object_array_length(arr);
+	struct buf b = {0};
 
-	s[0] = '\0';
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *e = json_object_array_get_idx(arr, i), *nm;
 		const char *v = NULL;
@@ -913,17 +913,11 @@ static char *join_strings(struct json_object *arr, bool names)
 			v = json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN);
 		if (!v)
 			continue;
-		size_t vl = strlen(v);
-		if (len + vl + 2 > cap) {
-			cap = (len + vl + 2) * 2;
-			s = xrealloc(s, cap);
-		}
-		if (len)
-			s[len++] = ';';
-		memcpy(s + len, v, vl + 1);
-		len += vl;
+		if (buf_len(&b))
+			buf_addc(&b, ';');
+		buf_adds(&b, v);
 	}
-	return s;
+	return buf_steal(&b);
 }
 
 /* The ids a multiselectlookup/multiuserlookup value links to, as a
