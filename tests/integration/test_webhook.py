@@ -1582,8 +1582,6 @@ def _program_sources():
     if WEBHOOK.exists():
         out.append((WEBHOOK, [REPO / "webhook" / "main.c"]))
     for src in sorted((REPO / "batch").glob("*.c")):
-        if src.name.startswith("job_"):
-            continue
         exe = BIN_ROOT / "batch" / src.stem
         if exe.exists():
             out.append((exe, [REPO / "common" / "batchrt.c", src]))
@@ -1614,7 +1612,7 @@ def test_every_program_is_checked():
     assert WEBHOOK.exists()
     names = {p[0].name for p in PROGRAMS}
     assert "zcrm_webhook" in names
-    built = {s.stem for s in (REPO / "batch").glob("*.c") if not s.name.startswith("job_")}
+    built = {s.stem for s in (REPO / "batch").glob("*.c")}
     missing = [b for b in built if not (BIN_ROOT / "batch" / b).exists()]
     assert not missing, "batch programs not built: %s" % missing
 
