@@ -58,8 +58,10 @@ static enum rc apply_affected(struct db *db, const struct notification *n, const
 			continue;
 		for (size_t k = 0; k < n->nids && !listed; k++)
 			listed = n->ids[k] == id;
+		if (!listed)
+			continue;
 		rc = note_unknown_fields(db, schema, values);
-		if (!rc && listed)
+		if (!rc)
 			rc = merge_preview(db, schema, id, values, when);
 	}
 	module_schema_free(schema);
