@@ -312,7 +312,13 @@ static enum rc merge_page(struct bulk_ctx *ctx, const char *module,
 	rc = db_begin(ctx->data);
 	if (rc)
 		goto dberr;
-	struct bulkload_opts bo = {rule, started, "bulk", ctx->ids_only, true, 0, true, direct_always};
+	struct bulkload_opts bo = {.rule = rule,
+				   .tie_before = started,
+				   .source = "bulk",
+				   .ids_only = ctx->ids_only,
+				   .parallel = true,
+				   .direct = true,
+				   .direct_always = direct_always};
 	rc = bulkload_zip(ctx->data, schema, zip, &lim, &bo, ls, err, errlen);
 	if (rc) {
 		/* Name the page: "not a zip file" alone does not say which. */
@@ -555,10 +561,10 @@ enum rc bulk_export(struct bulk_ctx *ctx, const char *module, const struct modul
 		progress_line(ctx, module, page, "merged", res, t0);
 		if (!ctx->progress)
 			log_info("page merged", "kind=%s page=%d rows=%ld applied=%ld bytes=%" PRId64
-				 " more=%d download_ms=%.0f merge_ms=%.0f direct=%d ahead=%d",
+				 " more=%d download_ms=%.0f merge_ms=%.0f direct=%d ahead=%d skipped=%ld",
 				 kind, page, ls.rows_staged, ls.rows_applied, bytes, (int)more,
 				 (t_merge - t_dl) * 1e3, (now_s() - t_merge) * 1e3, (int)ls.direct,
-				 ahead.n);
+				 ahead.n, ls.rows_skipped);
 		if (ctx->run_id) {
 			struct run_counts c = {res->pages, res->rows_seen, res->rows_applied, 0};
 			if (run_progress(ctx->data, ctx->run_id, &c))

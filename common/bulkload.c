@@ -3,6 +3,7 @@
 #include "buf.h"
 #include "csvhead.h"
 #include "log.h"
+#include "prefilter.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -123,15 +124,16 @@ struct loader {
 	struct merge_stage *staged[STAGED_MAX];  /* complete, in page order */
 	size_t nstaged;
 	struct merge_stage *merging;             /* its merge in flight on db */
+	struct prefilter *pf;         /* NULL: every row goes to COPY */
 	int seq;
 	uint64_t chunk_max;           /* CSV bytes per chunk */
 	uint64_t chunk_bytes;
 	long chunk_first;             /* record number of the chunk's first row */
 };
 
-static enum rc chunk_open(struct loader *L, long first_record, char *err, size_t errlen)
+/* The staging table of the next chunk, its COPY started. */
+static enum rc stage_open(struct loader *L, long first_record, char *err, size_t errlen)
 {
-	L->chunk_bytes = 0;
 	L->chunk_first = first_record;
 	if (!L->stager)
 		return merge_stage_begin(L->db, L->schema, L->names, L->ncols, &L->filling, err,
@@ -140,13 +142,30 @@ static enum rc chunk_open(struct loader *L, long first_record, char *err, size_t
 				       &L->filling, err, errlen);
 }
 
-static enum rc chunk_put(struct loader *L, const char *buf, size_t n, char *err, size_t errlen)
+static enum rc stage_put(struct loader *L, const char *buf, size_t n, char *err, size_t errlen)
 {
-	L->chunk_bytes += n;
 	if (merge_stage_put(L->filling, buf, n) == RC_OK)
 		return RC_OK;
 	snprintf(err, errlen, "COPY: %s", db_error(merge_stage_copy_db(L->filling)));
 	return RC_DB;
+}
+
+/* A chunk: its rows go to COPY as they come, or with the prefilter to
+ * its buffer first (stage_kept then stages what it keeps). */
+static enum rc chunk_open(struct loader *L, long first_record, char *err, size_t errlen)
+{
+	L->chunk_bytes = 0;
+	L->chunk_first = first_record;
+	return L->pf ? RC_OK : stage_open(L, first_record, err, errlen);
+}
+
+static enum rc chunk_put(struct loader *L, const char *buf, size_t n, char *err, size_t errlen)
+{
+	L->chunk_bytes += n;
+	if (!L->pf)
+		return stage_put(L, buf, n, err, errlen);
+	prefilter_put(L->pf, buf, n);
+	return RC_OK;
 }
 
 /* Move the merging side on: collect a finished merge (waiting for it only
@@ -193,13 +212,11 @@ static enum rc advance(struct loader *L, bool wait, char *err, size_t errlen)
 				 errlen);
 }
 
-/* End the chunk's COPY and queue it for merging. */
-static enum rc chunk_close(struct loader *L, char *err, size_t errlen)
+/* End the filling stage's COPY; its rows counted in *rows. */
+static enum rc stage_end(struct loader *L, long *rows, char *err, size_t errlen)
 {
-	long rows = 0;
-	enum rc rc;
+	enum rc rc = merge_stage_end(L->filling, NULL, rows);
 
-	rc = merge_stage_end(L->filling, NULL, &rows);
 	if (rc) {
 		/* PostgreSQL names the line and column of a malformed row. */
 		const char *why = db_error(merge_stage_copy_db(L->filling));
@@ -208,17 +225,79 @@ static enum rc chunk_close(struct loader *L, char *err, size_t errlen)
 				 L->chunk_first);
 		else
 			snprintf(err, errlen, "CSV rejected: %s", why);
-		return rc;
 	}
-	L->stats->rows_staged += rows;
+	return rc;
+}
+
+/* Queue the filled stage for merging. */
+static enum rc stage_queue(struct loader *L, char *err, size_t errlen)
+{
 	while (L->nstaged == STAGED_MAX) {
-		rc = advance(L, true, err, errlen);
+		enum rc rc = advance(L, true, err, errlen);
 		if (rc)
 			return rc;
 	}
 	L->staged[L->nstaged++] = L->filling;
 	L->filling = NULL;
 	return advance(L, false, err, errlen);
+}
+
+/* prefilter_emit_fn: stage the chunk's kept runs. COPY refusing them
+ * stages the chunk whole instead, so that its error names the same line
+ * as it would have without the prefilter. */
+static enum rc stage_kept(void *ctx, const struct prefilter_kept *k, char *err, size_t errlen)
+{
+	struct loader *L = ctx;
+	long rows = 0;
+	enum rc rc = RC_OK;
+
+	L->stats->rows_skipped += k->dropped;
+	if (k->nruns == 0) {
+		L->stats->rows_staged += k->dropped;
+		return advance(L, false, err, errlen);
+	}
+	rc = stage_open(L, k->first_record, err, errlen);
+	for (size_t i = 0; !rc && i < k->nruns; i++)
+		rc = stage_put(L, k->bytes + k->runs[i][0], k->runs[i][1] - k->runs[i][0], err,
+			       errlen);
+	if (!rc)
+		rc = stage_end(L, &rows, err, errlen);
+	if (rc == RC_DB && k->dropped > 0) {
+		log_info("COPY refused a prefiltered chunk; staging it whole", "first_record=%ld",
+			 k->first_record);
+		merge_stage_free(L->filling);
+		L->filling = NULL;
+		L->stats->rows_skipped -= k->dropped;
+		rc = stage_open(L, k->first_record, err, errlen);
+		if (!rc)
+			rc = stage_put(L, k->bytes, k->len, err, errlen);
+		if (!rc)
+			rc = stage_end(L, &rows, err, errlen);
+		if (rc)
+			return rc;
+		L->stats->rows_staged += rows;
+		return stage_queue(L, err, errlen);
+	}
+	if (rc)
+		return rc;
+	L->stats->rows_staged += rows + k->dropped;
+	return stage_queue(L, err, errlen);
+}
+
+/* End the chunk: its COPY, queued for merging; or with the prefilter,
+ * its lookup sent (and the chunk before it staged). */
+static enum rc chunk_close(struct loader *L, char *err, size_t errlen)
+{
+	long rows = 0;
+	enum rc rc;
+
+	if (L->pf)
+		return prefilter_cut(L->pf, L->chunk_first, stage_kept, L, err, errlen);
+	rc = stage_end(L, &rows, err, errlen);
+	if (rc)
+		return rc;
+	L->stats->rows_staged += rows;
+	return stage_queue(L, err, errlen);
 }
 
 /* Append name to the comma-separated list buf (cut with "..."). */
@@ -276,6 +355,14 @@ static enum rc header_done(struct loader *L, struct csvhead *head, char *err, si
 	/* Reconcile asks for id and Modified_Time only. */
 	if (!L->opts->ids_only)
 		check_columns(L);
+	/* Reconcile wants every id, and a page lacking a column defers the
+	 * rows the rule could apply by its own test. */
+	if (L->stager && !L->opts->ids_only && !L->opts->stage_all && !L->stats->missing[0]) {
+		rc = prefilter_new(L->stager, L->schema, L->names, L->ncols, L->opts->rule,
+				   L->opts->tie_before, &L->pf, err, errlen);
+		if (rc)
+			return rc;
+	}
 	return chunk_open(L, 1, err, errlen);
 }
 
@@ -365,11 +452,15 @@ static enum rc load(struct loader *L, struct source *src, char *err, size_t errl
 			goto out;
 	}
 	rc = chunk_close(L, err, errlen);
+	if (!rc && L->pf)
+		rc = prefilter_drain(L->pf, stage_kept, L, err, errlen);
 	while (!rc && (L->merging || L->nstaged))
 		rc = advance(L, true, err, errlen);
 out:
 	/* On failure: abort a COPY, wait for a merge still in flight (the
 	 * caller rolls back next), drop the chunks never merged. */
+	prefilter_free(L->pf);
+	L->pf = NULL;
 	merge_stage_free(L->filling);
 	merge_stage_free(L->merging);
 	for (size_t i = 0; i < L->nstaged; i++)

@@ -4,7 +4,8 @@
  * COPY of text staging tables, the header line parsed by csvhead and the
  * rows by PostgreSQL's own CSV parser, then merges with the given rule
  * (merge.h) - with opts->parallel chunk by chunk, the next chunk staged on
- * a second connection while this one merges. Memory stays bounded whatever
+ * a second connection while this one merges, and the rows the rule would
+ * refuse on their key dropped before staging (prefilter.h). Memory stays bounded whatever
  * the page size. The module table changes only in the caller's
  * transaction, so a failure leaves it untouched. */
 #ifndef ZCRM_BULKLOAD_H
@@ -37,8 +38,9 @@
 #define BULKLOAD_COLUMNS_MAX 512
 
 struct bulkload_stats {
-	long rows_staged;
+	long rows_staged;       /* the page's rows, rows_skipped included */
 	long rows_applied;
+	long rows_skipped;      /* refused before staging (prefilter.h) */
 	uint64_t bytes_zip;
 	uint64_t bytes_csv;
 	long cells_nulled;      /* cells that did not cast, stored as NULL (merge.h) */
@@ -77,6 +79,10 @@ struct bulkload_opts {
 	 * caller expects none of the page's ids among them (the earlier pages
 	 * of a first load went in so). A collision costs the COPY's time. */
 	bool direct_always;
+	/* Stage every row: no prefilter (prefilter.h; with parallel, a bulk
+	 * page's rows the rule refuses on their key are dropped before COPY).
+	 * For comparisons. */
+	bool stage_all;
 };
 
 enum rc bulkload_zip(struct db *db, const struct module_schema *schema, const char *zip_path,

@@ -370,12 +370,12 @@ enum rc db_commit(struct db *db)
 	return db_exec(db, "COMMIT", 0, NULL, NULL);
 }
 
-enum rc db_send(struct db *db, const char *sql)
+enum rc db_send(struct db *db, const char *sql, int nparams, const char *const *params)
 {
 	if (!db->conn)
 		return RC_DB;
 	db->sqlstate[0] = '\0';
-	if (PQsendQueryParams(db->conn, sql, 0, NULL, NULL, NULL, NULL, 0) != 1) {
+	if (PQsendQueryParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0) != 1) {
 		set_err(db, "send");
 		return RC_DB;
 	}

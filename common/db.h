@@ -51,11 +51,12 @@ enum rc db_prepared(struct db *db, const char *name, const char *sql, int nparam
 		    const char *const *params, struct db_res **res) ZCRM_MUSTCHECK;
 /* A multi-statement script without parameters (migrations). */
 enum rc db_script(struct db *db, const char *sql) ZCRM_MUSTCHECK;
-/* One statement without parameters, in two halves: db_send returns once
- * it is sent, so the caller can work elsewhere (another connection) while
- * the server runs it; db_wait collects the outcome. Nothing else may run on
- * this connection in between. */
-enum rc db_send(struct db *db, const char *sql) ZCRM_MUSTCHECK;
+/* One statement in two halves: db_send returns once it is sent, so the
+ * caller can work elsewhere (another connection, its own CPU) while the
+ * server runs it; db_wait collects the outcome. Nothing else may run on
+ * this connection in between. params as db_exec. */
+enum rc db_send(struct db *db, const char *sql, int nparams,
+		const char *const *params) ZCRM_MUSTCHECK;
 enum rc db_wait(struct db *db, struct db_res **res) ZCRM_MUSTCHECK;
 /* After db_send: true once db_wait would not block (the answer is in, or
  * the connection failed). Never blocks. */

@@ -271,6 +271,37 @@ static char *dedup_form_sql(const struct merge_parts *p)
 	return buf_steal(&b);
 }
 
+/* The prefilter's lookup (merge.h): the rule on the key alone (applies()
+ * without the values, a superset of the full test), so a row it returns
+ * is one no merge with this rule and tie_before would write. The lateral
+ * subquery keeps the plan a probe of the primary key per row: a join
+ * would scan the whole table for a few thousand ids. */
+char *merge_refused_sql(struct db *db, const struct module_schema *schema, enum merge_rule rule,
+			int64_t tie_before)
+{
+	struct merge_parts p = {.rule = rule, .tie_before = tie_before};
+	enum field_kind mt_kind = FIELD_DATETIME;
+	struct buf b = {0};
+
+	for (size_t i = 0; i < schema->ncols; i++)
+		if (!strcmp(schema->cols[i].column, "modified_time"))
+			mt_kind = schema->cols[i].kind;
+	char *qtable = db_quote_ident(db, schema->table);
+	char *cast = schema_cast_expr(mt_kind, "u.mt");
+	buf_printf(&b,
+		   "SELECT k.i FROM (SELECT u.id, %s AS modified_time, u.i\n"
+		   "  FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY u(id, mt, i)) k\n"
+		   "CROSS JOIN LATERAL (SELECT c.modified_time, c.deleted_at, c.synced_at\n"
+		   "  FROM %s c WHERE c.id = k.id OFFSET 0) cur\n"
+		   "WHERE NOT (",
+		   cast, qtable);
+	applies(&b, &p, "k", "cur", NULL, NULL);
+	buf_adds(&b, ")");
+	free(cast);
+	free(qtable);
+	return buf_steal(&b);
+}
+
 /* MERGE_BACKFILL: the new columns' values on the rows holding exactly the
  * exported Modified_Time. Every id the source carried, with its
  * Modified_Time, goes to the session's zcrm_backfill_seen (schemasync.c
@@ -549,7 +580,7 @@ enum rc merge_apply_start(struct merge_stage *st, enum merge_rule rule, int64_t 
 	else
 		st->form = MERGE_FORM_UPSERT;
 	char *sql = form_sql(st);
-	rc = db_send(st->db, sql);
+	rc = db_send(st->db, sql, 0, NULL);
 	free(sql);
 	if (!rc) {
 		st->in_flight = true;

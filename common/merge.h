@@ -105,6 +105,18 @@ enum rc merge_collect_ids(struct merge_stage *st, long *added, char *err,
 enum rc merge_defer(struct merge_stage *st, int64_t tie_before, const char *why, long *deferred,
 		    char *err, size_t errlen) ZCRM_MUSTCHECK;
 
+/* The lookup behind the prefilter (prefilter.h): given $1, ids
+ * (bigint[]), and $2, their Modified_Time cells as staged (text[]), it
+ * returns the 1-based positions (column i) of the rows the rule refuses
+ * on the key alone against the stored rows: rows no merge_apply with this
+ * rule and tie_before would write, whatever their other values. A row
+ * whose id is not stored, or whose stored row cannot decide it without
+ * the values (a tie the bulk rule compares), is not returned. The stored
+ * rows only move forward (a later writer applies only newer rows), so a
+ * row refused by an earlier snapshot stays refused. */
+char *merge_refused_sql(struct db *db, const struct module_schema *schema, enum merge_rule rule,
+			int64_t tie_before);
+
 /* Chunks: a page staged piece by piece on a second connection (stager,
  * autocommit) into UNLOGGED tables <schema>_stage.c<pid>_<seq>, each merged
  * by db in the caller's transaction while the stager fills the next - two

@@ -45,7 +45,9 @@ EX_OK = 0
 MODES = {"chunks": [], "tiny": ["--chunk-bytes", "3000"], "one": ["--one-connection"]}
 # Staging even into an empty table (load_page --staged), where initial_sync
 # COPYs straight in (bulkload.h: direct).
-OTHER_MODES = {"staged": ["--staged"]}
+OTHER_MODES = {"staged": ["--staged"],
+               # Every row staged: no prefilter (bulkload.h: stage_all).
+               "tiny-all": ["--chunk-bytes", "3000", "--stage-all"]}
 
 
 # ----------------------------------------------------------------- helpers
@@ -227,6 +229,10 @@ def test_reloads_follow_the_bulk_rule(db, leads, zcrm_env, mode):
     r = load(page, mode=mode)
     assert (r.json["staged"], r.json["applied"]) == (800, 0)
     assert table_digest(db) == digest
+    # With a stager, the rows the rule refuses never reach COPY
+    # (prefilter.h); on one connection every row is staged.
+    prefiltered = mode != "one"
+    assert r.json["skipped"] == (800 if prefiltered else 0)
 
     def bump(i, rec):
         if i % 10 == 0:      # newer by an hour, with a changed value
@@ -241,6 +247,8 @@ def test_reloads_follow_the_bulk_rule(db, leads, zcrm_env, mode):
     (zcrm_env.dir / "p2.csv").write_bytes(page_csv_bytes(recs2))
     r = load(zcrm_env.dir / "p2.csv", kind="csv", mode=mode)
     assert (r.json["staged"], r.json["applied"]) == (800, 80)
+    # Only the newer rows are staged: older, tied and unchanged ones not.
+    assert r.json["skipped"] == (720 if prefiltered else 0)
     expect = [r2 if i % 10 == 0 else r1 for i, (r1, r2) in enumerate(zip(recs, recs2))]
     assert_matches_truth(db, truth_of(expect))
 
@@ -539,6 +547,45 @@ def test_bad_row_in_a_later_chunk_fails_and_leaves_table(db, leads, zcrm_env, fa
                "the failed load's connection to end")
     load(write_page(zcrm_env.dir / "again.zip", leads_records(10)), mode="tiny")
     assert stage_tables(db) == 0
+
+
+@pytest.mark.parametrize("fault", ["short_row", "bad_utf8"])
+def test_bad_row_among_rows_we_hold_fails_as_without_the_prefilter(db, leads, zcrm_env, fault):
+    """A re-load whose rows we hold, but for record 250: a row of the wrong
+    shape (which the rule would refuse) or a newer one with bytes that are
+    not UTF-8. The prefilter drops neither unseen: the page is refused with
+    COPY's own message, its line counted from the chunk's first record as
+    if every row had been staged, and nothing changes."""
+    _, load = leads
+    recs = leads_records(300)
+    load(write_page(zcrm_env.dir / "base.zip", recs))
+    digest = table_digest(db)
+    data = page_csv_bytes(recs)
+    start = data.index(b"\n" + str(recs[249]["id"]).encode() + b",") + 1
+    if fault == "short_row":
+        end = data.index(b"\n", start)
+        data = data[:start] + str(recs[249]["id"]).encode() + b",x" + data[end:]
+        expect = "missing data for column"
+    else:
+        # The whole record replaced (its cells may hold line breaks).
+        end = data.index(b"\n" + str(recs[250]["id"]).encode() + b",", start) + 1
+        newer = page_csv_bytes([dict(recs[249], Modified_Time=recs[249]["Modified_Time"] + 60,
+                                     City="Caf\u00e9")])
+        row = newer[newer.index(b"\n") + 1:].replace("é".encode(), b"\xe9")
+        data = data[:start] + row + data[end:]
+        expect = "invalid byte sequence"
+    path = zcrm_env.dir / "bad.csv"
+    path.write_bytes(data)
+    said = {}
+    for mode in ("tiny", "tiny-all"):
+        r = load(path, kind="csv", ok=False, mode=mode)
+        assert r.returncode != EX_OK
+        assert expect in r.stderr, r.stderr
+        m = re.search(r'msg="page not loaded" .* err=(".*")', r.stderr)
+        assert m and "lines counted from record 247" in m.group(1), r.stderr
+        said[mode] = re.sub(r"COPY c\d+_\d+", "COPY c_", m.group(1))
+        assert table_digest(db) == digest
+    assert said["tiny"] == said["tiny-all"]
 
 
 @pytest.mark.parametrize("mode", ["tiny", "one"])

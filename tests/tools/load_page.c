@@ -3,13 +3,17 @@
  * does after downloading, and print what happened as JSON.
  *
  *   load_page --config FILE --module Leads (--zip F | --csv F) [--rule bulk|fetch]
- *             [--one-connection | --chunk-bytes N] [--staged]
+ *             [--one-connection | --chunk-bytes N] [--staged] [--stage-all]
+ *             [--tie-before EPOCH]
  *
  * --one-connection stages the whole page in one TEMP table on the merging
  * connection instead of chunks on a second one (bulkload.h: parallel);
  * --chunk-bytes sets the chunk size (tests cut small pages into many);
  * --staged stages and merges a page even into an empty table (bulkload.h:
- * direct, which initial_sync uses).
+ * direct, which initial_sync uses); --stage-all stages every row, without
+ * the prefilter (bulkload.h: stage_all); --tie-before gives the export
+ * job's creation time (epoch seconds) as initial_sync does (merge.h: the
+ * bulk rule's ties), 0 by default.
  */
 #include "bulkload.h"
 #include "cfg.h"
@@ -31,12 +35,14 @@ int main(int argc, char **argv)
 		{"zip", required_argument, NULL, 'z'},	  {"csv", required_argument, NULL, 'f'},
 		{"rule", required_argument, NULL, 'r'},	  {"one-connection", no_argument, NULL, '1'},
 		{"chunk-bytes", required_argument, NULL, 'k'},	  {"staged", no_argument, NULL, 's'},
+		{"stage-all", no_argument, NULL, 'a'},	  {"tie-before", required_argument, NULL, 't'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *config = NULL, *module = "Leads", *zip = NULL, *csv = NULL;
 	enum merge_rule rule = MERGE_BULK;
-	bool parallel = true, direct = true;
+	bool parallel = true, direct = true, stage_all = false;
 	size_t chunk_bytes = 0;
+	int64_t tie_before = 0;
 	struct cfg *cfg = NULL;
 	struct db *db = NULL;
 	struct module_schema *schema = NULL;
@@ -52,6 +58,12 @@ int main(int argc, char **argv)
 			break;
 		case 's':
 			direct = false;
+			break;
+		case 'a':
+			stage_all = true;
+			break;
+		case 't':
+			tie_before = strtoll(optarg, NULL, 10);
 			break;
 		case 'k':
 			chunk_bytes = strtoul(optarg, NULL, 10);
@@ -97,7 +109,13 @@ int main(int argc, char **argv)
 	}
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	struct bulkload_opts bo = {rule, 0, "bulk", false, parallel, chunk_bytes, direct, false};
+	struct bulkload_opts bo = {.rule = rule,
+				   .tie_before = tie_before,
+				   .source = "bulk",
+				   .parallel = parallel,
+				   .chunk_bytes = chunk_bytes,
+				   .direct = direct,
+				   .stage_all = stage_all};
 	rc = db_begin(db);
 	if (!rc) {
 		if (zip) {
@@ -118,9 +136,9 @@ int main(int argc, char **argv)
 		status = rc_exit_code(rc);
 		goto out;
 	}
-	printf("{\"staged\":%ld,\"applied\":%ld,\"bytes_zip\":%llu,\"bytes_csv\":%llu,"
-	       "\"direct\":%s,\"seconds\":%.3f}\n",
-	       st.rows_staged, st.rows_applied, (unsigned long long)st.bytes_zip,
+	printf("{\"staged\":%ld,\"applied\":%ld,\"skipped\":%ld,\"bytes_zip\":%llu,"
+	       "\"bytes_csv\":%llu,\"direct\":%s,\"seconds\":%.3f}\n",
+	       st.rows_staged, st.rows_applied, st.rows_skipped, (unsigned long long)st.bytes_zip,
 	       (unsigned long long)st.bytes_csv, st.direct ? "true" : "false",
 	       (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	status = EX_OK;
