@@ -291,8 +291,17 @@ static enum rc chunk_close(struct loader *L, char *err, size_t errlen)
 	long rows = 0;
 	enum rc rc;
 
-	if (L->pf)
-		return prefilter_cut(L->pf, L->chunk_first, stage_kept, L, err, errlen);
+	if (L->pf) {
+		rc = prefilter_cut(L->pf, L->chunk_first, stage_kept, L, err, errlen);
+		if (rc || !prefilter_unhelpful(L->pf))
+			return rc;
+		log_info("few rows refused; staging the rest of the page without the prefilter",
+			 "skipped=%ld", L->stats->rows_skipped);
+		rc = prefilter_drain(L->pf, stage_kept, L, err, errlen);
+		prefilter_free(L->pf);
+		L->pf = NULL;
+		return rc;
+	}
 	rc = stage_end(L, &rows, err, errlen);
 	if (rc)
 		return rc;

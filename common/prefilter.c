@@ -56,6 +56,7 @@ bool prefilter_scan(const char *bytes, size_t len, size_t ncols, size_t id_col, 
 {
 	const unsigned char *b = (const unsigned char *)bytes;
 	size_t i = 0;
+	int eol = 0; /* the chunk's line end: 0 not seen yet, '\n' or '\r' (CRLF) */
 
 	*nrecs = 0;
 	while (i < len) {
@@ -92,6 +93,12 @@ bool prefilter_scan(const char *bytes, size_t len, size_t ncols, size_t id_col, 
 				set_mt(&r, bytes, cell, i - cell, quoted);
 			field++;
 			ended = c != ',';
+			/* COPY holds a file to the line end of its first line. */
+			if (ended && i < len) {
+				if (eol && eol != c)
+					return false;
+				eol = c;
+			}
 			i += c == '\r' ? 2 : 1;
 			cell = i;
 			quoted = false;
@@ -129,6 +136,7 @@ struct prefilter {
 	struct chunk chunk[2];
 	int filling;
 	long dropped;
+	bool unhelpful;   /* a lookup refused too few rows to pay for itself */
 	size_t (*runs)[2];
 	size_t runs_cap;
 	bool *refused;
@@ -294,6 +302,8 @@ static enum rc emit_chunk(struct prefilter *pf, struct chunk *c, prefilter_emit_
 	k.runs = (const size_t(*)[2])pf->runs;
 	k.nruns = nruns;
 	pf->dropped += k.dropped;
+	if (!c->whole && (size_t)k.dropped * PREFILTER_WORTH < c->nrecs)
+		pf->unhelpful = true;
 	rc = emit(ctx, &k, err, errlen);
 	buf_reset(&c->bytes);
 	c->nrecs = 0;
@@ -330,6 +340,11 @@ enum rc prefilter_drain(struct prefilter *pf, prefilter_emit_fn emit, void *ctx,
 long prefilter_dropped(const struct prefilter *pf)
 {
 	return pf ? pf->dropped : 0;
+}
+
+bool prefilter_unhelpful(const struct prefilter *pf)
+{
+	return pf && pf->unhelpful;
 }
 
 void prefilter_free(struct prefilter *pf)

@@ -52,8 +52,9 @@ struct prefilter_record {
  * are data) with ncols cells each; id_col and mt_col are the cells wanted.
  * Fills *recs (grown as needed; *cap its room) and *nrecs. False if some
  * record is malformed: another number of cells, a quote left open, a
- * carriage return not before a newline, or bytes after the last newline
- * that are not a whole record - COPY is to see such a chunk whole. */
+ * carriage return not before a newline, LF and CRLF line ends mixed, or
+ * bytes after the last newline that are not a whole record - COPY is to
+ * see such a chunk whole. */
 bool prefilter_scan(const char *bytes, size_t len, size_t ncols, size_t id_col, size_t mt_col,
 		    struct prefilter_record **recs, size_t *cap, size_t *nrecs);
 
@@ -94,6 +95,14 @@ enum rc prefilter_drain(struct prefilter *pf, prefilter_emit_fn emit, void *ctx,
 			size_t errlen) ZCRM_MUSTCHECK;
 /* Rows dropped so far. */
 long prefilter_dropped(const struct prefilter *pf);
+/* A lookup costs about a third of what staging and merging its rows
+ * would (docs/benchmarks.md), so it pays when it refuses at least one row
+ * in PREFILTER_WORTH. True once a chunk's lookup refused fewer: a page of
+ * rows the rule must compare by value (ties with a stored copy older than
+ * the job) or of new ones. The loader then stages the rest of the page
+ * without it. */
+#define PREFILTER_WORTH 4
+bool prefilter_unhelpful(const struct prefilter *pf);
 /* Waits for a lookup still in flight (so the connection is free again). */
 void prefilter_free(struct prefilter *pf);
 

@@ -110,6 +110,8 @@ static void test_malformed_chunks_are_left_whole(void **state)
 		"1,2025-01-01T00:00:00+00:00,\"open\n",      /* quote left open */
 		"1,2025-01-01T00:00:00+00:00,a\rb\n",        /* a bare CR */
 		"\n",                                       /* an empty line */
+		"1,2025,a\n2,2025,b\r\n",                    /* LF, then CRLF */
+		"\\.\n",                                     /* COPY's end marker */
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
