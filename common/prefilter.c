@@ -251,7 +251,8 @@ static void lookup_collect(struct prefilter *pf, struct chunk *c)
 		pf->refused_cap = c->nrecs;
 		pf->refused = xrealloc(pf->refused, pf->refused_cap * sizeof(*pf->refused));
 	}
-	memset(pf->refused, 0, c->nrecs * sizeof(*pf->refused));
+	if (c->nrecs)
+		memset(pf->refused, 0, c->nrecs * sizeof(*pf->refused));
 	if (!c->in_flight)
 		return;
 	c->in_flight = false;
