@@ -14,6 +14,7 @@
 #include "syncstate.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 static const struct batch_opt opts[] = {
@@ -40,7 +41,7 @@ static enum rc ensure_table(struct batch_env *env, const char *module, int64_t r
 
 /* What the export and the steps after it did: stdout and the log. */
 static void report(const char *module, const struct bulk_result *res,
-		   const struct fetch_after_bulk_stats *ls, long spent)
+		   const struct fetch_after_bulk_stats *ls, long spent, const struct bulk_ctx *ctx)
 {
 	char wm[32];
 	time_t t = (time_t)res->started;
@@ -68,10 +69,36 @@ static void report(const char *module, const struct bulk_result *res,
 		printf("  line items: %ld lines of %ld records by %s, %ld call(s)\n", ls->lines,
 		       ls->stale, ls->listing ? "the subform listing" : "single-record GETs",
 		       ls->calls);
-	printf("  credits spent: %ld\n", spent);
+	if (ctx->credits_ahead)
+		printf("  credits spent: %ld (%ld of them for %s, asked for ahead)\n",
+		       spent, ctx->credits_ahead, ctx->next_module);
+	else
+		printf("  credits spent: %ld\n", spent);
 	log_info("initial sync done", "pages=%d export_pages=%d first_page=%d rows=%ld applied=%ld"
 		 " watermark=%s lines=%ld credits=%ld", res->pages, res->last_page,
 		 res->first_page, res->rows_seen, res->rows_applied, wm, ls->lines, spent);
+}
+
+/* The module this run exports after module (NULL: none), whose first
+ * page's job may be asked for ahead (bulk.h: next_module). */
+static const char *next_module(const struct batch_env *env, const char *module)
+{
+	const char *mods[CFG_MAX_MODULES];
+	size_t n = batch_modules(env, mods, CFG_MAX_MODULES);
+
+	for (size_t i = 0; i + 1 < n; i++)
+		if (!strcmp(mods[i], module))
+			return mods[i + 1];
+	return NULL;
+}
+
+/* bulk_ctx.before_next: the next module's channel, enabled before its
+ * first page's job is asked for ahead, as sync_module does before its own. */
+static enum rc enable_next(struct bulk_ctx *ctx, const char *module)
+{
+	struct batch_env *env = ctx->before_next_arg;
+
+	return renew_enable(env->cfg, env->data, env->zoho, module);
 }
 
 static enum rc sync_module(struct batch_env *env, const char *module, struct batch_run *run)
@@ -93,6 +120,11 @@ static enum rc sync_module(struct batch_env *env, const char *module, struct bat
 	if (rc)
 		goto out;
 	struct bulk_ctx ctx = batch_bulk_ctx(env, run->id);
+	ctx.next_module = next_module(env, module);
+	if (!batch_flag(env, "no-channel")) {
+		ctx.before_next = enable_next;
+		ctx.before_next_arg = env;
+	}
 	rc = bulk_export(&ctx, module, schema, "initial", 0, 0, MERGE_BULK, &res, run->err,
 			 sizeof(run->err));
 	run->counts = (struct run_counts){res.pages, res.rows_seen, res.rows_applied, 0};
@@ -123,7 +155,7 @@ static enum rc sync_module(struct batch_env *env, const char *module, struct bat
 		snprintf(run->err, sizeof(run->err), "line items: %s", lerr);
 		goto out;
 	}
-	report(module, &res, &ls, zoho_credits_spent(env->zoho, ZOHO_EP__COUNT) - spent0);
+	report(module, &res, &ls, zoho_credits_spent(env->zoho, ZOHO_EP__COUNT) - spent0, &ctx);
 	run->details = xasprintf("{\"export_pages\": %d, \"first_page\": %d}", res.last_page,
 				 res.first_page);
 out:

@@ -256,6 +256,54 @@ static enum rc create_job(struct bulk_ctx *ctx, const char *module, int64_t from
 	return zoho_bulk_create(ctx->zoho, &q, job, created);
 }
 
+/* The first page's job of the module exported next (initial_sync), so
+ * that its minutes at Zoho pass while this module's pages are waited for,
+ * downloaded and merged. It is checkpointed in that module's sync_state
+ * as an initial export at page 1 with its job - what a run killed right
+ * after creating the job leaves - so that module's export takes it up.
+ * Only under that module's export lock, and never over an export of it in
+ * progress or left to resume. */
+static void ask_next_module(struct bulk_ctx *ctx, const char *module)
+{
+	const char *next = ctx->next_module;
+	long spent0 = zoho_credits_spent(ctx->zoho, ZOHO_EP__COUNT);
+	struct zoho_bulk_query q = {.module = next, .page = 1, .callback_url = ctx->cfg->callback_url};
+	struct sync_row row;
+	int64_t job = 0, created = 0;
+	bool got = false;
+
+	ctx->next_tried = true;
+	if (db_try_lock(ctx->data, "export", next, &got) != RC_OK || !got)
+		return;
+	/* What follows is the next module's: its log lines say so. */
+	log_set_module(next);
+	if (sync_get(ctx->data, next, &row) != RC_OK || row.bulk_page > 0)
+		goto out;
+	if (ctx->before_next && ctx->before_next(ctx, next) != RC_OK) {
+		log_warn("the first page is asked for in its turn, not ahead", "during=%s",
+			 log_q(module));
+		goto spent;
+	}
+	if (zoho_bulk_create(ctx->zoho, &q, &job, &created) != RC_OK) {
+		log_warn("cannot ask for the first page ahead; it is asked for in its turn",
+			 "during=%s err=%s", log_q(module), log_q(zoho_error(ctx->zoho)));
+		goto spent;
+	}
+	ctx->next_asked = true;
+	if (sync_set_bulk(ctx->data, next, "initial", 1, job, created ? created : (int64_t)time(NULL),
+			  0, 0) != RC_OK)
+		log_warn("cannot record the job asked for ahead", "during=%s err=%s",
+			 log_q(module), log_q(db_error(ctx->data)));
+	else
+		log_info("first page asked for ahead", "during=%s job=%" PRId64, log_q(module), job);
+spent:
+	ctx->credits_ahead += zoho_credits_spent(ctx->zoho, ZOHO_EP__COUNT) - spent0;
+out:
+	if (db_unlock(ctx->data, "export", next) != RC_OK)
+		log_debug("unlock failed (the session ends anyway)", "");
+	log_set_module(module);
+}
+
 /* Ask Zoho for the jobs of the pages after `page` that are known to exist
  * (up to last_known), at most [sync] bulk_jobs_ahead of them. A page is
  * known once the page before it said more_records, or - for an export of
@@ -266,6 +314,10 @@ static void top_up(struct bulk_ctx *ctx, const char *module, int64_t from, int64
 {
 	long want = ctx->cfg->bulk_jobs_ahead < AHEAD_MAX ? ctx->cfg->bulk_jobs_ahead : AHEAD_MAX;
 	bool added = false;
+
+	/* The next module's job, once asked for, is one of them. */
+	if (ctx->next_asked)
+		want--;
 
 	while (a->n < want && page + 1 + a->n <= last_known) {
 		int next = page + 1 + a->n;
@@ -285,6 +337,9 @@ static void top_up(struct bulk_ctx *ctx, const char *module, int64_t from, int64
 	if (added && ahead_save(ctx->data, module, a, page) != RC_OK)
 		log_warn("cannot record the jobs asked for ahead", "err=%s",
 			 log_q(db_error(ctx->data)));
+	/* This module's own pages first; then, with room left, the next's. */
+	if (ctx->next_module && !ctx->next_tried && a->n < want && !(ctx->stop && *ctx->stop))
+		ask_next_module(ctx, module);
 }
 
 /* How many pages the count says a whole-module export has (0: unknown). */

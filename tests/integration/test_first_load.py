@@ -9,7 +9,9 @@ next pages ([sync] bulk_jobs_ahead) while a page is downloaded and merged.
     or while it downloads and merges a page, resumes at its page, reuses
     every job Zoho still has (the page's and those ahead: no page gets a
     second job), never merges a page twice (the two runs' pages add up to
-    the export's) and converges to the truth.
+    the export's) and converges to the truth;
+  - with room in the key, the next module's first page is asked for while
+    a module's export waits, and that module's export takes the job up.
 
 No wall-clock limits: every wait is for a condition.
 """
@@ -19,6 +21,8 @@ import re
 import pytest
 
 from harness import scaled, wait_until
+from test_line_items import our_credits, sim_credits
+from truth import diff_table, format_diffs
 from test_initial_sync import (MODULE, bulk_creations, check_truth, finish, jobs,  # noqa: F401
                                jobs_per_page, killed, parse_zoho_time, runs, settle,
                                stack, start_program, sync_state, table_exists)
@@ -133,3 +137,39 @@ def test_kill_9_with_jobs_ahead_resumes(db, stack, zcrm_env, run_program, stage)
     assert got[:2] == [1, 2] and got[-2:] == [4, 5], got
     page1 = [j for j in jobs(sim) if j["page"] == 1][0]
     assert sync_state(db)["watermark"] == parse_zoho_time(page1["created_time"])
+
+
+@pytest.mark.parametrize("ahead", [0, 1])
+def test_next_module_first_page_asked_for_ahead(db, stack, zcrm_env, run_program, ahead):
+    """initial_sync of two modules: with room in [sync] bulk_jobs_ahead, the
+    next module's first page's job is asked for while the first module's
+    export waits for its own, so their minutes at Zoho overlap; the next
+    module's export takes that job up (one job per module, no credit
+    spent twice), the credits line says what was spent ahead, and both
+    tables equal the truth. 0 keeps one job at a time."""
+    sim, conf = stack("--modules", "Leads:300,Contacts:200", "--bulk-polls", "2", "--seed", "23",
+                      cfg={"sync": {"bulk_jobs_ahead": ahead, "modules": "Leads, Contacts"}})
+    r = run_program("batch/initial_sync", config=conf, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert sorted(j["module"] for j in jobs(sim)) == ["Contacts", "Leads"]
+    assert len(bulk_creations(sim)) == 2
+    stats = sim.control("GET", "/stats")
+    asked = re.search(r'module=Contacts msg="first page asked for ahead" during=Leads', r.stderr)
+    if ahead:
+        assert asked, r.stderr[-3000:]
+        # Asked while Leads' own job was at work, before its page merged.
+        assert asked.start() < r.stderr.index("page merged"), r.stderr
+        assert stats["jobs_running_max"] == 2, stats
+        # The job (50) and Contacts' channel, enabled before it (1).
+        assert re.search(r"credits spent: \d+ \(51 of them for Contacts, asked for ahead\)",
+                         r.stdout), r.stdout
+        enabled = [m.start() for m in re.finditer(r'module=Contacts msg="notification channel'
+                                                  r' enabled"', r.stderr)]
+        assert enabled and enabled[0] < asked.start(), r.stderr
+    else:
+        assert not asked and stats["jobs_running_max"] == 1, stats
+    assert our_credits(db) == sim_credits(sim)
+    for module in ("Leads", "Contacts"):
+        d = diff_table(db, sim.control("GET", "/truth/%s" % module), tombstones="allowed")
+        assert not d, "%s: %s" % (module, format_diffs(d, 25))
+    assert db.value("SELECT count(*) FROM zcrm.sync_state WHERE bulk_page IS NOT NULL") == 0
