@@ -70,8 +70,8 @@ static void report(const char *module, const struct bulk_result *res,
 		       ls->stale, ls->listing ? "the subform listing" : "single-record GETs",
 		       ls->calls);
 	if (ctx->credits_ahead)
-		printf("  credits spent: %ld (%ld of them for %s, asked for ahead)\n",
-		       spent, ctx->credits_ahead, ctx->next_module);
+		printf("  credits spent: %ld (%ld of them on the next modules' first pages,"
+		       " asked for ahead)\n", spent, ctx->credits_ahead);
 	else
 		printf("  credits spent: %ld\n", spent);
 	log_info("initial sync done", "pages=%d export_pages=%d first_page=%d rows=%ld applied=%ld"
@@ -79,16 +79,19 @@ static void report(const char *module, const struct bulk_result *res,
 		 res->first_page, res->rows_seen, res->rows_applied, wm, ls->lines, spent);
 }
 
-/* The module this run exports after module (NULL: none), whose first
- * page's job may be asked for ahead (bulk.h: next_module). */
-static const char *next_module(const struct batch_env *env, const char *module)
+/* The modules this run exports after module, in order (bulk.h:
+ * next_modules): *n of them, pointing into mods. */
+static const char *const *modules_after(const struct batch_env *env, const char *module,
+					const char **mods, size_t *n)
 {
-	const char *mods[CFG_MAX_MODULES];
-	size_t n = batch_modules(env, mods, CFG_MAX_MODULES);
+	size_t all = batch_modules(env, mods, CFG_MAX_MODULES);
 
-	for (size_t i = 0; i + 1 < n; i++)
-		if (!strcmp(mods[i], module))
-			return mods[i + 1];
+	for (size_t i = 0; i < all; i++)
+		if (!strcmp(mods[i], module)) {
+			*n = all - i - 1;
+			return mods + i + 1;
+		}
+	*n = 0;
 	return NULL;
 }
 
@@ -120,7 +123,8 @@ static enum rc sync_module(struct batch_env *env, const char *module, struct bat
 	if (rc)
 		goto out;
 	struct bulk_ctx ctx = batch_bulk_ctx(env, run->id);
-	ctx.next_module = next_module(env, module);
+	const char *mods[CFG_MAX_MODULES];
+	ctx.next_modules = modules_after(env, module, mods, &ctx.n_next);
 	if (!batch_flag(env, "no-channel")) {
 		ctx.before_next = enable_next;
 		ctx.before_next_arg = env;

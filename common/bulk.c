@@ -256,29 +256,35 @@ static enum rc create_job(struct bulk_ctx *ctx, const char *module, int64_t from
 	return zoho_bulk_create(ctx->zoho, &q, job, created);
 }
 
-/* The first page's job of the module exported next (initial_sync), so
- * that its minutes at Zoho pass while this module's pages are waited for,
- * downloaded and merged. It is checkpointed in that module's sync_state
- * as an initial export at page 1 with its job - what a run killed right
- * after creating the job leaves - so that module's export takes it up.
- * Only under that module's export lock, and never over an export of it in
- * progress or left to resume. */
-static void ask_next_module(struct bulk_ctx *ctx, const char *module)
+/* The first page's job of a module exported after this one (initial_sync),
+ * so that its minutes at Zoho pass while this module's pages are waited
+ * for, downloaded and merged. It is checkpointed in that module's
+ * sync_state as an initial export at page 1 with its job - what a run
+ * killed right after creating the job leaves - so that module's export
+ * takes it up. Only under that module's export lock, and never over an
+ * export of it in progress or left to resume. True when that module's
+ * first page is now at work at Zoho: asked for here, or earlier (by the
+ * module before, or a run that stopped) - either way one of the jobs the
+ * budget counts. */
+static bool ask_ahead_for(struct bulk_ctx *ctx, const char *module, const char *next)
 {
-	const char *next = ctx->next_module;
 	long spent0 = zoho_credits_spent(ctx->zoho, ZOHO_EP__COUNT);
 	struct zoho_bulk_query q = {.module = next, .page = 1, .callback_url = ctx->cfg->callback_url};
 	struct sync_row row;
 	int64_t job = 0, created = 0;
-	bool got = false;
+	bool got = false, at_work = false;
 
-	ctx->next_tried = true;
 	if (db_try_lock(ctx->data, "export", next, &got) != RC_OK || !got)
-		return;
-	/* What follows is the next module's: its log lines say so. */
+		return false;
+	/* What follows is that module's: its log lines say so. */
 	log_set_module(next);
-	if (sync_get(ctx->data, next, &row) != RC_OK || row.bulk_page > 0)
+	if (sync_get(ctx->data, next, &row) != RC_OK)
 		goto out;
+	if (row.bulk_page > 0) {
+		at_work = !strcmp(row.bulk_kind, "initial") && row.bulk_page == 1 && row.bulk_job_id &&
+			  !row.bulk_from && !row.bulk_to;
+		goto out;
+	}
 	if (ctx->before_next && ctx->before_next(ctx, next) != RC_OK) {
 		log_warn("the first page is asked for in its turn, not ahead", "during=%s",
 			 log_q(module));
@@ -289,7 +295,7 @@ static void ask_next_module(struct bulk_ctx *ctx, const char *module)
 			 "during=%s err=%s", log_q(module), log_q(zoho_error(ctx->zoho)));
 		goto spent;
 	}
-	ctx->next_asked = true;
+	at_work = true;
 	if (sync_set_bulk(ctx->data, next, "initial", 1, job, created ? created : (int64_t)time(NULL),
 			  0, 0) != RC_OK)
 		log_warn("cannot record the job asked for ahead", "during=%s err=%s",
@@ -302,23 +308,24 @@ out:
 	if (db_unlock(ctx->data, "export", next) != RC_OK)
 		log_debug("unlock failed (the session ends anyway)", "");
 	log_set_module(module);
+	return at_work;
 }
 
 /* Ask Zoho for the jobs of the pages after `page` that are known to exist
  * (up to last_known), at most [sync] bulk_jobs_ahead of them. A page is
  * known once the page before it said more_records, or - for an export of
  * the whole module - from the record count. A job that cannot be created
- * now is not an error: its page creates it when its turn comes. */
+ * now is not an error: its page creates it when its turn comes. Room left
+ * goes to the first pages of the modules exported after this one, in
+ * their order (initial_sync: bulk_ctx.next_modules). */
 static void top_up(struct bulk_ctx *ctx, const char *module, int64_t from, int64_t to, int page,
 		   int last_known, struct ahead *a)
 {
 	long want = ctx->cfg->bulk_jobs_ahead < AHEAD_MAX ? ctx->cfg->bulk_jobs_ahead : AHEAD_MAX;
 	bool added = false;
 
-	/* The next module's job, once asked for, is one of them. */
-	if (ctx->next_asked)
-		want--;
-
+	/* The next modules' jobs, once at work, are some of them. */
+	want -= ctx->next_at_work;
 	while (a->n < want && page + 1 + a->n <= last_known) {
 		int next = page + 1 + a->n;
 		int64_t job = 0, created = 0;
@@ -338,8 +345,12 @@ static void top_up(struct bulk_ctx *ctx, const char *module, int64_t from, int64
 		log_warn("cannot record the jobs asked for ahead", "err=%s",
 			 log_q(db_error(ctx->data)));
 	/* This module's own pages first; then, with room left, the next's. */
-	if (ctx->next_module && !ctx->next_tried && a->n < want && !(ctx->stop && *ctx->stop))
-		ask_next_module(ctx, module);
+	while (ctx->next_tried < ctx->n_next && a->n < want && !(ctx->stop && *ctx->stop)) {
+		if (ask_ahead_for(ctx, module, ctx->next_modules[ctx->next_tried++])) {
+			ctx->next_at_work++;
+			want--;
+		}
+	}
 }
 
 /* How many pages the count says a whole-module export has (0: unknown). */

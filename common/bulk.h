@@ -40,11 +40,13 @@ struct bulk_ctx {
 	 * (> 0); else a whole-module export asks for it when it plans jobs
 	 * ahead ([sync] bulk_jobs_ahead). */
 	int64_t record_count;
-	/* initial_sync: the module it exports next (NULL: none). While the
-	 * budget of [sync] bulk_jobs_ahead has room, its first page's job is
-	 * asked for during this export, so that the two modules' minutes at
-	 * Zoho overlap; credits_ahead counts what that cost. */
-	const char *next_module;
+	/* initial_sync: the modules it exports after this one, in order.
+	 * While the budget of [sync] bulk_jobs_ahead has room after this
+	 * module's own pages, their first pages' jobs are asked for during
+	 * this export, so that the modules' minutes at Zoho overlap;
+	 * credits_ahead counts what that cost. */
+	const char *const *next_modules;
+	size_t n_next;
 	/* Called for it under its export lock just before its job is asked
 	 * for (initial_sync: enable its notification channel, so that no
 	 * change after the job's snapshot waits for incremental_sync); an
@@ -52,8 +54,8 @@ struct bulk_ctx {
 	enum rc (*before_next)(struct bulk_ctx *ctx, const char *module);
 	void *before_next_arg;
 	long credits_ahead;
-	bool next_tried;        /* internal: asked for once at most */
-	bool next_asked;        /* internal: and given; it counts in the budget */
+	size_t next_tried;      /* internal: next_modules asked for so far */
+	long next_at_work;      /* internal: of them, jobs at work (in the budget) */
 };
 
 struct bulk_result {

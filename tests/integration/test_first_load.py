@@ -139,37 +139,46 @@ def test_kill_9_with_jobs_ahead_resumes(db, stack, zcrm_env, run_program, stage)
     assert sync_state(db)["watermark"] == parse_zoho_time(page1["created_time"])
 
 
-@pytest.mark.parametrize("ahead", [0, 1])
-def test_next_module_first_page_asked_for_ahead(db, stack, zcrm_env, run_program, ahead):
-    """initial_sync of two modules: with room in [sync] bulk_jobs_ahead, the
-    next module's first page's job is asked for while the first module's
-    export waits for its own, so their minutes at Zoho overlap; the next
-    module's export takes that job up (one job per module, no credit
-    spent twice), the credits line says what was spent ahead, and both
-    tables equal the truth. 0 keeps one job at a time."""
-    sim, conf = stack("--modules", "Leads:300,Contacts:200", "--bulk-polls", "2", "--seed", "23",
-                      cfg={"sync": {"bulk_jobs_ahead": ahead, "modules": "Leads, Contacts"}})
+@pytest.mark.parametrize("ahead", [0, 1, 2])
+def test_next_modules_first_pages_asked_for_ahead(db, stack, zcrm_env, run_program, ahead):
+    """initial_sync of three one-page modules: the budget of [sync]
+    bulk_jobs_ahead that a module's own pages leave goes to the first pages
+    of the modules after it, each asked for (its channel enabled first)
+    while the module before waits for its own job, so their minutes at
+    Zoho overlap: with 1, two jobs at work at once, with 2 all three. Each
+    module's export takes its job up (one job per module, no credit spent
+    twice), the credits line says what was spent ahead, and every table
+    equals the truth. 0 keeps one job at a time."""
+    mods = ["Leads", "Contacts", "Deals"]
+    sim, conf = stack("--modules", "Leads:300,Contacts:200,Deals:100", "--bulk-polls", "2",
+                      "--seed", "23",
+                      cfg={"sync": {"bulk_jobs_ahead": ahead, "modules": ", ".join(mods)}})
     r = run_program("batch/initial_sync", config=conf, timeout=180)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert sorted(j["module"] for j in jobs(sim)) == ["Contacts", "Leads"]
-    assert len(bulk_creations(sim)) == 2
+    assert sorted(j["module"] for j in jobs(sim)) == sorted(mods)
+    assert len(bulk_creations(sim)) == 3
     stats = sim.control("GET", "/stats")
-    asked = re.search(r'module=Contacts msg="first page asked for ahead" during=Leads', r.stderr)
-    if ahead:
-        assert asked, r.stderr[-3000:]
-        # Asked while Leads' own job was at work, before its page merged.
-        assert asked.start() < r.stderr.index("page merged"), r.stderr
-        assert stats["jobs_running_max"] == 2, stats
-        # The job (50) and Contacts' channel, enabled before it (1).
-        assert re.search(r"credits spent: \d+ \(51 of them for Contacts, asked for ahead\)",
-                         r.stdout), r.stdout
-        enabled = [m.start() for m in re.finditer(r'module=Contacts msg="notification channel'
-                                                  r' enabled"', r.stderr)]
-        assert enabled and enabled[0] < asked.start(), r.stderr
+    assert stats["jobs_running_max"] == ahead + 1, stats
+    asked = {m.group(1): m for m in re.finditer(
+        r'module=(\w+) msg="first page asked for ahead" during=(\w+)', r.stderr)}
+    if ahead == 0:
+        assert not asked and "asked for ahead)" not in r.stdout, r.stdout
     else:
-        assert not asked and stats["jobs_running_max"] == 1, stats
+        assert sorted(asked) == ["Contacts", "Deals"], r.stderr[-3000:]
+        # Leads asks for Contacts (and with 2 for Deals too) before its own
+        # page is merged; with 1, Contacts asks for Deals in its turn.
+        assert asked["Contacts"].group(2) == "Leads"
+        assert asked["Deals"].group(2) == ("Leads" if ahead == 2 else "Contacts")
+        assert asked["Contacts"].start() < r.stderr.index("page merged"), r.stderr
+        # Each job (50) after its module's channel (1).
+        for mod, m in asked.items():
+            on = re.search(r'module=%s msg="notification channel enabled"' % mod, r.stderr)
+            assert on and on.start() < m.start(), r.stderr
+        leads_ahead = 51 * (2 if ahead == 2 else 1)
+        assert re.search(r"credits spent: \d+ \(%d of them on the next modules' first pages,"
+                         r" asked for ahead\)" % leads_ahead, r.stdout), r.stdout
     assert our_credits(db) == sim_credits(sim)
-    for module in ("Leads", "Contacts"):
+    for module in mods:
         d = diff_table(db, sim.control("GET", "/truth/%s" % module), tombstones="allowed")
         assert not d, "%s: %s" % (module, format_diffs(d, 25))
     assert db.value("SELECT count(*) FROM zcrm.sync_state WHERE bulk_page IS NOT NULL") == 0
