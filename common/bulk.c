@@ -344,7 +344,11 @@ static void top_up(struct bulk_ctx *ctx, const char *module, int64_t from, int64
 	if (added && ahead_save(ctx->data, module, a, page) != RC_OK)
 		log_warn("cannot record the jobs asked for ahead", "err=%s",
 			 log_q(db_error(ctx->data)));
-	/* This module's own pages first; then, with room left, the next's. */
+	/* This module's own pages first: only once the record count has told
+	 * them all and each has its job does room go to the next modules
+	 * (their jobs cannot give it back to a page found later). */
+	if (last_known <= 0 || page + a->n < last_known)
+		return;
 	while (ctx->next_tried < ctx->n_next && a->n < want && !(ctx->stop && *ctx->stop)) {
 		if (ask_ahead_for(ctx, module, ctx->next_modules[ctx->next_tried++])) {
 			ctx->next_at_work++;
