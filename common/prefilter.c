@@ -185,7 +185,7 @@ void prefilter_put(struct prefilter *pf, const char *bytes, size_t len)
  * ask about (c->ids NULL if not). */
 static void lookup_prepare(struct prefilter *pf, struct chunk *c)
 {
-	size_t n = 0, room = c->nrecs ? c->nrecs : 1;
+	size_t n = 0, room;
 	int64_t *ids;
 	const char **mts;
 	size_t *lens;
