@@ -272,8 +272,9 @@ def table(results, records):
 def markdown(head, rows, meta):
     out = ["## Bulk merge", "",
            "One Bulk Read page through `tools/load_page --zip` (the code initial_sync runs",
-           "after a download: inflate → `COPY` into text staging tables, chunk by chunk, each",
-           "merged by one statement), against the ceiling of loading the same CSV with `psql \\copy` into an",
+           "after a download: inflate → drop the rows the rule refuses on their key → `COPY` the",
+           "rest into text staging tables, chunk by chunk, each merged by one statement), against",
+           "the ceiling of loading the same CSV with `psql \\copy` into an",
            "UNLOGGED all-text table. %s of %d runs (interleaved); `make bench-bulk` regenerates"
            % ("Fastest" if meta["stat"] == "min" else "Median", meta["repeat"]),
            "this section (`bench/bench_bulk.py`, see `bench/README.md`).", "",
