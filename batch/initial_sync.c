@@ -41,7 +41,7 @@ static enum rc ensure_table(struct batch_env *env, const char *module, int64_t r
 
 /* What the export and the steps after it did: stdout and the log. */
 static void report(const char *module, const struct bulk_result *res,
-		   const struct fetch_after_bulk_stats *ls, long spent, const struct bulk_ctx *ctx)
+		   const struct fetch_after_bulk_stats *ls, long spent, long spent_ahead)
 {
 	char wm[32];
 	time_t t = (time_t)res->started;
@@ -69,9 +69,9 @@ static void report(const char *module, const struct bulk_result *res,
 		printf("  line items: %ld lines of %ld records by %s, %ld call(s)\n", ls->lines,
 		       ls->stale, ls->listing ? "the subform listing" : "single-record GETs",
 		       ls->calls);
-	if (ctx->credits_ahead)
+	if (spent_ahead)
 		printf("  credits spent: %ld (%ld of them on the next modules' first pages,"
-		       " asked for ahead)\n", spent, ctx->credits_ahead);
+		       " asked for ahead)\n", spent, spent_ahead);
 	else
 		printf("  credits spent: %ld\n", spent);
 	log_info("initial sync done", "pages=%d export_pages=%d first_page=%d rows=%ld applied=%ld"
@@ -159,7 +159,8 @@ static enum rc sync_module(struct batch_env *env, const char *module, struct bat
 		snprintf(run->err, sizeof(run->err), "line items: %s", lerr);
 		goto out;
 	}
-	report(module, &res, &ls, zoho_credits_spent(env->zoho, ZOHO_EP__COUNT) - spent0, &ctx);
+	report(module, &res, &ls, zoho_credits_spent(env->zoho, ZOHO_EP__COUNT) - spent0,
+	       ctx.credits_ahead);
 	run->details = xasprintf("{\"export_pages\": %d, \"first_page\": %d}", res.last_page,
 				 res.first_page);
 out:

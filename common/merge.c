@@ -280,14 +280,12 @@ char *merge_refused_sql(struct db *db, const struct module_schema *schema, enum 
 			int64_t tie_before)
 {
 	struct merge_parts p = {.rule = rule, .tie_before = tie_before};
-	enum field_kind mt_kind = FIELD_DATETIME;
+	const struct zcolumn *mt = schema_column(schema, "Modified_Time");
 	struct buf b = {0};
 
-	for (size_t i = 0; i < schema->ncols; i++)
-		if (!strcmp(schema->cols[i].column, "modified_time"))
-			mt_kind = schema->cols[i].kind;
+	/* Cast as the merge casts the staged cell (parts_init). */
 	char *qtable = db_quote_ident(db, schema->table);
-	char *cast = schema_cast_expr(mt_kind, "u.mt");
+	char *cast = schema_cast_expr(mt ? mt->kind : FIELD_DATETIME, "u.mt");
 	buf_printf(&b,
 		   "SELECT k.i FROM (SELECT u.id, %s AS modified_time, u.i\n"
 		   "  FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY u(id, mt, i)) k\n"

@@ -122,7 +122,7 @@ struct chunk {
 	struct prefilter_record *recs;
 	size_t cap, nrecs;
 	size_t *asked;    /* position in the lookup (0-based) -> record */
-	size_t asked_cap;
+	size_t nasked, asked_cap;
 	char *ids, *mts;  /* the lookup's parameters, until sent */
 	bool pending;     /* cut, not emitted yet */
 	bool in_flight;   /* its lookup sent, not collected */
@@ -214,6 +214,7 @@ static void lookup_prepare(struct prefilter *pf, struct chunk *c)
 		lens[n] = r->mt_len;
 		n++;
 	}
+	c->nasked = n;
 	if (n > 0) {
 		c->ids = db_int64_array(ids, n);
 		c->mts = db_text_array(mts, lens, n);
@@ -263,7 +264,7 @@ static void lookup_collect(struct prefilter *pf, struct chunk *c)
 	}
 	for (int row = 0; row < db_res_rows(res); row++) {
 		long pos = strtol(db_res_get(res, row, 0), NULL, 10);
-		if (pos >= 1 && (size_t)pos <= c->nrecs)
+		if (pos >= 1 && (size_t)pos <= c->nasked)
 			pf->refused[c->asked[pos - 1]] = true;
 	}
 	db_res_free(res);
@@ -307,7 +308,7 @@ static enum rc emit_chunk(struct prefilter *pf, struct chunk *c, prefilter_emit_
 		pf->unhelpful = true;
 	rc = emit(ctx, &k, err, errlen);
 	buf_reset(&c->bytes);
-	c->nrecs = 0;
+	c->nrecs = c->nasked = 0;
 	c->pending = c->whole = false;
 	return rc;
 }
